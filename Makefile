@@ -1,0 +1,44 @@
+# Two commands do everything: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+PORT   ?= 8501
+HOST   ?= 127.0.0.1
+TORCH_PIN ?= torch==2.13.0
+# The stamp is keyed by the hash of every install input, so a ready venv installs nothing again.
+REQ_HASH := $(shell cat requirements.txt requirements-dev.txt Makefile 2>/dev/null | sha256sum | cut -c1-16)
+STAMP  := $(VENV)/.installed-$(REQ_HASH)
+
+.PHONY: run test venv lint format demo clean bench-quick
+
+venv: $(STAMP)
+
+$(STAMP):
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH_PIN)"
+	$(PIP) install --quiet -r requirements.txt
+	$(PIP) install --quiet -r requirements-dev.txt
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+test: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+run: venv
+	$(PY) -m storage seed-demo
+	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+lint: venv
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench-quick: venv
+	$(PY) benchmarks/sparse_vs_dense.py --quick
+	$(PY) benchmarks/active_vs_random.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
