@@ -1,0 +1,75 @@
+"""SPOCO Studio entry point: log-in, the project picker and navigation between the pages.
+
+Run with `streamlit run app.py`. Environment: SPOCO_DATA_DIR (data directory, default ./data),
+SPOCO_ADMIN_USER / SPOCO_ADMIN_PASSWORD (first admin), SPOCO_NO_WORKER=1 (do not spawn the
+training worker), SPOCO_TRAIN_PRESET=tiny (seconds-long training jobs, for demos and tests).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _session as session
+from pages._login import render_login
+from storage.records import User
+from storage.service import Studio
+
+
+def _project_picker(studio: Studio, user: User) -> str | None:
+    """Sidebar choice among the user's own projects; returns the user's role in the chosen one."""
+    projects = studio.list_projects(user)
+    pending = st.session_state.pop(session.SELECT_PROJECT, None)
+    ids = [p.id for p in projects]
+    if pending in ids:
+        st.session_state[session.PROJECT_ID] = pending
+    elif st.session_state.get(session.PROJECT_ID) not in ids:
+        st.session_state[session.PROJECT_ID] = ids[0] if ids else None
+    if not projects:
+        st.sidebar.caption("You are not in any project yet.")
+        return None
+    names = {p.id: p.name for p in projects}
+    project_id = st.sidebar.selectbox(
+        "Project", ids, format_func=lambda pid: names.get(pid, str(pid)), key=session.PROJECT_ID
+    )
+    return studio.role(user, project_id)
+
+
+def _page(file: str, title: str, icon: str, url_path: str, default: bool = False) -> st.Page:
+    """URL paths deliberately differ from the file names: Streamlit treats a `pages/` folder as a
+    legacy multipage app until `st.navigation` runs, and a URL matching a file there would run that
+    page *without* this script (no log-in check, no sidebar). Distinct paths always route here first."""
+    return st.Page(f"pages/{file}", title=title, icon=icon, url_path=url_path, default=default)
+
+
+def _pages(user: User, role: str | None) -> list[st.Page]:
+    """Only pages whose actions the user may take; the service layer checks again on every call."""
+    pages = [_page("projects.py", "Projects", ":material/folder:", "home", default=True)]
+    if role is not None:
+        pages.append(_page("annotate.py", "Annotate", ":material/draw:", "label"))
+    if role == "lead":
+        pages.append(_page("train.py", "Train", ":material/model_training:", "training"))
+        pages.append(_page("export.py", "Export", ":material/download:", "download"))
+    if user.is_admin:
+        pages.append(_page("admin.py", "Users", ":material/group:", "users"))
+    return pages
+
+
+def main() -> None:
+    st.set_page_config(page_title="SPOCO Studio", page_icon=":material/biotech:", layout="wide")
+    session.bootstrap()
+    studio = session.get_studio()
+    user = session.current_user(studio)
+    if user is None:
+        st.navigation([st.Page(render_login, title="Log in", icon=":material/login:")]).run()
+        return
+    with st.sidebar:
+        st.markdown("**SPOCO Studio**")
+        st.text(f"Logged in as {user.username}" + (" (admin)" if user.is_admin else ""))
+        if st.button("Log out", key="logout", icon=":material/logout:"):
+            session.log_out()
+            st.rerun()
+    role = _project_picker(studio, user)
+    st.navigation(_pages(user, role)).run()
+
+
+main()

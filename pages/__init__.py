@@ -1,0 +1,1 @@
+"""Streamlit pages of SPOCO Studio; modules starting with `_` are helpers, not pages."""

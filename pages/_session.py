@@ -1,0 +1,111 @@
+"""Per-server resources (the Studio, the worker) and per-browser-session state (who is logged in,
+which project is open). Session state holds ids only, never a password."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+from storage.records import Project, User
+from storage.service import Studio
+
+USER_ID = "user_id"
+USERNAME = "username"
+PROJECT_ID = "project_id"
+SELECT_PROJECT = "_select_project"  # set by a page to switch the sidebar picker on the next run
+
+
+def data_dir() -> str:
+    """The data directory this server uses (SPOCO_DATA_DIR, default ./data), as a cache key."""
+    return str(Path(os.environ.get("SPOCO_DATA_DIR", "data")).resolve())
+
+
+@st.cache_resource(show_spinner=False)
+def _open_studio(directory: str) -> Studio:
+    return Studio.open(directory)
+
+
+def get_studio() -> Studio:
+    """One Studio per server process and data directory."""
+    return _open_studio(data_dir())
+
+
+@st.cache_resource(show_spinner=False)
+def _bootstrap(directory: str) -> bool:
+    """Once per server start: make sure an admin exists and a training worker runs in its own process."""
+    studio = _open_studio(directory)
+    username = os.environ.get("SPOCO_ADMIN_USER", "admin")
+    generated = studio.ensure_admin(username, os.environ.get("SPOCO_ADMIN_PASSWORD") or None)
+    if generated:
+        # Only the server's console sees it: never show a password in a page anyone can open.
+        print(f"SPOCO Studio: created admin {username!r} with password {generated}", file=sys.stderr)
+    if not worker_disabled():
+        studio.ensure_worker()
+    return True
+
+
+def bootstrap() -> None:
+    _bootstrap(data_dir())
+
+
+def worker_disabled() -> bool:
+    """SPOCO_NO_WORKER=1 keeps the app from spawning a worker (page tests, or a worker run elsewhere)."""
+    return os.environ.get("SPOCO_NO_WORKER", "").strip().lower() in ("1", "true", "yes")
+
+
+def log_in(user: User) -> None:
+    st.session_state[USER_ID] = user.id
+    st.session_state[USERNAME] = user.username
+
+
+def log_out() -> None:
+    for key in list(st.session_state.keys()):
+        del st.session_state[key]
+
+
+def current_user(studio: Studio) -> User | None:
+    """The logged-in user, looked up fresh each run so a disabled account stops working at once."""
+    user_id = st.session_state.get(USER_ID)
+    if user_id is None:
+        return None
+    user = studio.get_user(user_id)
+    if user is None or user.disabled:
+        log_out()
+        return None
+    return user
+
+
+def current_project(studio: Studio, user: User) -> Project | None:
+    """The project picked in the sidebar, if the user may still open it."""
+    project_id = st.session_state.get(PROJECT_ID)
+    if project_id is None:
+        return None
+    for project in studio.list_projects(user):
+        if project.id == project_id:
+            return project
+    return None
+
+
+def require() -> tuple[Studio, User]:
+    """For pages: the Studio and the logged-in user (app.py only runs pages for a logged-in user)."""
+    studio = get_studio()
+    user = current_user(studio)
+    if user is None:
+        st.stop()
+    return studio, user
+
+
+def require_project(role: str | None = None) -> tuple[Studio, User, Project]:
+    """For pages that work inside the current project; `role="lead"` for lead-only pages."""
+    studio, user = require()
+    project = current_project(studio, user)
+    if project is None:
+        st.info("Pick a project in the sidebar (or create one on the Projects page).")
+        st.stop()
+    if role is not None and studio.role(user, project.id) != role:
+        st.error("Only a lead of this project can use this page.")
+        st.stop()
+    return studio, user, project

@@ -1,0 +1,170 @@
+"""Projects page: create a project; for leads of the current project, add images (upload or a
+server folder) and members; for everyone in it, the images and who labelled how much."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _render as render
+from pages import _session as session
+from pages._feedback import show_error
+from pages._jobs import fmt_time
+from pages._text import md
+from storage.errors import StudioError
+from storage.records import Project, User
+from storage.service import Studio
+
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
+THUMBS_PER_PAGE = 24
+
+
+def _create_project(studio: Studio, user: User) -> None:
+    with st.expander("Create a project", expanded=not studio.list_projects(user)):
+        with st.form("create_project", clear_on_submit=True):
+            name = st.text_input("Name", key="new_project_name")
+            description = st.text_area("Description", key="new_project_description", height=80)
+            if not st.form_submit_button("Create project", type="primary"):
+                return
+        try:
+            project = studio.create_project(user, name.strip(), description.strip())
+        except StudioError as exc:
+            show_error(exc)
+            return
+        st.session_state[session.SELECT_PROJECT] = project.id
+        st.session_state["_flash"] = f"Created project {md(project.name)}."
+        st.rerun()
+
+
+def _report(added: int, errors: list[str]) -> None:
+    """Per-file outcome: successes counted, every failure listed (escaped: it names the file)."""
+    if added:
+        st.success(f"Added {added} image(s).")
+    for error in errors:
+        st.error(md(error))
+
+
+def _add_images(studio: Studio, user: User, project: Project) -> None:
+    st.subheader("Add images")
+    upload_tab, folder_tab = st.tabs(["Upload files", "From a server folder"])
+    with upload_tab, st.form("upload_images", clear_on_submit=True):
+        files = st.file_uploader(
+            "PNG, JPEG or TIFF (16-bit and multi-channel TIFF are fine)",
+            type=UPLOAD_TYPES,
+            accept_multiple_files=True,
+            key="upload_files",
+        )
+        if st.form_submit_button("Add uploaded images", type="primary") and files:
+            added, errors = 0, []
+            progress = st.progress(0.0)
+            for i, file in enumerate(files, start=1):
+                try:
+                    studio.add_image(user, project.id, file.name, file.getvalue())
+                    added += 1
+                except StudioError as exc:
+                    errors.append(str(exc))
+                progress.progress(i / len(files))
+            _report(added, errors)
+    with folder_tab, st.form("folder_images"):
+        folder = st.text_input("Folder on the server", key="upload_folder")
+        if st.form_submit_button("Add images from folder") and folder.strip():
+            try:
+                infos, errors = studio.add_images_from_folder(user, project.id, folder.strip())
+                _report(len(infos), errors)
+            except StudioError as exc:
+                show_error(exc)
+
+
+def _members(studio: Studio, user: User, project: Project) -> None:
+    st.subheader("Members")
+    with st.form("add_member", clear_on_submit=True):
+        col_name, col_role, col_go = st.columns([3, 2, 1], vertical_alignment="bottom")
+        username = col_name.text_input("Username", key="member_username")
+        role = col_role.selectbox("Role", ["annotator", "lead"], key="member_role")
+        if col_go.form_submit_button("Add member") and username.strip():
+            try:
+                studio.add_member(user, project.id, username.strip(), role)
+                st.success(f"{md(username.strip())} is now {role} of this project.")
+            except StudioError as exc:
+                show_error(exc)
+
+
+def _stats(studio: Studio, user: User, project: Project) -> None:
+    stats = studio.project_stats(user, project.id)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Images", stats.get("n_images", 0))
+    c2.metric("Labelled objects", stats.get("n_objects", 0))
+    c3.metric("Background marks", stats.get("n_background", 0))
+    per_annotator = stats.get("per_annotator") or []
+    if per_annotator:
+        st.markdown("**Per annotator**")
+        st.dataframe(
+            [
+                {
+                    "annotator": row.get("username"),
+                    "objects": row.get("n_objects", 0),
+                    "background marks": row.get("n_background", 0),
+                    "accepted suggestions": row.get("n_accepted", 0),
+                    "corrected": row.get("n_corrected", 0),
+                    "minutes spent": round(float(row.get("seconds") or 0) / 60, 1),
+                }
+                for row in per_annotator
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+
+
+def _images(studio: Studio, user: User, project: Project) -> None:
+    images = studio.list_images(user, project.id)
+    st.subheader(f"Images ({len(images)})")
+    if not images:
+        st.caption("No images yet.")
+        return
+    st.dataframe(
+        [
+            {
+                "id": im.id,
+                "name": im.name,
+                "size": f"{im.width}×{im.height}",
+                "channels": im.channels,
+                "dtype": im.dtype,
+                "objects": im.n_objects,
+                "background marks": im.n_background,
+                "added": fmt_time(im.created_at),
+            }
+            for im in images
+        ],
+        hide_index=True,
+        width="stretch",
+    )
+    pages = max(1, -(-len(images) // THUMBS_PER_PAGE))
+    page = st.number_input("Thumbnail page", 1, pages, 1, key="thumb_page") if pages > 1 else 1
+    shown = images[(page - 1) * THUMBS_PER_PAGE : page * THUMBS_PER_PAGE]
+    cols = st.columns(6)
+    for i, im in enumerate(shown):
+        with cols[i % 6]:
+            st.image(render.thumbnail_png(studio, user, im.id), width="stretch")
+            st.caption(f"{md(im.name)} · {im.n_objects} obj")
+
+
+studio, user = session.require()
+st.title("Projects")
+if flash := st.session_state.pop("_flash", None):
+    st.success(flash)
+_create_project(studio, user)
+
+project = session.current_project(studio, user)
+if project is None:
+    st.info("Pick a project in the sidebar.")
+    st.stop()
+
+st.header(md(project.name), anchor=False)
+if project.description:
+    st.text(project.description)
+role = studio.role(user, project.id)
+st.caption(f"Your role: {role}")
+_stats(studio, user, project)
+if role == "lead":
+    _add_images(studio, user, project)
+    _members(studio, user, project)
+_images(studio, user, project)

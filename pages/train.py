@@ -1,0 +1,136 @@
+"""Training page (leads): start a training job (run by the worker process), watch its progress and
+loss, cancel it, and pick which model version drives predictions and suggestions."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _jobs as jobs
+from pages import _session as session
+from pages._feedback import show_error
+from storage.errors import StudioError
+from storage.records import Job, Project, User
+from storage.service import Studio
+
+
+@st.cache_resource(show_spinner=False)
+def _gpu_name() -> str | None:
+    """torch is imported lazily: only this page needs it, and the import costs a second."""
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+
+
+def _start_form(studio: Studio, user: User, project: Project) -> None:
+    defaults = jobs.preset()
+    with st.form("start_training"):
+        iterations = st.number_input(
+            "Iterations",
+            min_value=1,
+            max_value=100_000,
+            value=defaults.iterations,
+            step=50,
+            key="train_iters",
+        )
+        started = st.form_submit_button("Start training", type="primary")
+    if not started:
+        return
+    try:
+        job = studio.enqueue_training(user, project.id, iterations=int(iterations), params=defaults.params)
+    except StudioError as exc:
+        show_error(exc)
+        return
+    if not session.worker_disabled():
+        studio.ensure_worker()
+    st.success(f"Training job {job.id} queued ({job.total or int(iterations)} iterations).")
+
+
+def _prediction_status(all_jobs: list[Job]) -> None:
+    """After training the worker predicts every image and ranks suggestions: say so while it runs."""
+    job = jobs.watched_job(all_jobs, kind="predict")
+    if job is not None and job.status in jobs.ACTIVE:
+        done = f" ({job.iteration} of {job.total} images)" if job.total else ""
+        st.caption(f"Updating predictions and suggestions: {job.status}{done}.")
+
+
+def _progress_panel(studio: Studio, user: User, project: Project) -> None:
+    all_jobs = studio.list_jobs(user, project.id)
+    _prediction_status(all_jobs)
+    job = jobs.watched_job(all_jobs)
+    if job is None:
+        st.caption("No training job yet.")
+        return
+    st.markdown(f"**Job {job.id}**: {job.status}, iteration {job.iteration} of {job.total}")
+    st.progress(min(max(float(job.progress), 0.0), 1.0))
+    if job.error:
+        st.error("The job failed:")
+        st.code(job.error, language=None)
+    if job.loss_history:
+        st.line_chart(jobs.loss_rows(job.loss_history), x="iteration", height=260)
+    if job.status in jobs.ACTIVE:
+        if job.cancel_requested:
+            st.caption("Cancel requested; the worker stops at the next iteration.")
+        elif st.button("Cancel training", key=f"cancel_{job.id}"):
+            try:
+                studio.cancel_job(user, job.id)
+            except StudioError as exc:
+                show_error(exc)
+    # A job that just ended produced a model version: refresh the whole page to list it (and to stop
+    # polling once nothing is queued or running).
+    active = any(j.status in jobs.ACTIVE for j in all_jobs)
+    if st.session_state.get("_train_polling") and not active:
+        st.session_state.pop("_train_polling", None)
+        st.rerun(scope="app")
+    if active:
+        st.session_state["_train_polling"] = True
+
+
+def _versions(studio: Studio, user: User, project: Project) -> None:
+    versions = studio.list_model_versions(user, project.id)
+    if not versions:
+        st.caption("No model yet: label a few objects and start training.")
+        return
+    rows = []
+    for v in sorted(versions, key=lambda v: v.version, reverse=True):
+        row = {
+            "version": v.version,
+            "current": "✓" if v.is_current else "",
+            "created": jobs.fmt_time(v.created_at),
+            "labelled objects": v.n_objects,
+            "images": v.n_images,
+        }
+        row.update({k: round(x, 4) if isinstance(x, float) else x for k, x in (v.metrics or {}).items()})
+        rows.append(row)
+    st.dataframe(rows, hide_index=True, width="stretch")
+    by_id = {v.id: v for v in versions}
+    current = next((v.id for v in versions if v.is_current), None)
+    choice = st.selectbox(
+        "Model used for predictions and suggestions",
+        list(by_id),
+        index=list(by_id).index(current) if current in by_id else 0,
+        format_func=lambda vid: (
+            f"v{by_id[vid].version} ({jobs.fmt_time(by_id[vid].created_at)})"
+            + (" · current" if vid == current else "")
+        ),
+        key=f"train_version_pick_{current}",  # a new current version resets the choice
+    )
+    if choice != current and st.button("Use this version", key="train_use_version"):
+        try:
+            studio.set_current_model(user, project.id, choice)
+            st.rerun()
+        except StudioError as exc:
+            show_error(exc)
+
+
+studio, user, project = session.require_project(role="lead")
+st.title("Training")
+gpu = _gpu_name()
+st.caption(f"Device: GPU ({gpu})" if gpu else "Device: CPU (no GPU available; training is slower)")
+_start_form(studio, user, project)
+
+st.subheader("Progress")
+active = any(j.status in jobs.ACTIVE for j in studio.list_jobs(user, project.id))
+st.fragment(run_every=2 if active else None)(_progress_panel)(studio, user, project)
+
+st.subheader("Model versions")
+_versions(studio, user, project)

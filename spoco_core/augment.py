@@ -1,0 +1,106 @@
+"""Training views for SPOCO: one shared geometry, two independent photometric augmentations.
+
+The consistency loss compares the student's embedding of view f with the teacher's embedding of view
+g pixel by pixel, so both views must share crop, flips and rotation exactly (and with the labels);
+only intensities may differ between them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+PREFER_LABELLED = 0.8  # chance a crop is placed around a labelled pixel: sparse labels must be seen
+
+
+def _origin(size: int, patch: int, centre: int | None, rng: np.random.Generator) -> int:
+    """Crop start along one axis; with ``centre`` given, uniform among the crops that contain it."""
+    if centre is None:
+        return int(rng.integers(0, size - patch + 1))
+    lo, hi = max(0, centre - patch + 1), min(centre, size - patch)
+    return int(rng.integers(lo, hi + 1))
+
+
+def _labelled_pixel(labels: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
+    """A random object pixel (or, failing that, a background mark), or None if nothing is labelled."""
+    for mask in (labels > 0, labels != 0):
+        ys, xs = np.nonzero(mask)
+        if ys.size:
+            i = int(rng.integers(ys.size))
+            return int(ys[i]), int(xs[i])
+    return None
+
+
+def crop_or_pad(
+    image: np.ndarray, labels: np.ndarray, patch: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut a (patch x patch) window: random crop on large sides, reflect pad (labels 0) on small ones."""
+    _, h, w = image.shape
+    ph, pw = max(0, patch - h), max(0, patch - w)
+    if ph or pw:
+        top, left = int(rng.integers(0, ph + 1)), int(rng.integers(0, pw + 1))
+        pad = ((top, ph - top), (left, pw - left))
+        image = np.pad(image, ((0, 0), *pad), mode="reflect" if min(h, w) > 1 else "edge")
+        labels = np.pad(labels, pad, mode="constant", constant_values=0)  # padding is unknown, not background
+        h, w = labels.shape
+    centre = _labelled_pixel(labels, rng) if rng.random() < PREFER_LABELLED else None
+    y0 = _origin(h, patch, centre[0] if centre else None, rng)
+    x0 = _origin(w, patch, centre[1] if centre else None, rng)
+    return image[:, y0 : y0 + patch, x0 : x0 + patch], labels[y0 : y0 + patch, x0 : x0 + patch]
+
+
+def geometric(
+    image: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Random flips and rot90, identical for image (C,H,W) and labels (H,W); odd rotations swap H and W."""
+    if rng.random() < 0.5:
+        image, labels = image[:, ::-1], labels[::-1]
+    if rng.random() < 0.5:
+        image, labels = image[:, :, ::-1], labels[:, ::-1]
+    k = int(rng.integers(4))
+    image, labels = np.rot90(image, k, axes=(1, 2)), np.rot90(labels, k)
+    return np.ascontiguousarray(image), np.ascontiguousarray(labels)
+
+
+def photometric(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
+    """Blur, contrast/brightness, gamma and Gaussian noise on a percentile-normalised (C,H,W) image.
+
+    Never moves a pixel. ``strength`` scales every perturbation; 0 returns an unchanged copy. The same
+    number of random draws is made whatever the strength, so seeds stay comparable across strengths.
+    """
+    out = image.astype(np.float32, copy=True)
+    blur = rng.random() < 0.5
+    sigma = rng.uniform(0.0, 1.0) * strength * blur
+    contrast = 1.0 + rng.uniform(-0.3, 0.3) * strength
+    brightness = rng.normal(0.0, 0.1) * strength
+    gamma = float(np.exp(rng.uniform(-0.3, 0.3) * strength))
+    noise_std = rng.uniform(0.0, 0.05) * strength
+    noise = rng.standard_normal(out.shape, dtype=np.float32)
+    if sigma > 0.05:  # below this a 3x3-ish kernel changes nothing visible
+        out = ndimage.gaussian_filter(out, sigma=(0.0, sigma, sigma), mode="reflect")
+    if contrast != 1.0 or brightness != 0.0:
+        mean = out.mean(axis=(1, 2), keepdims=True)
+        out = (out - mean) * np.float32(contrast) + mean + np.float32(brightness)
+    lo, hi = out.min(), out.max()
+    if gamma != 1.0 and hi > lo:
+        out = ((out - lo) / (hi - lo)) ** np.float32(gamma) * (hi - lo) + lo
+    if noise_std > 0.0:
+        out = out + np.float32(noise_std) * noise
+    return out.astype(np.float32, copy=False)
+
+
+def sample_views(
+    image: np.ndarray,
+    labels: np.ndarray,
+    patch: int,
+    rng: np.random.Generator,
+    photometric_strength: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(view_f (C,p,p), view_g (C,p,p), labels (p,p) int64): one geometry, two photometric draws."""
+    if image.ndim != 3 or image.shape[1:] != labels.shape:
+        raise ValueError(f"expected image (C,H,W) and labels (H,W), got {image.shape} and {labels.shape}")
+    crop, lab = crop_or_pad(image.astype(np.float32, copy=False), labels.astype(np.int64), patch, rng)
+    crop, lab = geometric(crop, lab, rng)
+    view_f = photometric(crop, rng, photometric_strength)
+    view_g = photometric(crop, rng, photometric_strength)
+    return view_f, view_g, lab

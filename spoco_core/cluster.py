@@ -1,0 +1,287 @@
+"""Pixel embeddings -> instance labels.
+
+Clustering every pixel with HDBSCAN or mean-shift takes minutes per image, so we cluster a seeded
+random subsample of the foreground, assign every foreground pixel to the nearest cluster centre
+(border pixels, whose embeddings blur between two objects, to their spatial neighbour) and split
+clusters into 4-connected components (one embedding cluster may hold several separate objects
+early in training). See shared/spoco-method.md, "From embeddings to instances";
+benchmarks/cluster_speed.py measures speed and accuracy against clustering every pixel.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import hdbscan
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.measure import label as connected_components
+from sklearn.cluster import MeanShift
+from threadpoolctl import threadpool_limits
+
+Method = Literal["hdbscan", "meanshift", "consistency"]
+METHODS: tuple[str, ...] = ("hdbscan", "meanshift", "consistency")
+
+MIN_SAMPLE_CLUSTER = 5  # smallest cluster (in sampled points) HDBSCAN/mean-shift may report
+# Claim radius in delta_v: pixels farther from every centre stay unclaimed. Well under half the
+# push margin between centres (2 delta_d = 8 delta_v); 3 beat 2 on blurred synthetic embeddings.
+CLAIM_RADIUS = 3.0
+FILL_DISTANCE = 2.0  # px; unclaimed foreground this close to a claimed pixel joins it
+MAX_ROUNDS = 3  # re-cluster what stays unclaimed (small objects the subsample missed)
+MAX_EXPLICIT_SEEDS = 256  # mean-shift seeds in rounds after the first
+CONSISTENCY_THRESHOLD = 0.6  # median anchor IoU under which a cluster is dropped (SPOCO reference)
+
+
+def segment(
+    emb: np.ndarray,
+    fg_prob: np.ndarray | None = None,
+    background: np.ndarray | None = None,
+    method: Method = "hdbscan",
+    emb_teacher: np.ndarray | None = None,
+    delta_v: float = 0.5,
+    min_size: int = 30,
+    max_samples: int = 4000,
+    seed: int = 0,
+    min_cluster_size: int | None = None,
+) -> np.ndarray:
+    """Instance labels int32 (H, W) from embeddings (E, H, W); 0 = background.
+
+    Foreground is ``fg_prob > 0.5`` when given, else every pixel and the largest cluster is dropped
+    as background (the reference's rule). ``background`` (bool) pixels are always 0.
+    ``min_cluster_size`` is in full-image pixels (default ``max(min_size, 50)``) and is scaled to the
+    subsample. ``method="consistency"`` additionally drops clusters the teacher disagrees with.
+    The sample is drawn from one seeded permutation of all pixel positions, so runs with the same
+    seed and similar foregrounds cluster the same pixels (uncertainty relies on this).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    emb = _check_embeddings(emb)
+    _, h, w = emb.shape
+    fg = _foreground(fg_prob, background, (h, w))
+    if method == "consistency":
+        if emb_teacher is None:
+            raise ValueError("method='consistency' needs emb_teacher")
+        emb_teacher = _check_embeddings(emb_teacher)
+        if emb_teacher.shape[1:] != emb.shape[1:]:
+            raise ValueError(f"teacher embeddings {emb_teacher.shape} do not match {emb.shape}")
+
+    clusters = cluster_pixels(
+        emb,
+        fg,
+        method="meanshift" if method == "meanshift" else "hdbscan",
+        delta_v=delta_v,
+        min_cluster_size=max(min_size, 50) if min_cluster_size is None else min_cluster_size,
+        max_samples=max_samples,
+        seed=seed,
+    )
+    if fg_prob is None:
+        clusters = _drop_largest(clusters)
+    if method == "consistency":
+        scores = consistency_scores(clusters, emb_teacher, delta_v, seed=seed)
+        bad = [k for k, s in scores.items() if s < CONSISTENCY_THRESHOLD]
+        if bad:
+            clusters[np.isin(clusters, bad)] = 0
+    return split_components(clusters, min_size)
+
+
+def cluster_pixels(
+    emb: np.ndarray,
+    fg: np.ndarray,
+    method: Literal["hdbscan", "meanshift"] = "hdbscan",
+    delta_v: float = 0.5,
+    min_cluster_size: int = 50,
+    max_samples: int = 4000,
+    seed: int = 0,
+) -> np.ndarray:
+    """Cluster ids int32 (H, W) for the foreground ``fg`` (0 elsewhere), before component splitting.
+
+    Up to MAX_ROUNDS rounds: cluster a subsample, assign pixels to the nearest centre within the
+    claim radius, give unclaimed border pixels to their spatial neighbour, then re-sample among the
+    pixels still unclaimed, so objects too small to show up in the first sample are not lost.
+    """
+    _, h, w = emb.shape
+    flat = emb.reshape(emb.shape[0], -1)
+    order = np.random.default_rng(seed).permutation(h * w)
+    out = np.zeros(h * w, dtype=np.int32)
+    todo = fg.ravel().copy()
+    next_id = 1
+    for round_no in range(MAX_ROUNDS):
+        n_todo = int(todo.sum())
+        if n_todo < MIN_SAMPLE_CLUSTER or (round_no and n_todo < min_cluster_size):
+            break
+        sample_idx = order[todo[order]][:max_samples]
+        mcs = _sample_cluster_size(min_cluster_size, len(sample_idx), n_todo)
+        sample = np.ascontiguousarray(flat[:, sample_idx].T)
+        centres = _sample_centres(sample, method, delta_v, mcs, diffuse_fallback=round_no == 0)
+        if len(centres) == 0:
+            break
+        pix = np.flatnonzero(todo)
+        ids = _assign(flat[:, pix].T, centres, CLAIM_RADIUS * delta_v)
+        keep = ids >= 0
+        if not keep.any():
+            break
+        out[pix[keep]] = ids[keep] + next_id
+        next_id += len(centres)
+        if FILL_DISTANCE > 0:
+            _fill_from_neighbours(out.reshape(h, w), todo.reshape(h, w), FILL_DISTANCE)
+        todo &= out == 0
+    return out.reshape(h, w)
+
+
+def _fill_from_neighbours(labels: np.ndarray, todo: np.ndarray, max_dist: float) -> None:
+    """Give unclaimed foreground pixels the cluster of the nearest claimed pixel within max_dist.
+
+    A network's embeddings blur across object borders, so border pixels lie between two centres
+    and farther than the claim radius from both; they belong to the spatial neighbour. Pixels
+    farther away stay unclaimed for the next round (objects the subsample missed).
+    """
+    unclaimed = todo & (labels == 0)
+    if not unclaimed.any():
+        return
+    dist, (iy, ix) = ndimage.distance_transform_edt(labels == 0, return_indices=True)
+    near = unclaimed & (dist <= max_dist)
+    labels[near] = labels[iy[near], ix[near]]
+
+
+def split_components(clusters: np.ndarray, min_size: int) -> np.ndarray:
+    """Split each cluster into 4-connected components, drop small ones, relabel 1..n.
+
+    skimage's label connects equal-valued neighbours, so all clusters split in one pass.
+    """
+    comps = connected_components(clusters, background=0, connectivity=1)
+    sizes = np.bincount(comps.ravel())
+    keep = sizes >= max(min_size, 1)
+    keep[0] = False
+    lut = np.zeros(len(sizes), dtype=np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    return lut[comps]
+
+
+def consistency_scores(
+    labels: np.ndarray,
+    emb_teacher: np.ndarray,
+    delta_v: float = 0.5,
+    n_anchors: int = 100,
+    seed: int = 0,
+) -> dict[int, float]:
+    """Median IoU between each cluster and the teacher's delta_v-balls around its pixels.
+
+    The student put these pixels together; if the teacher embeds them so that a ball around one of
+    them holds other pixels (or misses some), the cluster is unreliable. Balls are taken within the
+    foreground (labels > 0) and counted exactly with a KD-tree.
+    """
+    emb_teacher = _check_embeddings(emb_teacher)
+    flat_labels = labels.ravel()
+    fg_idx = np.flatnonzero(flat_labels > 0)
+    if fg_idx.size == 0:
+        return {}
+    teacher = emb_teacher.reshape(emb_teacher.shape[0], -1)
+    fg_emb = np.ascontiguousarray(teacher[:, fg_idx].T)
+    fg_lab = flat_labels[fg_idx]
+    rng = np.random.default_rng(seed)
+    all_tree = cKDTree(fg_emb)
+    ids, inverse, sizes = np.unique(fg_lab, return_inverse=True, return_counts=True)
+    members_by_id = np.split(np.argsort(inverse, kind="stable"), np.cumsum(sizes)[:-1])
+    scores: dict[int, float] = {}
+    for k, members, size in zip(ids, members_by_id, sizes, strict=True):
+        anchors = fg_emb[rng.choice(members, size=min(n_anchors, size), replace=False)]
+        ball = all_tree.query_ball_point(anchors, delta_v, return_length=True)
+        inter = cKDTree(fg_emb[members]).query_ball_point(anchors, delta_v, return_length=True)
+        iou = inter / (ball + size - inter)
+        scores[int(k)] = float(np.median(iou))
+    return scores
+
+
+def _check_embeddings(emb: np.ndarray) -> np.ndarray:
+    emb = np.asarray(emb)
+    if emb.ndim != 3:
+        raise ValueError(f"embeddings must be (E, H, W), got shape {emb.shape}")
+    return emb.astype(np.float32, copy=False)
+
+
+def _foreground(
+    fg_prob: np.ndarray | None, background: np.ndarray | None, shape: tuple[int, int]
+) -> np.ndarray:
+    fg = np.ones(shape, dtype=bool) if fg_prob is None else np.asarray(fg_prob) > 0.5
+    if fg.shape != shape:
+        raise ValueError(f"fg_prob shape {fg.shape} does not match embeddings {shape}")
+    if background is not None:
+        background = np.asarray(background, dtype=bool)
+        if background.shape != shape:
+            raise ValueError(f"background shape {background.shape} does not match embeddings {shape}")
+        fg &= ~background
+    return fg
+
+
+def _sample_cluster_size(min_cluster_size: int, n_sample: int, n_pixels: int) -> int:
+    """An object of min_cluster_size pixels contributes this many points to a uniform sample."""
+    scaled = round(min_cluster_size * n_sample / max(n_pixels, 1))
+    return int(min(max(scaled, MIN_SAMPLE_CLUSTER), max(n_sample, 2)))
+
+
+def _sample_centres(
+    sample: np.ndarray, method: str, delta_v: float, mcs: int, diffuse_fallback: bool
+) -> np.ndarray:
+    """Cluster centres (K, E) of the sampled points; clusters under ``mcs`` points are noise.
+
+    HDBSCAN centres are member means; mean-shift centres are its modes (a mean over
+    ``cluster_all`` labels would be dragged towards stray points of small objects).
+    HDBSCAN never returns a single cluster, so with ``diffuse_fallback`` an all-noise result
+    becomes one cluster (e.g. a foreground holding one object) and the claim radius decides.
+    """
+    if len(sample) < 2:
+        return np.zeros((0, sample.shape[1]))
+    if method == "hdbscan":
+        model = hdbscan.HDBSCAN(
+            min_cluster_size=max(mcs, 2),
+            cluster_selection_epsilon=float(delta_v),
+            # Prim's was 2x faster than Boruvka on foreground samples with ~150 clusters, 30% slower
+            # on whole-image samples with few (4000 points, E=16; cluster_speed.py data).
+            algorithm="prims_kdtree",
+            core_dist_n_jobs=1,
+        )
+        labels = model.fit_predict(sample.astype(np.float64))
+        if diffuse_fallback and (labels < 0).all():
+            labels = np.zeros(len(sample), dtype=np.int64)
+        ids, lab = np.unique(labels[labels >= 0], return_inverse=True)
+        centres = np.zeros((ids.size, sample.shape[1]))
+        np.add.at(centres, lab, sample[labels >= 0])
+        return centres / np.bincount(lab, minlength=ids.size)[:, None]
+    # Bin seeds sit on a delta_v grid; in 16-D a grid corner is often > delta_v from every point,
+    # so leftover rounds seed from the sampled points themselves.
+    seeds = None if diffuse_fallback else sample[:: max(1, len(sample) // MAX_EXPLICIT_SEEDS)]
+    try:
+        with threadpool_limits(1):  # OpenMP in the radius queries thrashes on a busy 2-core machine
+            model = MeanShift(
+                bandwidth=float(delta_v), seeds=seeds, bin_seeding=seeds is None, cluster_all=False
+            ).fit(sample)
+    except ValueError:  # no point within bandwidth of any seed
+        return sample.mean(axis=0, keepdims=True) if diffuse_fallback else np.zeros((0, sample.shape[1]))
+    counts = np.bincount(model.labels_[model.labels_ >= 0], minlength=len(model.cluster_centers_))
+    centres = model.cluster_centers_[counts >= mcs]
+    if diffuse_fallback and len(centres) == 0:
+        centres = sample.mean(axis=0, keepdims=True)
+    return centres
+
+
+def _assign(points: np.ndarray, centres: np.ndarray, radius: float) -> np.ndarray:
+    """Index of the nearest centre, -1 where none lies within ``radius``.
+
+    A fixed radius (not the cluster's own spread): a cluster that chained two small objects has its
+    centre between them and must not claim either; round two re-clusters what stays unclaimed.
+    """
+    dist, idx = cKDTree(centres).query(points, k=1, workers=-1)
+    idx = idx.astype(np.int64)
+    idx[dist > radius] = -1
+    return idx
+
+
+def _drop_largest(clusters: np.ndarray) -> np.ndarray:
+    counts = np.bincount(clusters.ravel())
+    counts[0] = 0
+    if counts.sum() == 0:
+        return clusters
+    out = clusters.copy()
+    out[out == int(np.argmax(counts))] = 0
+    return out

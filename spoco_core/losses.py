@@ -1,0 +1,359 @@
+"""SPOCO losses: discriminative pull/push, instance selection, PU unlabelled push, consistency, foreground.
+
+Every term works on one image whose embeddings are ``(E, *spatial)`` and is vectorised over the
+labelled objects (scatter/``index_add`` over object ids, ``cdist`` over objects x pixels); only the
+batch is looped over, in :func:`spoco_loss`. Label convention (docs/contracts.md): ``0`` unknown,
+``-1`` annotator-marked background, ``k >= 1`` a completely labelled object (ids need not be
+consecutive).
+
+Terms that are undefined for an image (no objects, fewer than two objects, no unlabelled pixels...)
+return a zero that is still attached to the graph, so ``total.backward()`` always works.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+TERMS = ("pull", "push", "reg", "instance", "unlabelled", "consistency", "foreground")
+
+
+@dataclass
+class LossConfig:
+    """Margins, kernel and weights; stored in checkpoints next to the model config."""
+
+    delta_v: float = 0.5
+    delta_d: float = 2.0
+    kernel_threshold: float = 0.9
+    w_pull: float = 1.0
+    w_push: float = 1.0
+    w_reg: float = 0.001
+    w_instance: float = 1.0
+    w_unlabelled: float = 1.0
+    w_consistency: float = 1.0
+    w_foreground: float = 1.0
+    consistency_anchors: int = 20
+    consistency_min_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.kernel_threshold < 1.0:
+            raise ValueError(f"kernel_threshold must be in (0, 1), got {self.kernel_threshold}")
+        if self.delta_v <= 0 or self.delta_d <= 0:
+            raise ValueError("delta_v and delta_d must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LossConfig:
+        """Unknown keys are ignored so old checkpoints keep loading after settings are added/removed."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def weight(self, term: str) -> float:
+        return float(getattr(self, f"w_{term}"))
+
+
+@dataclass(frozen=True)
+class ObjectMeans:
+    """The labelled objects of one image, re-indexed 0..C-1, with their mean embeddings."""
+
+    ids: Tensor  # (C,) original label ids
+    index: Tensor  # (N,) object index per pixel, -1 where the pixel is not a labelled object
+    counts: Tensor  # (C,) float pixel counts
+    means: Tensor  # (C, E)
+
+    @property
+    def n(self) -> int:
+        return int(self.ids.numel())
+
+
+def _flat(emb: Tensor) -> Tensor:
+    return emb.reshape(emb.shape[0], -1)
+
+
+def _zero(t: Tensor) -> Tensor:
+    """A zero that stays attached to the graph (so backward works when every term is empty)."""
+    return t.sum() * 0.0
+
+
+def kernel_denominator(delta_v: float, kernel_threshold: float) -> float:
+    """2 sigma^2 such that the Gaussian kernel equals ``kernel_threshold`` at distance ``delta_v``."""
+    return delta_v**2 / -math.log(kernel_threshold)
+
+
+def _soft_masks(anchors: Tensor, emb_flat: Tensor, two_sigma_sq: float) -> Tensor:
+    """(A, E) anchors x (E, N) pixels -> (A, N) Gaussian soft masks.
+
+    Squared distances via |a|^2 + |e|^2 - 2 a.e (one matmul): twice as fast as cdist forward+backward, and
+    the kernel needs no square root, so there is no gradient singularity at zero distance.
+    """
+    sq = anchors.square().sum(1)[:, None] + emb_flat.square().sum(0)[None] - 2.0 * anchors @ emb_flat
+    return torch.exp(-sq.clamp(min=0.0) / two_sigma_sq)
+
+
+def _dice_loss(pred: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
+    """Per row of (A, N): 1 - 2 sum(pq) / (sum p^2 + sum q^2) (V-Net Dice, as in the paper)."""
+    inter = (pred * target).sum(dim=1)
+    denom = (pred.square().sum(dim=1) + target.square().sum(dim=1)).clamp(min=eps)
+    return 1.0 - 2.0 * inter / denom
+
+
+def _rand(n: int, generator: torch.Generator | None, device: torch.device) -> Tensor:
+    """Uniform [0, 1) numbers drawn on the generator's device (a CPU generator may drive CUDA losses)."""
+    gen_device = generator.device if generator is not None else device
+    return torch.rand(n, generator=generator, device=gen_device).to(device)
+
+
+def object_means(emb: Tensor, labels: Tensor) -> ObjectMeans:
+    """Index the labelled objects (label >= 1) of one image and average their embeddings."""
+    e = _flat(emb)
+    lab = labels.reshape(-1).to(e.device)
+    if lab.numel() != e.shape[1]:
+        raise ValueError(f"labels {tuple(labels.shape)} do not match embeddings {tuple(emb.shape)}")
+    is_obj = lab > 0
+    ids, inverse = torch.unique(lab[is_obj], return_inverse=True)
+    index = torch.full_like(lab, -1)
+    index[is_obj] = inverse
+    c = ids.numel()
+    counts = torch.zeros(c, device=e.device, dtype=e.dtype).index_add_(
+        0, inverse, torch.ones_like(inverse, dtype=e.dtype)
+    )
+    sums = torch.zeros(c, e.shape[0], device=e.device, dtype=e.dtype).index_add(0, inverse, e[:, is_obj].T)
+    return ObjectMeans(ids=ids, index=index, counts=counts, means=sums / counts.clamp(min=1.0)[:, None])
+
+
+def pull_loss(emb: Tensor, objects: ObjectMeans, delta_v: float = 0.5) -> Tensor:
+    """1/C sum_k 1/N_k sum_{i in k} [||mu_k - e_i|| - delta_v]_+^2; only object pixels get gradient."""
+    e = _flat(emb)
+    if objects.n == 0:
+        return _zero(e)
+    is_obj = objects.index >= 0
+    idx = objects.index[is_obj]
+    dist = torch.linalg.vector_norm(e[:, is_obj].T - objects.means[idx], dim=1)
+    per_pixel = F.relu(dist - delta_v).square()
+    per_object = torch.zeros_like(objects.counts).index_add(0, idx, per_pixel) / objects.counts
+    return per_object.mean()
+
+
+def push_loss(means: Tensor, delta_d: float = 2.0) -> Tensor:
+    """1/(C(C-1)) sum_{k != l} [2 delta_d - ||mu_k - mu_l||]_+^2; zero for fewer than two objects."""
+    c = means.shape[0]
+    if c < 2:
+        return _zero(means)
+    i, j = torch.triu_indices(c, c, offset=1, device=means.device)
+    dist = torch.linalg.vector_norm(means[i] - means[j], dim=1)
+    # each unordered pair appears twice in the sum over k != l
+    return 2.0 * F.relu(2.0 * delta_d - dist).square().sum() / (c * (c - 1))
+
+
+def regularizer(means: Tensor) -> Tensor:
+    """mean_k ||mu_k||: keeps the embedding space from drifting away from the origin."""
+    if means.shape[0] == 0:
+        return _zero(means)
+    return torch.linalg.vector_norm(means, dim=1).mean()
+
+
+def _anchor_pixels(
+    emb_flat: Tensor, objects: ObjectMeans, delta_v: float, generator: torch.Generator | None
+) -> Tensor:
+    """Per object, a random pixel of it within delta_v of its mean, or -1 when it has none."""
+    pix = torch.nonzero(objects.index >= 0).squeeze(1)
+    idx = objects.index[pix]
+    with torch.no_grad():
+        dist = torch.linalg.vector_norm(emb_flat[:, pix].T - objects.means[idx], dim=1)
+    keys = _rand(pix.numel(), generator, emb_flat.device)
+    keys = torch.where(dist < delta_v, keys, torch.full_like(keys, -1.0))
+    best = torch.full((objects.n,), -1.0, device=keys.device).scatter_reduce(
+        0, idx, keys, reduce="amax", include_self=True
+    )
+    chosen = (keys >= 0) & (keys == best[idx])
+    anchors = torch.full((objects.n,), -1, dtype=torch.long, device=keys.device)
+    anchors[idx[chosen]] = pix[chosen]
+    return anchors
+
+
+def instance_loss(
+    emb: Tensor,
+    objects: ObjectMeans,
+    delta_v: float = 0.5,
+    kernel_threshold: float = 0.9,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Differentiable instance selection: Dice between each object's mask and a soft mask around an anchor.
+
+    The anchor is the embedding of a random object pixel within delta_v of the mean (mu_k if none), so the
+    soft mask S_k(i) = exp(-||e_i - a_k||^2 / 2 sigma^2) spans the whole image and penalises both
+    object pixels left out and other pixels (labelled or not) pulled in.
+    """
+    e = _flat(emb)
+    if objects.n == 0:
+        return _zero(e)
+    pick = _anchor_pixels(e, objects, delta_v, generator)
+    anchors = torch.where((pick >= 0)[:, None], e[:, pick.clamp(min=0)].T, objects.means)
+    soft = _soft_masks(anchors, e, kernel_denominator(delta_v, kernel_threshold))  # (C, N)
+    # Dice against the binary masks without materialising them: sum_i S_k M_k = S_k summed over k's pixels
+    pix = torch.nonzero(objects.index >= 0).squeeze(1)
+    idx = objects.index[pix]
+    inter = torch.zeros_like(objects.counts).index_add(0, idx, soft[idx, pix])
+    denom = soft.square().sum(dim=1) + objects.counts
+    return (1.0 - 2.0 * inter / denom).mean()
+
+
+def unlabelled_push_loss(
+    emb: Tensor, objects: ObjectMeans, delta_d: float = 2.0, move_means: bool = False
+) -> Tensor:
+    """PU term: 1/C sum_k 1/|U| sum_{i in U} [delta_d - ||mu_k - e_i||]_+^2 over pixels with label <= 0.
+
+    Valid only because labelled objects are complete: no unknown pixel belongs to a labelled object.
+    By default only the unknown pixels move: the means are detached so that thousands of unknown pixels
+    cannot drag the labelled clusters around (pull/push place those). ``move_means=True`` lets the gradient
+    also reach the object pixels through the means, as the reference implementation does.
+    """
+    e = _flat(emb)
+    unl = objects.index < 0
+    if objects.n == 0 or not bool(unl.any()):
+        return _zero(e)
+    means = objects.means if move_means else objects.means.detach()
+    dist = torch.cdist(means, e[:, unl].T)  # (C, |U|); cdist's gradient is 0 (not NaN) at distance 0
+    return F.relu(delta_d - dist).square().mean()
+
+
+@torch.no_grad()
+def _consistency_anchors(
+    e_f: Tensor, e_g: Tensor, pool: Tensor, cfg: LossConfig, generator: torch.Generator | None
+) -> Tensor:
+    """Sequentially pick anchor pixels from the pool, removing each anchor's delta_v-ball (in f or g)."""
+    pool = pool.clone()
+    min_pool = cfg.consistency_min_fraction * pool.numel()
+    sq_f, sq_g = e_f.square().sum(0), e_g.square().sum(0)
+    radius_sq = cfg.delta_v**2
+    picked: list[Tensor] = []
+    for _ in range(cfg.consistency_anchors):
+        candidates = torch.nonzero(pool).squeeze(1)
+        n = candidates.numel()
+        if n == 0 or n < min_pool:
+            break
+        p = candidates[min(int(_rand(1, generator, e_f.device).item() * n), n - 1)]
+        picked.append(p.reshape(1))
+        # |e - e_p|^2 as |e|^2 + |e_p|^2 - 2 e.e_p: one mat-vec per view instead of an (E, N) difference
+        near_f = sq_f + sq_f[p] - 2.0 * (e_f[:, p] @ e_f) < radius_sq
+        near_g = sq_g + sq_g[p] - 2.0 * (e_g[:, p] @ e_g) < radius_sq
+        pool &= ~(near_f | near_g)
+    if not picked:
+        return torch.zeros(0, dtype=torch.long, device=e_f.device)
+    return torch.cat(picked)
+
+
+def consistency_loss(
+    emb_f: Tensor,
+    emb_g: Tensor,
+    pool_mask: Tensor,
+    cfg: LossConfig | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Self-supervised agreement of f (student, view 1) and g (teacher, view 2) on unlabelled pixels.
+
+    Around up to ``consistency_anchors`` pool pixels p: Dice(S_f(p), S_g(p)), with the teacher's soft mask
+    as a fixed target. Zero when the pool is under ``consistency_min_fraction`` of the image.
+    """
+    cfg = cfg or LossConfig()
+    e_f, e_g = _flat(emb_f), _flat(emb_g).detach()
+    pool = pool_mask.reshape(-1).to(device=e_f.device, dtype=torch.bool)
+    if pool.numel() != e_f.shape[1]:
+        raise ValueError(f"pool_mask {tuple(pool_mask.shape)} does not match embeddings {tuple(emb_f.shape)}")
+    anchors = _consistency_anchors(e_f, e_g, pool, cfg, generator)
+    if anchors.numel() == 0:
+        return _zero(e_f)
+    two_sigma_sq = kernel_denominator(cfg.delta_v, cfg.kernel_threshold)
+    soft_f = _soft_masks(e_f[:, anchors].T, e_f, two_sigma_sq)
+    soft_g = _soft_masks(e_g[:, anchors].T, e_g, two_sigma_sq)
+    return _dice_loss(soft_f, soft_g).mean()
+
+
+def foreground_loss(fg_logits: Tensor, labels: Tensor) -> Tensor:
+    """BCE on labelled pixels only (objects -> 1, background marks -> 0); unknown pixels carry no signal."""
+    logits = fg_logits.reshape(-1)
+    lab = labels.reshape(-1).to(logits.device)
+    if lab.numel() != logits.numel():
+        raise ValueError(f"fg_logits {tuple(fg_logits.shape)} do not match labels {tuple(labels.shape)}")
+    known = lab != 0
+    if not bool(known.any()):
+        return _zero(logits)
+    return F.binary_cross_entropy_with_logits(logits[known], (lab[known] > 0).to(logits.dtype))
+
+
+def _image_terms(
+    emb_f: Tensor,
+    emb_g: Tensor | None,
+    fg_logits: Tensor | None,
+    labels: Tensor,
+    cfg: LossConfig,
+    generator: torch.Generator | None,
+) -> dict[str, Tensor]:
+    """All enabled terms of one image (a term whose weight is 0 is not computed at all)."""
+    on = {t: cfg.weight(t) != 0.0 for t in TERMS}
+    zero = _zero(emb_f)
+    out = dict.fromkeys(TERMS, zero)
+    objects = object_means(emb_f, labels)
+    if on["pull"]:
+        out["pull"] = pull_loss(emb_f, objects, cfg.delta_v)
+    if on["push"]:
+        out["push"] = push_loss(objects.means, cfg.delta_d)
+    if on["reg"]:
+        out["reg"] = regularizer(objects.means)
+    if on["instance"]:
+        out["instance"] = instance_loss(emb_f, objects, cfg.delta_v, cfg.kernel_threshold, generator)
+    if on["unlabelled"]:
+        out["unlabelled"] = unlabelled_push_loss(emb_f, objects, cfg.delta_d)
+    if on["consistency"] and emb_g is not None:
+        out["consistency"] = consistency_loss(emb_f, emb_g, labels <= 0, cfg, generator)
+    if on["foreground"] and fg_logits is not None:
+        out["foreground"] = foreground_loss(fg_logits, labels)
+    return out
+
+
+def spoco_loss(
+    emb_f: Tensor,
+    emb_g: Tensor | None,
+    fg_logits: Tensor | None,
+    labels: Tensor,
+    cfg: LossConfig | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, dict[str, float]]:
+    """Weighted sum of all SPOCO terms, each averaged over the batch.
+
+    ``emb_f`` (B,E,H,W) student on view 1; ``emb_g`` (B,E,H,W) teacher on view 2 (detached here; None skips
+    consistency); ``fg_logits`` (B,1,H,W) or None; ``labels`` (B,H,W) int. Returns the total and the
+    unweighted batch-mean of every term plus ``"total"`` as floats for logging. Computed in float32
+    even under autocast, since squared distances and exp kernels lose too much in half precision.
+    """
+    cfg = cfg or LossConfig()
+    if emb_f.dim() != 4 or labels.shape != (emb_f.shape[0], *emb_f.shape[2:]):
+        raise ValueError(
+            f"expected emb_f (B,E,H,W) and labels (B,H,W), got {tuple(emb_f.shape)}, {tuple(labels.shape)}"
+        )
+    with torch.autocast(device_type=emb_f.device.type, enabled=False):
+        emb_f = emb_f.float()
+        emb_g = emb_g.detach().float() if emb_g is not None else None
+        fg_logits = fg_logits.float() if fg_logits is not None else None
+        labels = labels.to(emb_f.device, torch.long)
+        per_image = [
+            _image_terms(
+                emb_f[b],
+                emb_g[b] if emb_g is not None else None,
+                fg_logits[b] if fg_logits is not None else None,
+                labels[b],
+                cfg,
+                generator,
+            )
+            for b in range(emb_f.shape[0])
+        ]
+        means = {t: torch.stack([terms[t] for terms in per_image]).mean() for t in TERMS}
+        total = sum((cfg.weight(t) * means[t] for t in TERMS if cfg.weight(t) != 0.0), _zero(emb_f))
+    values = torch.stack([*means.values(), total]).detach().tolist()  # one device sync
+    return total, dict(zip([*TERMS, "total"], values, strict=True))

@@ -1,0 +1,375 @@
+"""Synthetic microscopy-like images with exact instance ground truth.
+
+Tests, benchmarks and demos need data whose answer is known and that is hard in the same ways
+real data is: objects that touch and partly overlap, varied shapes (round nuclei, rod/curved
+cells, leaves radiating from a rosette centre), per-object intensity and texture, uneven
+illumination, blur and shot/read noise. Everything is drawn from one seeded generator, so a
+seed names an image forever.
+
+Overlap rule: later objects occlude earlier ones, but an object is only placed if every object
+keeps >= ``MIN_VISIBLE`` of its area visible and stays one 4-connected region, so each ground
+truth object is a sensible mask.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from skimage.draw import polygon as draw_polygon
+from skimage.segmentation import find_boundaries
+
+from spoco_core.io import write_labels
+
+__all__ = ["KINDS", "MIN_VISIBLE", "generate", "iter_dataset", "sparsify", "write_dataset"]
+
+KINDS = ("nuclei", "rods", "leaves", "mixed")
+MIN_VISIBLE = 0.6
+_GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
+_CROSS = ndimage.generate_binary_structure(2, 1)
+# Base colours for RGB images (fluorescence-like, on a dark background).
+_COLOURS = {
+    "nuclei": (0.45, 0.35, 0.95),
+    "rods": (0.35, 0.9, 0.45),
+    "leaves": (0.45, 0.85, 0.25),
+}
+
+
+@dataclass
+class _Object:
+    kind: str
+    bbox: tuple[slice, slice]
+    area: int  # full shape area, including any part outside the image
+    visible: int
+    cy: float
+    cx: float
+    radius: float
+
+
+@dataclass
+class _Shape:
+    mask: np.ndarray  # bool, local
+    y0: int  # image row of mask[0, 0]
+    x0: int
+
+
+def _shape_from_polygon(ys: np.ndarray, xs: np.ndarray) -> _Shape:
+    y0, x0 = math.floor(ys.min()), math.floor(xs.min())
+    h = math.ceil(ys.max()) - y0 + 1
+    w = math.ceil(xs.max()) - x0 + 1
+    mask = np.zeros((h, w), bool)
+    rr, cc = draw_polygon(ys - y0, xs - x0, shape=(h, w))
+    mask[rr, cc] = True
+    return _Shape(mask, y0, x0)
+
+
+def _blob(rng: np.random.Generator, cy: float, cx: float, r: float) -> _Shape:
+    """A round/elliptic nucleus with a slightly irregular outline."""
+    theta = np.linspace(0.0, 2.0 * math.pi, 48, endpoint=False)
+    rho = np.ones_like(theta)
+    for k in (2, 3, 4):
+        rho += rng.uniform(0.0, 0.09) / k * np.cos(k * theta + rng.uniform(0, 2 * math.pi))
+    aspect = math.sqrt(rng.uniform(1.0, 1.8))
+    u, v = r * aspect * rho * np.cos(theta), r / aspect * rho * np.sin(theta)
+    phi = rng.uniform(0.0, math.pi)
+    ys = cy + u * math.sin(phi) + v * math.cos(phi)
+    xs = cx + u * math.cos(phi) - v * math.sin(phi)
+    return _shape_from_polygon(ys, xs)
+
+
+def _rod(rng: np.random.Generator, cy: float, cx: float, r: float) -> _Shape:
+    """An elongated, possibly curved cell: a capsule around a quadratic Bezier centre line."""
+    half_len, half_w = r * rng.uniform(1.3, 1.9), max(1.5, r * rng.uniform(0.3, 0.45))
+    bend = rng.uniform(-0.4, 0.4) * half_len
+    t = np.linspace(0.0, 1.0, 14)[:, None]
+    p0, p1, p2 = np.array([-half_len, 0.0]), np.array([0.0, 2 * bend]), np.array([half_len, 0.0])
+    line = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2  # (n, 2) in (u, v)
+    phi = rng.uniform(0.0, math.pi)
+    rot = np.array([[math.cos(phi), -math.sin(phi)], [math.sin(phi), math.cos(phi)]])
+    pts = line @ rot.T + np.array([cx, cy])  # columns: x, y
+    x0 = math.floor(pts[:, 0].min() - half_w) - 1
+    y0 = math.floor(pts[:, 1].min() - half_w) - 1
+    w = math.ceil(pts[:, 0].max() + half_w) + 2 - x0
+    h = math.ceil(pts[:, 1].max() + half_w) + 2 - y0
+    yy, xx = np.mgrid[y0 : y0 + h, x0 : x0 + w]
+    grid = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float64)
+    a, b = pts[:-1], pts[1:]
+    ab = b - a
+    rel = grid[:, None, :] - a[None]
+    s = np.clip((rel * ab).sum(-1) / np.maximum((ab * ab).sum(-1), 1e-9), 0.0, 1.0)
+    dist2 = ((rel - s[..., None] * ab) ** 2).sum(-1).min(axis=1)
+    return _Shape((dist2 <= half_w**2).reshape(h, w), y0, x0)
+
+
+def _leaf(rng: np.random.Generator, cy: float, cx: float, length: float, width: float, phi: float) -> _Shape:
+    """A pointed leaf whose base sits near the rosette centre ``(cy, cx)``."""
+    t = np.linspace(0.0, 1.0, 24)
+    base = rng.uniform(0.03, 0.12) * length
+    half = 0.5 * width * np.sin(math.pi * t**0.7) ** 0.8
+    along = base + t * length
+    curve = rng.uniform(-0.12, 0.12) * length * t**2
+    u = np.concatenate([along, along[::-1]])
+    v = np.concatenate([curve + half, (curve - half)[::-1]])
+    ys = cy + u * math.sin(phi) + v * math.cos(phi)
+    xs = cx + u * math.cos(phi) - v * math.sin(phi)
+    return _shape_from_polygon(ys, xs)
+
+
+class _Canvas:
+    """Label canvas that enforces the occlusion rule as objects are added."""
+
+    def __init__(self, h: int, w: int, min_area: int):
+        self.labels = np.zeros((h, w), np.int32)
+        self.objects: list[_Object] = []
+        self.min_area = min_area
+
+    def add(self, shape: _Shape, kind: str, cy: float, cx: float, radius: float) -> bool:
+        h, w = self.labels.shape
+        mh, mw = shape.mask.shape
+        full = int(shape.mask.sum())
+        iy0, ix0 = max(shape.y0, 0), max(shape.x0, 0)
+        iy1, ix1 = min(shape.y0 + mh, h), min(shape.x0 + mw, w)
+        if full < self.min_area or iy1 <= iy0 or ix1 <= ix0:
+            return False
+        local = shape.mask[iy0 - shape.y0 : iy1 - shape.y0, ix0 - shape.x0 : ix1 - shape.x0]
+        visible = int(local.sum())
+        if visible < MIN_VISIBLE * full or ndimage.label(local, _CROSS)[1] != 1:
+            return False
+        region = self.labels[iy0:iy1, ix0:ix1]
+        under = region[local]
+        ids, counts = np.unique(under[under > 0], return_counts=True)
+        for k, c in zip(ids, counts, strict=True):
+            obj = self.objects[k - 1]
+            if obj.visible - c < MIN_VISIBLE * obj.area:
+                return False
+        new_id = len(self.objects) + 1
+        region[local] = new_id
+        for k in ids:
+            obj = self.objects[k - 1]
+            if ndimage.label(self.labels[obj.bbox] == k, _CROSS)[1] != 1:
+                region[local] = under  # undo: the occluded object would fall apart
+                return False
+        for k, c in zip(ids, counts, strict=True):
+            self.objects[k - 1].visible -= int(c)
+        bbox = (slice(iy0, iy1), slice(ix0, ix1))
+        self.objects.append(_Object(kind, bbox, full, visible, cy, cx, radius))
+        return True
+
+
+def _place_rosette(rng: np.random.Generator, canvas: _Canvas, n_leaves: int, scale: float) -> None:
+    h, w = canvas.labels.shape
+    cy, cx = rng.uniform(0.15, 0.85) * h, rng.uniform(0.15, 0.85) * w
+    reach = rng.uniform(40.0, 62.0) * scale
+    phi0 = rng.uniform(0.0, 2 * math.pi)
+    for i in range(n_leaves):  # old, large leaves first; young ones on top near the centre
+        length = reach * (1.0 - 0.45 * i / max(n_leaves - 1, 1)) * rng.uniform(0.9, 1.1)
+        width = length * rng.uniform(0.35, 0.55)
+        phi = phi0 + i * _GOLDEN_ANGLE + rng.uniform(-0.15, 0.15)
+        shape = _leaf(rng, cy, cx, length, width, phi)
+        canvas.add(
+            shape,
+            "leaves",
+            cy + 0.5 * length * math.sin(phi),
+            cx + 0.5 * length * math.cos(phi),
+            0.5 * length,
+        )
+
+
+def _place_cells(rng: np.random.Generator, canvas: _Canvas, n: int, rod_share: float, scale: float) -> None:
+    """Nuclei and rods: half dropped at random, half pushed against an existing object so they touch."""
+    h, w = canvas.labels.shape
+    placed, attempts = 0, 0
+    while placed < n and attempts < 12 * n + 20:
+        attempts += 1
+        kind = "rods" if rng.random() < rod_share else "nuclei"
+        r = max(3.0, (rng.uniform(8.0, 22.0) if kind == "nuclei" else rng.uniform(8.0, 18.0)) * scale)
+        if canvas.objects and rng.random() < 0.5:
+            other = canvas.objects[rng.integers(len(canvas.objects))]
+            ang = rng.uniform(0.0, 2 * math.pi)
+            dist = (other.radius + r) * rng.uniform(0.7, 1.0)
+            cy, cx = other.cy + dist * math.sin(ang), other.cx + dist * math.cos(ang)
+        else:
+            cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        shape = _blob(rng, cy, cx, r) if kind == "nuclei" else _rod(rng, cy, cx, r)
+        placed += canvas.add(shape, kind, cy, cx, r * (1.6 if kind == "rods" else 1.0))
+
+
+def _scales(h: int, w: int) -> tuple[float, float]:
+    """(object scale, count factor): a bigger image is a wider field of view with more objects of
+    the same pixel size; a smaller one is the same scene shrunk, so it still holds 15-40 objects."""
+    side = math.sqrt(h * w) / 256.0
+    scale = min(1.0, side)
+    return scale, side**2 / scale**2
+
+
+def _layout(rng: np.random.Generator, h: int, w: int, kind: str) -> _Canvas:
+    scale, count_factor = _scales(h, w)
+    canvas = _Canvas(h, w, min_area=max(12, int(20 * scale**2)))
+    target = max(2, round(rng.integers(15, 41) * count_factor))
+    if kind == "leaves":
+        for _ in range(2 * round(target / 9) + 2):  # rosettes until the count is reached, bounded
+            missing = target - len(canvas.objects)
+            if missing <= 0:
+                break
+            _place_rosette(rng, canvas, min(missing, int(rng.integers(6, 13))), scale)
+    elif kind == "mixed":
+        for _ in range(rng.binomial(max(1, round(count_factor)), 0.6)):
+            _place_rosette(rng, canvas, int(rng.integers(6, 12)), scale)
+        _place_cells(rng, canvas, target - len(canvas.objects), rng.uniform(0.2, 0.6), scale)
+    else:
+        _place_cells(rng, canvas, target, 1.0 if kind == "rods" else 0.0, scale)
+    return canvas
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
+    field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma)
+    return field / max(float(field.std()), 1e-9)
+
+
+def _render(rng: np.random.Generator, canvas: _Canvas, rgb: bool) -> np.ndarray:
+    labels = canvas.labels
+    h, w = labels.shape
+    scale = _scales(h, w)[0]
+    n = len(canvas.objects)
+    background = rng.uniform(0.04, 0.14)
+    means = np.concatenate([[background], rng.uniform(0.3, 0.85, n)])
+    # Darker rims along every object boundary: touching objects are separable, but only just.
+    dist = ndimage.distance_transform_edt(~find_boundaries(labels, mode="inner"))
+    rim = np.where(labels > 0, 1.0 - 0.3 * np.exp(-dist / (1.2 * max(scale, 0.5))), 1.0)
+    texture = 1.0 + rng.uniform(0.06, 0.15) * _smooth_noise(rng, (h, w), 1.5 * max(scale, 0.5))
+    intensity = means[labels] * rim * np.where(labels > 0, texture, 1.0)
+
+    yy, xx = np.mgrid[-1.0 : 1.0 : h * 1j, -1.0 : 1.0 : w * 1j]
+    gy, gx = rng.uniform(-0.2, 0.2, 2)
+    by, bx = rng.uniform(-0.8, 0.8, 2)
+    illum = 1.0 + gy * yy + gx * xx + rng.uniform(0.0, 0.25) * np.exp(-((yy - by) ** 2 + (xx - bx) ** 2))
+    illum *= 1.0 / illum.max()
+    img = intensity * illum
+
+    if rgb:
+        colours = np.empty((n + 1, 3))
+        colours[0] = (1.0, 0.9, 1.1) * rng.uniform(0.8, 1.0, 3)
+        for i, obj in enumerate(canvas.objects, start=1):
+            colours[i] = np.clip(np.asarray(_COLOURS[obj.kind]) + rng.uniform(-0.15, 0.15, 3), 0.1, 1.0)
+        colours /= colours.max(axis=1, keepdims=True)  # hue varies, brightness stays with `means`
+        img = img[..., None] * colours[labels]
+    sigma = rng.uniform(0.6, 1.2) * math.sqrt(max(scale, 0.25))
+    img = ndimage.gaussian_filter(img, (sigma, sigma, 0) if rgb else sigma)
+    peak = rng.uniform(40.0, 250.0)
+    img = rng.poisson(np.clip(img, 0.0, None) * peak) / peak
+    img = img + rng.normal(0.0, rng.uniform(0.005, 0.03), img.shape)
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def generate(
+    size: int | tuple[int, int] = 256, seed: int = 0, rgb: bool = False, kind: str = "mixed"
+) -> tuple[np.ndarray, np.ndarray]:
+    """One image and its dense labels: ``(uint8 (H,W) or (H,W,3), uint16 (H,W) with ids 1..N)``.
+
+    ``kind`` is one of :data:`KINDS`. At 256x256 there are about 15-40 objects of about 8-30 px
+    radius; larger images keep the object size and hold proportionally more objects (a wider
+    field of view), smaller images shrink the objects and keep the count.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if h < 16 or w < 16:
+        raise ValueError(f"size must be at least 16x16, got {h}x{w}")
+    rng = np.random.default_rng(seed)
+    canvas = _layout(rng, h, w, kind)
+    image = _render(rng, canvas, rgb)
+    return image, canvas.labels.astype(np.uint16)
+
+
+def iter_dataset(
+    out: str | Path,
+    n: int,
+    size: int | tuple[int, int] = 256,
+    seed: int = 0,
+    rgb: bool = False,
+    kind: str = "mixed",
+) -> Iterator[tuple[Path, Path]]:
+    """Write images one by one (lets a CLI show progress); see :func:`write_dataset`."""
+    out = Path(out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    (out / "labels").mkdir(parents=True, exist_ok=True)
+    digits = max(3, len(str(max(n - 1, 0))))
+    for i in range(n):
+        image, labels = generate(size, seed=seed * 100003 + i, rgb=rgb, kind=kind)
+        stem = f"img_{i:0{digits}d}"
+        image_path, label_path = out / "images" / f"{stem}.png", out / "labels" / f"{stem}.tif"
+        Image.fromarray(image).save(image_path)
+        write_labels(label_path, labels)
+        yield image_path, label_path
+
+
+def write_dataset(
+    out: str | Path,
+    n: int,
+    size: int | tuple[int, int] = 256,
+    seed: int = 0,
+    rgb: bool = False,
+    kind: str = "mixed",
+) -> list[tuple[Path, Path]]:
+    """Write ``out/images/img_000.png`` and ``out/labels/img_000.tif``, ...; returns the path pairs.
+
+    Image i uses seed ``seed * 100003 + i``, so datasets with different seeds do not share images.
+    """
+    return list(iter_dataset(out, n, size, seed, rgb, kind))
+
+
+def _keep_count(fraction: float, n: int) -> int:
+    """round-half-up(fraction * n), at least one object when any exist and fraction > 0."""
+    k = math.floor(fraction * n + 0.5)
+    if n > 0 and fraction > 0:
+        k = max(k, 1)
+    return min(k, n)
+
+
+def _keep_only(labels: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    drop = (labels > 0) & ~np.isin(labels, keep)
+    out = labels.copy()
+    out[drop] = 0
+    return out
+
+
+def sparsify(
+    labels: np.ndarray | Sequence[np.ndarray], fraction: float, mode: str = "per_image", seed: int = 0
+) -> np.ndarray | list[np.ndarray]:
+    """Turn dense labels into SPOCO-style sparse ones by keeping random *complete* objects.
+
+    ``per_image``: each image keeps ``round(fraction * n_objects)`` objects (>= 1 if it has any
+    and fraction > 0). ``global``: a list of images keeps ``round(fraction * all objects)``
+    drawn across the whole set, so some images may keep none -- the harder, realistic case.
+    Kept objects keep their ids; values <= 0 are left untouched. A list in gives a list out.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction}")
+    if mode not in ("per_image", "global"):
+        raise ValueError(f"mode must be 'per_image' or 'global', got {mode!r}")
+    rng = np.random.default_rng(seed)
+    if mode == "per_image":
+        if isinstance(labels, np.ndarray):
+            ids = np.unique(labels[labels > 0])
+            return _keep_only(labels, rng.choice(ids, _keep_count(fraction, ids.size), replace=False))
+        return [
+            sparsify(lab, fraction, "per_image", int(s))
+            for lab, s in zip(labels, rng.integers(0, 2**31, len(labels)), strict=True)
+        ]
+    if isinstance(labels, np.ndarray):
+        raise TypeError("mode='global' takes a list of label arrays")
+    per_image = [np.unique(lab[lab > 0]) for lab in labels]
+    total = sum(ids.size for ids in per_image)
+    chosen = rng.choice(total, _keep_count(fraction, total), replace=False)
+    mask = np.zeros(total, bool)
+    mask[chosen] = True
+    starts = np.cumsum([0] + [ids.size for ids in per_image])
+    return [
+        _keep_only(lab, ids[mask[starts[i] : starts[i + 1]]])
+        for i, (lab, ids) in enumerate(zip(labels, per_image, strict=True))
+    ]

@@ -1,0 +1,475 @@
+"""Training loop for SPOCO: student on one view, EMA teacher on the other, sparse-label losses.
+
+One code path for CPU, a single GPU and ``torchrun`` (DDP); checkpoints are written atomically so a
+killed job never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from spoco_core.augment import sample_views
+from spoco_core.io import to_channels
+from spoco_core.losses import LossConfig, spoco_loss
+from spoco_core.model import EmbeddingUNet, UNetConfig, ema_update, make_teacher
+
+FORMAT_VERSION = 1
+
+Sample = tuple[np.ndarray, np.ndarray]
+"""(image (C,H,W) float32, sparse labels (H,W) int: 0 unknown, -1 background mark, k >= 1 objects)."""
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """Map a user-facing device name to a torch device; under torchrun each rank gets its own GPU."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(name)
+
+
+def _from_fields(cls: type, data: dict | None) -> Any:
+    """Build a dataclass from a dict, ignoring keys it does not know (older/newer checkpoints)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in (data or {}).items() if k in names})
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; saved in the checkpoint so a run can be reproduced."""
+
+    iterations: int = 500
+    batch_size: int = 4
+    patch_size: int = 128
+    lr: float = 2e-4
+    weight_decay: float = 1e-5
+    ema_momentum: float = 0.999
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    log_every: int = 10
+    model: UNetConfig = field(default_factory=UNetConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        data = dict(data)
+        model = _from_fields(UNetConfig, data.pop("model", None))
+        loss = _from_fields(LossConfig, data.pop("loss", None))
+        base = _from_fields(cls, data)
+        base.model, base.loss = model, loss
+        return base
+
+
+@dataclass
+class ProgressEvent:
+    """``iteration`` counts within this run (1..total), so ``iteration / total`` is the job's progress."""
+
+    iteration: int
+    total: int
+    losses: dict[str, float]
+    its_per_s: float
+
+
+@dataclass
+class TrainResult:
+    iterations_done: int
+    cancelled: bool
+    history: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class Checkpoint:
+    student: EmbeddingUNet
+    teacher: EmbeddingUNet
+    config: TrainConfig
+    iteration: int
+    meta: dict = field(default_factory=dict)
+    foreground_trained: bool = True
+    """False when no background mark was ever seen: the foreground head is then untrained."""
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _read_checkpoint_dict(path: Path, device: torch.device) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated/garbage files
+        raise ValueError(f"checkpoint {path} is corrupt or not a SPOCO model ({exc})") from exc
+    if not isinstance(data, dict) or "format_version" not in data:
+        raise ValueError(f"checkpoint {path} is not a SPOCO model (no format_version)")
+    version = data["format_version"]
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ValueError(
+            f"checkpoint {path} has format_version {version!r}; this version of spoco_core reads "
+            f"format_version <= {FORMAT_VERSION}; upgrade spoco_core"
+        )
+    missing = {"student", "teacher", "config"} - data.keys()
+    if missing:
+        raise ValueError(f"checkpoint {path} lacks {sorted(missing)}")
+    return data
+
+
+def load_checkpoint(path: Path | str, device: str | torch.device = "auto") -> Checkpoint:
+    """Rebuild student and teacher from a checkpoint; raises ``ValueError`` for anything unreadable."""
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
+    data = _read_checkpoint_dict(Path(path), dev)
+    config = TrainConfig.from_dict(data["config"])
+    student = EmbeddingUNet(config.model).to(dev)
+    try:
+        student.load_state_dict(data["student"])
+        teacher = make_teacher(student)
+        teacher.load_state_dict(data["teacher"])
+    except (RuntimeError, KeyError) as exc:
+        raise ValueError(f"checkpoint {path} does not match its own model config ({exc})") from exc
+    student.eval()
+    return Checkpoint(
+        student=student,
+        teacher=teacher,
+        config=config,
+        iteration=int(data.get("iteration", 0)),
+        meta=dict(data.get("meta") or {}),
+        foreground_trained=bool(data.get("foreground_trained", True)),
+    )
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable; not possible on every filesystem
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+@dataclass
+class _Dist:
+    world_size: int = 1
+    rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device: torch.device) -> _Dist:
+    """Join the torchrun process group when launched with WORLD_SIZE > 1; otherwise a no-op."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    import torch.distributed as dist
+
+    owns = False
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        owns = True
+    return _Dist(world_size=dist.get_world_size(), rank=dist.get_rank(), owns_group=owns)
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def _has_labels(labels: np.ndarray) -> bool:
+    return bool(np.any(labels != 0))
+
+
+class Trainer:
+    """Trains a student/teacher pair on sparse samples; ``fit`` runs ``config.iterations`` steps."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        samples: Sequence[Sample],
+        init_checkpoint: Path | str | None = None,
+        progress: Callable[[ProgressEvent], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.progress = progress
+        self.should_cancel = should_cancel
+        self.device = resolve_device(config.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        self.dist = _init_distributed(self.device)
+
+        # identical initial weights on every rank (DDP also broadcasts), different sampling per rank
+        random.seed(config.seed)
+        torch.manual_seed(config.seed)
+        self.rng = np.random.default_rng([config.seed, self.dist.rank])
+        self.loss_generator = torch.Generator(device=self.device)
+        self.loss_generator.manual_seed(config.seed * 1000 + self.dist.rank)
+
+        ckpt_data = None
+        self.iteration = 0
+        prev_fg_trained = False
+        if init_checkpoint is not None:
+            ckpt_data = _read_checkpoint_dict(Path(init_checkpoint), self.device)
+            # the new run continues the previous model, so its architecture wins over ours
+            config.model = TrainConfig.from_dict(ckpt_data["config"]).model
+            self.iteration = int(ckpt_data.get("iteration", 0))
+            prev_fg_trained = bool(ckpt_data.get("foreground_trained", True))
+
+        self.samples = self._prepare_samples(samples, config.model.in_channels)
+        self.foreground_trained = prev_fg_trained or any(np.any(lab < 0) for _, lab in self.samples)
+
+        self.student = EmbeddingUNet(config.model).to(self.device)
+        if ckpt_data is not None:
+            self.student.load_state_dict(ckpt_data["student"])
+        self.teacher = make_teacher(self.student)
+        if ckpt_data is not None:
+            self.teacher.load_state_dict(ckpt_data["teacher"])
+
+        self.optimizer = torch.optim.Adam(
+            self.student.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        if ckpt_data is not None and ckpt_data.get("optimizer"):
+            self._load_optimizer(ckpt_data["optimizer"])
+        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=max(1, config.iterations), eta_min=config.lr * 0.01
+        )
+
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.model: nn.Module = self.student
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.student, device_ids=ids)
+
+    # ---- setup helpers
+
+    @staticmethod
+    def _prepare_samples(samples: Sequence[Sample], in_channels: int) -> list[Sample]:
+        kept = []
+        for image, labels in samples:
+            labels = np.asarray(labels)
+            if not _has_labels(labels):
+                continue
+            image = np.asarray(image, dtype=np.float32)
+            if image.ndim == 2:
+                image = image[None]
+            if image.shape[-2:] != labels.shape:
+                raise ValueError(f"image shape {image.shape} does not match labels shape {labels.shape}")
+            kept.append((to_channels(image, in_channels).astype(np.float32), labels.astype(np.int64)))
+        if not kept:
+            raise ValueError("no training sample has a labelled pixel: label at least one object")
+        return kept
+
+    def _load_optimizer(self, state: dict) -> None:
+        """Reuse Adam's moments when they fit the parameters; the schedule itself restarts."""
+        params = list(self.student.parameters())
+        saved = state.get("state", {})
+        for idx, s in saved.items():
+            idx = int(idx)
+            if idx >= len(params) or any(
+                torch.is_tensor(v) and v.dim() > 0 and v.shape != params[idx].shape for v in s.values()
+            ):
+                return
+        try:
+            self.optimizer.load_state_dict(state)
+        except (ValueError, KeyError, RuntimeError):
+            self.optimizer = torch.optim.Adam(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+            return
+        for group in self.optimizer.param_groups:  # this run's hyper-parameters, not the old ones
+            group["lr"] = group["initial_lr"] = self.config.lr
+            group["weight_decay"] = self.config.weight_decay
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        if not (self.config.amp and self.device.type == "cuda"):
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+
+    # ---- training
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        views_f, views_g, labs = [], [], []
+        for _ in range(self.config.batch_size):
+            image, labels = self.samples[int(self.rng.integers(len(self.samples)))]
+            vf, vg, lab = sample_views(image, labels, self.config.patch_size, self.rng)
+            views_f.append(vf)
+            views_g.append(vg)
+            labs.append(lab)
+        to = self.device
+        return (
+            torch.from_numpy(np.stack(views_f).astype(np.float32)).to(to),
+            torch.from_numpy(np.stack(views_g).astype(np.float32)).to(to),
+            torch.from_numpy(np.stack(labs).astype(np.int64)).to(to),
+        )
+
+    def _cancel_requested(self) -> bool:
+        flag = bool(self.should_cancel()) if (self.should_cancel and self.dist.is_main) else False
+        if not self.dist.enabled:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)  # every rank must stop at the same step
+        return bool(t.item() > 0)
+
+    def step(self) -> dict[str, float]:
+        """One optimiser step plus the EMA update; returns the loss terms as floats."""
+        self.model.train()
+        view_f, view_g, labels = self._batch()
+        with self._autocast():
+            emb_f, fg = self.model(view_f)
+        with torch.no_grad(), self._autocast():
+            emb_g, _ = self.teacher(view_g)
+        total, terms = spoco_loss(
+            emb_f.float(),
+            emb_g.float(),
+            fg.float() if fg is not None else None,
+            labels,
+            self.config.loss,
+            generator=self.loss_generator,
+        )
+        if self.dist.enabled and fg is not None:
+            total = total + 0.0 * fg.sum()  # keep DDP's reducer happy when no term used the head
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        ema_update(self.teacher, self.student, self.config.ema_momentum)
+        self.iteration += 1
+        out = {k: float(v) for k, v in terms.items()}
+        out["total"] = float(total.detach())
+        return out
+
+    def fit(self) -> TrainResult:
+        """Run this run's iterations; stops cleanly at the next step when cancellation is requested."""
+        total = self.config.iterations
+        history: list[dict] = []
+        window: list[dict[str, float]] = []
+        cancelled = False
+        done = 0
+        t_last = time.perf_counter()
+        n_last = 0
+        try:
+            for i in range(1, total + 1):
+                if self._cancel_requested():
+                    cancelled = True
+                    break
+                terms = self.step()
+                done = i
+                lr = self.optimizer.param_groups[0]["lr"]
+                history.append({"iteration": i, "step": self.iteration, "lr": lr, **terms})
+                window.append(terms)
+                if i % max(1, self.config.log_every) == 0 or i == total:
+                    now = time.perf_counter()
+                    rate = (i - n_last) / max(now - t_last, 1e-9)
+                    self._report(i, total, window, rate)
+                    window, t_last, n_last = [], now, i
+            if cancelled and window:
+                now = time.perf_counter()
+                self._report(done, total, window, (done - n_last) / max(now - t_last, 1e-9))
+        finally:
+            self.student.eval()
+            self.close()  # torchrun: leave the group; rank 0 can still save afterwards
+        return TrainResult(iterations_done=done, cancelled=cancelled, history=history)
+
+    def _report(self, i: int, total: int, window: list[dict[str, float]], rate: float) -> None:
+        if self.progress is None or not self.dist.is_main or not window:
+            return
+        keys = window[-1].keys()
+        losses = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
+        self.progress(ProgressEvent(iteration=i, total=total, losses=losses, its_per_s=float(rate)))
+
+    # ---- persistence
+
+    def state_dict(self, meta: dict | None = None) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "student": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
+            "teacher": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()},
+            "optimizer": _to_cpu(self.optimizer.state_dict()),
+            "config": self.config.to_dict(),
+            "iteration": self.iteration,
+            "foreground_trained": self.foreground_trained,
+            "meta": dict(meta or {}),
+        }
+
+    def save(self, path: Path | str, meta: dict | None = None) -> None:
+        """Atomic checkpoint write; a no-op on non-zero DDP ranks so the file is written once."""
+        if not self.dist.is_main:
+            return
+        atomic_torch_save(self.state_dict(meta), Path(path))
+
+    def close(self) -> None:
+        """Leave the process group we created (torchrun); safe to call more than once."""
+        if self.dist.enabled and self.dist.owns_group:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+            self.dist.owns_group = False
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _to_cpu(obj: Any) -> Any:
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_cpu(v) for v in obj]
+    return obj
+

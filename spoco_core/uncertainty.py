@@ -1,0 +1,408 @@
+"""Which predicted objects should an annotator label next? (cluster instability; design.md)
+
+An object the model is sure about comes out the same when the input is flipped or rotated, when
+the EMA teacher embeds it, or when the clustering bandwidth changes; an object that splits, merges
+or moves under these perturbations is where a label teaches the model most. Random selection is
+the baseline this must beat, so ``confidence_scores`` gives a cheap alternative scorer too.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from scipy import ndimage
+
+from spoco_core.cluster import Method, segment
+
+PIECE_FRACTION = 0.2  # a run object holding this fraction of a reference object counts as a piece of it
+SPLIT_MERGE_WEIGHT = 0.1  # per run, added to 1 - mean IoU when an object splits or merges
+SKIP_IOU = 0.3  # predicted objects matching a labelled object this well are not suggested
+SKIP_LABELLED_FRACTION = 0.5  # ...nor those mostly lying on labelled or background pixels
+
+
+class EmbeddingResult(Protocol):
+    emb: np.ndarray  # (E, H, W) float32
+    fg_prob: np.ndarray | None  # (H, W) float32
+
+
+class Embedder(Protocol):
+    """What we need from ``spoco_core.infer.Predictor`` (any object with this method works)."""
+
+    def embed(self, image: np.ndarray, which: str = "student") -> EmbeddingResult: ...
+
+
+@dataclass(frozen=True)
+class ObjectScore:
+    object_id: int
+    score: float
+    """Instability in [0, 1]; higher = more worth labelling."""
+    bbox: tuple[int, int, int, int]
+    """(y0, x0, y1, x1), end exclusive."""
+    area: int
+    splits: int
+    """Runs in which the object's pixels spread over >= 2 objects."""
+    merges: int
+    """Runs in which its best match also covers another reference object."""
+    mean_fg: float | None
+    """Mean foreground probability over the object; None without a foreground head."""
+
+
+@dataclass
+class ImageUncertainty:
+    labels: np.ndarray
+    """(H, W) int32 reference instance labels (student, original orientation)."""
+    objects: list[ObjectScore]
+    pixel_map: np.ndarray
+    """(H, W) float32 in [0, 1]: fraction of runs disagreeing with the reference at each pixel."""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    key: Hashable
+    object_id: int
+    score: float
+    bbox: tuple[int, int, int, int]
+    mask: np.ndarray
+    """Full-image (H, W) bool mask: callers store and draw it without re-placing a crop."""
+    source: str = "ranked"
+    """"ranked" (by score) or "random" (the exploration share)."""
+
+
+# --- test-time augmentation ---------------------------------------------------------------------
+
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+def _rot(k: int) -> Transform:
+    return lambda a: np.rot90(a, k, axes=(-2, -1))
+
+
+def _flip(axis: int) -> Transform:
+    return lambda a: np.flip(a, axis=axis)
+
+
+def _transpose(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
+
+
+def _anti_transpose(a: np.ndarray) -> np.ndarray:
+    return np.rot90(np.swapaxes(a, -1, -2), 2, axes=(-2, -1))
+
+
+# (forward, inverse) on arrays (..., H, W); the dihedral group minus the identity.
+TTA: tuple[tuple[Transform, Transform], ...] = (
+    (_flip(-1), _flip(-1)),
+    (_flip(-2), _flip(-2)),
+    (_rot(1), _rot(-1)),
+    (_rot(2), _rot(2)),
+    (_rot(3), _rot(1)),
+    (_transpose, _transpose),
+    (_anti_transpose, _anti_transpose),
+)
+
+
+def _embed_view(
+    predictor: Embedder, image: np.ndarray, view: tuple[Transform, Transform] | None, which: str = "student"
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Embed a transformed image and map the result back to the original frame."""
+    if view is None:
+        out = predictor.embed(image, which=which)
+        return np.asarray(out.emb, np.float32), out.fg_prob
+    fwd, inv = view
+    out = predictor.embed(np.ascontiguousarray(fwd(image)), which=which)
+    fg = None if out.fg_prob is None else np.ascontiguousarray(inv(out.fg_prob))
+    return np.ascontiguousarray(inv(np.asarray(out.emb, np.float32))), fg
+
+
+# --- instability --------------------------------------------------------------------------------
+
+
+def image_uncertainty(
+    predictor: Embedder,
+    image: np.ndarray,
+    seed: int = 0,
+    n_tta: int = 4,
+    bandwidths: Sequence[float] = (0.85, 1.0, 1.15),
+    method: Method = "hdbscan",
+    background: np.ndarray | None = None,
+    delta_v: float | None = None,
+    min_size: int = 30,
+    max_samples: int = 4000,
+) -> ImageUncertainty:
+    """Cluster the image under perturbations and score each reference object's instability.
+
+    Runs: the student's embeddings re-clustered with delta_v scaled by each bandwidth factor
+    (embedded once), ``n_tta`` flips/rotations (inverted back), and the EMA teacher (skipped when
+    the predictor has none). All runs share ``seed``, so they cluster the same pixel subsample.
+    ``delta_v`` defaults to ``predictor.delta_v`` (0.5 if it has none).
+    """
+    dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
+    emb, fg = _embed_view(predictor, image, None)
+    teacher = _teacher(predictor, image)
+
+    def run(e: np.ndarray, f: np.ndarray | None, factor: float = 1.0) -> np.ndarray:
+        return segment(
+            e,
+            fg_prob=f,
+            background=background,
+            method=method,
+            emb_teacher=teacher[0] if teacher is not None else e,  # read only by "consistency"
+            delta_v=dv * factor,
+            min_size=min_size,
+            max_samples=max_samples,
+            seed=seed,
+        )
+
+    reference = run(emb, fg)
+    runs = [run(emb, fg, b) for b in bandwidths if not math.isclose(b, 1.0)]
+    for view in TTA[: max(0, n_tta)]:
+        runs.append(run(*_embed_view(predictor, image, view)))
+    if teacher is not None:
+        runs.append(run(*teacher))
+    objects, pixel_map = score_runs(reference, runs, fg)
+    return ImageUncertainty(labels=reference, objects=objects, pixel_map=pixel_map)
+
+
+def _teacher(predictor: Embedder, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
+    try:
+        return _embed_view(predictor, image, None, which="teacher")
+    except ValueError:  # Predictor without a teacher (not loaded from a checkpoint)
+        return None
+
+
+def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pixel counts (a.max()+1, b.max()+1) of every label pair; both label images are >= 0."""
+    na, nb = int(a.max()) + 1, int(b.max()) + 1
+    flat = a.ravel().astype(np.int64) * nb + b.ravel()
+    return np.bincount(flat, minlength=na * nb).reshape(na, nb)
+
+
+def score_runs(
+    reference: np.ndarray, runs: Sequence[np.ndarray], fg_prob: np.ndarray | None = None
+) -> tuple[list[ObjectScore], np.ndarray]:
+    """Instability of each reference object and per-pixel disagreement over perturbed runs.
+
+    score = 1 - mean best-match IoU + SPLIT_MERGE_WEIGHT * (splits + merges) / runs, clipped to
+    [0, 1]. A pixel disagrees in a run when its run label is not the best match of its reference
+    object (background must stay background; an object with no match disagrees everywhere).
+    """
+    reference = np.asarray(reference)
+    n_ref = int(reference.max())
+    iou_sum = np.zeros(n_ref + 1)
+    splits = np.zeros(n_ref + 1, dtype=np.int64)
+    merges = np.zeros(n_ref + 1, dtype=np.int64)
+    disagree = np.zeros(reference.shape, dtype=np.float32)
+    for labels in runs:
+        c = contingency(reference, np.asarray(labels))
+        area_r = c.sum(axis=1, keepdims=True)
+        area_q = c.sum(axis=0, keepdims=True)
+        iou = c / np.maximum(area_r + area_q - c, 1)
+        iou[:, 0] = 0.0  # matching background is no match
+        best = iou.argmax(axis=1)
+        best_iou = iou[np.arange(n_ref + 1), best]
+        piece = c > PIECE_FRACTION * np.maximum(area_r, 1)
+        piece[:, 0] = False
+        covers = piece.copy()
+        covers[0] = False
+        iou_sum += best_iou
+        splits += piece.sum(axis=1) >= 2
+        merges += (best_iou > 0) & (covers[:, best].sum(axis=0) - covers[np.arange(n_ref + 1), best] > 0)
+        match = np.where(best_iou > 0, best, -1)
+        match[0] = 0
+        disagree += labels != match[reference]
+    n = max(len(runs), 1)
+    pixel_map = disagree / n if runs else disagree
+    mean_iou = iou_sum / n if runs else np.ones(n_ref + 1)
+    score = np.clip(1.0 - mean_iou + SPLIT_MERGE_WEIGHT * (splits + merges) / n, 0.0, 1.0)
+    return _objects(reference, score, splits, merges, fg_prob), pixel_map.astype(np.float32)
+
+
+def _objects(
+    labels: np.ndarray,
+    score: np.ndarray,
+    splits: np.ndarray,
+    merges: np.ndarray,
+    fg_prob: np.ndarray | None,
+) -> list[ObjectScore]:
+    """One ObjectScore per label present in ``labels`` (arrays indexed by label id)."""
+    areas = np.bincount(labels.ravel(), minlength=len(score))
+    mean_fg = None
+    if fg_prob is not None:
+        mean_fg = np.bincount(labels.ravel(), weights=fg_prob.ravel(), minlength=len(score))
+        mean_fg /= np.maximum(areas, 1)
+    out = []
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        out.append(
+            ObjectScore(
+                object_id=i,
+                score=float(score[i]),
+                bbox=(sl[0].start, sl[1].start, sl[0].stop, sl[1].stop),
+                area=int(areas[i]),
+                splits=int(splits[i]),
+                merges=int(merges[i]),
+                mean_fg=None if mean_fg is None else float(mean_fg[i]),
+            )
+        )
+    return out
+
+
+# --- baseline scorer ----------------------------------------------------------------------------
+
+
+def confidence_scores(
+    predictor: Embedder,
+    image: np.ndarray,
+    seed: int = 0,
+    n_tta: int = 2,
+    method: Method = "hdbscan",
+    background: np.ndarray | None = None,
+    delta_v: float | None = None,
+    min_size: int = 30,
+    max_samples: int = 4000,
+) -> ImageUncertainty:
+    """Baseline: score = 1 - mean foreground probability of each object (one clustering run).
+
+    Without a foreground head: per-pixel embedding variance over ``n_tta`` flips (plus the
+    original), squashed to [0, 1] as v / (v + delta_v^2), averaged per object.
+    """
+    dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
+    emb, fg = _embed_view(predictor, image, None)
+    labels = segment(
+        emb,
+        fg_prob=fg,
+        background=background,
+        method=method,
+        emb_teacher=_teacher_emb(predictor, image) if method == "consistency" else None,
+        delta_v=dv,
+        min_size=min_size,
+        max_samples=max_samples,
+        seed=seed,
+    )
+    if fg is not None:
+        pixel_map = (1.0 - np.abs(2.0 * fg - 1.0)).astype(np.float32)
+        per_pixel = 1.0 - fg
+    else:
+        views = [emb] + [_embed_view(predictor, image, v)[0] for v in TTA[: max(0, n_tta)]]
+        var = np.stack(views).var(axis=0).sum(axis=0)
+        pixel_map = (var / (var + dv**2)).astype(np.float32)
+        per_pixel = pixel_map
+    n = int(labels.max()) + 1
+    area = np.maximum(np.bincount(labels.ravel(), minlength=n), 1)
+    score = np.bincount(labels.ravel(), weights=per_pixel.ravel(), minlength=n) / area
+    zeros = np.zeros(n, dtype=np.int64)
+    return ImageUncertainty(labels, _objects(labels, score, zeros, zeros, fg), pixel_map)
+
+
+def _teacher_emb(predictor: Embedder, image: np.ndarray) -> np.ndarray:
+    return _embed_view(predictor, image, None, which="teacher")[0]
+
+
+# --- ranking ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    key: Hashable
+    image_rank: int
+    obj: ObjectScore
+    labels: np.ndarray
+
+    @property
+    def centre(self) -> tuple[float, float]:
+        y0, x0, y1, x1 = self.obj.bbox
+        return (y0 + y1) / 2.0, (x0 + x1) / 2.0
+
+    @property
+    def diameter(self) -> float:
+        return 2.0 * math.sqrt(self.obj.area / math.pi)
+
+
+def rank_suggestions(
+    items: dict[Hashable, ImageUncertainty],
+    labelled: dict[Hashable, np.ndarray] | None,
+    k: int,
+    random_share: float = 0.1,
+    seed: int = 0,
+    max_per_image: int | None = None,
+    min_distance: float | None = None,
+) -> list[Suggestion]:
+    """Up to ``k`` objects to label next, most unstable first, then a random exploration share.
+
+    Objects already labelled (IoU > SKIP_IOU with a labelled object, or more than half on
+    labelled/background pixels of the sparse labels) are skipped. Diversity: at most
+    ``max_per_image`` (default ceil(k / n_images) + 1) per image, and no two suggestions in one
+    image whose bbox centres are closer than ``min_distance`` (default: the larger equivalent
+    diameter of the two). round(random_share * k) slots (more if the ranked pass runs short) go to
+    uniformly random remaining candidates under the same rules. Ranked suggestions come first,
+    then random ones; fewer than ``k`` are returned when the rules leave too few candidates.
+    """
+    if k <= 0 or not items:
+        return []
+    labelled = labelled or {}
+    candidates = []
+    for rank, (key, item) in enumerate(items.items()):
+        sparse = labelled.get(key)
+        skip = _already_labelled(item.labels, sparse) if sparse is not None else set()
+        candidates += [_Candidate(key, rank, o, item.labels) for o in item.objects if o.object_id not in skip]
+    candidates.sort(key=lambda c: (-c.obj.score, c.image_rank, c.obj.object_id))
+    cap = max_per_image if max_per_image is not None else math.ceil(k / len(items)) + 1
+    n_random = min(k, max(0, round(random_share * k)))
+    picked: list[tuple[_Candidate, str]] = []
+    _greedy(candidates, picked, k - n_random, cap, min_distance, "ranked")
+    chosen = {id(c) for c, _ in picked}
+    rest = [c for c in candidates if id(c) not in chosen]
+    order = np.random.default_rng(seed).permutation(len(rest))
+    _greedy([rest[i] for i in order], picked, k - len(picked), cap, min_distance, "random")
+    return [
+        Suggestion(c.key, c.obj.object_id, c.obj.score, c.obj.bbox, c.labels == c.obj.object_id, source)
+        for c, source in picked
+    ]
+
+
+def _greedy(
+    ordered: Sequence[_Candidate],
+    picked: list[tuple[_Candidate, str]],
+    n: int,
+    cap: int,
+    min_distance: float | None,
+    source: str,
+) -> None:
+    """Append up to ``n`` candidates in order that keep the per-image cap and spacing."""
+    added = 0
+    for cand in ordered:
+        if added >= n:
+            return
+        same = [c for c, _ in picked if c.image_rank == cand.image_rank]
+        if len(same) >= cap or any(_too_close(cand, c, min_distance) for c in same):
+            continue
+        picked.append((cand, source))
+        added += 1
+
+
+def _too_close(a: _Candidate, b: _Candidate, min_distance: float | None) -> bool:
+    limit = max(a.diameter, b.diameter) if min_distance is None else min_distance
+    (ya, xa), (yb, xb) = a.centre, b.centre
+    return math.hypot(ya - yb, xa - xb) < limit
+
+
+def _already_labelled(pred: np.ndarray, sparse: np.ndarray) -> set[int]:
+    """Predicted object ids that an annotator has effectively labelled already."""
+    sparse = np.asarray(sparse)
+    if sparse.shape != pred.shape:
+        raise ValueError(f"labels shape {sparse.shape} does not match prediction {pred.shape}")
+    objects = np.where(sparse > 0, sparse, 0).astype(np.int64)
+    c = contingency(pred, objects)
+    area_p = c.sum(axis=1)
+    area_l = c.sum(axis=0)
+    iou = c / np.maximum(area_p[:, None] + area_l[None, :] - c, 1)
+    iou[:, 0] = 0.0
+    on_known = np.bincount(pred.ravel(), weights=(sparse != 0).ravel(), minlength=len(area_p))
+    skip = (iou.max(axis=1) > SKIP_IOU) | (on_known > SKIP_LABELLED_FRACTION * np.maximum(area_p, 1))
+    skip[0] = False
+    return {int(i) for i in np.flatnonzero(skip)}

@@ -1,0 +1,134 @@
+"""``python -m storage``: operator commands on a data directory.
+
+users add USERNAME [--password P] [--admin]     (prompts for the password when not given)
+users list
+users set-role USERNAME PROJECT lead|annotator  (PROJECT: name or id)
+users disable USERNAME / users enable USERNAME
+seed-demo                                       (admin from SPOCO_ADMIN_USER / SPOCO_ADMIN_PASSWORD,
+                                                 then the demo project of storage/demo.py if present)
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib.util
+import inspect
+import os
+import sys
+from pathlib import Path
+
+from storage.errors import StudioError
+from storage.service import Studio
+
+
+def _read_password() -> str:
+    first = getpass.getpass("Password: ")
+    if sys.stdin.isatty() and getpass.getpass("Repeat password: ") != first:
+        raise StudioError("passwords do not match")
+    return first
+
+
+def cmd_users_add(studio: Studio, args: argparse.Namespace) -> int:
+    password = args.password if args.password is not None else _read_password()
+    user = studio.operator_create_user(args.username, password, is_admin=args.admin)
+    print(f"created {'admin ' if user.is_admin else ''}user {user.username!r} (id {user.id})")
+    return 0
+
+
+def cmd_users_list(studio: Studio, args: argparse.Namespace) -> int:
+    rows = studio.operator_list_users()
+    width = max([len(u.username) for u in rows] + [8])
+    print(f"{'id':>4}  {'username':<{width}}  admin  disabled")
+    for u in rows:
+        admin, disabled = ("yes" if u.is_admin else "no"), ("yes" if u.disabled else "no")
+        print(f"{u.id:>4}  {u.username:<{width}}  {admin:<5}  {disabled}")
+    return 0
+
+
+def cmd_users_set_role(studio: Studio, args: argparse.Namespace) -> int:
+    project = studio.operator_set_role(args.username, args.project, args.role)
+    print(f"{args.username} is now {args.role} of project {project.name!r} (id {project.id})")
+    return 0
+
+
+def cmd_users_disable(studio: Studio, args: argparse.Namespace) -> int:
+    user = studio.operator_set_disabled(args.username, True)
+    print(f"disabled {user.username!r}")
+    return 0
+
+
+def cmd_users_enable(studio: Studio, args: argparse.Namespace) -> int:
+    user = studio.operator_set_disabled(args.username, False)
+    print(f"enabled {user.username!r}")
+    return 0
+
+
+def cmd_seed_demo(studio: Studio, args: argparse.Namespace) -> int:
+    username = os.environ.get("SPOCO_ADMIN_USER") or "admin"
+    generated = studio.ensure_admin(username, os.environ.get("SPOCO_ADMIN_PASSWORD") or None)
+    if generated:
+        print(f"created admin {username!r} with password: {generated}")
+        print("(shown once; only its hash is stored)")
+    if importlib.util.find_spec("storage.demo") is None:
+        return 0
+    from storage import demo
+
+    admin = studio.find_user(username)
+    params = inspect.signature(demo.seed_demo).parameters
+    result = demo.seed_demo(studio, admin) if len(params) >= 2 else demo.seed_demo(studio)
+    if result is not None:
+        print(f"seeded demo project {getattr(result, 'name', result)!r}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m storage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="data directory (default: $SPOCO_DATA_DIR or ./data)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    users = sub.add_parser("users", help="manage user accounts").add_subparsers(
+        dest="users_command", required=True
+    )
+    p = users.add_parser("add", help="create a user")
+    p.add_argument("username")
+    p.add_argument("--password", help="the password (prompted for when omitted)")
+    p.add_argument("--admin", action="store_true", help="make the user an administrator")
+    p.set_defaults(func=cmd_users_add)
+    users.add_parser("list", help="list users").set_defaults(func=cmd_users_list)
+    p = users.add_parser("set-role", help="make a user lead or annotator of a project")
+    p.add_argument("username")
+    p.add_argument("project", help="project name or id")
+    p.add_argument("role", choices=["lead", "annotator"])
+    p.set_defaults(func=cmd_users_set_role)
+    p = users.add_parser("disable", help="stop a user from logging in")
+    p.add_argument("username")
+    p.set_defaults(func=cmd_users_disable)
+    p = users.add_parser("enable", help="allow a disabled user again")
+    p.add_argument("username")
+    p.set_defaults(func=cmd_users_enable)
+
+    sub.add_parser("seed-demo", help="ensure the admin account and the demo project").set_defaults(
+        func=cmd_seed_demo
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    studio = Studio.open(args.data_dir)
+    try:
+        return int(args.func(studio, args) or 0)
+    except StudioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        studio.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Sparse labels: object masks and background marks, never physically deleted.
+
+An edit inserts a new row whose ``parent_id`` is the old one and soft-deletes the old one, so the
+history of every label survives; ``deleted_reason`` tells a plain delete from an edit or an undo.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from sqlite_utils import Database
+
+from storage import masks
+from storage.db import now, one
+from storage.errors import Conflict, NotFound
+from storage.records import Annotation
+
+_SELECT = "SELECT a.*, u.username AS author_name FROM annotations a JOIN users u ON u.id = a.author "
+
+
+def to_annotation(row: dict) -> Annotation:
+    return Annotation(
+        id=int(row["id"]),
+        image_id=int(row["image_id"]),
+        kind=row["kind"],
+        source=row["source"],
+        author=row["author_name"],
+        created_at=float(row["created_at"]),
+        seconds=float(row["seconds"]),
+        mask=masks.decode(masks.from_json(row["rle"])),
+        parent_id=row["parent_id"],
+    )
+
+
+def insert(
+    db: Database,
+    image_id: int,
+    kind: str,
+    mask: np.ndarray,
+    source: str,
+    author_id: int,
+    seconds: float,
+    parent_id: int | None = None,
+    suggestion_id: int | None = None,
+) -> int:
+    rle = masks.encode(mask)
+    cur = db.execute(
+        "INSERT INTO annotations (image_id, kind, rle, bbox, area, source, author, created_at, seconds, "
+        "parent_id, suggestion_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            image_id,
+            kind,
+            masks.to_json(rle),
+            json.dumps(masks.bbox(mask)),
+            int(mask.sum()),
+            source,
+            author_id,
+            now(),
+            float(seconds),
+            parent_id,
+            suggestion_id,
+        ],
+    )
+    return int(cur.lastrowid)
+
+
+def get(db: Database, annotation_id: int) -> Annotation:
+    row = one(db, _SELECT + "WHERE a.id = ?", [annotation_id])
+    if row is None:
+        raise NotFound(f"annotation {annotation_id} does not exist")
+    return to_annotation(row)
+
+
+def live_row(db: Database, annotation_id: int) -> dict:
+    row = one(db, "SELECT * FROM annotations WHERE id = ?", [annotation_id])
+    if row is None:
+        raise NotFound(f"annotation {annotation_id} does not exist")
+    if row["deleted_at"] is not None:
+        raise Conflict(f"annotation {annotation_id} was already deleted or replaced")
+    return row
+
+
+def list_live(db: Database, image_id: int) -> list[Annotation]:
+    return [
+        to_annotation(r)
+        for r in db.query(
+            _SELECT + "WHERE a.image_id = ? AND a.deleted_at IS NULL ORDER BY a.created_at, a.id", [image_id]
+        )
+    ]
+
+
+def history(db: Database, annotation_id: int) -> list[Annotation]:
+    """The annotation and its ancestors through edits, newest first."""
+    out = []
+    current: int | None = annotation_id
+    while current is not None:
+        ann = get(db, current)
+        out.append(ann)
+        current = ann.parent_id
+    return out
+
+
+def soft_delete(db: Database, annotation_id: int, user_id: int, reason: str) -> None:
+    db.execute(
+        "UPDATE annotations SET deleted_at = ?, deleted_by = ?, deleted_reason = ? WHERE id = ?",
+        [now(), user_id, reason, annotation_id],
+    )
+
+
+def restore(db: Database, annotation_id: int) -> None:
+    db.execute(
+        "UPDATE annotations SET deleted_at = NULL, deleted_by = NULL, deleted_reason = NULL WHERE id = ?",
+        [annotation_id],
+    )
+
+
+def undo_last(db: Database, image_id: int, user_id: int) -> tuple[str | None, dict | None]:
+    """Revert ``user_id``'s latest change on the image (inside the caller's transaction):
+    an added label is removed, an edit brings the previous version back, a delete is restored.
+    Returns ``("added" | "deleted", row)`` for what was undone, or ``(None, None)``."""
+    added = one(
+        db,
+        "SELECT *, created_at AS at FROM annotations "
+        "WHERE image_id = ? AND author = ? AND deleted_at IS NULL "
+        "ORDER BY created_at DESC, id DESC LIMIT 1",
+        [image_id, user_id],
+    )
+    deleted = one(
+        db,
+        "SELECT *, deleted_at AS at FROM annotations WHERE image_id = ? AND deleted_by = ? "
+        "AND deleted_reason = 'deleted' ORDER BY deleted_at DESC, id DESC LIMIT 1",
+        [image_id, user_id],
+    )
+    if added is None and deleted is None:
+        return None, None
+    if deleted is not None and (added is None or deleted["at"] > added["at"]):
+        restore(db, deleted["id"])
+        return "deleted", deleted
+    assert added is not None
+    soft_delete(db, added["id"], user_id, "undone")
+    if added["parent_id"] is not None:
+        restore(db, added["parent_id"])
+    return "added", added
+
+
+def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.ndarray:
+    """int32 (H, W): 0 unknown, -1 background mark, k >= 1 the k-th live object (by creation order).
+    Objects are painted after background marks, so an object wins where both were drawn."""
+    labels = np.zeros(shape, dtype=np.int32)
+    rows = list(
+        db.query(
+            "SELECT kind, rle FROM annotations WHERE image_id = ? AND deleted_at IS NULL "
+            "ORDER BY created_at, id",
+            [image_id],
+        )
+    )
+    for r in rows:
+        if r["kind"] == "background":
+            labels[masks.decode(masks.from_json(r["rle"]))] = -1
+    k = 0
+    for r in rows:
+        if r["kind"] == "object":
+            k += 1
+            labels[masks.decode(masks.from_json(r["rle"]))] = k
+    return labels
+
+
+def labelled_image_ids(db: Database, project_id: int) -> list[int]:
+    return [
+        int(r["image_id"])
+        for r in db.query(
+            "SELECT DISTINCT a.image_id FROM annotations a JOIN images i ON i.id = a.image_id "
+            "WHERE i.project_id = ? AND a.deleted_at IS NULL ORDER BY a.image_id",
+            [project_id],
+        )
+    ]
+
+
+def stats(db: Database, project_id: int) -> dict:
+    """Counts of live labels for a project, overall and per annotator (who labelled what, how fast)."""
+    totals = (
+        one(
+            db,
+            "SELECT COALESCE(SUM(a.kind = 'object'), 0) AS n_objects, "
+            "COALESCE(SUM(a.kind = 'background'), 0) AS n_background, "
+            "COUNT(DISTINCT a.image_id) AS n_labelled_images, COALESCE(SUM(a.seconds), 0) AS total_seconds "
+            "FROM annotations a JOIN images i ON i.id = a.image_id "
+            "WHERE i.project_id = ? AND a.deleted_at IS NULL",
+            [project_id],
+        )
+        or {}
+    )
+    per_annotator = [
+        {
+            "username": r["username"],
+            "n_objects": int(r["n_objects"]),
+            "n_background": int(r["n_background"]),
+            "seconds": round(float(r["seconds"]), 1),
+            "n_accepted": int(r["n_accepted"]),
+            "n_corrected": int(r["n_corrected"]),
+        }
+        for r in db.query(
+            "SELECT u.username, SUM(a.kind = 'object') AS n_objects, "
+            "SUM(a.kind = 'background') AS n_background, "
+            "SUM(a.seconds) AS seconds, SUM(a.source = 'accepted') AS n_accepted, "
+            "SUM(a.source = 'corrected') AS n_corrected "
+            "FROM annotations a JOIN images i ON i.id = a.image_id JOIN users u ON u.id = a.author "
+            "WHERE i.project_id = ? AND a.deleted_at IS NULL "
+            "GROUP BY u.id ORDER BY u.username COLLATE NOCASE",
+            [project_id],
+        )
+    ]
+    return {
+        "n_objects": int(totals.get("n_objects") or 0),
+        "n_background": int(totals.get("n_background") or 0),
+        "n_labelled_images": int(totals.get("n_labelled_images") or 0),
+        "total_seconds": round(float(totals.get("total_seconds") or 0.0), 1),
+        "per_annotator": per_annotator,
+    }

@@ -1,0 +1,98 @@
+"""Passwords (bcrypt) and login throttling.
+
+Throttling is per username and lives in the database, so it holds across browser sessions, app
+restarts and processes: after ``FREE_FAILURES`` failures each further failure locks the username for
+a delay that doubles up to ``MAX_DELAY_S``. A success clears the count.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+
+import bcrypt
+from sqlite_utils import Database
+
+from storage.db import now, one, transaction
+from storage.errors import InputError
+
+FREE_FAILURES = 3
+BASE_DELAY_S = 1.0
+MAX_DELAY_S = 60.0
+MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt>=5: rejects) anything longer
+MIN_PASSWORD_LENGTH = 8
+
+
+def check_password_rules(password: str) -> None:
+    if not isinstance(password, str) or len(password) < MIN_PASSWORD_LENGTH:
+        raise InputError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password.encode("utf-8")) > MAX_PASSWORD_BYTES:
+        raise InputError(f"password must be at most {MAX_PASSWORD_BYTES} bytes long")
+
+
+def hash_password(password: str, rounds: int = 12) -> str:
+    check_password_rules(password)
+    return bcrypt.hashpw(password.encode("utf-8"), bcrypt.gensalt(rounds=rounds)).decode("ascii")
+
+
+def verify_password(password: str, password_hash: str) -> bool:
+    """Constant-time comparison by bcrypt; False (not an error) for malformed input."""
+    try:
+        data = password.encode("utf-8")
+        if len(data) > MAX_PASSWORD_BYTES:
+            return False
+        return bcrypt.checkpw(data, password_hash.encode("ascii"))
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
+def generate_password() -> str:
+    """A random password to print once (about 96 bits)."""
+    return secrets.token_urlsafe(16)
+
+
+def delay_after(failures: int) -> float:
+    """Lock time after the ``failures``-th consecutive failure: 0, 0, 0, 1, 2, 4, ... 60 s."""
+    if failures < FREE_FAILURES:
+        return 0.0
+    return min(MAX_DELAY_S, BASE_DELAY_S * 2 ** (failures - FREE_FAILURES))
+
+
+def retry_after(db: Database, username: str) -> float:
+    """Seconds until ``username`` may try again (0 when not locked)."""
+    row = one(db, "SELECT locked_until FROM login_failures WHERE username = ?", [username])
+    if row is None:
+        return 0.0
+    return max(0.0, float(row["locked_until"]) - now())
+
+
+def record_failure(db: Database, username: str) -> float:
+    """Count one failure; returns the new lock time in seconds (0 while still free)."""
+    with transaction(db):
+        row = one(db, "SELECT failures FROM login_failures WHERE username = ?", [username])
+        failures = (row["failures"] if row else 0) + 1
+        t = now()
+        delay = delay_after(failures)
+        db.execute(
+            "INSERT INTO login_failures (username, failures, last_failure_at, locked_until) "
+            "VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(username) DO UPDATE SET failures = excluded.failures, "
+            "last_failure_at = excluded.last_failure_at, locked_until = excluded.locked_until",
+            [username, failures, t, t + delay],
+        )
+    return delay
+
+
+def clear_failures(db: Database, username: str) -> None:
+    db.execute("DELETE FROM login_failures WHERE username = ?", [username])
+
+
+@functools.lru_cache(maxsize=4)
+def _dummy_hash(rounds: int) -> str:
+    return bcrypt.hashpw(b"not-a-password", bcrypt.gensalt(rounds=rounds)).decode("ascii")
+
+
+def dummy_verify(password: str, rounds: int = 12) -> None:
+    """Spend the same time as a real check when the username does not exist, so response time does
+    not reveal which usernames exist."""
+    verify_password(password, _dummy_hash(rounds))

@@ -1,0 +1,105 @@
+"""A ready-to-use "Demo" project, so a fresh `make run` has images to annotate and enough sparse
+labels to start training at once: synthetic images with a few ground-truth objects labelled, plus
+real sample images shipped inside scikit-image (read from the package, nothing downloaded)."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from storage.records import Project, User
+from storage.service import Studio
+
+DEMO_NAME = "Demo"
+DEMO_DESCRIPTION = (
+    "Synthetic cells/nuclei/leaves with a few objects outlined per image, and real sample images "
+    "(cells, immunohistochemistry, coins) from scikit-image."
+)
+SAMPLE_FILES = ("cell.png", "ihc.png", "coins.png")
+OBJECTS_PER_IMAGE = 3
+MIN_OBJECT_AREA = 60
+BACKGROUND_SIDE = 20
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _pick_objects(labels: np.ndarray, k: int, seed: int) -> list[int]:
+    """`k` whole objects that do not touch the border (a partial object would teach a wrong shape)."""
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    ids, areas = np.unique(labels[labels > 0], return_counts=True)
+    candidates = [int(i) for i, a in zip(ids, areas, strict=True) if a >= MIN_OBJECT_AREA and i not in border]
+    rng = np.random.default_rng(seed)
+    if len(candidates) <= k:
+        return candidates
+    return sorted(int(i) for i in rng.choice(candidates, size=k, replace=False))
+
+
+def _background_box(labels: np.ndarray, side: int) -> np.ndarray | None:
+    """A square far from every object, as a background mark; None if the image has no room."""
+    from scipy import ndimage
+
+    free = ndimage.binary_erosion(labels == 0, iterations=side // 2 + 4, border_value=0)
+    ys, xs = np.nonzero(free)
+    if ys.size == 0:
+        return None
+    mid = ys.size // 2
+    cy, cx = int(ys[mid]), int(xs[mid])
+    mask = np.zeros(labels.shape, dtype=bool)
+    mask[cy - side // 2 : cy + side // 2, cx - side // 2 : cx + side // 2] = True
+    return mask
+
+
+def _sample_dir() -> Path:
+    import skimage
+
+    return Path(skimage.__file__).parent / "data"
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw else default
+
+
+def seed_demo(
+    studio: Studio,
+    admin_user: User,
+    n_synthetic: int | None = None,
+    size: int | None = None,
+    with_samples: bool | None = None,
+) -> Project | None:
+    """Create the "Demo" project unless one exists; returns it, or None when it was already there.
+
+    Defaults: 8 synthetic images of 256 px plus the scikit-image samples. `python -m storage
+    seed-demo` passes no options, so SPOCO_DEMO_IMAGES, SPOCO_DEMO_SIZE and SPOCO_DEMO_SAMPLES=0
+    shrink the demo (a slow laptop, the browser test: predicting every image takes CPU time).
+    """
+    from spoco_core.synthetic import generate
+
+    n_synthetic = _env_int("SPOCO_DEMO_IMAGES", 8) if n_synthetic is None else n_synthetic
+    size = _env_int("SPOCO_DEMO_SIZE", 256) if size is None else size
+    if with_samples is None:
+        with_samples = os.environ.get("SPOCO_DEMO_SAMPLES", "1").strip().lower() not in ("0", "false", "no")
+    if any(p.name == DEMO_NAME for p in studio.list_projects(admin_user)):
+        return None
+    project = studio.create_project(admin_user, DEMO_NAME, DEMO_DESCRIPTION)
+    for i in range(n_synthetic):
+        image, labels = generate(size, seed=i)
+        info = studio.add_image(admin_user, project.id, f"synthetic_{i:02d}.png", _png_bytes(image))
+        for object_id in _pick_objects(labels, OBJECTS_PER_IMAGE, seed=i):
+            studio.add_annotation(admin_user, info.id, "object", labels == object_id, source="drawn")
+        background = _background_box(labels, BACKGROUND_SIDE)
+        if background is not None:
+            studio.add_annotation(admin_user, info.id, "background", background, source="drawn")
+    for name in SAMPLE_FILES if with_samples else ():
+        path = _sample_dir() / name
+        if path.is_file():
+            studio.add_image(admin_user, project.id, name, path.read_bytes())
+    return project

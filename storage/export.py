@@ -1,0 +1,203 @@
+"""Project export as one zip:
+
+- ``labels/<stem>.tif``: 16-bit (32-bit past 65535 objects) instance labels for every image, 0 =
+  background: the current model's prediction, with background marks set to 0 and human object
+  labels painted over it (predicted objects mostly covered by human labels are dropped first);
+- ``coco.json``: COCO instances (RLE masks, category 1 "object") for exactly those objects;
+- ``sparse/<stem>.tif``: the sparse annotations alone, int32 (0 unknown, -1 background, k objects);
+- ``annotations.json``: who labelled what, how (source), when and in how many seconds;
+- ``counts.csv``: per image n_predicted, n_labelled_objects, n_background_marks, n_exported_objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import zipfile
+from pathlib import PurePosixPath
+
+import numpy as np
+import tifffile
+from sqlite_utils import Database
+
+from storage import annotations, masks, predictions, projects
+from storage import versions as model_versions
+from storage.blobs import BlobStore
+from storage.db import now
+
+COVERED_FRACTION = 0.5
+"""A predicted object is replaced when at least this share of it carries human labels."""
+
+
+def merge_labels(pred: np.ndarray | None, sparse: np.ndarray) -> np.ndarray:
+    """Final instance labels 1..n (0 background) from a prediction and the sparse human labels."""
+    out = np.zeros(sparse.shape, dtype=np.int64)
+    if pred is not None:
+        out[:] = pred
+        known = sparse != 0
+        ids, total = np.unique(pred[pred > 0], return_counts=True)
+        if ids.size:
+            covered = np.bincount(pred[known & (pred > 0)].ravel(), minlength=int(ids.max()) + 1)[ids]
+            drop = ids[covered >= COVERED_FRACTION * total]
+            out[np.isin(out, drop)] = 0
+        out[sparse == -1] = 0
+    offset = int(out.max()) if out.size else 0
+    humans = sparse > 0
+    out[humans] = sparse[humans] + offset
+    ids = np.unique(out[out > 0])
+    lookup = np.zeros(int(out.max()) + 1 if out.size else 1, dtype=np.int64)
+    lookup[ids] = np.arange(1, ids.size + 1)
+    return lookup[out]
+
+
+def _tiff_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, arr, compression="zlib")
+    return buf.getvalue()
+
+
+def _label_dtype(labels: np.ndarray) -> type:
+    return np.uint16 if (labels.max() if labels.size else 0) <= np.iinfo(np.uint16).max else np.uint32
+
+
+def _stems(names: list[str]) -> list[str]:
+    """File stems, made unique (``a.png`` and ``a.tif`` -> ``a`` and ``a-tif``)."""
+    used: set[str] = set()
+    out = []
+    for name in names:
+        path = PurePosixPath(name)
+        stem = path.stem or "image"
+        if stem in used:
+            stem = f"{stem}-{path.suffix.lstrip('.') or 'x'}"
+        base, n = stem, 1
+        while stem in used:
+            stem = f"{base}-{n}"
+            n += 1
+        used.add(stem)
+        out.append(stem)
+    return out
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
+
+
+def build_zip(db: Database, blobs: BlobStore, project_id: int) -> bytes:
+    project = projects.get(db, project_id)
+    version = model_versions.current(db, project_id)
+    rows = list(db.query("SELECT * FROM images WHERE project_id = ? ORDER BY id", [project_id]))
+    coco: dict = {
+        "info": {"description": f"SPOCO Studio export of {project.name}", "date_created": _iso(now())},
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "object"}],
+    }
+    labels_meta: list[dict] = []
+    counts: list[dict] = []
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for row, stem in zip(rows, _stems([r["name"] for r in rows]), strict=True):
+            image_id, shape = int(row["id"]), (int(row["height"]), int(row["width"]))
+            sparse = annotations.sparse_labels(db, image_id, shape)
+            pred = None
+            if version is not None:
+                prow = predictions.prediction_row(db, image_id, version.id)
+                if prow is not None and blobs.exists(prow["labels_blob"]):
+                    pred = blobs.read_labels(prow["labels_blob"])
+            final = merge_labels(pred, sparse)
+            zf.writestr(f"labels/{stem}.tif", _tiff_bytes(final.astype(_label_dtype(final))))
+            zf.writestr(f"sparse/{stem}.tif", _tiff_bytes(sparse.astype(np.int32)))
+            coco["images"].append(
+                {
+                    "id": image_id,
+                    "file_name": row["name"],
+                    "width": shape[1],
+                    "height": shape[0],
+                    "label_file": f"labels/{stem}.tif",
+                }
+            )
+            for k in range(1, int(final.max()) + 1 if final.size else 1):
+                mask = final == k
+                if not mask.any():
+                    continue
+                coco["annotations"].append(
+                    {
+                        "id": len(coco["annotations"]) + 1,
+                        "image_id": image_id,
+                        "category_id": 1,
+                        "segmentation": masks.encode(mask),
+                        "area": int(mask.sum()),
+                        "bbox": masks.coco_bbox(masks.bbox(mask)),
+                        "iscrowd": 0,
+                        "label_value": k,
+                    }
+                )
+            records = _label_records(db, image_id, row["name"], stem)
+            labels_meta += records
+            n_pred = len(np.unique(pred[pred > 0])) if pred is not None else 0
+            counts.append(
+                {
+                    "image": row["name"],
+                    "n_predicted": n_pred,
+                    "n_labelled_objects": int(sparse.max()) if sparse.size and sparse.max() > 0 else 0,
+                    "n_background_marks": sum(1 for m in records if m["kind"] == "background"),
+                    "n_exported_objects": int(final.max()) if final.size else 0,
+                }
+            )
+        zf.writestr("coco.json", json.dumps(coco))
+        zf.writestr(
+            "annotations.json",
+            json.dumps(
+                {
+                    "project": {"id": project.id, "name": project.name},
+                    "model_version": version.version if version else None,
+                    "labels": labels_meta,
+                },
+                indent=1,
+            ),
+        )
+        out = io.StringIO()
+        writer = csv.DictWriter(
+            out,
+            fieldnames=[
+                "image",
+                "n_predicted",
+                "n_labelled_objects",
+                "n_background_marks",
+                "n_exported_objects",
+            ],
+        )
+        writer.writeheader()
+        writer.writerows(counts)
+        zf.writestr("counts.csv", out.getvalue())
+    return buf.getvalue()
+
+
+def _label_records(db: Database, image_id: int, name: str, stem: str) -> list[dict]:
+    """One record per live label, with its value in ``sparse/<stem>.tif`` (objects in creation order)."""
+    out = []
+    k = 0
+    for ann in annotations.list_live(db, image_id):
+        if ann.kind == "object":
+            k += 1
+        out.append(
+            {
+                "annotation_id": ann.id,
+                "image_id": image_id,
+                "image": name,
+                "sparse_file": f"sparse/{stem}.tif",
+                "kind": ann.kind,
+                "value": k if ann.kind == "object" else -1,
+                "author": ann.author,
+                "source": ann.source,
+                "seconds": ann.seconds,
+                "created_at": _iso(ann.created_at),
+                "created_at_unix": ann.created_at,
+                "area": int(ann.mask.sum()),
+                "bbox": masks.coco_bbox(masks.bbox(ann.mask)),
+                "parent_id": ann.parent_id,
+            }
+        )
+    return out

@@ -1,0 +1,190 @@
+"""Image uploads: clean the name, decode to validate (nothing is stored for a bad file), store the
+bytes once by content, and add the row; a second upload of the same content into a project returns
+the existing image. Also turns stored images into model input and display RGB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import numpy as np
+from sqlite_utils import Database
+
+from storage.blobs import BlobStore
+from storage.db import now, one
+from storage.errors import InputError, NotFound
+from storage.records import ImageInfo
+
+MAX_NAME_LENGTH = 200
+_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+_SELECT = (
+    "SELECT i.*, "
+    "COALESCE(SUM(CASE WHEN a.kind = 'object' THEN 1 ELSE 0 END), 0) AS n_objects, "
+    "COALESCE(SUM(CASE WHEN a.kind = 'background' THEN 1 ELSE 0 END), 0) AS n_background "
+    "FROM images i LEFT JOIN annotations a ON a.image_id = i.id AND a.deleted_at IS NULL "
+)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What validation learnt about an upload."""
+
+    width: int
+    height: int
+    channels: int
+    dtype: str
+
+
+def clean_name(name: object) -> str:
+    """Keep only the last path component (``../../x.png`` -> ``x.png``), drop control characters;
+    empty names are an ``InputError``."""
+    if not isinstance(name, str):
+        raise InputError("image name must be text")
+    base = name.replace("\\", "/").split("/")[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip()
+    if base in ("", ".", ".."):
+        raise InputError(f"image name {name!r} is empty")
+    if len(base) > MAX_NAME_LENGTH:
+        path = PurePosixPath(base)
+        suffix = path.suffix if len(path.suffix) <= 10 else ""
+        base = path.stem[: MAX_NAME_LENGTH - len(suffix)] + suffix
+    return base
+
+
+def decode(data: bytes, name: str, max_side: int, max_bytes: int) -> Decoded:
+    """Decode fully (catches truncated files); every failure is an ``InputError`` naming the file."""
+    from spoco_core.io import ImageReadError, read_image_raw
+
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InputError(f"{name}: upload must be bytes")
+    if len(data) == 0:
+        raise InputError(f"{name}: file is empty")
+    if len(data) > max_bytes:
+        raise InputError(
+            f"{name}: file is {len(data) / 2**20:.0f} MiB, above the limit of {max_bytes / 2**20:.0f} MiB"
+        )
+    try:
+        arr = read_image_raw(bytes(data), name=name, max_side=max_side)
+    except ImageReadError as exc:
+        raise InputError(str(exc)) from exc
+    except Exception as exc:  # a decoder bug must not become a 500: it is still a file we cannot use
+        raise InputError(f"{name}: cannot decode image ({exc})") from exc
+    h, w = int(arr.shape[0]), int(arr.shape[1])
+    if max(h, w) > max_side:
+        raise InputError(f"{name}: image is {h}x{w} pixels, larger than the limit of {max_side} per side")
+    return Decoded(
+        width=w, height=h, channels=1 if arr.ndim == 2 else int(arr.shape[2]), dtype=str(arr.dtype)
+    )
+
+
+def blob_suffix(name: str) -> str:
+    suffix = PurePosixPath(name).suffix.lower()
+    return suffix if suffix in _SUFFIXES else ""
+
+
+def to_info(row: dict) -> ImageInfo:
+    return ImageInfo(
+        id=int(row["id"]),
+        project_id=int(row["project_id"]),
+        name=row["name"],
+        width=int(row["width"]),
+        height=int(row["height"]),
+        channels=int(row["channels"]),
+        dtype=row["dtype"],
+        n_objects=int(row["n_objects"] or 0),
+        n_background=int(row["n_background"] or 0),
+        created_at=float(row["created_at"]),
+    )
+
+
+def get(db: Database, image_id: int) -> ImageInfo:
+    row = one(db, _SELECT + "WHERE i.id = ? GROUP BY i.id", [image_id])
+    if row is None:
+        raise NotFound(f"image {image_id} does not exist")
+    return to_info(row)
+
+
+def row(db: Database, image_id: int) -> dict:
+    found = one(db, "SELECT * FROM images WHERE id = ?", [image_id])
+    if found is None:
+        raise NotFound(f"image {image_id} does not exist")
+    return found
+
+
+def list_for_project(db: Database, project_id: int) -> list[ImageInfo]:
+    return [
+        to_info(r)
+        for r in db.query(_SELECT + "WHERE i.project_id = ? GROUP BY i.id ORDER BY i.id", [project_id])
+    ]
+
+
+def _free_name(db: Database, project_id: int, name: str) -> str:
+    """``name``, or ``stem-1.ext``, ``stem-2.ext``, ... whichever is not taken in the project."""
+    taken = {
+        r["name"]
+        for r in db.query(
+            "SELECT name FROM images WHERE project_id = ? AND (name = ? OR name LIKE ? ESCAPE '\\')",
+            [project_id, name, _like_prefix(PurePosixPath(name).stem) + "-%"],
+        )
+    }
+    if name not in taken:
+        return name
+    path = PurePosixPath(name)
+    n = 1
+    while f"{path.stem}-{n}{path.suffix}" in taken:
+        n += 1
+    return f"{path.stem}-{n}{path.suffix}"
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def insert_or_existing(
+    db: Database, project_id: int, user_id: int, name: str, sha256: str, blob: str, info: Decoded
+) -> tuple[int, bool]:
+    """Inside the caller's transaction: the existing image with this content, or a new row under a
+    free name. Returns ``(image_id, created)``."""
+    existing = one(db, "SELECT id FROM images WHERE project_id = ? AND sha256 = ?", [project_id, sha256])
+    if existing is not None:
+        return int(existing["id"]), False
+    cur = db.execute(
+        "INSERT INTO images (project_id, name, sha256, blob, width, height, channels, dtype, "
+        "created_at, created_by) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            project_id,
+            _free_name(db, project_id, name),
+            sha256,
+            blob,
+            info.width,
+            info.height,
+            info.channels,
+            info.dtype,
+            now(),
+            user_id,
+        ],
+    )
+    return int(cur.lastrowid), True
+
+
+def load_normalised(blobs: BlobStore, blob: str, name: str) -> np.ndarray:
+    """(C, H, W) float32, percentile-normalised: the layout every model function takes."""
+    from spoco_core.io import read_image
+
+    return read_image(blobs.path(blob), name=name)
+
+
+def load_display(blobs: BlobStore, blob: str, name: str) -> np.ndarray:
+    """uint8 (H, W, 3): 8-bit gray and RGB shown as they are; everything else (16-bit, float,
+    multi-channel) contrast-stretched the same way the model sees it."""
+    from spoco_core.io import normalize_percentile, read_image_raw, to_display_rgb
+
+    raw = read_image_raw(blobs.path(blob), name=name)
+    if raw.dtype == np.uint8 and raw.ndim == 2:
+        return np.ascontiguousarray(np.repeat(raw[..., None], 3, axis=2))
+    if raw.dtype == np.uint8 and raw.ndim == 3 and raw.shape[2] == 3:
+        return np.ascontiguousarray(raw)
+    chw = raw[None] if raw.ndim == 2 else np.moveaxis(raw, -1, 0)
+    return to_display_rgb(normalize_percentile(chw))

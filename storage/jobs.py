@@ -1,0 +1,237 @@
+"""Job rows: the queue shared by the web app (enqueue, cancel, watch) and workers (claim, report,
+finish). The state machine is queued -> running -> done | failed | cancelled; a queued job can be
+cancelled directly. At most one training job per project is queued or running (checked here and
+enforced by a partial unique index)."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+from storage.db import dumps, loads, now, one, scalar, transaction
+from storage.errors import Conflict, InputError, NotFound
+from storage.records import Job
+
+STALE_AFTER_S = 15.0
+"""A running job whose heartbeat is older than this belongs to a dead worker."""
+
+# name -> (type, min, max); the Studio accepts exactly these keys in ``params``
+TRAIN_PARAMS: dict[str, tuple[type, float | None, float | None]] = {
+    "iterations": (int, 1, 1_000_000),
+    "batch_size": (int, 1, 256),
+    "patch_size": (int, 8, 4096),
+    "base_channels": (int, 1, 512),
+    "depth": (int, 1, 8),
+    "embedding_dim": (int, 2, 256),
+    "lr": (float, 1e-8, 1.0),
+    "weight_decay": (float, 0.0, 1.0),
+    "seed": (int, 0, 2**31 - 1),
+    "device": (str, None, None),
+    "amp": (bool, None, None),
+    "n_suggestions": (int, 0, 10_000),
+    "min_size": (int, 1, 10**7),
+}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_train_params(params: dict | None, iterations: int) -> dict:
+    """Validated copy of the training parameters, ``iterations`` included."""
+    out: dict = {}
+    merged = {"iterations": iterations, **dict(params or {})}
+    for key, value in merged.items():
+        if key not in TRAIN_PARAMS:
+            raise InputError(f"unknown training parameter {key!r}; known: {', '.join(sorted(TRAIN_PARAMS))}")
+        kind, lo, hi = TRAIN_PARAMS[key]
+        if kind is bool:
+            if not isinstance(value, bool):
+                raise InputError(f"{key} must be true or false")
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InputError(f"{key} must be an integer")
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise InputError(f"{key} must be a number")
+            value = float(value)
+        elif not isinstance(value, str):
+            raise InputError(f"{key} must be text")
+        if lo is not None and hi is not None and not lo <= value <= hi:
+            raise InputError(f"{key} must be between {lo:g} and {hi:g}, not {value}")
+        if key == "device" and value not in DEVICES:
+            raise InputError(f"device must be one of {', '.join(DEVICES)}")
+        out[key] = value
+    return out
+
+
+def to_job(row: dict) -> Job:
+    return Job(
+        id=int(row["id"]),
+        project_id=int(row["project_id"]),
+        kind=row["kind"],
+        status=row["status"],
+        progress=float(row["progress"]),
+        iteration=int(row["iteration"]),
+        total=int(row["total"]),
+        loss_history=loads(row["loss_history"], []),
+        heartbeat_at=row["heartbeat_at"],
+        cancel_requested=bool(row["cancel_requested"]),
+        error=row["error"],
+        params=loads(row["params"], {}),
+        created_by=row.get("creator"),
+        created_at=float(row["created_at"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        model_version_id=row["model_version_id"],
+    )
+
+
+_SELECT = "SELECT j.*, u.username AS creator FROM jobs j LEFT JOIN users u ON u.id = j.created_by "
+
+
+def get(db: Database, job_id: int) -> Job:
+    row = one(db, _SELECT + "WHERE j.id = ?", [job_id])
+    if row is None:
+        raise NotFound(f"job {job_id} does not exist")
+    return to_job(row)
+
+
+def list_for_project(db: Database, project_id: int) -> list[Job]:
+    return [to_job(r) for r in db.query(_SELECT + "WHERE j.project_id = ? ORDER BY j.id DESC", [project_id])]
+
+
+def active_training(db: Database, project_id: int) -> dict | None:
+    return one(
+        db,
+        "SELECT * FROM jobs WHERE project_id = ? AND kind = 'train' AND status IN ('queued', 'running')",
+        [project_id],
+    )
+
+
+def enqueue(
+    db: Database, project_id: int, kind: str, params: dict, user_id: int | None, total: int = 0
+) -> int:
+    """Insert a queued job inside the caller's transaction; a second active training job for the
+    project is a ``Conflict``."""
+    if kind == "train":
+        active = active_training(db, project_id)
+        if active is not None:
+            raise Conflict(f"training job {active['id']} is already {active['status']} for this project")
+    try:
+        cur = db.execute(
+            "INSERT INTO jobs (project_id, kind, status, total, params, created_by, created_at) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+            [project_id, kind, int(total), dumps(params), user_id, now()],
+        )
+    except sqlite3.IntegrityError as exc:
+        raise Conflict("a training job is already queued or running for this project") from exc
+    return int(cur.lastrowid)
+
+
+def queued_predict(db: Database, project_id: int, model_version_id: int) -> dict | None:
+    return one(
+        db,
+        "SELECT * FROM jobs WHERE project_id = ? AND kind = 'predict' AND status = 'queued' "
+        "AND json_extract(params, '$.model_version_id') = ?",
+        [project_id, model_version_id],
+    )
+
+
+def claim(db: Database, pid: int, host: str) -> dict | None:
+    """Atomically take the next queued job (predictions first: annotators wait for them), skipping
+    training for a project that already has one running. Returns the claimed row or None."""
+    if not scalar(db, "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued')"):
+        return None  # the common idle case, without taking the write lock
+    t = now()
+    with transaction(db):
+        row = one(
+            db,
+            "SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.cancel_requested = 0 AND NOT ("
+            "  j.kind = 'train' AND EXISTS (SELECT 1 FROM jobs r WHERE r.project_id = j.project_id "
+            "  AND r.kind = 'train' AND r.status = 'running')) "
+            "ORDER BY CASE j.kind WHEN 'predict' THEN 0 ELSE 1 END, j.id LIMIT 1",
+        )
+        if row is None:
+            return None
+        cur = db.execute(
+            "UPDATE jobs SET status = 'running', started_at = ?, heartbeat_at = ?, "
+            "worker_pid = ?, worker_host = ? "
+            "WHERE id = ? AND status = 'queued'",
+            [t, t, pid, host, row["id"]],
+        )
+        if cur.rowcount != 1:
+            return None
+        return one(db, "SELECT * FROM jobs WHERE id = ?", [row["id"]])
+
+
+def report(db: Database, job_id: int, iteration: int, total: int, history: list[dict]) -> None:
+    """Progress from the worker (also counts as a heartbeat)."""
+    progress = min(1.0, iteration / total) if total > 0 else 0.0
+    db.execute(
+        "UPDATE jobs SET iteration = ?, total = ?, progress = ?, loss_history = ?, heartbeat_at = ? "
+        "WHERE id = ? AND status = 'running'",
+        [int(iteration), int(total), progress, dumps(history), now(), job_id],
+    )
+
+
+def beat(db: Database, job_id: int) -> None:
+    db.execute("UPDATE jobs SET heartbeat_at = ? WHERE id = ? AND status = 'running'", [now(), job_id])
+
+
+def cancel_flag(db: Database, job_id: int) -> bool:
+    row = one(db, "SELECT cancel_requested, status FROM jobs WHERE id = ?", [job_id])
+    return row is None or bool(row["cancel_requested"]) or row["status"] != "running"
+
+
+def request_cancel(db: Database, job_id: int) -> None:
+    """A queued job is cancelled at once; a running one is flagged and stops at its next step."""
+    t = now()
+    with transaction(db):
+        db.execute(
+            "UPDATE jobs SET status = 'cancelled', cancel_requested = 1, finished_at = ? "
+            "WHERE id = ? AND status = 'queued'",
+            [t, job_id],
+        )
+        db.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status = 'running'", [job_id])
+
+
+def finish(
+    db: Database, job_id: int, status: str, error: str | None = None, model_version_id: int | None = None
+) -> None:
+    """Close a running job (inside or outside the caller's transaction)."""
+    db.execute(
+        "UPDATE jobs SET status = ?, error = ?, finished_at = ?, heartbeat_at = ?, "
+        "model_version_id = COALESCE(?, model_version_id), "
+        "progress = CASE WHEN ? = 'done' THEN 1.0 ELSE progress END "
+        "WHERE id = ? AND status = 'running'",
+        [status, error, now(), now(), model_version_id, status, job_id],
+    )
+
+
+def fail_stale(
+    db: Database, host: str, pid_alive: Callable[[int], bool], max_age: float = STALE_AFTER_S
+) -> list[int]:
+    """Mark running jobs of dead workers failed ('worker died'): heartbeat older than ``max_age``, or
+    a worker pid on this host that no longer runs. Their project's current model is untouched."""
+    t = now()
+    failed = []
+    with transaction(db):
+        for row in db.query(
+            "SELECT id, heartbeat_at, worker_pid, worker_host FROM jobs WHERE status = 'running'"
+        ):
+            stale = row["heartbeat_at"] is None or t - float(row["heartbeat_at"]) > max_age
+            dead = (
+                row["worker_host"] == host
+                and row["worker_pid"] is not None
+                and not pid_alive(row["worker_pid"])
+            )
+            if stale or dead:
+                failed.append(int(row["id"]))
+        for job_id in failed:
+            db.execute(
+                "UPDATE jobs SET status = 'failed', error = 'worker died', finished_at = ? "
+                "WHERE id = ? AND status = 'running'",
+                [t, job_id],
+            )
+    return failed

@@ -1,0 +1,103 @@
+"""Binary masks <-> COCO run-length encoding (pycocotools), JSON-safe; polygon rasterisation.
+
+RLE keeps an annotation a few hundred bytes instead of H*W, and it is exactly what COCO export needs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from pycocotools import mask as coco_mask
+
+from storage.errors import InputError
+
+
+def encode(mask: np.ndarray) -> dict:
+    """bool (H, W) -> ``{"size": [H, W], "counts": str}`` (JSON-serialisable)."""
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
+    counts = rle["counts"]
+    return {
+        "size": [int(s) for s in rle["size"]],
+        "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+    }
+
+
+def decode(rle: dict) -> np.ndarray:
+    """Inverse of ``encode``: bool (H, W)."""
+    counts = rle["counts"]
+    data = {
+        "size": list(rle["size"]),
+        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
+    }
+    return coco_mask.decode(data).astype(bool)
+
+
+def to_json(rle: dict) -> str:
+    return json.dumps(rle, separators=(",", ":"))
+
+
+def from_json(text: str) -> dict:
+    return json.loads(text)
+
+
+def bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(y0, x0, y1, x1) with exclusive ends; (0, 0, 0, 0) for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return (0, 0, 0, 0)
+    cols = np.flatnonzero(mask.any(axis=0))
+    return (int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1)
+
+
+def coco_bbox(box: Sequence[int]) -> list[int]:
+    """(y0, x0, y1, x1) -> COCO ``[x, y, width, height]``."""
+    y0, x0, y1, x1 = box
+    return [int(x0), int(y0), int(x1 - x0), int(y1 - y0)]
+
+
+def validate(mask: object, shape: tuple[int, int]) -> np.ndarray:
+    """A user-supplied mask as bool (H, W): bool or integer arrays (non-zero = inside) of the image's
+    exact shape with at least one pixel; anything else is an ``InputError``."""
+    if not isinstance(mask, np.ndarray):
+        raise InputError(f"mask must be a numpy array, not {type(mask).__name__}")
+    if mask.dtype != bool and not np.issubdtype(mask.dtype, np.integer):
+        raise InputError(f"mask must be boolean or integer, not {mask.dtype}")
+    if mask.shape != tuple(shape):
+        raise InputError(f"mask shape {mask.shape} does not match the image shape {tuple(shape)}")
+    out = mask.astype(bool, copy=False)
+    if not out.any():
+        raise InputError("mask is empty: it covers no pixel of the image")
+    return out
+
+
+def polygon(points: Sequence[Sequence[float]], shape: tuple[int, int]) -> np.ndarray:
+    """Rasterise a polygon given as (x, y) vertices, clipped to the image; its outline pixels count as
+    inside so thin shapes keep what the annotator drew. Degenerate polygons (fewer than 3 distinct
+    vertices, no area) and polygons entirely outside the image are an ``InputError``."""
+    from skimage.draw import polygon as fill
+    from skimage.draw import polygon_perimeter
+
+    try:
+        pts = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InputError("polygon points must be a list of (x, y) numbers") from exc
+    if pts.ndim != 2 or pts.shape[1] != 2 or not np.all(np.isfinite(pts)):
+        raise InputError("polygon points must be a list of finite (x, y) pairs")
+    if len(np.unique(pts, axis=0)) < 3:
+        raise InputError("polygon needs at least 3 distinct points")
+    xs, ys = pts[:, 0], pts[:, 1]
+    area = 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+    if not area > 1e-6 or not math.isfinite(area):
+        raise InputError("polygon is degenerate: its points enclose no area")
+    h, w = shape
+    mask = np.zeros((h, w), dtype=bool)
+    rr, cc = fill(ys, xs, shape=(h, w))
+    mask[rr, cc] = True
+    rr, cc = polygon_perimeter(np.round(ys).astype(int), np.round(xs).astype(int), shape=(h, w), clip=False)
+    mask[rr, cc] = True
+    if not mask.any():
+        raise InputError("polygon lies entirely outside the image")
+    return mask

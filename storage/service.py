@@ -1,0 +1,632 @@
+"""``Studio``: the one API the pages and CLIs use. Each method takes the acting ``User`` first, reloads
+it (a disabled account stops working at once), checks its role in the project, then reads or writes
+through the small repository modules inside one ``BEGIN IMMEDIATE`` transaction where it writes.
+
+One ``Studio`` may be shared by all threads of a server: each thread gets its own connection.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sqlite_utils import Database
+
+from storage import (
+    annotations,
+    auth,
+    images,
+    jobs,
+    liveness,
+    masks,
+    permissions,
+    predictions,
+    projects,
+    users,
+)
+from storage import versions as model_versions
+from storage.blobs import BlobStore
+from storage.config import Settings
+from storage.db import connect, scalar, transaction
+from storage.errors import Conflict, InputError, LoginThrottled, PermissionDenied
+from storage.migrations import migrate
+from storage.records import (
+    KINDS,
+    SOURCES,
+    Annotation,
+    ImageInfo,
+    Job,
+    ModelVersion,
+    Project,
+    Suggestion,
+    User,
+)
+
+RESOLUTIONS = ("accepted", "corrected", "background", "skipped")
+
+
+class Studio:
+    """Facade over one data directory (SQLite database + blob folders)."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings.ensure_dirs()
+        self.settings = settings
+        self.blobs = BlobStore(settings.blob_dir)
+        self._local = threading.local()
+        migrate(self.db)
+
+    @classmethod
+    def open(cls, data_dir: Path | str | None = None) -> Studio:
+        """Open (creating and migrating as needed) ``data_dir``, else ``SPOCO_DATA_DIR``, else ./data."""
+        return cls(Settings.from_env(data_dir))
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    @property
+    def db(self) -> Database:
+        """This thread's connection (opened on first use; reopened after a fork)."""
+        db = getattr(self._local, "db", None)
+        if db is None or getattr(self._local, "pid", None) != os.getpid():
+            db = connect(self.settings.db_path)
+            self._local.db = db
+            self._local.pid = os.getpid()
+        return db
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    def _actor(self, actor: User) -> User:
+        return permissions.fresh_actor(self.db, actor)
+
+    # ------------------------------------------------------------------ users / auth
+
+    def get_user(self, user_id: int) -> User | None:
+        """The stored user (for re-checking a session), or None."""
+        return users.get(self.db, int(user_id))
+
+    def find_user(self, username: str) -> User | None:
+        """The stored user by name (case-insensitive), or None; for trusted code (CLI, demo seeding)."""
+        row = users.row_by_name(self.db, (username or "").strip())
+        return users.to_user(row) if row else None
+
+    def ensure_admin(self, username: str, password: str | None = None) -> str | None:
+        """Create the administrator ``username`` if no user of that name exists. Without a password a
+        random one is generated and returned (once; only its hash is stored). An existing user is
+        left as it is. Returns the generated password or None."""
+        name = users.check_username(username)
+        if users.row_by_name(self.db, name) is not None:
+            return None
+        generated = None
+        if password is None:
+            password = generated = auth.generate_password()
+        password_hash = auth.hash_password(password, self.settings.bcrypt_rounds)
+        with transaction(self.db) as db:
+            if users.row_by_name(db, name) is not None:
+                return None
+            users.insert(db, name, password_hash, is_admin=True)
+        return generated
+
+    def authenticate(self, username: str, password: str) -> User:
+        """The user for these credentials. Wrong username or password and disabled accounts raise
+        ``PermissionDenied``; after 3 failures for a username, tries within the lock time raise
+        ``LoginThrottled(retry_after)`` without checking the password."""
+        name = username.strip() if isinstance(username, str) else ""
+        if not name or not isinstance(password, str) or not password:
+            raise PermissionDenied("wrong username or password")
+        wait = auth.retry_after(self.db, name)
+        if wait > 0:
+            raise LoginThrottled(wait)
+        row = users.row_by_name(self.db, name)
+        if row is None:
+            auth.dummy_verify(password, self.settings.bcrypt_rounds)
+            ok = False
+        else:
+            ok = auth.verify_password(password, row["password_hash"])
+        if not ok:
+            auth.record_failure(self.db, name)
+            raise PermissionDenied("wrong username or password")
+        if row["disabled"]:
+            raise PermissionDenied(f"the account {row['username']!r} is disabled")
+        auth.clear_failures(self.db, name)
+        return users.to_user(row)
+
+    def create_user(self, actor: User, username: str, password: str, is_admin: bool = False) -> User:
+        """Admin only. Passwords need 8+ characters; names are unique ignoring case (``Conflict``)."""
+        permissions.require_admin(self._actor(actor))
+        return self.operator_create_user(username, password, is_admin)
+
+    def list_users(self, actor: User) -> list[User]:
+        """Admins and project leads (who add members by username)."""
+        user = self._actor(actor)
+        if not permissions.is_lead_anywhere(self.db, user):
+            raise PermissionDenied("only an administrator or a project lead can list users")
+        return users.list_all(self.db)
+
+    def set_disabled(self, actor: User, username: str, disabled: bool) -> User:
+        """Admin only; a disabled user cannot log in and every call they make is refused."""
+        user = self._actor(actor)
+        permissions.require_admin(user)
+        target = users.by_name(self.db, username)
+        if target.id == user.id and disabled:
+            raise Conflict("you cannot disable your own account")
+        return self.operator_set_disabled(target.username, disabled)
+
+    def set_password(self, actor: User, username: str, password: str) -> None:
+        """A user changes their own password; an admin changes anyone's."""
+        user = self._actor(actor)
+        target = users.by_name(self.db, username)
+        if target.id != user.id:
+            permissions.require_admin(user)
+        password_hash = auth.hash_password(password, self.settings.bcrypt_rounds)
+        self.db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, target.id])
+        auth.clear_failures(self.db, target.username)
+
+    # Operator methods: for the shell CLI (whoever runs it can read the database anyway); no actor.
+
+    def operator_create_user(self, username: str, password: str, is_admin: bool = False) -> User:
+        name = users.check_username(username)
+        password_hash = auth.hash_password(password, self.settings.bcrypt_rounds)
+        with transaction(self.db) as db:
+            return users.insert(db, name, password_hash, is_admin)
+
+    def operator_set_disabled(self, username: str, disabled: bool) -> User:
+        target = users.by_name(self.db, username)
+        self.db.execute("UPDATE users SET disabled = ? WHERE id = ?", [int(bool(disabled)), target.id])
+        return users.by_name(self.db, target.username)
+
+    def operator_set_role(self, username: str, project: str | int, role: str) -> Project:
+        target = users.by_name(self.db, username)
+        found = projects.by_name(self.db, str(project))
+        with transaction(self.db) as db:
+            projects.set_role(db, target.id, found.id, role)
+        return found
+
+    def operator_list_users(self) -> list[User]:
+        return users.list_all(self.db)
+
+    # ------------------------------------------------------------------ projects / members
+
+    def role(self, actor: User, project_id: int) -> str | None:
+        """'lead', 'annotator' or None (admins are lead everywhere)."""
+        return permissions.role_of(self.db, self._actor(actor), int(project_id))
+
+    def create_project(self, actor: User, name: str, description: str = "") -> Project:
+        """Admins and leads of any project; the creator becomes its lead."""
+        user = self._actor(actor)
+        permissions.require_can_create_project(self.db, user)
+        clean = projects.check_name(name)
+        with transaction(self.db) as db:
+            project_id = projects.insert(db, user, clean, (description or "").strip())
+        return projects.get(self.db, project_id)
+
+    def list_projects(self, actor: User) -> list[Project]:
+        """The actor's projects (admins: all)."""
+        return projects.list_for(self.db, self._actor(actor))
+
+    def get_project(self, actor: User, project_id: int) -> Project:
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        return projects.get(self.db, int(project_id))
+
+    def add_member(self, actor: User, project_id: int, username: str, role: str) -> None:
+        """Lead of the project or admin; adding an existing member changes their role."""
+        user = self._actor(actor)
+        permissions.require_lead(self.db, user, int(project_id))
+        target = users.by_name(self.db, (username or "").strip())
+        if target.disabled:
+            raise InputError(f"user {target.username!r} is disabled")
+        with transaction(self.db) as db:
+            projects.set_role(db, target.id, int(project_id), role)
+
+    def remove_member(self, actor: User, project_id: int, username: str) -> None:
+        user = self._actor(actor)
+        permissions.require_lead(self.db, user, int(project_id))
+        target = users.by_name(self.db, username)
+        self.db.execute(
+            "DELETE FROM memberships WHERE user_id = ? AND project_id = ?", [target.id, int(project_id)]
+        )
+
+    def list_members(self, actor: User, project_id: int) -> list[dict]:
+        """``[{"user_id", "username", "role", "disabled"}]`` for members of the project."""
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        return projects.members(self.db, int(project_id))
+
+    # ------------------------------------------------------------------ images
+
+    def add_image(self, actor: User, project_id: int, name: str, data: bytes) -> ImageInfo:
+        """Lead only. Validates by decoding (``InputError`` naming the file; nothing stored), keeps the
+        bare file name (suffix ``-1``, ``-2`` on a clash) and returns the existing image when the same
+        content is already in the project."""
+        user = self._actor(actor)
+        permissions.require_lead(self.db, user, int(project_id))
+        clean = images.clean_name(name)
+        decoded = images.decode(data, clean, self.settings.max_side, self.settings.max_upload_bytes)
+        sha, blob = self.blobs.put_content(bytes(data), "images", images.blob_suffix(clean))
+        with transaction(self.db) as db:
+            image_id, created = images.insert_or_existing(
+                db, int(project_id), user.id, clean, sha, blob, decoded
+            )
+            if created:
+                self._queue_prediction_for_new_images(db, int(project_id), user.id)
+        return images.get(self.db, image_id)
+
+    def add_images_from_folder(
+        self, actor: User, project_id: int, folder: str | Path
+    ) -> tuple[list[ImageInfo], list[str]]:
+        """Lead only. Every image file directly in a server folder (PNG, JPEG, TIFF); bad files are
+        reported in the error list, the rest are added. With ``SPOCO_IMPORT_ROOT`` set, only folders
+        inside it are allowed."""
+        from spoco_core.io import list_images as list_image_files
+
+        user = self._actor(actor)
+        permissions.require_lead(self.db, user, int(project_id))
+        path = Path(folder).expanduser()
+        root = os.environ.get("SPOCO_IMPORT_ROOT")
+        if root and not path.resolve().is_relative_to(Path(root).resolve()):
+            raise PermissionDenied(f"folders must be inside {root}")
+        if not path.is_dir():
+            raise InputError(f"{folder} is not a folder on the server")
+        added: list[ImageInfo] = []
+        errors: list[str] = []
+        for file in list_image_files(path):
+            try:
+                added.append(self.add_image(user, int(project_id), file.name, file.read_bytes()))
+            except InputError as exc:
+                errors.append(str(exc))
+            except OSError as exc:
+                errors.append(f"{file.name}: cannot read ({exc.strerror or exc})")
+        return added, errors
+
+    def list_images(self, actor: User, project_id: int) -> list[ImageInfo]:
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        return images.list_for_project(self.db, int(project_id))
+
+    def get_image(self, actor: User, image_id: int) -> ImageInfo:
+        self._image_role(actor, image_id)
+        return images.get(self.db, int(image_id))
+
+    def load_image(self, actor: User, image_id: int) -> np.ndarray:
+        """(C, H, W) float32, percentile-normalised: model input."""
+        self._image_role(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        return images.load_normalised(self.blobs, row["blob"], row["name"])
+
+    def display_image(self, actor: User, image_id: int) -> np.ndarray:
+        """uint8 (H, W, 3) for rendering."""
+        self._image_role(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        return images.load_display(self.blobs, row["blob"], row["name"])
+
+    def image_bytes(self, actor: User, image_id: int) -> tuple[str, bytes]:
+        """The original upload as ``(name, bytes)``."""
+        self._image_role(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        return row["name"], self.blobs.read_bytes(row["blob"])
+
+    def _image_role(self, actor: User, image_id: int) -> tuple[User, int, str]:
+        user = self._actor(actor)
+        project_id = permissions.project_of_image(self.db, int(image_id))
+        return user, project_id, permissions.require_member(self.db, user, project_id)
+
+    # ------------------------------------------------------------------ annotations
+
+    def add_annotation(
+        self,
+        actor: User,
+        image_id: int,
+        kind: str,
+        mask: np.ndarray,
+        source: str = "drawn",
+        seconds: float = 0.0,
+        suggestion_id: int | None = None,
+    ) -> Annotation:
+        """Any member. ``mask`` bool (or 0/1 integer) of the image's shape. With ``suggestion_id`` the
+        suggestion is resolved too: 'background' for a background mark, else the ``source``
+        ('accepted' or 'corrected'; 'drawn' counts as corrected)."""
+        user, _, _ = self._image_role(actor, image_id)
+        kind, source, seconds = _check_label_args(kind, source, seconds)
+        row = images.row(self.db, int(image_id))
+        mask = masks.validate(mask, (int(row["height"]), int(row["width"])))
+        with transaction(self.db) as db:
+            if suggestion_id is not None:
+                sug = predictions.suggestion_row(db, int(suggestion_id))
+                if int(sug["image_id"]) != int(image_id):
+                    raise InputError(f"suggestion {suggestion_id} belongs to another image")
+            ann_id = annotations.insert(
+                db, int(image_id), kind, mask, source, user.id, seconds, suggestion_id=suggestion_id
+            )
+            if suggestion_id is not None and sug["status"] == "open":
+                status = (
+                    "background"
+                    if kind == "background"
+                    else ("accepted" if source == "accepted" else "corrected")
+                )
+                predictions.resolve(db, int(suggestion_id), status, user.id)
+        return annotations.get(self.db, ann_id)
+
+    def add_polygon(
+        self,
+        actor: User,
+        image_id: int,
+        kind: str,
+        points: Sequence[tuple[float, float]],
+        source: str = "drawn",
+        seconds: float = 0.0,
+        suggestion_id: int | None = None,
+    ) -> Annotation:
+        """A polygon of (x, y) pixel coordinates, rasterised and clipped to the image; a polygon
+        entirely outside or without area is an ``InputError``."""
+        self._image_role(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        mask = masks.polygon(points, (int(row["height"]), int(row["width"])))
+        return self.add_annotation(actor, image_id, kind, mask, source, seconds, suggestion_id)
+
+    def edit_annotation(
+        self, actor: User, annotation_id: int, mask: np.ndarray, seconds: float = 0.0
+    ) -> Annotation:
+        """Replace a live label's mask: a new row (``parent_id`` = old) and the old one soft-deleted.
+        Annotators edit their own labels, leads any. An edited accepted suggestion becomes 'corrected'."""
+        user = self._actor(actor)
+        project_id, row = permissions.project_of_annotation(self.db, int(annotation_id))
+        self._require_may_change(user, project_id, row)
+        _, _, seconds = _check_label_args(row["kind"], row["source"], seconds)
+        img = images.row(self.db, int(row["image_id"]))
+        mask = masks.validate(mask, (int(img["height"]), int(img["width"])))
+        source = "corrected" if row["source"] == "accepted" else row["source"]
+        with transaction(self.db) as db:
+            old = annotations.live_row(db, int(annotation_id))
+            annotations.soft_delete(db, old["id"], user.id, "edited")
+            new_id = annotations.insert(
+                db,
+                int(old["image_id"]),
+                old["kind"],
+                mask,
+                source,
+                user.id,
+                seconds,
+                parent_id=old["id"],
+                suggestion_id=old["suggestion_id"],
+            )
+        return annotations.get(self.db, new_id)
+
+    def delete_annotation(self, actor: User, annotation_id: int) -> None:
+        """Soft delete (kept for history and undo). Annotators delete their own labels, leads any."""
+        user = self._actor(actor)
+        project_id, row = permissions.project_of_annotation(self.db, int(annotation_id))
+        self._require_may_change(user, project_id, row)
+        with transaction(self.db) as db:
+            annotations.live_row(db, int(annotation_id))
+            annotations.soft_delete(db, int(annotation_id), user.id, "deleted")
+
+    def undo_last(self, actor: User, image_id: int) -> bool:
+        """Revert the actor's latest change on this image (add, edit or delete); False if none left."""
+        user, _, _ = self._image_role(actor, image_id)
+        with transaction(self.db) as db:
+            kind, row = annotations.undo_last(db, int(image_id), user.id)
+            if kind == "added" and row["suggestion_id"] is not None and row["parent_id"] is None:
+                predictions.reopen(db, int(row["suggestion_id"]))
+        return kind is not None
+
+    def list_annotations(self, actor: User, image_id: int) -> list[Annotation]:
+        """Live labels of the image, oldest first."""
+        self._image_role(actor, image_id)
+        return annotations.list_live(self.db, int(image_id))
+
+    def annotation_history(self, actor: User, annotation_id: int) -> list[Annotation]:
+        """The label and the versions it replaced, newest first."""
+        user = self._actor(actor)
+        project_id, _ = permissions.project_of_annotation(self.db, int(annotation_id))
+        permissions.require_member(self.db, user, project_id)
+        return annotations.history(self.db, int(annotation_id))
+
+    def sparse_labels(self, actor: User, image_id: int) -> np.ndarray:
+        """int32 (H, W): 0 unknown, -1 background, k >= 1 objects."""
+        self._image_role(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        return annotations.sparse_labels(self.db, int(image_id), (int(row["height"]), int(row["width"])))
+
+    def project_stats(self, actor: User, project_id: int) -> dict:
+        """``n_images, n_objects, n_background, n_labelled_images, total_seconds, per_annotator``
+        (list of ``{username, n_objects, n_background, seconds, n_accepted, n_corrected}``),
+        ``n_model_versions, current_version, n_open_suggestions``."""
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        pid = int(project_id)
+        out = annotations.stats(self.db, pid)
+        current = model_versions.current(self.db, pid)
+        out["n_images"] = int(scalar(self.db, "SELECT COUNT(*) FROM images WHERE project_id = ?", [pid]))
+        out["n_model_versions"] = int(
+            scalar(self.db, "SELECT COUNT(*) FROM model_versions WHERE project_id = ?", [pid])
+        )
+        out["current_version"] = current.version if current else None
+        out["n_open_suggestions"] = (
+            int(
+                scalar(
+                    self.db,
+                    "SELECT COUNT(*) FROM suggestions "
+                    "WHERE project_id = ? AND model_version_id = ? AND status = 'open'",
+                    [pid, current.id],
+                )
+            )
+            if current
+            else 0
+        )
+        return out
+
+    def _require_may_change(self, user: User, project_id: int, row: dict) -> None:
+        role = permissions.require_member(self.db, user, project_id)
+        if role != permissions.LEAD and int(row["author"]) != user.id:
+            raise PermissionDenied("annotators can only change their own labels")
+
+    # ------------------------------------------------------------------ models / jobs
+
+    def enqueue_training(
+        self, actor: User, project_id: int, iterations: int = 200, params: dict | None = None
+    ) -> Job:
+        """Lead only. Queues a training job on all live labels, warm-started from the current model.
+        ``params`` may hold ``iterations, batch_size, patch_size, base_channels, depth, embedding_dim,
+        lr, weight_decay, seed, device, amp, n_suggestions, min_size`` (``InputError`` otherwise).
+        ``Conflict`` while another training job of the project is queued or running."""
+        user = self._actor(actor)
+        pid = int(project_id)
+        permissions.require_lead(self.db, user, pid)
+        checked = jobs.check_train_params(params, iterations)
+        if not annotations.labelled_image_ids(self.db, pid):
+            raise InputError("nothing to train on yet: label at least one object first")
+        with transaction(self.db) as db:
+            job_id = jobs.enqueue(db, pid, "train", checked, user.id, total=checked["iterations"])
+        return jobs.get(self.db, job_id)
+
+    def enqueue_prediction(self, actor: User, project_id: int, version_id: int | None = None) -> Job:
+        """Lead only. (Re)compute predictions and suggestions of a version (default: current)."""
+        user = self._actor(actor)
+        pid = int(project_id)
+        permissions.require_lead(self.db, user, pid)
+        vid = version_id if version_id is not None else model_versions.current_id(self.db, pid)
+        if vid is None:
+            raise InputError("this project has no model yet: train one first")
+        if model_versions.get(self.db, int(vid)).project_id != pid:
+            raise InputError(f"model version {vid} belongs to another project")
+        with transaction(self.db) as db:
+            return jobs.get(db, self._queue_prediction(db, pid, int(vid), user.id))
+
+    def cancel_job(self, actor: User, job_id: int) -> Job:
+        """Lead only. A queued job is cancelled at once, a running one within a training step; a
+        finished job is left as it is."""
+        user = self._actor(actor)
+        permissions.require_lead(self.db, user, permissions.project_of(self.db, "jobs", int(job_id)))
+        jobs.request_cancel(self.db, int(job_id))
+        return jobs.get(self.db, int(job_id))
+
+    def get_job(self, actor: User, job_id: int) -> Job:
+        permissions.require_member(
+            self.db, self._actor(actor), permissions.project_of(self.db, "jobs", int(job_id))
+        )
+        return jobs.get(self.db, int(job_id))
+
+    def list_jobs(self, actor: User, project_id: int) -> list[Job]:
+        """Newest first; training and prediction jobs."""
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        return jobs.list_for_project(self.db, int(project_id))
+
+    def list_model_versions(self, actor: User, project_id: int) -> list[ModelVersion]:
+        """Newest first."""
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        return model_versions.list_for_project(self.db, int(project_id))
+
+    def current_model(self, actor: User, project_id: int) -> ModelVersion | None:
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        return model_versions.current(self.db, int(project_id))
+
+    def set_current_model(self, actor: User, project_id: int, version_id: int) -> ModelVersion:
+        """Lead only. Also queues predictions for images this version has not seen."""
+        user = self._actor(actor)
+        pid = int(project_id)
+        permissions.require_lead(self.db, user, pid)
+        with transaction(self.db) as db:
+            model_versions.set_current(db, pid, int(version_id))
+            missing = scalar(
+                db,
+                "SELECT COUNT(*) FROM images i WHERE i.project_id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM predictions p WHERE p.image_id = i.id AND p.model_version_id = ?)",
+                [pid, int(version_id)],
+            )
+            if missing:
+                self._queue_prediction(db, pid, int(version_id), user.id)
+        return model_versions.get(self.db, int(version_id))
+
+    def ensure_worker(self) -> int | None:
+        """Start ``python -m storage.worker --data-dir D`` detached (log: ``D/logs/worker.log``) unless
+        a live worker is registered. Returns the new pid or None. Never trains in this process."""
+        return liveness.spawn_if_none(self.db, self.data_dir, self.settings.log_dir / "worker.log")
+
+    def worker_alive(self) -> bool:
+        return bool(liveness.live_workers(self.db))
+
+    def _queue_prediction(self, db: Database, project_id: int, version_id: int, user_id: int | None) -> int:
+        existing = jobs.queued_predict(db, project_id, version_id)
+        if existing is not None:
+            return int(existing["id"])
+        return jobs.enqueue(db, project_id, "predict", {"model_version_id": version_id}, user_id)
+
+    def _queue_prediction_for_new_images(self, db: Database, project_id: int, user_id: int) -> None:
+        vid = model_versions.current_id(db, project_id)
+        if vid is not None:
+            self._queue_prediction(db, project_id, int(vid), user_id)
+
+    # ------------------------------------------------------------------ predictions / suggestions
+
+    def prediction(self, actor: User, image_id: int) -> np.ndarray | None:
+        """The current model's instance labels for the image (int32, 0 = background), or None."""
+        _, project_id, _ = self._image_role(actor, image_id)
+        vid = model_versions.current_id(self.db, project_id)
+        if vid is None:
+            return None
+        row = predictions.prediction_row(self.db, int(image_id), int(vid))
+        if row is None or not self.blobs.exists(row["labels_blob"]):
+            return None
+        return self.blobs.read_labels(row["labels_blob"])
+
+    def suggestions(self, actor: User, project_id: int, limit: int = 20) -> list[Suggestion]:
+        """Open suggestions of the current model, most uncertain first; objects that were labelled
+        since the ranking (half or more of their pixels) are left out."""
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        vid = model_versions.current_id(self.db, int(project_id))
+        if vid is None or limit <= 0:
+            return []
+        out: list[Suggestion] = []
+        labels_cache: dict[int, np.ndarray] = {}
+        fetch = max(int(limit) * 3, 20)  # some may be dropped below
+        for sug in predictions.open_suggestions(self.db, int(project_id), int(vid), fetch):
+            if sug.image_id not in labels_cache:
+                labels_cache[sug.image_id] = annotations.sparse_labels(self.db, sug.image_id, sug.mask.shape)
+            area = int(sug.mask.sum())
+            covered = int(np.count_nonzero(labels_cache[sug.image_id][sug.mask]))
+            if area and covered * 2 >= area:
+                continue
+            out.append(sug)
+            if len(out) >= limit:
+                break
+        return out
+
+    def resolve_suggestion(self, actor: User, suggestion_id: int, status: str) -> None:
+        """Any member: 'accepted' | 'corrected' | 'background' | 'skipped'. (``add_annotation`` with
+        ``suggestion_id`` already does this; call it directly to skip a suggestion.)"""
+        user = self._actor(actor)
+        permissions.require_member(
+            self.db, user, permissions.project_of(self.db, "suggestions", int(suggestion_id))
+        )
+        if status not in RESOLUTIONS:
+            raise InputError(f"status must be one of {', '.join(RESOLUTIONS)}, not {status!r}")
+        predictions.resolve(self.db, int(suggestion_id), status, user.id)
+
+    # ------------------------------------------------------------------ export
+
+    def export_zip(self, actor: User, project_id: int) -> bytes:
+        """Lead only: labels/, sparse/, coco.json, annotations.json, counts.csv (see storage.export)."""
+        from storage.export import build_zip
+
+        permissions.require_lead(self.db, self._actor(actor), int(project_id))
+        return build_zip(self.db, self.blobs, int(project_id))
+
+
+def _check_label_args(kind: str, source: str, seconds: float) -> tuple[str, str, float]:
+    if kind not in KINDS:
+        raise InputError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if source not in SOURCES:
+        raise InputError(f"source must be one of {', '.join(SOURCES)}, not {source!r}")
+    try:
+        seconds = float(seconds or 0.0)
+    except (TypeError, ValueError) as exc:
+        raise InputError("seconds must be a number") from exc
+    if not math.isfinite(seconds) or seconds < 0:
+        raise InputError("seconds must be a finite number >= 0")
+    return kind, source, seconds

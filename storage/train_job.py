@@ -1,0 +1,131 @@
+"""A training job, run by the worker: all live sparse labels of the project -> ``spoco_core``
+Trainer warm-started from the current model -> checkpoint blob -> (one transaction) new model
+version, made current, job done, prediction job queued. Worker-side only (imports spoco_core)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from storage import annotations, images, jobs
+from storage import versions as model_versions
+from storage.db import one, transaction
+from storage.job_context import JobContext, JobStopped, ProgressWriter
+
+if TYPE_CHECKING:
+    from spoco_core.train import ProgressEvent, TrainConfig
+
+log = logging.getLogger("storage.worker")
+
+
+def collect_samples(ctx: JobContext) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, int]:
+    """(image (C,H,W), sparse labels) for every image with a live label; plus the object and image
+    counts recorded with the model version."""
+    samples = []
+    n_objects = 0
+    for image_id in annotations.labelled_image_ids(ctx.db, ctx.project_id):
+        row = images.row(ctx.db, image_id)
+        labels = annotations.sparse_labels(ctx.db, image_id, (int(row["height"]), int(row["width"])))
+        if not np.any(labels != 0):
+            continue
+        samples.append((images.load_normalised(ctx.blobs, row["blob"], row["name"]), labels))
+        n_objects += int(labels.max()) if labels.max() > 0 else 0
+    return samples, n_objects, len(samples)
+
+
+def build_config(params: dict, in_channels: int) -> TrainConfig:
+    """Job params -> TrainConfig; with a warm start the Trainer keeps the checkpoint's architecture."""
+    from spoco_core.model import UNetConfig
+    from spoco_core.train import TrainConfig
+
+    model = UNetConfig(in_channels=in_channels)
+    for key in ("base_channels", "depth", "embedding_dim"):
+        if key in params:
+            setattr(model, key, int(params[key]))
+    iterations = int(params.get("iterations", 200))
+    config = TrainConfig(iterations=iterations, model=model, log_every=max(1, min(10, iterations // 100)))
+    for key in ("batch_size", "patch_size", "lr", "weight_decay", "seed", "device", "amp"):
+        if key in params:
+            setattr(config, key, params[key])
+    return config
+
+
+def run_training(ctx: JobContext) -> None:
+    from spoco_core.train import Trainer
+
+    params = ctx.params
+    parent = model_versions.current(ctx.db, ctx.project_id)
+    init = ctx.blobs.path(parent.checkpoint) if parent and ctx.blobs.exists(parent.checkpoint) else None
+    samples, n_objects, n_images = collect_samples(ctx)
+    if not samples:
+        raise ValueError("no labelled images: label at least one object first")
+    in_channels = max(int(img.shape[0]) for img, _ in samples)
+    config = build_config(params, in_channels)
+    writer = ProgressWriter(ctx.db, ctx.job_id, config.iterations)
+    writer.add(0, config.iterations)
+
+    def progress(event: ProgressEvent) -> None:
+        writer.add(event.iteration, event.total, {**event.losses, "its_per_s": event.its_per_s})
+
+    log.info(
+        "job %s: training project %s on %d images (%d objects), %d iterations, warm start: %s",
+        ctx.job_id,
+        ctx.project_id,
+        n_images,
+        n_objects,
+        config.iterations,
+        parent.version if parent else None,
+    )
+    started = time.monotonic()
+    trainer = Trainer(
+        config, samples, init_checkpoint=init, progress=progress, should_cancel=ctx.should_cancel
+    )
+    result = trainer.fit()
+    writer.flush()
+    if result.cancelled:
+        if ctx.stop.is_set():
+            raise JobStopped("worker stopped")
+        jobs.finish(ctx.db, ctx.job_id, "cancelled")
+        log.info("job %s: cancelled after %d iterations", ctx.job_id, result.iterations_done)
+        return
+
+    rel = f"checkpoints/project-{ctx.project_id}/job-{ctx.job_id}.pt"
+    trainer.save(ctx.blobs.path(rel), meta={"project_id": ctx.project_id, "job_id": ctx.job_id})
+    tail = [h["total"] for h in result.history[-20:] if "total" in h]
+    metrics = {
+        "final_loss": float(np.mean(tail)) if tail else None,
+        "iterations": result.iterations_done,
+        "train_seconds": round(time.monotonic() - started, 2),
+        "device": str(trainer.device),
+    }
+    with transaction(ctx.db) as db:
+        row = one(db, "SELECT status, cancel_requested FROM jobs WHERE id = ?", [ctx.job_id])
+        if row is None or row["status"] != "running":
+            log.warning("job %s: no longer running (%s); model discarded", ctx.job_id, row and row["status"])
+            ctx.blobs.remove(rel)
+            return
+        if row["cancel_requested"]:
+            jobs.finish(db, ctx.job_id, "cancelled")
+            ctx.blobs.remove(rel)
+            return
+        version_id = model_versions.register(
+            db,
+            ctx.project_id,
+            rel,
+            parent.id if parent else None,
+            n_objects,
+            n_images,
+            metrics,
+            ctx.row["created_by"],
+            ctx.job_id,
+        )
+        jobs.finish(db, ctx.job_id, "done", model_version_id=version_id)
+        predict_params = {"model_version_id": version_id}
+        for key in ("n_suggestions", "min_size", "seed", "device"):
+            if key in params:
+                predict_params[key] = params[key]
+        jobs.enqueue(db, ctx.project_id, "predict", predict_params, ctx.row["created_by"])
+    log.info("job %s: done, model version id %s", ctx.job_id, version_id)

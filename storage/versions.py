@@ -1,0 +1,109 @@
+"""Model versions of a project and which one is current."""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+
+from storage.db import dumps, loads, now, one, scalar
+from storage.errors import InputError, NotFound
+from storage.records import ModelVersion
+
+
+def to_version(row: dict, current_id: int | None) -> ModelVersion:
+    return ModelVersion(
+        id=int(row["id"]),
+        project_id=int(row["project_id"]),
+        version=int(row["version"]),
+        parent_id=row["parent_id"],
+        checkpoint=row["checkpoint"],
+        created_at=float(row["created_at"]),
+        n_objects=int(row["n_objects"]),
+        n_images=int(row["n_images"]),
+        metrics=loads(row["metrics"], {}),
+        is_current=current_id is not None and int(row["id"]) == int(current_id),
+    )
+
+
+def current_id(db: Database, project_id: int) -> int | None:
+    return scalar(db, "SELECT current_model_id FROM projects WHERE id = ?", [project_id])
+
+
+def list_for_project(db: Database, project_id: int) -> list[ModelVersion]:
+    cur = current_id(db, project_id)
+    return [
+        to_version(r, cur)
+        for r in db.query(
+            "SELECT * FROM model_versions WHERE project_id = ? ORDER BY version DESC", [project_id]
+        )
+    ]
+
+
+def get(db: Database, version_id: int) -> ModelVersion:
+    row = one(db, "SELECT * FROM model_versions WHERE id = ?", [version_id])
+    if row is None:
+        raise NotFound(f"model version {version_id} does not exist")
+    return to_version(row, current_id(db, int(row["project_id"])))
+
+
+def current(db: Database, project_id: int) -> ModelVersion | None:
+    cur = current_id(db, project_id)
+    return get(db, cur) if cur is not None else None
+
+
+def register(
+    db: Database,
+    project_id: int,
+    checkpoint: str,
+    parent_id: int | None,
+    n_objects: int,
+    n_images: int,
+    metrics: dict,
+    created_by: int | None,
+    job_id: int | None,
+) -> int:
+    """Add the next version number and make it current (inside the caller's transaction)."""
+    version = (
+        int(
+            scalar(
+                db, "SELECT COALESCE(MAX(version), 0) FROM model_versions WHERE project_id = ?", [project_id]
+            )
+        )
+        + 1
+    )
+    cur = db.execute(
+        "INSERT INTO model_versions (project_id, version, parent_id, checkpoint, created_at, n_objects, "
+        "n_images, "
+        "metrics, created_by, job_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            project_id,
+            version,
+            parent_id,
+            checkpoint,
+            now(),
+            n_objects,
+            n_images,
+            dumps(metrics),
+            created_by,
+            job_id,
+        ],
+    )
+    version_id = int(cur.lastrowid)
+    set_current(db, project_id, version_id)
+    return version_id
+
+
+def set_current(db: Database, project_id: int, version_id: int) -> None:
+    row = one(db, "SELECT project_id FROM model_versions WHERE id = ?", [version_id])
+    if row is None:
+        raise NotFound(f"model version {version_id} does not exist")
+    if int(row["project_id"]) != int(project_id):
+        raise InputError(f"model version {version_id} belongs to another project")
+    db.execute("UPDATE projects SET current_model_id = ? WHERE id = ?", [version_id, project_id])
+
+
+def merge_metrics(db: Database, version_id: int, extra: dict) -> None:
+    row = one(db, "SELECT metrics FROM model_versions WHERE id = ?", [version_id])
+    if row is None:
+        return
+    metrics = {**loads(row["metrics"], {}), **extra}
+    db.execute("UPDATE model_versions SET metrics = ? WHERE id = ?", [dumps(metrics), version_id])

@@ -1,0 +1,158 @@
+"""``python -m storage.worker [--data-dir D] [--once] [--poll 1.0]``: the job runner.
+
+One process, one job at a time, never inside the web app. It registers itself (``workers`` table)
+and a heartbeat thread refreshes its row and its running job every 2 s. On start and between jobs
+it fails the running jobs of dead workers ('worker died'; their project's current model is kept).
+A failing job is marked failed with the last line of its traceback and the worker goes on.
+SIGTERM/SIGINT stop the current job at its next step (marked failed: 'worker stopped') and exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from storage import jobs, liveness
+from storage.blobs import BlobStore
+from storage.config import Settings
+from storage.db import connect
+from storage.job_context import JobContext, JobStopped
+from storage.migrations import migrate
+
+log = logging.getLogger("storage.worker")
+HEARTBEAT_S = 2.0
+STALE_CHECK_S = 5.0
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        settings.ensure_dirs()
+        self.settings = settings
+        self.db = connect(settings.db_path)
+        migrate(self.db)
+        self.blobs = BlobStore(settings.blob_dir)
+        self.pid = os.getpid()
+        self.host = liveness.host()
+        self.stop = threading.Event()
+        self.current_job: int | None = None
+        self.worker_id: int | None = None
+
+    # ---- lifecycle
+
+    def run(self, once: bool = False, poll: float = 1.0) -> int:
+        self.worker_id = liveness.register(self.db, self.pid, self.host)
+        beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        beat.start()
+        log.info("worker %s started (pid %s, data %s)", self.worker_id, self.pid, self.settings.data_dir)
+        try:
+            self.recover()
+            checked = time.monotonic()
+            while not self.stop.is_set():
+                if time.monotonic() - checked >= STALE_CHECK_S:
+                    self.recover()
+                    checked = time.monotonic()
+                row = jobs.claim(self.db, self.pid, self.host)
+                if row is None:
+                    if once:
+                        break
+                    self.stop.wait(poll)
+                    continue
+                self.execute(row)
+        finally:
+            self.stop.set()
+            beat.join(timeout=HEARTBEAT_S * 2)
+            liveness.unregister(self.db, self.worker_id)
+            log.info("worker %s stopped", self.worker_id)
+        return 0
+
+    def recover(self) -> list[int]:
+        """Fail the running jobs whose worker is gone (stale heartbeat or dead pid on this host)."""
+        failed = jobs.fail_stale(self.db, self.host, liveness.pid_alive)
+        for job_id in failed:
+            log.warning("job %s: its worker died; marked failed", job_id)
+        return failed
+
+    def execute(self, row: dict) -> None:
+        from storage.predict_job import run_prediction
+        from storage.train_job import run_training
+
+        job_id = int(row["id"])
+        self.current_job = job_id
+        ctx = JobContext(self.db, self.blobs, row, stop=self.stop)
+        log.info("job %s: %s for project %s claimed", job_id, row["kind"], row["project_id"])
+        try:
+            if row["kind"] == "train":
+                run_training(ctx)
+            elif row["kind"] == "predict":
+                run_prediction(ctx)
+            else:
+                raise ValueError(f"unknown job kind {row['kind']!r}")
+        except JobStopped as exc:
+            jobs.finish(self.db, job_id, "failed", error=str(exc))
+        except Exception as exc:
+            text = traceback.format_exc()
+            log.error("job %s failed:\n%s", job_id, text)
+            last = text.strip().splitlines()[-1] if text.strip() else repr(exc)
+            jobs.finish(self.db, job_id, "failed", error=last[:2000])
+        finally:
+            self.current_job = None
+
+    def _heartbeat_loop(self) -> None:
+        """Own connection: keeps the worker and its job visibly alive while training holds the main
+        thread (torch releases the GIL in its kernels)."""
+        db = connect(self.settings.db_path)
+        try:
+            while not self.stop.wait(HEARTBEAT_S):
+                job_id = self.current_job
+                try:
+                    liveness.beat(db, self.worker_id, job_id)
+                    if job_id is not None:
+                        jobs.beat(db, job_id)
+                except Exception:
+                    log.exception("heartbeat failed")
+        finally:
+            db.close()
+
+
+def _configure_threads() -> None:
+    threads = os.environ.get("SPOCO_TORCH_THREADS", "").strip()
+    if threads:
+        import torch
+
+        torch.set_num_threads(max(1, int(threads)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m storage.worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="data directory (default: $SPOCO_DATA_DIR or ./data)"
+    )
+    parser.add_argument("--once", action="store_true", help="run queued jobs until none is left, then exit")
+    parser.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks when idle")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    _configure_threads()
+    worker = Worker(Settings.from_env(args.data_dir))
+
+    def _stop(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping after the current step", signum)
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return worker.run(once=args.once, poll=max(0.05, args.poll))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

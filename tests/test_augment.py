@@ -1,0 +1,106 @@
+"""Training views: shared geometry with the labels, independent intensities, padding and crop rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spoco_core.augment import geometric, photometric, sample_views
+
+
+def _unique_labels(h: int, w: int) -> np.ndarray:
+    """Every pixel its own id, so any misalignment between image and labels shows up."""
+    return np.arange(1, h * w + 1, dtype=np.int64).reshape(h, w)
+
+
+def test_views_and_labels_share_geometry_exactly():
+    labels = _unique_labels(40, 30)
+    image = np.stack([labels, 2 * labels]).astype(np.float32)
+    for seed in range(20):
+        view_f, view_g, lab = sample_views(
+            image, labels, 24, np.random.default_rng(seed), photometric_strength=0
+        )
+        assert view_f.shape == view_g.shape == (2, 24, 24) and lab.shape == (24, 24)
+        np.testing.assert_array_equal(view_f[0], lab)
+        np.testing.assert_array_equal(view_f[1], 2 * lab)
+        np.testing.assert_array_equal(view_g, view_f)
+
+
+def test_photometric_views_differ_but_stay_aligned():
+    labels = np.zeros((64, 64), dtype=np.int64)
+    labels[10:30, 12:40] = 1
+    labels[40:60, 5:25] = 2
+    image = (labels > 0).astype(np.float32)[None]
+    view_f, view_g, lab = sample_views(image, labels, 48, np.random.default_rng(3))
+    assert not np.allclose(view_f, view_g)
+    target = (lab > 0).ravel().astype(np.float64)
+    for view in (view_f, view_g):
+        assert view.dtype == np.float32
+        assert np.corrcoef(view.ravel(), target)[0, 1] > 0.8
+
+
+def test_geometric_reaches_all_eight_orientations_and_keeps_labels_aligned():
+    labels = _unique_labels(2, 3)
+    image = labels[None].astype(np.float32)
+    seen = set()
+    for seed in range(200):
+        img, lab = geometric(image, labels, np.random.default_rng(seed))
+        np.testing.assert_array_equal(img[0], lab)
+        seen.add(lab.tobytes() + bytes(lab.shape))
+    assert len(seen) == 8
+
+
+def test_photometric_changes_intensities_only():
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 32, 32), dtype=np.float32)
+    np.testing.assert_array_equal(photometric(image, np.random.default_rng(1), strength=0.0), image)
+    a = photometric(image, np.random.default_rng(1))
+    b = photometric(image, np.random.default_rng(2))
+    assert a.shape == image.shape and a.dtype == np.float32
+    assert not np.allclose(a, b)
+    assert np.corrcoef(a.ravel(), image.ravel())[0, 1] > 0.5
+
+
+def test_small_images_are_reflect_padded_with_unknown_labels():
+    labels = np.zeros((10, 20), dtype=np.uint16)
+    labels[2:5, 3:9] = 7
+    labels[8, :] = 0
+    signed = labels.astype(np.int32)
+    signed[9, :4] = -1
+    image = (1.0 + np.random.default_rng(0).random((3, 10, 20))).astype(np.float32)
+    view_f, _, lab = sample_views(image, signed, 32, np.random.default_rng(0), photometric_strength=0)
+    assert view_f.shape == (3, 32, 32) and lab.shape == (32, 32) and lab.dtype == np.int64
+    # the whole image fits: every label survives exactly once, padding only adds unknown pixels
+    assert (lab == 7).sum() == (signed == 7).sum()
+    assert (lab == -1).sum() == (signed == -1).sum()
+    assert (lab != 0).sum() == (signed != 0).sum()
+    assert view_f.min() >= 1.0  # reflected image content, no zero padding
+    tiny = np.ones((1, 1, 1), dtype=np.float32)
+    view_f, _, lab = sample_views(tiny, np.ones((1, 1), dtype=np.int64), 8, np.random.default_rng(0))
+    assert view_f.shape == (1, 8, 8) and lab.sum() == 1
+
+
+def test_crops_prefer_labelled_pixels():
+    labels = np.zeros((200, 200), dtype=np.int64)
+    labels[180:184, 5:9] = 3  # one small object in a corner
+    image = np.zeros((1, 200, 200), dtype=np.float32)
+    hits = [
+        (sample_views(image, labels, 32, np.random.default_rng(seed))[2] == 3).any() for seed in range(100)
+    ]
+    assert np.mean(hits) > 0.6  # a uniform crop would contain it ~4% of the time
+
+
+def test_same_seed_same_views_different_seed_different_views():
+    labels = _unique_labels(50, 50)
+    image = np.random.default_rng(0).random((1, 50, 50), dtype=np.float32)
+    first = sample_views(image, labels, 32, np.random.default_rng(42))
+    again = sample_views(image, labels, 32, np.random.default_rng(42))
+    other = sample_views(image, labels, 32, np.random.default_rng(43))
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(first[0], other[0])
+
+
+def test_shape_mismatch_is_rejected():
+    with pytest.raises(ValueError):
+        sample_views(np.zeros((1, 8, 8), np.float32), np.zeros((8, 9), np.int64), 4, np.random.default_rng(0))

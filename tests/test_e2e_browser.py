@@ -1,0 +1,280 @@
+"""End to end in a real browser: `streamlit run app.py` on a free local port, the worker it spawns,
+Debian's chromium driven by Playwright. Log in, train a first model, accept a suggestion, draw a
+polygon on the canvas, watch a second training, download the export.
+
+Screenshots go to test-artifacts/ (git-ignored). Skipped when /usr/bin/chromium is missing
+(.ci/run installs it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+ADMIN, ADMIN_PW = "admin", "e2e-admin-pass"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
+]
+
+
+@dataclass
+class Server:
+    url: str
+    data_dir: Path
+    env: dict[str, str]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
+            if resp.status == 200:
+                return
+        time.sleep(0.5)
+    raise TimeoutError("streamlit did not become healthy")
+
+
+def _stop_workers(data_dir: Path) -> None:
+    """The app spawns the training worker detached; stop exactly the workers registered for our data dir."""
+    from storage import liveness
+    from storage.service import Studio
+
+    studio = Studio.open(data_dir)
+    try:
+        pids = [int(w["pid"]) for w in liveness.live_workers(studio.db) if w["host"] == liveness.host()]
+    finally:
+        studio.close()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if liveness.pid_alive(p)]
+        time.sleep(0.2)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    data_dir = tmp_path / "data"
+    env = {
+        **os.environ,
+        "SPOCO_DATA_DIR": str(data_dir),
+        "SPOCO_ADMIN_USER": ADMIN,
+        "SPOCO_ADMIN_PASSWORD": ADMIN_PW,
+        "SPOCO_BCRYPT_ROUNDS": "4",
+        "SPOCO_TRAIN_PRESET": "tiny",
+        # A small demo: every image is predicted after each training, on two shared CPU cores.
+        "SPOCO_DEMO_IMAGES": "3",
+        "SPOCO_DEMO_SIZE": "160",
+        "SPOCO_DEMO_SAMPLES": "0",
+        "SPOCO_TORCH_THREADS": "2",
+        "OMP_NUM_THREADS": "2",
+    }
+    env.pop("SPOCO_NO_WORKER", None)
+    subprocess.run([sys.executable, "-m", "storage", "seed-demo"], cwd=ROOT, env=env, check=True, timeout=120)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "streamlit.log", "wb")  # noqa: SIM115 (closed in the finally below)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app.py",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_healthy(url, proc)
+        yield Server(url=url, data_dir=data_dir, env=env)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        _stop_workers(data_dir)
+
+
+class Shots:
+    """Numbered screenshots of each step, kept for a person to look at after the run."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.n = 0
+        ARTIFACTS.mkdir(exist_ok=True)
+
+    def __call__(self, name: str) -> None:
+        self.n += 1
+        self.page.screenshot(path=str(ARTIFACTS / f"e2e_{self.n:02d}_{name}.png"), full_page=True)
+
+
+def _go(page, title: str) -> None:
+    page.get_by_role("link", name=title).click()
+    page.get_by_role("heading", name=title if title != "Train" else "Training").first.wait_for(timeout=30_000)
+
+
+def _train(page, shots: Shots, tag: str) -> None:
+    """Start a (tiny) training job on the Train page and wait until it is done."""
+    _go(page, "Train")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("queued", exact=False).or_(page.get_by_text("running", exact=False)).first.wait_for(
+        timeout=30_000
+    )
+    shots(f"{tag}_started")
+    page.get_by_text("done, iteration", exact=False).first.wait_for(timeout=180_000)
+    page.get_by_role("progressbar").first.wait_for(timeout=10_000)
+    shots(f"{tag}_done")
+
+
+def _wait_for_suggestions(page, timeout: float = 240.0) -> None:
+    """After training the worker predicts every image and ranks suggestions; reload until they show."""
+    deadline = time.monotonic() + timeout
+    accept = page.get_by_role("button", name="Accept")
+    while time.monotonic() < deadline:
+        _go(page, "Annotate")
+        page.get_by_role("radio", name="Suggestion queue").check()
+        with contextlib.suppress(Exception):
+            accept.wait_for(timeout=3_000)
+            return
+        time.sleep(3)
+    raise TimeoutError("no suggestions appeared")
+
+
+def _draw_polygon(page, fractions: list[tuple[float, float]]) -> None:
+    """drawable-canvas polygon mode: a click adds a corner, clicking the first corner closes it."""
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=30_000)
+    box = canvas.bounding_box()
+    assert box is not None
+    points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in fractions]
+    for x, y in [*points, points[0]]:
+        page.mouse.click(x, y)
+        time.sleep(0.25)
+
+
+def _annotations(data_dir: Path) -> tuple[list, list]:
+    """(all live annotations of the Demo project, its images), read through a real Studio."""
+    from storage.service import Studio
+
+    studio = Studio.open(data_dir)
+    try:
+        admin = studio.find_user(ADMIN)
+        project = next(p for p in studio.list_projects(admin) if p.name == "Demo")
+        images = studio.list_images(admin, project.id)
+        return [a for im in images for a in studio.list_annotations(admin, im.id)], images
+    finally:
+        studio.close()
+
+
+def test_browser_end_to_end(server: Server) -> None:
+    from playwright.sync_api import sync_playwright
+
+    seeded = {a.id for a in _annotations(server.data_dir)[0]}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000}, accept_downloads=True)
+            page.set_default_timeout(30_000)
+            shots = Shots(page)
+
+            page.goto(server.url)
+            page.get_by_role("textbox", name="Username").fill(ADMIN)
+            page.get_by_role("textbox", name="Password").fill(ADMIN_PW)
+            shots("login")
+            page.get_by_role("button", name="Log in").click()
+            page.get_by_role("heading", name="Projects").first.wait_for()
+            page.get_by_role("heading", name="Demo").wait_for()
+            shots("projects")
+
+            _train(page, shots, "train1")
+            _wait_for_suggestions(page)
+            shots("suggestion")
+            page.get_by_role("button", name="Accept").click()
+            page.get_by_text("Accepted the suggested object.").wait_for()
+            shots("accepted")
+
+            _draw_polygon(page, [(0.1, 0.1), (0.3, 0.1), (0.3, 0.28), (0.1, 0.28)])
+            page.get_by_text("1 outline(s) ready").wait_for()
+            shots("drawn")
+            page.get_by_role("button", name="Save as object").click()
+            page.get_by_text("Saved 1 object.").wait_for()
+            shots("saved")
+
+            annotations, images = _annotations(server.data_dir)
+            new = [a for a in annotations if a.id not in seeded]
+            assert sorted(a.source for a in new) == ["accepted", "drawn"], new
+            drawn = next(a for a in new if a.source == "drawn")
+            assert drawn.kind == "object" and drawn.mask.sum() > 50 and drawn.seconds > 0
+
+            _train(page, shots, "train2")
+
+            _go(page, "Export")
+            page.get_by_role("button", name="Prepare export").click()
+            download_button = page.get_by_role("button", name="Download zip")
+            download_button.wait_for(timeout=60_000)
+            shots("export")
+            with page.expect_download() as info:
+                download_button.click()
+            data = Path(info.value.path()).read_bytes()
+            names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+            stems = sorted(Path(im.name).stem for im in images)
+            assert (
+                sorted(Path(n).stem for n in names if n.startswith("labels/") and n.endswith(".tif")) == stems
+            )
+        finally:
+            browser.close()

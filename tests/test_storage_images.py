@@ -1,0 +1,121 @@
+"""Uploads: validation before anything is stored, names, dedup, size limit, folder import."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from storage.errors import InputError
+from storage.service import Studio
+from tests.test_storage_support import World, make_world, open_studio, png_bytes
+
+
+@pytest.fixture
+def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Studio:
+    return open_studio(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
+    return make_world(open_studio(tmp_path, monkeypatch))
+
+
+def _blob_files(studio: Studio) -> list:
+    return [p for p in studio.blobs.root.rglob("*") if p.is_file()]
+
+
+def _image_count(studio: Studio) -> int:
+    return studio.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "needle"),
+    [
+        ("notes.png", b"this is not an image at all", "notes.png"),
+        ("empty.png", b"", "empty.png"),
+        ("cut.png", png_bytes(np.arange(4096, dtype=np.uint8).reshape(64, 64))[:60], "cut.png"),
+        ("fake.tif", b"II*\x00" + b"\x00" * 40, "fake.tif"),
+    ],
+)
+def test_bad_upload_is_refused_and_nothing_is_stored(
+    world: World, name: str, data: bytes, needle: str
+) -> None:
+    s = world.studio
+    with pytest.raises(InputError) as err:
+        s.add_image(world.lead, world.project.id, name, data)
+    assert needle in str(err.value)
+    assert _image_count(s) == 0
+    assert _blob_files(s) == []
+
+
+def test_too_large_image_is_refused(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SPOCO_MAX_SIDE", "50")
+    w = make_world(open_studio(tmp_path, monkeypatch))
+    with pytest.raises(InputError, match=r"big\.png.*limit of 50"):
+        w.studio.add_image(w.lead, w.project.id, "big.png", png_bytes(np.zeros((40, 60), np.uint8)))
+    assert _image_count(w.studio) == 0
+    info = w.studio.add_image(w.lead, w.project.id, "ok.png", png_bytes(np.zeros((50, 20), np.uint8)))
+    assert (info.width, info.height) == (20, 50)
+
+
+def test_duplicate_upload_returns_the_existing_image(world: World) -> None:
+    s = world.studio
+    data = png_bytes(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64).astype(np.uint8))
+    first = s.add_image(world.lead, world.project.id, "a.png", data)
+    again = s.add_image(world.lead, world.project.id, "b.png", data)
+    assert again.id == first.id and again.name == "a.png"
+    assert len(s.list_images(world.lead, world.project.id)) == 1
+    # the same bytes in another project: a new row, the file stored once
+    other = s.add_image(world.admin, world.other_project.id, "a.png", data)
+    assert other.id != first.id
+    assert len(_blob_files(s)) == 1
+
+
+def test_names_lose_path_parts_and_clashes_get_a_suffix(world: World) -> None:
+    s = world.studio
+    a = s.add_image(world.lead, world.project.id, "../../x.png", png_bytes(np.zeros((8, 8), np.uint8)))
+    assert a.name == "x.png"
+    b = s.add_image(world.lead, world.project.id, "C:\\data\\x.png", png_bytes(np.ones((8, 8), np.uint8)))
+    assert b.name == "x-1.png"
+    c = s.add_image(world.lead, world.project.id, "x.png", png_bytes(np.full((8, 8), 2, np.uint8)))
+    assert c.name == "x-2.png"
+    for bad in ("", "   ", "../", "dir/..", "/"):
+        with pytest.raises(InputError, match="empty"):
+            s.add_image(world.lead, world.project.id, bad, png_bytes(np.zeros((8, 8), np.uint8)))
+    assert [i.name for i in s.list_images(world.lead, world.project.id)] == ["x.png", "x-1.png", "x-2.png"]
+
+
+def test_sixteen_bit_and_multichannel_tiffs(world: World) -> None:
+    s = world.studio
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, (np.arange(30 * 40, dtype=np.uint16).reshape(30, 40) * 50))
+    gray16 = s.add_image(world.lead, world.project.id, "g16.tif", buf.getvalue())
+    assert (gray16.width, gray16.height, gray16.channels, gray16.dtype) == (40, 30, 1, "uint16")
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.random.default_rng(0).integers(0, 4000, (4, 30, 40)).astype(np.uint16))
+    multi = s.add_image(world.lead, world.project.id, "m.tif", buf.getvalue())
+    assert multi.channels == 4
+    img = s.load_image(world.annotator, multi.id)
+    assert img.shape == (4, 30, 40) and img.dtype == np.float32
+    rgb = s.display_image(world.annotator, gray16.id)
+    assert rgb.shape == (30, 40, 3) and rgb.dtype == np.uint8 and rgb.max() > 200
+    name, data = s.image_bytes(world.annotator, gray16.id)
+    assert name == "g16.tif" and data[:4] == b"II*\x00"
+
+
+def test_add_images_from_folder_reports_bad_files(world: World, tmp_path) -> None:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_bytes(np.zeros((8, 8), np.uint8)))
+    (folder / "b.png").write_bytes(png_bytes(np.ones((8, 8), np.uint8)))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    (folder / "readme.txt").write_text("ignored")
+    added, errors = world.studio.add_images_from_folder(world.lead, world.project.id, folder)
+    assert [i.name for i in added] == ["a.png", "b.png"]
+    assert len(errors) == 1 and "broken.jpg" in errors[0]
+    with pytest.raises(InputError):
+        world.studio.add_images_from_folder(world.lead, world.project.id, tmp_path / "missing")

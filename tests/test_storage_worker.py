@@ -1,0 +1,219 @@
+"""The job worker as a real OS process on a tiny synthetic project: training, prediction,
+suggestions, cancel, a failing job, and a worker killed with SIGKILL mid-training."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from storage import liveness
+from storage import versions as model_versions
+from storage.db import transaction
+from storage.errors import Conflict
+from storage.records import Job
+from storage.service import Studio
+from tests.test_storage_support import World, make_world, open_studio, synthetic_png
+
+
+@pytest.fixture
+def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Studio:
+    return open_studio(tmp_path, monkeypatch)
+
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {
+    "iterations": 20,
+    "patch_size": 32,
+    "base_channels": 8,
+    "depth": 2,
+    "batch_size": 2,
+    "n_suggestions": 5,
+}
+LONG = {**TINY, "iterations": 100_000}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Workers use one thread each: the CI box has two cores shared with other jobs."""
+    monkeypatch.setenv("SPOCO_TORCH_THREADS", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    return dict(os.environ)
+
+
+@pytest.fixture
+def project(studio, env) -> World:
+    """Two 64x64 synthetic images with a few objects and a background mark each."""
+    w = make_world(studio)
+    for seed in range(2):
+        data, labels = synthetic_png(seed, 64)
+        info = studio.add_image(w.lead, w.project.id, f"img{seed}.png", data)
+        ids, areas = np.unique(labels[labels > 0], return_counts=True)
+        for k in ids[np.argsort(-areas)][:3]:
+            studio.add_annotation(w.annotator, info.id, "object", labels == k, seconds=2.0)
+        background = np.zeros((64, 64), dtype=bool)
+        background[labels == 0] = True
+        background[16:, :] = False
+        if background.any():
+            studio.add_annotation(w.annotator, info.id, "background", background)
+    return w
+
+
+def start_worker(data_dir: Path, log: Path, *extra: str) -> subprocess.Popen:
+    with open(log, "ab") as fh:
+        return subprocess.Popen(
+            [sys.executable, "-m", "storage.worker", "--data-dir", str(data_dir), "--poll", "0.2", *extra],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, log: Path | None = None) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{tail}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def job_in(w: World, job_id: int, *statuses: str) -> Job | None:
+    job = w.studio.get_job(w.lead, job_id)
+    return job if job.status in statuses else None
+
+
+def test_worker_trains_registers_and_predicts(project: World) -> None:
+    w, s = project, project.studio
+    log = s.settings.log_dir / "worker.log"
+    job = s.enqueue_training(w.lead, w.project.id, params=TINY)
+    with pytest.raises(Conflict):
+        s.enqueue_training(w.lead, w.project.id, params=TINY)  # while the first is queued
+
+    pid = s.ensure_worker()  # detached, as the web app starts it
+    assert pid and liveness.pid_alive(pid)
+    try:
+        wait_for(s.worker_alive, 30, "the worker to register", log)
+        assert s.ensure_worker() is None  # one live worker is enough
+
+        done = wait_for(lambda: job_in(w, job.id, "done", "failed"), 90, "training", log)
+        assert done.status == "done", done.error
+        assert done.progress == 1.0 and done.iteration == done.total == 20
+        assert (
+            done.loss_history
+            and "total" in done.loss_history[-1]
+            and done.loss_history[-1]["iteration"] == 20
+        )
+        assert done.started_at and done.finished_at and done.heartbeat_at
+
+        current = s.current_model(w.annotator, w.project.id)
+        assert current is not None and current.id == done.model_version_id
+        assert current.version == 1 and current.parent_id is None and current.is_current
+        assert current.n_images == 2 and current.n_objects == 6
+        assert current.metrics["iterations"] == 20 and s.blobs.exists(current.checkpoint)
+
+        predict = next(j for j in s.list_jobs(w.lead, w.project.id) if j.kind == "predict")
+        predict = wait_for(lambda: job_in(w, predict.id, "done", "failed"), 90, "predictions", log)
+        assert predict.status == "done", predict.error
+        for info in s.list_images(w.annotator, w.project.id):
+            labels = s.prediction(w.annotator, info.id)
+            assert labels is not None and labels.shape == (64, 64) and labels.dtype == np.int32
+        assert "label_iou" in s.current_model(w.lead, w.project.id).metrics
+        try:
+            import spoco_core.uncertainty  # noqa: F401
+        except ImportError:
+            return
+        suggestions = s.suggestions(w.annotator, w.project.id, limit=5)
+        assert suggestions and all(0.0 <= g.score <= 1.0 and g.mask.shape == (64, 64) for g in suggestions)
+    finally:
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not liveness.pid_alive(pid), 30, "the worker to exit", log)
+    assert not s.worker_alive()
+
+
+def test_cancel_stops_training_and_a_failing_job_does_not_stop_the_worker(project: World, tmp_path) -> None:
+    w, s = project, project.studio
+    log = tmp_path / "worker.log"
+    job = s.enqueue_training(w.lead, w.project.id, params=LONG)
+    proc = start_worker(s.data_dir, log)
+    try:
+        wait_for(lambda: s.get_job(w.lead, job.id).iteration > 0, 60, "training progress", log)
+        with pytest.raises(Conflict):
+            s.enqueue_training(w.lead, w.project.id, params=TINY)  # while the first is running
+        t0 = time.monotonic()
+        s.cancel_job(w.lead, job.id)
+        cancelled = wait_for(lambda: job_in(w, job.id, "cancelled", "failed", "done"), 30, "cancel", log)
+        assert cancelled.status == "cancelled" and time.monotonic() - t0 < 10
+        assert cancelled.iteration < 100_000
+        assert s.list_model_versions(w.lead, w.project.id) == []
+        assert s.current_model(w.lead, w.project.id) is None
+
+        # a job that raises is failed with the last traceback line; the worker carries on
+        with transaction(s.db) as db:
+            vid = model_versions.register(
+                db, w.project.id, "checkpoints/missing.pt", None, 0, 0, {}, None, None
+            )
+        bad = s.enqueue_prediction(w.lead, w.project.id, vid)
+        failed = wait_for(lambda: job_in(w, bad.id, "failed", "done"), 60, "the failing job", log)
+        assert failed.status == "failed" and "missing.pt" in failed.error and "\n" not in failed.error
+        assert proc.poll() is None
+    finally:
+        stop(proc)
+    assert proc.returncode == 0
+
+
+def test_killed_worker_keeps_the_previous_model(project: World, tmp_path) -> None:
+    w, s = project, project.studio
+    log = tmp_path / "worker.log"
+    first = s.enqueue_training(w.lead, w.project.id, params=TINY)
+    once = start_worker(s.data_dir, log, "--once")  # trains v1, predicts, exits
+    assert once.wait(120) == 0, log.read_text()[-3000:]
+    v1 = s.current_model(w.lead, w.project.id)
+    assert v1 is not None and v1.version == 1 and s.get_job(w.lead, first.id).status == "done"
+
+    job = s.enqueue_training(w.lead, w.project.id, params=LONG)
+    proc = start_worker(s.data_dir, log)
+    try:
+        wait_for(lambda: s.get_job(w.lead, job.id).progress > 0, 60, "training progress", log)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert s.get_job(w.lead, job.id).status == "running"  # nobody has noticed yet
+    assert s.current_model(w.lead, w.project.id).id == v1.id
+
+    proc = start_worker(s.data_dir, log)
+    try:
+        failed = wait_for(lambda: job_in(w, job.id, "failed"), 30, "the dead job to be failed", log)
+        assert failed.error == "worker died" and failed.model_version_id is None
+        assert s.current_model(w.lead, w.project.id).id == v1.id
+        assert [v.version for v in s.list_model_versions(w.lead, w.project.id)] == [1]
+
+        again = s.enqueue_training(w.lead, w.project.id, params=TINY)  # not blocked by the dead job
+        done = wait_for(lambda: job_in(w, again.id, "done", "failed"), 90, "the new training", log)
+        assert done.status == "done", done.error
+        v2 = s.current_model(w.lead, w.project.id)
+        assert v2.version == 2 and v2.parent_id == v1.id and v2.id == done.model_version_id
+    finally:
+        stop(proc)
