@@ -41,6 +41,15 @@ def _page(file: str, title: str, icon: str, url_path: str, default: bool = False
     return st.Page(f"pages/{file}", title=title, icon=icon, url_path=url_path, default=default)
 
 
+def _login_pages() -> list[st.Page]:
+    """The log-in form under every page URL, so a bookmarked deep link shows it (not "page not
+    found") and opens the requested page right after logging in."""
+    paths = ["label", "training", "download", "users"]
+    return [st.Page(render_login, title="Log in", icon=":material/login:", default=True)] + [
+        st.Page(render_login, title="Log in", icon=":material/login:", url_path=path) for path in paths
+    ]
+
+
 def _pages(user: User, role: str | None) -> list[st.Page]:
     """Only pages whose actions the user may take; the service layer checks again on every call."""
     pages = [_page("projects.py", "Projects", ":material/folder:", "home", default=True)]
@@ -60,7 +69,7 @@ def main() -> None:
     studio = session.get_studio()
     user = session.current_user(studio)
     if user is None:
-        st.navigation([st.Page(render_login, title="Log in", icon=":material/login:")]).run()
+        st.navigation(_login_pages(), position="hidden").run()
         return
     with st.sidebar:
         st.markdown("**SPOCO Studio**")

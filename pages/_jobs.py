@@ -1,9 +1,8 @@
-"""Helpers for the training page: presets, time formatting and picking the job to watch."""
+"""Helpers for the training page: job presets, which job to watch, loss history as chart columns."""
 
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,14 +36,7 @@ def watched_job(jobs: list[Job], kind: str = "train") -> Job | None:
     for job in ordered:
         if job.status in ACTIVE:
             return job
-    return ordered[0]
-
-
-def fmt_time(ts: float | None) -> str:
-    """Unix seconds as local 'YYYY-MM-DD HH:MM' (the storage layer stores floats)."""
-    if ts is None:
-        return ""
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(ts)))
+    return ordered[0] if ordered else None
 
 
 def loss_rows(history: list[dict[str, Any]]) -> dict[str, list[float]]:

@@ -1,7 +1,8 @@
 """Rendering of images for the browser, cached so a page redraws in well under 300 ms after a save.
 
 The expensive parts (decoding, normalising, the model's prediction) are cached per image (and model
-version); each run only crops and scales to the viewport (≤ 768 px) and draws the outlines there.
+version); each run only crops and scales to the on-screen size (a few hundred pixels) and draws the
+outlines there.
 Callers pass only image ids they got from `studio.list_images` for a project the user belongs to,
 so a cache shared between sessions never hands out an image its user could not list.
 """

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
 
 import streamlit as st
 
 from pages import _session as session
 from pages._feedback import show_error
+from pages._text import fmt_time
 from storage.errors import StudioError
 
 _EXPLAINED = """
@@ -25,20 +27,24 @@ One zip file for the whole project:
 Images without a model prediction yet export only their human labels.
 """
 
-studio, user, project = session.require_project(role="lead")
-st.title("Export")
-st.markdown(_EXPLAINED)
+_PREPARED = "export_zip"  # (project id, prepared at, zip bytes): the latest snapshot of this session
 
-if st.button("Prepare export", type="primary", key="export_prepare"):
-    with st.spinner("Collecting label images, COCO JSON and annotations…"):
-        try:
-            st.session_state["export_zip"] = (project.id, studio.export_zip(user, project.id))
-        except StudioError as exc:
-            show_error(exc)
 
-prepared = st.session_state.get("export_zip")
-if prepared and prepared[0] == project.id:
-    data = prepared[1]
+def main() -> None:
+    studio, user, project = session.require_project(role="lead")
+    st.title("Export")
+    st.markdown(_EXPLAINED)
+    if st.button("Prepare export", type="primary", key="export_prepare"):
+        with st.spinner("Collecting label images, COCO JSON and annotations…"):
+            try:
+                st.session_state[_PREPARED] = (project.id, time.time(), studio.export_zip(user, project.id))
+            except StudioError as exc:
+                show_error(exc)
+    prepared = st.session_state.get(_PREPARED)
+    if not prepared or prepared[0] != project.id:
+        return
+    _, prepared_at, data = prepared
+    st.caption(f"Snapshot of {fmt_time(prepared_at)}; prepare again to include newer labels or models.")
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", project.name).strip("_") or f"project_{project.id}"
     st.download_button(
         f"Download zip ({len(data) / 1e6:.1f} MB)",
@@ -46,4 +52,8 @@ if prepared and prepared[0] == project.id:
         file_name=f"{slug}_export.zip",
         mime="application/zip",
         key="export_download",
+        on_click="ignore",
     )
+
+
+main()

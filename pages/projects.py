@@ -8,8 +8,7 @@ import streamlit as st
 from pages import _render as render
 from pages import _session as session
 from pages._feedback import show_error
-from pages._jobs import fmt_time
-from pages._text import md
+from pages._text import fmt_time, md
 from storage.errors import StudioError
 from storage.records import Project, User
 from storage.service import Studio
@@ -18,8 +17,16 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
 THUMBS_PER_PAGE = 24
 
 
+def _may_create(studio: Studio, user: User, projects: list[Project]) -> bool:
+    """Admins and leads of any project may create projects (the service checks again)."""
+    return user.is_admin or any(studio.role(user, p.id) == "lead" for p in projects)
+
+
 def _create_project(studio: Studio, user: User) -> None:
-    with st.expander("Create a project", expanded=not studio.list_projects(user)):
+    projects = studio.list_projects(user)
+    if not _may_create(studio, user, projects):
+        return
+    with st.expander("Create a project", expanded=not projects):
         with st.form("create_project", clear_on_submit=True):
             name = st.text_input("Name", key="new_project_name")
             description = st.text_area("Description", key="new_project_description", height=80)
@@ -35,8 +42,19 @@ def _create_project(studio: Studio, user: User) -> None:
         st.rerun()
 
 
+_REPORT = "_upload_report"
+
+
 def _report(added: int, errors: list[str]) -> None:
-    """Per-file outcome: successes counted, every failure listed (escaped: it names the file)."""
+    """Remember the per-file outcome and rerun, so the counts and the image table include the new
+    images; the outcome is shown on that run."""
+    st.session_state[_REPORT] = (added, errors)
+    st.rerun()
+
+
+def _show_report() -> None:
+    """Successes counted, every failure listed (escaped: it names the file)."""
+    added, errors = st.session_state.pop(_REPORT, (0, []))
     if added:
         st.success(f"Added {added} image(s).")
     for error in errors:
@@ -45,6 +63,7 @@ def _report(added: int, errors: list[str]) -> None:
 
 def _add_images(studio: Studio, user: User, project: Project) -> None:
     st.subheader("Add images")
+    _show_report()
     upload_tab, folder_tab = st.tabs(["Upload files", "From a server folder"])
     with upload_tab, st.form("upload_images", clear_on_submit=True):
         files = st.file_uploader(
@@ -76,6 +95,16 @@ def _add_images(studio: Studio, user: User, project: Project) -> None:
 
 def _members(studio: Studio, user: User, project: Project) -> None:
     st.subheader("Members")
+    members = studio.list_members(user, project.id)
+    if members:
+        st.dataframe(
+            [
+                {"username": m["username"], "role": m["role"], "disabled": bool(m.get("disabled"))}
+                for m in members
+            ],
+            hide_index=True,
+            width="stretch",
+        )
     with st.form("add_member", clear_on_submit=True):
         col_name, col_role, col_go = st.columns([3, 2, 1], vertical_alignment="bottom")
         username = col_name.text_input("Username", key="member_username")
@@ -147,24 +176,26 @@ def _images(studio: Studio, user: User, project: Project) -> None:
             st.caption(f"{md(im.name)} · {im.n_objects} obj")
 
 
-studio, user = session.require()
-st.title("Projects")
-if flash := st.session_state.pop("_flash", None):
-    st.success(flash)
-_create_project(studio, user)
+def main() -> None:
+    studio, user = session.require()
+    st.title("Projects")
+    if flash := st.session_state.pop("_flash", None):
+        st.success(flash)
+    _create_project(studio, user)
+    project = session.current_project(studio, user)
+    if project is None:
+        st.info("You are not in any project yet: a lab lead adds you, or create one above.")
+        st.stop()
+    st.header(md(project.name), anchor=False)
+    if project.description:
+        st.text(project.description)
+    role = studio.role(user, project.id)
+    st.caption(f"Your role: {role}")
+    _stats(studio, user, project)
+    if role == "lead":
+        _add_images(studio, user, project)
+        _members(studio, user, project)
+    _images(studio, user, project)
 
-project = session.current_project(studio, user)
-if project is None:
-    st.info("Pick a project in the sidebar.")
-    st.stop()
 
-st.header(md(project.name), anchor=False)
-if project.description:
-    st.text(project.description)
-role = studio.role(user, project.id)
-st.caption(f"Your role: {role}")
-_stats(studio, user, project)
-if role == "lead":
-    _add_images(studio, user, project)
-    _members(studio, user, project)
-_images(studio, user, project)
+main()

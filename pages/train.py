@@ -8,6 +8,7 @@ import streamlit as st
 from pages import _jobs as jobs
 from pages import _session as session
 from pages._feedback import show_error
+from pages._text import fmt_time
 from storage.errors import StudioError
 from storage.records import Job, Project, User
 from storage.service import Studio
@@ -66,7 +67,16 @@ def _progress_panel(studio: Studio, user: User, project: Project) -> None:
         st.error("The job failed:")
         st.code(job.error, language=None)
     if job.loss_history:
-        st.line_chart(jobs.loss_rows(job.loss_history), x="iteration", height=260)
+        rows = jobs.loss_rows(job.loss_history)
+        if "total" in rows:
+            st.line_chart(
+                {"iteration": rows["iteration"], "loss": rows["total"]},
+                x="iteration",
+                y_label="loss",
+                height=240,
+            )
+        with st.expander("Loss terms"):
+            st.line_chart({k: v for k, v in rows.items() if k != "total"}, x="iteration", height=240)
     if job.status in jobs.ACTIVE:
         if job.cancel_requested:
             st.caption("Cancel requested; the worker stops at the next iteration.")
@@ -95,7 +105,7 @@ def _versions(studio: Studio, user: User, project: Project) -> None:
         row = {
             "version": v.version,
             "current": "✓" if v.is_current else "",
-            "created": jobs.fmt_time(v.created_at),
+            "created": fmt_time(v.created_at),
             "labelled objects": v.n_objects,
             "images": v.n_images,
         }
@@ -109,7 +119,7 @@ def _versions(studio: Studio, user: User, project: Project) -> None:
         list(by_id),
         index=list(by_id).index(current) if current in by_id else 0,
         format_func=lambda vid: (
-            f"v{by_id[vid].version} ({jobs.fmt_time(by_id[vid].created_at)})"
+            f"v{by_id[vid].version} ({fmt_time(by_id[vid].created_at)})"
             + (" · current" if vid == current else "")
         ),
         key=f"train_version_pick_{current}",  # a new current version resets the choice

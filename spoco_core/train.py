@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +165,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the model from a worker running as another user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -221,7 +222,14 @@ def _has_labels(labels: np.ndarray) -> bool:
 
 
 class Trainer:
-    """Trains a student/teacher pair on sparse samples; ``fit`` runs ``config.iterations`` steps."""
+    """Trains a student/teacher pair on sparse samples; ``fit`` runs ``config.iterations`` steps.
+
+    Under torchrun (WORLD_SIZE > 1) it joins the process group, wraps the student in DDP and samples
+    with a per-rank generator; only rank 0 reports progress and writes checkpoints, and ``fit``
+    leaves the group when it ends (so one Trainer fits once per process in that mode).
+    A warm start (``init_checkpoint``) keeps the checkpoint's architecture, weights, EMA teacher
+    and Adam moments, continues its iteration counter and restarts the cosine schedule.
+    """
 
     def __init__(
         self,
@@ -231,6 +239,8 @@ class Trainer:
         progress: Callable[[ProgressEvent], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> None:
+        # a copy: a warm start replaces the model config, which must not leak into the caller's object
+        config = replace(config, model=replace(config.model), loss=replace(config.loss))
         self.config = config
         self.progress = progress
         self.should_cancel = should_cancel
@@ -317,7 +327,9 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(state)
         except (ValueError, KeyError, RuntimeError):
-            self.optimizer = torch.optim.Adam(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+            self.optimizer = torch.optim.Adam(
+                params, lr=self.config.lr, weight_decay=self.config.weight_decay
+            )
             return
         for group in self.optimizer.param_groups:  # this run's hyper-parameters, not the old ones
             group["lr"] = group["initial_lr"] = self.config.lr
@@ -403,9 +415,9 @@ class Trainer:
                 if self._cancel_requested():
                     cancelled = True
                     break
+                lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
                 terms = self.step()
                 done = i
-                lr = self.optimizer.param_groups[0]["lr"]
                 history.append({"iteration": i, "step": self.iteration, "lr": lr, **terms})
                 window.append(terms)
                 if i % max(1, self.config.log_every) == 0 or i == total:
@@ -472,4 +484,3 @@ def _to_cpu(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_to_cpu(v) for v in obj]
     return obj
-

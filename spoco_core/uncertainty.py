@@ -39,7 +39,7 @@ class Embedder(Protocol):
 class ObjectScore:
     object_id: int
     score: float
-    """Instability in [0, 1]; higher = more worth labelling."""
+    """In [0, 1], higher = more worth labelling: instability (or 1 - confidence, baseline)."""
     bbox: tuple[int, int, int, int]
     """(y0, x0, y1, x1), end exclusive."""
     area: int

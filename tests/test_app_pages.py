@@ -283,7 +283,7 @@ def test_annotate_renders_a_large_image_quickly(studio: Studio) -> None:
     elapsed = time.perf_counter() - started
     assert not at.exception, at.exception
     assert len(studio.list_annotations(admin, image_id)) == 1
-    assert elapsed < 3.0, f"save + redraw took {elapsed:.2f} s"
+    assert elapsed < 2.0, f"save + redraw took {elapsed:.2f} s"
 
 
 # ---------------------------------------------------------------------------------- train/export
@@ -325,7 +325,7 @@ def test_export_page_produces_a_zip(studio: Studio) -> None:
     at.switch_page("pages/export.py").run()
     at.button(key="export_prepare").click().run()
     assert not at.exception, at.exception
-    project_id, data = at.session_state["export_zip"]
+    project_id, _, data = at.session_state["export_zip"]
     assert project_id == project.id
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
     assert "labels/cells_01.tif" in names and "coco.json" in names

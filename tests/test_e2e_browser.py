@@ -187,7 +187,7 @@ def _wait_for_suggestions(page, timeout: float = 240.0) -> None:
     accept = page.get_by_role("button", name="Accept")
     while time.monotonic() < deadline:
         _go(page, "Annotate")
-        page.get_by_role("radio", name="Suggestion queue").check()
+        page.locator("label").filter(has_text="Suggestion queue").click()
         with contextlib.suppress(Exception):
             accept.wait_for(timeout=3_000)
             return

@@ -131,6 +131,7 @@ def test_score_runs_counts_splits_merges_and_disagreeing_pixels():
 
 @pytest.fixture
 def tiny_net():
+    torch.set_num_threads(1)  # a tiny model; 2 OpenMP threads stall when the 2 cores are shared
     torch.manual_seed(2)  # these random weights separate the disks below from the background
     return EmbeddingUNet(UNetConfig(in_channels=1, embedding_dim=E, base_channels=4, depth=2))
 

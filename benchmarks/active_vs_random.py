@@ -1,0 +1,428 @@
+"""Active learning vs random object selection on synthetic data (issue 5).
+
+    python benchmarks/active_vs_random.py [--quick] [--seed 0] [--rounds 8] [--k 40] [--jobs 2] ...
+
+Every strategy starts from the same round 0 (the same random object per image plus the same
+background squares, one shared model), then repeats: ask for K objects, let the simulated
+annotator (``spoco_core.simulate.SimulatedAnnotator``) answer from the ground truth, retrain
+``--iters`` steps warm-started from the previous checkpoint (as the Studio's training jobs do),
+evaluate on a held-out test set (different synthetic seed). Strategies:
+
+- ``instability``: cluster instability (``image_uncertainty`` + ``rank_suggestions``), ours;
+- ``instability-mass``: the same perturbation runs, objects ranked by unstable pixels instead of
+  1 - mean IoU (``simulate.unstable_mass``; plain instability favours tiny fragments);
+- ``random``: uniformly random unlabelled ground-truth objects (the SPOCO paper's sampling, the
+  strongest honest baseline: every pick is a real object);
+- ``confidence``: 1 - mean foreground probability per predicted object (cheap baseline).
+
+Two dense references, both with the same total number of iterations: trained from scratch with
+one schedule (``dense``), and under the same incremental protocol (``dense-protocol``: the shared
+round 0, every object labelled in round 1, then the same warm-started rounds). Headline: labelled
+objects needed to reach 90% of the dense mAP (linear interpolation on each curve), instability /
+random, for both references. Also reported: annotator actions (suggestions answered, including
+background marks and answers that added nothing), since background marks are not counted as objects.
+
+Writes ``benchmarks/out/active_vs_random.png`` (learning curves) and ``.json`` (all numbers).
+Last: wall time of ranking one 512x512 image (``image_uncertainty`` with all perturbations,
+default ``UNetConfig()``, briefly trained) on this machine. ``--quick`` runs a tiny version
+(< 1 min) and only checks that everything runs. Deterministic: every random choice is seeded, and
+each worker process runs whole strategies with one thread.
+
+Threads: one torch thread per worker by default. On this 2-core machine shared with other jobs,
+two OpenMP threads in one process ran 10-100x slower per step than one (spin-waiting for a busy
+core); ``--jobs 2`` uses the second core with a second process instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spoco_core.infer import Predictor
+from spoco_core.io import normalize_percentile
+from spoco_core.losses import LossConfig
+from spoco_core.model import UNetConfig
+from spoco_core.simulate import (
+    RoundResult,
+    SimulatedAnnotator,
+    evaluate_predictor,
+    run_active_learning,
+    train_round,
+)
+from spoco_core.synthetic import generate
+from spoco_core.train import TrainConfig, Trainer
+from spoco_core.uncertainty import image_uncertainty
+
+OUT = Path(__file__).resolve().parent / "out"
+TARGET_FRACTION = 0.9
+HEADLINE = "instability"  # ours (instability-mass: the variant ranked by unstable pixels)
+
+
+def make_set(n: int, size: int, seed: int, kind: str) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Images (1,H,W) float32, percentile-normalised as ``io.read_image`` does, and dense GT int32."""
+    images, gt = {}, {}
+    for i in range(n):
+        img, lab = generate(size, seed=seed * 100003 + i, kind=kind)
+        images[i] = normalize_percentile(img.astype(np.float32))[None]
+        gt[i] = lab.astype(np.int32)
+    return images, gt
+
+
+def objects_to_reach(curve: list[RoundResult], target: float, x: str = "n_objects") -> float | None:
+    """First x (labelled objects or actions) where the mAP curve reaches ``target``, interpolated."""
+    pts = [(float(getattr(r, x)), r.mAP) for r in curve]
+    if pts[0][1] >= target:
+        return pts[0][0]
+    for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+        if y1 >= target > y0:
+            return x0 + (target - y0) / (y1 - y0) * (x1 - x0)
+    return None
+
+
+def fmt_reach(value: float | None, curve: list[RoundResult], x: str = "n_objects") -> str:
+    return f">{getattr(curve[-1], x)}" if value is None else f"{value:.0f}"
+
+
+def dense_reference(
+    images: dict,
+    gt: dict,
+    test_images: dict,
+    test_gt: dict,
+    config: TrainConfig,
+    iterations: int,
+    args: argparse.Namespace,
+) -> dict:
+    """Every object labelled plus the same background squares as the strategies' round 0."""
+    annotator = SimulatedAnnotator(gt)
+    annotator.seed_background(args.init_background, side=args.mark_side, seed=args.seed)
+    for key in gt:
+        for gt_id in annotator.unlabelled_ids(key):
+            annotator.add_object(key, gt_id)
+    samples = [(images[k], annotator.sparse[k]) for k in images]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="spoco-dense-") as tmp:
+        predictor = train_round(config, samples, iterations, args.seed * 1000, None, Path(tmp) / "dense.pt")
+    scores = evaluate_predictor(predictor, test_images, test_gt, seed=args.seed, min_size=args.min_size)
+    scores["seconds"] = time.perf_counter() - t0
+    scores["n_objects"] = annotator.n_objects
+    return scores
+
+
+def time_ranking(seed: int, train_iterations: int, repeats: int) -> dict:
+    """Wall time of image_uncertainty (all perturbations) on a 512x512 image, default UNetConfig()."""
+    images, gt = make_set(2, 256, seed + 7, "mixed")
+    samples = [(images[k], np.where(gt[k] > 0, gt[k], -1).astype(np.int32)) for k in images]
+    cfg = TrainConfig(
+        iterations=train_iterations, patch_size=128, seed=seed, device="cpu", model=UNetConfig()
+    )
+    trainer = Trainer(cfg, samples)
+    trainer.fit()
+    predictor = Predictor(
+        trainer.student, trainer.teacher, "cpu", trainer.config, foreground_trained=trainer.foreground_trained
+    )
+    img, _ = generate(512, seed=seed + 11)
+    image = normalize_percentile(img.astype(np.float32))[None]
+    image_uncertainty(predictor, image[:, :128, :128], seed=seed)  # warm-up
+    times, n_obj = [], 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = image_uncertainty(predictor, image, seed=seed)
+        times.append(time.perf_counter() - t0)
+        n_obj = len(result.objects)
+    t0 = time.perf_counter()
+    predictor.embed(image)
+    embed_once = time.perf_counter() - t0
+    return {"median_s": statistics.median(times), "all_s": times, "objects": n_obj, "embed_s": embed_once}
+
+
+def plot(curves: dict[str, list[RoundResult]], refs: dict[str, float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, curve in curves.items():
+        xs = [r.n_objects for r in curve]
+        axes[0].plot(xs, [r.mAP for r in curve], marker="o", label=name)
+        axes[1].plot(xs, [r.SBD for r in curve], marker="o", label=name)
+    for (ref_name, value), style in zip(refs.items(), ("--", "-."), strict=False):
+        axes[0].axhline(value, color="k", ls=style, lw=1, label=ref_name)
+        axes[0].axhline(TARGET_FRACTION * value, color="grey", ls=style, lw=0.8, label=f"90% of {ref_name}")
+    for ax, key in zip(axes, ("mAP", "SBD"), strict=True):
+        ax.set_xlabel("labelled objects")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[1].legend(fontsize=7)
+    axes[0].set_title("test mAP vs labelled objects")
+    axes[1].set_title("test SBD vs labelled objects")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(curves: dict[str, list[RoundResult]]) -> str:
+    names = list(curves)
+    head = "| round | " + " | ".join(f"{n}: objects (bg) | mAP | SBD" for n in names) + " |"
+    sep = "|---:|" + "---:|---:|---:|" * len(names)
+    lines = [head, sep]
+    for r in range(max(len(c) for c in curves.values())):
+        cells = []
+        for n in names:
+            c = curves[n]
+            if r < len(c):
+                x = c[r]
+                cells += [f"{x.n_objects} ({x.n_background_marks})", f"{x.mAP:.3f}", f"{x.SBD:.3f}"]
+            else:
+                cells += ["", "", ""]
+        lines.append(f"| {r} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny run for CI (< 1 min); checks it runs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-n", type=int, default=12)
+    p.add_argument("--test-n", type=int, default=16)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--kind", default="mixed")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--k", type=int, default=40, help="suggestions answered per round")
+    p.add_argument("--init-objects", type=int, default=1, help="random objects per image in round 0")
+    p.add_argument("--init-background", type=int, default=10, help="background squares per image")
+    p.add_argument("--mark-side", type=int, default=12, help="side of a background square (px)")
+    p.add_argument("--init-iters", type=int, default=600, help="training iterations in round 0")
+    p.add_argument("--iters", type=int, default=200, help="training iterations per later round")
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--base", type=int, default=16)
+    p.add_argument("--patch", type=int, default=128, help="128 = whole images (sparse_vs_dense.py)")
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--w-foreground", type=float, default=5.0)
+    p.add_argument("--min-size", type=int, default=15, help="smallest object (px), eval and suggestions")
+    p.add_argument("--random-share", type=float, default=0.0, help="exploration share of instability")
+    p.add_argument("--n-tta", type=int, default=4, help="flips/rotations in image_uncertainty")
+    p.add_argument("--strategies", default="instability-mass,instability,random,confidence")
+    p.add_argument("--no-dense", action="store_true")
+    p.add_argument("--no-timing", action="store_true")
+    p.add_argument("--timing-iters", type=int, default=100, help="training steps before timing")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--jobs", type=int, default=2, help="worker processes (strategies run side by side)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: on a busy 2-core machine 2 OpenMP threads ran 10-100x slower)",
+    )
+    args = p.parse_args(argv)
+    if args.quick:
+        args.train_n, args.test_n, args.size, args.rounds, args.k = 3, 2, 64, 1, 3
+        args.init_iters, args.iters, args.depth, args.base, args.patch = 4, 3, 2, 8, 32
+        args.n_tta, args.timing_iters, args.init_background, args.mark_side = 1, 1, 2, 6
+    return args
+
+
+def _setup(args: argparse.Namespace) -> tuple[dict, dict, dict, dict, TrainConfig]:
+    torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)
+    train_images, train_gt = make_set(args.train_n, args.size, 1000 + args.seed, args.kind)
+    test_images, test_gt = make_set(args.test_n, args.size, 2000 + args.seed, args.kind)
+    config = TrainConfig(
+        batch_size=args.batch,
+        patch_size=args.patch,
+        lr=args.lr,
+        seed=args.seed,
+        device="cpu",
+        model=UNetConfig(depth=args.depth, base_channels=args.base),
+        loss=LossConfig(w_foreground=args.w_foreground),
+    )
+    return train_images, train_gt, test_images, test_gt, config
+
+
+def run_task(kind: str, args: argparse.Namespace, round0: Path) -> tuple[str, object]:
+    """One strategy's learning curve, the dense reference from scratch (``"dense"``) or under the
+    same incremental protocol (``"dense-protocol"``: the shared round 0, then every object labelled
+    in round 1, same warm-started rounds); runs in a worker process."""
+    train_images, train_gt, test_images, test_gt, config = _setup(args)
+    if kind == "dense":
+        total = args.init_iters + args.rounds * args.iters
+        dense = dense_reference(train_images, train_gt, test_images, test_gt, config, total, args)
+        print(
+            f"       dense: {dense['n_objects']} objects, {total} iterations: mAP {dense['mAP']:.3f}  "
+            f"AP50 {dense['AP50']:.3f}  SBD {dense['SBD']:.3f}  ({dense['seconds']:.0f}s)",
+            flush=True,
+        )
+        return kind, dense
+    protocol = kind == "dense-protocol"
+    curve = run_active_learning(
+        "random" if protocol else kind,  # type: ignore[arg-type]
+        train_images,
+        train_gt,
+        test_images,
+        test_gt,
+        rounds=args.rounds,
+        k_per_round=sum(int(np.count_nonzero(np.unique(g))) for g in train_gt.values())
+        if protocol
+        else args.k,
+        iterations_per_round=args.iters,
+        initial_objects_per_image=args.init_objects,
+        seed=args.seed,
+        train_config=config,
+        initial_iterations=args.init_iters,
+        initial_checkpoint=round0,
+        initial_background_per_image=args.init_background,
+        background_side=args.mark_side,
+        random_share=args.random_share,
+        uncertainty_kwargs={"n_tta": args.n_tta, "min_size": args.min_size},
+        segment_kwargs={"min_size": args.min_size},
+        log=lambda line: print(line, flush=True),
+        name=kind,
+    )
+    return kind, curve
+
+
+def ratio_text(ours: float | None, base: float | None, ours_max: int, base_max: int, name: str) -> str:
+    if ours is not None and base is not None:
+        return f"{ours / base:.2f}"
+    if ours is not None:
+        return f"< {ours / base_max:.2f} (random never reached it within {base_max} objects)"
+    if base is not None:
+        return f"> {ours_max / base:.2f} ({name} never reached it within {ours_max} objects)"
+    return f"n/a (neither reached it; {name} <= {ours_max}, random <= {base_max} objects)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    train_gt = _setup(args)[1]
+    n_total = sum(len(np.unique(g[g > 0])) for g in train_gt.values())
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    print(
+        f"# active vs random: {args.train_n} train / {args.test_n} test images {args.size}x{args.size} "
+        f"({n_total} train objects), {args.rounds} rounds x {args.k} suggestions; round 0: "
+        f"{args.init_objects} random object(s) + {args.init_background} background squares of "
+        f"{args.mark_side} px per image; {args.init_iters} + {args.iters}/round iterations (warm start); "
+        f"U-Net depth {args.depth} base {args.base}, batch {args.batch}, patch {args.patch}, lr {args.lr}, "
+        f"w_foreground {args.w_foreground}; min_size {args.min_size}; n_tta {args.n_tta}; "
+        f"{args.jobs} worker(s) x {args.threads} thread(s); seed {args.seed}",
+        flush=True,
+    )
+    shared = tempfile.TemporaryDirectory(prefix="spoco-al-")
+    round0 = Path(shared.name) / "round0.pt"  # round 0 is identical for every strategy: train it once
+    run_task("random", argparse.Namespace(**{**vars(args), "rounds": 0}), round0)
+    kinds = strategies + ([] if args.no_dense else ["dense", "dense-protocol"])
+    order = sorted(kinds, key=lambda k: ("instability" not in k, k != "dense"))  # longest first
+    done: dict[str, object] = {}
+    if args.jobs <= 1:
+        for kind in order:
+            done.update([run_task(kind, args, round0)])
+    else:
+        ctx = mp.get_context("spawn")  # no fork after torch has started its thread pools
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(run_task, kind, args, round0) for kind in order]
+            done.update(f.result() for f in futures)
+    shared.cleanup()
+    curves: dict[str, list[RoundResult]] = {k: done[k] for k in strategies}  # type: ignore[misc]
+    dense = done.get("dense")
+    protocol: list[RoundResult] | None = done.get("dense-protocol")  # type: ignore[assignment]
+
+    print("\n## Learning curves (test set; objects = labelled objects, bg = background marks)\n")
+    print(table(curves))
+    print()
+    print("| strategy | actions | objects | bg marks | empty | final mAP | final SBD |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, c in curves.items():
+        x = c[-1]
+        print(
+            f"| {name} | {x.n_actions} | {x.n_objects} | {x.n_background_marks} | {x.n_empty} | "
+            f"{x.mAP:.3f} | {x.SBD:.3f} |"
+        )
+    summary: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "train_objects": n_total}
+    if isinstance(dense, dict) and protocol is not None:
+        total = args.init_iters + args.rounds * args.iters
+        refs = {
+            "dense from scratch": dense["mAP"],
+            "dense, same incremental protocol": protocol[-1].mAP,
+        }
+        print(
+            f"\ndense reference from scratch: {dense['n_objects']} objects, {total} iterations (one "
+            f"schedule): mAP {dense['mAP']:.3f}, AP50 {dense['AP50']:.3f}, SBD {dense['SBD']:.3f}"
+        )
+        print(
+            f"dense reference, same incremental protocol (round 0 shared, every object labelled in "
+            f"round 1, then the same warm-started rounds; {total} iterations): mAP "
+            f"{protocol[-1].mAP:.3f}, AP50 {protocol[-1].AP50:.3f}, SBD {protocol[-1].SBD:.3f}; per round: "
+            + ", ".join(f"{r.mAP:.3f}" for r in protocol)
+        )
+        summary.update(dense=dense, dense_protocol=[r.as_dict() for r in protocol], references=refs)
+        for ref_name, ref_map in refs.items():
+            target = TARGET_FRACTION * ref_map
+            print(
+                f"\n## Labelled objects to reach {TARGET_FRACTION:.0%} of the {ref_name} mAP ({target:.3f})\n"
+            )
+            reach = {n: objects_to_reach(c, target) for n, c in curves.items()}
+            reach_actions = {n: objects_to_reach(c, target, "n_actions") for n, c in curves.items()}
+            for n, c in curves.items():
+                print(
+                    f"- {n}: {fmt_reach(reach[n], c)} objects "
+                    f"({fmt_reach(reach_actions[n], c, 'n_actions')} annotator actions after round 0)"
+                )
+            ratios = {}
+            if "random" in curves:
+                base_max = curves["random"][-1].n_objects
+                for n, c in curves.items():
+                    if n != "random":
+                        ratios[n] = ratio_text(reach[n], reach["random"], c[-1].n_objects, base_max, n)
+                print()
+                for n, text in ratios.items():
+                    bold = "**" if n == HEADLINE else ""
+                    print(
+                        f"- {bold}{ref_name}: objects for {TARGET_FRACTION:.0%}, {n} / random = {text}{bold}"
+                    )
+            summary.setdefault("targets", {})[ref_name] = {
+                "target": target,
+                "reach": reach,
+                "reach_actions": reach_actions,
+                "ratios": ratios,
+            }
+        plot(curves, refs, args.out / "active_vs_random.png")
+        print(f"\nplot: {args.out / 'active_vs_random.png'}")
+    summary["curves"] = {n: [r.as_dict() for r in c] for n, c in curves.items()}
+
+    if not args.no_timing:
+        timing = time_ranking(args.seed, args.timing_iters, 1 if args.quick else 3)
+        print(
+            f"\nranking one 512x512 image (image_uncertainty, all perturbations = 2 bandwidths + 4 "
+            f"flips/rotations + teacher, default UNetConfig(), {args.threads} thread(s)): median "
+            f"{timing['median_s']:.2f} s over {len(timing['all_s'])} runs "
+            f"({', '.join(f'{t:.2f}' for t in timing['all_s'])}); one student embedding "
+            f"{timing['embed_s']:.2f} s; {timing['objects']} objects"
+        )
+        summary["timing"] = timing
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "active_vs_random.json").write_text(json.dumps(summary, indent=1, default=str))
+    print(f"\ntotal wall time {time.perf_counter() - t_start:.0f} s")
+    if args.quick:
+        assert all(len(c) == args.rounds + 1 for c in curves.values())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,194 @@
+"""What the annotator can do on the Annotate page: each handler saves through the Studio at once,
+books the seconds spent on the item, and reruns so the view shows the change."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages import _timer as timer
+from pages._canvas import clear_canvas
+from pages._fabric import Shape
+from pages._feedback import show_error
+from pages._text import fmt_time, md
+from storage.errors import StudioError
+from storage.records import ImageInfo, Suggestion, User
+from storage.service import Studio
+
+PENDING_SUG = "_ann_pending_suggestion"
+FLASH = "_ann_last_action"  # kept until the next action: the canvas triggers extra reruns of its own
+
+
+def show_last_action() -> None:
+    """The outcome of the annotator's last action (and any per-outline errors)."""
+    if flash := st.session_state.get(FLASH):
+        message, errors = flash
+        st.success(message)
+        for error in errors:
+            st.error(md(error))
+
+
+def canvas_key(image: ImageInfo) -> str:
+    """One canvas per image, so switching images never carries a drawing over."""
+    return f"ann_canvas_{image.id}"
+
+
+def _done(message: str, clear_key: str | None = None, errors: list[str] | None = None) -> None:
+    """After a saved action: restart the clock, empty the canvas, and rerun so the view shows the
+    new label at once; the message (and any per-outline errors) is shown on that run."""
+    timer.restart()
+    if clear_key:
+        clear_canvas(clear_key)
+    st.session_state[FLASH] = (message, errors or [])
+    st.rerun()
+
+
+def suggestion_actions(
+    studio: Studio,
+    user: User,
+    image: ImageInfo,
+    sug: Suggestion,
+    queue: list[Suggestion],
+    shapes: list[Shape] | None,
+) -> None:
+    st.markdown(f"**Suggested object** (yellow outline) · instability {sug.score:.2f}")
+    c1, c2 = st.columns(2)
+    try:
+        if c1.button("Accept", type="primary", icon=":material/check:", key="ann_accept", width="stretch"):
+            studio.add_annotation(
+                user,
+                image.id,
+                "object",
+                sug.mask,
+                source="accepted",
+                seconds=timer.elapsed(),
+                suggestion_id=sug.id,
+            )
+            _done("Accepted the suggested object.")
+        if c2.button("Mark as background", icon=":material/block:", key="ann_sug_bg", width="stretch"):
+            studio.add_annotation(
+                user,
+                image.id,
+                "background",
+                sug.mask,
+                source="corrected",
+                seconds=timer.elapsed(),
+                suggestion_id=sug.id,
+            )
+            _done("Marked the suggested object as background.")
+        if c1.button("Skip", icon=":material/skip_next:", key="ann_skip", width="stretch"):
+            studio.resolve_suggestion(user, sug.id, "skipped")
+            _done("Skipped.")
+        later = [s.id for s in queue if s.id != sug.id]
+        if c2.button(
+            "Next (keep open)",
+            icon=":material/arrow_forward:",
+            key="ann_next",
+            width="stretch",
+            disabled=not later,
+        ):
+            ids = [s.id for s in queue]
+            st.session_state[PENDING_SUG] = ids[(ids.index(sug.id) + 1) % len(ids)]
+            st.rerun()
+        if shapes and st.button(
+            "Save drawing as the corrected object", icon=":material/edit:", key="ann_correct", width="stretch"
+        ):
+            _save_shapes(studio, user, image, shapes, "object", "corrected", sug.id)
+    except StudioError as exc:
+        show_error(exc)
+
+
+def _save_shapes(
+    studio: Studio,
+    user: User,
+    image: ImageInfo,
+    shapes: list[Shape],
+    kind: str,
+    source: str,
+    suggestion_id: int | None = None,
+) -> None:
+    """One annotation per drawn outline; the time spent is booked on the first one."""
+    seconds = timer.elapsed()
+    saved, errors = 0, []
+    for shape in shapes:
+        try:
+            studio.add_polygon(
+                user,
+                image.id,
+                kind,
+                shape.points,
+                source=source,
+                seconds=seconds,
+                suggestion_id=suggestion_id,
+            )
+            saved += 1
+            seconds, suggestion_id = 0.0, None
+        except StudioError as exc:
+            errors.append(str(exc))
+    if not saved:
+        for error in errors:
+            st.error(md(error))
+        return
+    what = "object" if kind == "object" else "background region"
+    _done(f"Saved {saved} {what}{'s' if saved > 1 else ''}.", canvas_key(image), errors)
+
+
+def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[Shape] | None) -> None:
+    st.markdown(f"**Your drawing** · {len(shapes or [])} outline(s) ready")
+    c1, c2 = st.columns(2)
+    if c1.button(
+        "Save as object",
+        icon=":material/add_circle:",
+        key="ann_save_obj",
+        disabled=not shapes,
+        width="stretch",
+    ):
+        _save_shapes(studio, user, image, shapes or [], "object", "drawn")
+    if c2.button(
+        "Save as background", icon=":material/block:", key="ann_save_bg", disabled=not shapes, width="stretch"
+    ):
+        _save_shapes(studio, user, image, shapes or [], "background", "drawn")
+    if c1.button(
+        "Clear drawing", icon=":material/ink_eraser:", key="ann_clear", disabled=not shapes, width="stretch"
+    ):
+        clear_canvas(canvas_key(image))
+        st.rerun()
+    if c2.button("Undo my last change", icon=":material/undo:", key="ann_undo", width="stretch"):
+        try:
+            undone = studio.undo_last(user, image.id)
+            _done("Undone." if undone else "Nothing of yours to undo on this image.")
+        except StudioError as exc:
+            show_error(exc)
+
+
+def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:
+    labels = studio.list_annotations(user, image.id)
+    with st.expander(f"Labels on this image ({len(labels)})", expanded=False):
+        if not labels:
+            st.caption("None yet.")
+            return
+        st.dataframe(
+            [
+                {
+                    "id": a.id,
+                    "kind": a.kind,
+                    "source": a.source,
+                    "author": a.author,
+                    "created": fmt_time(a.created_at),
+                    "seconds": round(a.seconds, 1),
+                    "pixels": int(a.mask.sum()),
+                }
+                for a in reversed(labels)
+            ],
+            hide_index=True,
+            width="stretch",
+        )
+        col_pick, col_go = st.columns([3, 1], vertical_alignment="bottom")
+        target = col_pick.selectbox(
+            "Label", [a.id for a in reversed(labels)], format_func=lambda i: f"#{i}", key="ann_delete_pick"
+        )
+        if col_go.button("Delete", icon=":material/delete:", key="ann_delete"):
+            try:
+                studio.delete_annotation(user, target)
+                _done(f"Deleted label #{target}.")
+            except StudioError as exc:
+                show_error(exc)

@@ -1,0 +1,69 @@
+"""``segment``: run a trained model over a folder and write one 16-bit label TIFF per image."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from spoco_core.cluster import METHODS
+from spoco_core.infer import Predictor
+from spoco_core.io import ImageReadError, list_images, read_image, write_labels
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "segment",
+        help="segment a folder of images with a trained model",
+        description="Writes OUT/<stem>.tif (uint16; uint32 above 65535 objects), 0 = background.",
+    )
+    parser.add_argument("--model", type=Path, required=True, help="checkpoint written by `train`")
+    parser.add_argument("--images", type=Path, required=True, help="folder of images (PNG, JPEG, TIFF)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder for label images")
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="hdbscan",
+        help="clustering: hdbscan, meanshift, or consistency (drops clusters the EMA teacher disagrees with)",
+    )
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--min-size", type=int, default=30, help="smallest object in pixels (default: 30)")
+    parser.add_argument(
+        "--tile", type=int, default=1024, help="images larger than this are embedded in tiles (default: 1024)"
+    )
+    parser.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.images.is_dir():
+        return _fail(f"--images {args.images} is not a folder")
+    if not args.model.is_file():
+        return _fail(f"--model {args.model} does not exist")
+    images = list_images(args.images)
+    if not images:
+        return _fail(f"no image (.png .jpg .jpeg .tif .tiff) in {args.images}")
+    try:
+        predictor = Predictor.from_checkpoint(args.model, device=args.device)
+    except ValueError as exc:
+        return _fail(str(exc))
+    args.out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for path in tqdm(images, desc="segment", unit="img", file=sys.stderr):
+        try:
+            image = read_image(path)
+        except ImageReadError as exc:
+            print(f"error: {exc}; skipped", file=sys.stderr)
+            failed += 1
+            continue
+        labels = predictor.segment(image, method=args.method, tile=args.tile, min_size=args.min_size)
+        write_labels(args.out / f"{path.stem}.tif", labels)
+    done = len(images) - failed
+    print(f"wrote {done} label images to {args.out}" + (f"; {failed} unreadable" if failed else ""))
+    return 2 if failed else 0

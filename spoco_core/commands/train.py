@@ -1,0 +1,173 @@
+"""``train``: fit a SPOCO model on a folder of images and (sparse) label images; works under torchrun."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from spoco_core.io import ImageReadError, list_images, read_image, read_labels
+from spoco_core.losses import LossConfig
+from spoco_core.model import UNetConfig
+from spoco_core.synthetic import sparsify
+from spoco_core.train import ProgressEvent, Sample, TrainConfig, Trainer
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a SPOCO embedding model from sparse instance labels",
+        description=(
+            "Pairs IMAGES/x.* with LABELS/x.* by file stem. Label images: 0 = unknown, k >= 1 = a "
+            "completely labelled object, -1 (int32 TIFF) = pixel marked as background. "
+            "Multi-GPU: torchrun --nproc_per_node N -m spoco_core train ..."
+        ),
+    )
+    parser.add_argument("--images", type=Path, required=True, help="folder of training images")
+    parser.add_argument("--labels", type=Path, required=True, help="folder of label images (same stems)")
+    parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (MODEL.pt)")
+    parser.add_argument("--iterations", type=int, default=500, help="optimiser steps (default: 500)")
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        default=None,
+        help="keep only this fraction of the objects of each image (experiments with dense labels)",
+    )
+    parser.add_argument(
+        "--zero-is-background",
+        action="store_true",
+        help="labels are dense ground truth: mark their 0 pixels as background instead of unknown",
+    )
+    parser.add_argument("--init", type=Path, default=None, help="warm-start from this checkpoint")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--batch-size", type=int, default=4, help="patches per step (default: 4)")
+    parser.add_argument("--patch-size", type=int, default=128, help="patch side in pixels (default: 128)")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default: 2e-4)")
+    parser.add_argument("--base-channels", type=int, default=16, help="U-Net width (default: 16)")
+    parser.add_argument("--depth", type=int, default=4, help="U-Net levels (default: 4)")
+    parser.add_argument("--embedding-dim", type=int, default=16, help="embedding size (default: 16)")
+    parser.set_defaults(func=run)
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def pair_folders(images: Path, labels: Path) -> list[tuple[Path, Path]]:
+    """(image, label) paths paired by stem; images without a label file are reported and skipped."""
+    by_stem: dict[str, Path] = {}
+    for path in list_images(labels):
+        by_stem.setdefault(path.stem, path)
+    pairs = []
+    for path in list_images(images):
+        if path.stem in by_stem:
+            pairs.append((path, by_stem[path.stem]))
+        else:
+            print(f"warning: no label image for {path.name}; skipped", file=sys.stderr)
+    return pairs
+
+
+def load_samples(
+    pairs: list[tuple[Path, Path]], fraction: float | None, zero_is_background: bool, seed: int
+) -> list[Sample]:
+    """Read and (optionally) sparsify every pair; raises ImageReadError/ValueError naming the file."""
+    samples: list[Sample] = []
+    for i, (image_path, label_path) in enumerate(pairs):
+        image = read_image(image_path)
+        labels = read_labels(label_path)
+        if labels.shape != image.shape[1:]:
+            raise ValueError(
+                f"{label_path.name}: labels are {labels.shape[0]}x{labels.shape[1]} but "
+                f"{image_path.name} is {image.shape[1]}x{image.shape[2]}"
+            )
+        if zero_is_background:
+            labels = np.where(labels == 0, -1, labels).astype(np.int32)
+        if fraction is not None:
+            labels = sparsify(labels, fraction, seed=seed * 100003 + i)
+        samples.append((image, labels))
+    return samples
+
+
+def _config(args: argparse.Namespace, in_channels: int) -> TrainConfig:
+    model = UNetConfig(
+        in_channels=in_channels,
+        embedding_dim=args.embedding_dim,
+        base_channels=args.base_channels,
+        depth=args.depth,
+    )
+    return TrainConfig(
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        patch_size=args.patch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        model=model,
+        loss=LossConfig(),
+    )
+
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    for name in ("images", "labels"):
+        if not getattr(args, name).is_dir():
+            return f"--{name} {getattr(args, name)} is not a folder"
+    if args.init is not None and not args.init.is_file():
+        return f"--init {args.init} does not exist"
+    if args.fraction is not None and not 0.0 < args.fraction <= 1.0:
+        return "--fraction must be in (0, 1]"
+    if min(args.iterations, args.batch_size, args.patch_size, args.base_channels, args.depth) < 1:
+        return "--iterations, --batch-size, --patch-size, --base-channels and --depth must be >= 1"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = _check_args(args)
+    if problem:
+        return _fail(problem)
+    pairs = pair_folders(args.images, args.labels)
+    if not pairs:
+        return _fail(f"no image in {args.images} has a label image with the same name in {args.labels}")
+    try:
+        samples = load_samples(pairs, args.fraction, args.zero_is_background, args.seed)
+    except (ImageReadError, ValueError) as exc:
+        return _fail(str(exc))
+    n_objects = sum(int(np.unique(lab[lab > 0]).size) for _, lab in samples)
+    in_channels = max(image.shape[0] for image, _ in samples)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    bar = tqdm(total=args.iterations, desc="train", unit="it", file=sys.stderr, disable=not is_main)
+
+    def progress(event: ProgressEvent) -> None:
+        bar.update(event.iteration - bar.n)
+        bar.set_postfix(loss=f"{event.losses.get('total', float('nan')):.3f}", refresh=False)
+
+    try:
+        trainer = Trainer(_config(args, in_channels), samples, init_checkpoint=args.init, progress=progress)
+    except ValueError as exc:
+        bar.close()
+        return _fail(str(exc))
+    try:
+        result = trainer.fit()
+    finally:
+        bar.close()
+        trainer.close()
+    meta = {
+        "source": "cli",
+        "images": len(trainer.samples),
+        "objects": n_objects,
+        "fraction": args.fraction,
+        "world_size": trainer.dist.world_size,
+    }
+    trainer.save(args.out, meta=meta)
+    if is_main:
+        last = result.history[-1]["total"] if result.history else float("nan")
+        print(
+            f"trained {result.iterations_done} iterations on {len(trainer.samples)} images "
+            f"({n_objects} labelled objects), final loss {last:.3f}; wrote {args.out}"
+        )
+    return 0

@@ -1,0 +1,477 @@
+"""Simulated annotation: an annotator that answers suggestions from ground truth, and the
+active-learning loop (suggest -> label -> warm-start retrain -> evaluate) built on it.
+
+Used by ``benchmarks/active_vs_random.py`` and the tests to show whether asking the model which
+objects to label (cluster instability, ``spoco_core.uncertainty``) needs fewer labelled objects
+than labelling random objects, the published SPOCO baseline. Strategies: ``instability`` (objects
+ranked by 1 - mean best-match IoU), ``instability-mass`` (ranked by unstable pixels, i.e. the
+per-pixel disagreement summed over the object: large objects that split or merge first, not
+slivers), ``confidence`` (1 - mean foreground probability), ``random`` (random GT objects not
+labelled yet) and ``random-pred`` (random predicted objects).
+
+The simulated annotator behaves like a careful person in the Studio:
+
+* a suggestion that is (mostly) one real object not labelled yet -> they outline that complete
+  object ("accepted" or "corrected" in the Studio);
+* a suggestion on background -> they mark its background pixels as background;
+* a suggestion that merges unlabelled objects and barely touches background -> they correct it
+  to the largest of those objects (``correct_merges``; off gives the stricter rule below);
+* anything else (the suggestion lies on objects labelled already) -> nothing to add.
+
+Labelled objects keep their ground-truth id in the sparse label images, so "object k" in a sparse
+label is GT object k.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy import ndimage
+
+from spoco_core.infer import Predictor
+from spoco_core.metrics import evaluate, mean_metrics
+from spoco_core.train import TrainConfig, Trainer
+from spoco_core.uncertainty import (
+    ImageUncertainty,
+    ObjectScore,
+    Suggestion,
+    confidence_scores,
+    image_uncertainty,
+    rank_suggestions,
+)
+
+__all__ = [
+    "STRATEGIES",
+    "RoundResult",
+    "SimulatedAnnotator",
+    "evaluate_predictor",
+    "run_active_learning",
+    "suggest",
+    "train_round",
+    "unstable_mass",
+]
+
+Key = Hashable
+Strategy = Literal["instability", "instability-mass", "confidence", "random", "random-pred"]
+STRATEGIES: tuple[str, ...] = ("instability", "instability-mass", "confidence", "random", "random-pred")
+
+MATCH_IOU = 0.5  # a suggestion with this IoU to an unlabelled GT object is that object
+MATCH_FRACTION = 0.5  # ...or one whose pixels lie this much on a single unlabelled GT object
+
+
+# --------------------------------------------------------------------------- annotator
+
+
+class SimulatedAnnotator:
+    """Answers suggestions from dense ground truth and keeps the sparse label images.
+
+    ``sparse[key]`` is int32 (H, W): 0 unknown, -1 background mark, k >= 1 labelled GT object k.
+    Counters: ``n_objects`` labelled objects, ``n_background_marks`` background actions,
+    ``n_actions`` suggestions answered (including those that added nothing), ``n_empty`` those.
+    """
+
+    def __init__(
+        self,
+        gt_labels: Mapping[Key, np.ndarray],
+        match_iou: float = MATCH_IOU,
+        match_fraction: float = MATCH_FRACTION,
+        correct_merges: bool = True,
+    ) -> None:
+        self.gt = {k: np.asarray(v).astype(np.int32) for k, v in gt_labels.items()}
+        self.sparse = {k: np.zeros(v.shape, np.int32) for k, v in self.gt.items()}
+        self.match_iou = match_iou
+        self.match_fraction = match_fraction
+        self.correct_merges = correct_merges
+        self._areas = {k: np.bincount(np.maximum(v, 0).ravel()) for k, v in self.gt.items()}
+        self.n_objects = 0
+        self.n_background_marks = 0
+        self.n_actions = 0
+        self.n_empty = 0
+
+    # ---- queries
+
+    def labelled_ids(self, key: Key) -> set[int]:
+        s = self.sparse[key]
+        return {int(i) for i in np.unique(s[s > 0])}
+
+    def unlabelled_ids(self, key: Key) -> list[int]:
+        """GT object ids of ``key`` not labelled yet, ascending."""
+        present = np.flatnonzero(self._areas[key])
+        done = self.labelled_ids(key)
+        return [int(i) for i in present if i > 0 and int(i) not in done]
+
+    def total_objects(self) -> int:
+        return sum(int(np.count_nonzero(a[1:])) for a in self._areas.values())
+
+    def labels(self, key: Key) -> np.ndarray:
+        return self.sparse[key].copy()
+
+    # ---- actions
+
+    def add_object(self, key: Key, gt_id: int) -> np.ndarray:
+        """Outline GT object ``gt_id`` completely; returns its mask (no-op if labelled already)."""
+        mask = self.gt[key] == gt_id
+        if not mask.any():
+            raise ValueError(f"image {key!r} has no ground-truth object {gt_id}")
+        if not np.any(self.sparse[key][mask] == gt_id):
+            self.sparse[key][mask] = gt_id
+            self.n_objects += 1
+        return mask
+
+    def add_background(self, key: Key, mask: np.ndarray) -> np.ndarray:
+        """Mark the GT-background pixels of ``mask`` as background; returns the newly marked ones."""
+        new = np.asarray(mask, bool) & (self.gt[key] == 0) & (self.sparse[key] == 0)
+        if new.any():
+            self.sparse[key][new] = -1
+        return new
+
+    def label(self, key: Key, predicted_mask: np.ndarray) -> tuple[str, np.ndarray] | None:
+        """Answer one suggestion: ``("object", gt_mask)``, ``("background", bg_mask)`` or None.
+
+        The object is the unlabelled GT object with the best IoU among those with IoU >=
+        ``match_iou`` or holding >= ``match_fraction`` of the predicted pixels. Failing that, with
+        ``correct_merges`` and more predicted pixels on unlabelled objects than on unmarked
+        background, the largest such object (the annotator corrects a merge). Otherwise the
+        predicted pixels on GT background become a background mark; None when that adds nothing
+        (the prediction lies on labelled objects or on pixels marked already).
+        """
+        pred = np.asarray(predicted_mask, bool)
+        gt = self.gt[key]
+        if pred.shape != gt.shape:
+            raise ValueError(f"mask shape {pred.shape} does not match image {key!r} {gt.shape}")
+        self.n_actions += 1
+        area = int(pred.sum())
+        done = self.labelled_ids(key)
+        ids, counts = np.unique(gt[pred], return_counts=True)
+        cand = [(int(i), int(c)) for i, c in zip(ids, counts, strict=True) if i > 0 and int(i) not in done]
+        best, best_iou = None, -1.0
+        for gt_id, c in cand:
+            iou = c / (area + int(self._areas[key][gt_id]) - c)
+            if (iou >= self.match_iou or c >= self.match_fraction * area) and iou > best_iou:
+                best, best_iou = gt_id, iou
+        if best is None and self.correct_merges and cand:
+            on_objects = sum(c for _, c in cand)
+            on_background = int(np.count_nonzero(pred & (gt == 0) & (self.sparse[key] == 0)))
+            if on_objects > on_background:
+                best = max(cand, key=lambda t: (t[1], -t[0]))[0]
+        if best is not None:
+            return "object", self.add_object(key, best)
+        new = self.add_background(key, pred)
+        if not new.any():
+            self.n_empty += 1
+            return None
+        self.n_background_marks += 1
+        return "background", pred & (gt == 0)
+
+    def seed_objects(self, per_image: int, seed: int = 0) -> None:
+        """Label ``per_image`` random GT objects in every image (the same ones for the same seed)."""
+        for i, key in enumerate(self.gt):
+            ids = self.unlabelled_ids(key)
+            rng = np.random.default_rng([seed, i])
+            for gt_id in rng.choice(ids, size=min(per_image, len(ids)), replace=False):
+                self.add_object(key, int(gt_id))
+
+    def seed_background(self, per_image: int, side: int = 12, seed: int = 0) -> None:
+        """Mark up to ``per_image`` non-overlapping ``side`` x ``side`` squares lying entirely on GT
+        background in every image (what an annotator scribbles in a few seconds).
+
+        Gives every strategy the same start for the foreground head, which is otherwise trained
+        only by background marks (and so only by strategies that suggest false objects).
+        """
+        for i, key in enumerate(self.gt):
+            gt = self.gt[key]
+            h, w = gt.shape
+            if per_image <= 0 or side > min(h, w):
+                continue
+            rng = np.random.default_rng([seed, i, 1])
+            marks = np.zeros(gt.shape, bool)
+            placed = 0
+            for _ in range(500):
+                if placed == per_image:
+                    break
+                y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+                window = (slice(y, y + side), slice(x, x + side))
+                if (gt[window] == 0).all() and not marks[window].any():
+                    marks[window] = True
+                    placed += 1
+            self.add_background(key, marks)
+
+
+# --------------------------------------------------------------------------- suggestions
+
+
+def unstable_mass(item: ImageUncertainty) -> ImageUncertainty:
+    """Re-score each object by its number of unstable pixels (``pixel_map`` summed over it).
+
+    Plain instability (1 - mean IoU) is highest for tiny fragments, whose IoU jumps with every
+    perturbation; the unstable mass ranks a large object that splits or merges (what an annotator
+    fixes with one label) above a sliver.
+    """
+    labels = np.asarray(item.labels).ravel()
+    mass = np.bincount(labels, weights=np.asarray(item.pixel_map, np.float64).ravel(), minlength=1)
+    objects = [replace(o, score=float(mass[o.object_id])) for o in item.objects]
+    return ImageUncertainty(item.labels, objects, item.pixel_map)
+
+
+def _predicted_objects(labels: np.ndarray) -> list[ObjectScore]:
+    areas = np.bincount(labels.ravel())
+    out = []
+    for i, sl in enumerate(ndimage.find_objects(labels), start=1):
+        if sl is not None:
+            bbox = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
+            out.append(ObjectScore(i, 0.0, bbox, int(areas[i]), 0, 0, None))
+    return out
+
+
+def suggest(
+    strategy: Strategy,
+    predictor: Predictor | None,
+    images: Mapping[Key, np.ndarray],
+    annotator: SimulatedAnnotator,
+    k: int,
+    seed: int = 0,
+    random_share: float = 0.0,
+    uncertainty_kwargs: Mapping[str, Any] | None = None,
+) -> list[Suggestion]:
+    """The next ``k`` objects to label under ``strategy`` (masks are full-image bool arrays).
+
+    ``instability``/``confidence`` rank predicted objects with ``image_uncertainty`` /
+    ``confidence_scores`` via ``rank_suggestions`` (labelled objects skipped);
+    ``instability-mass`` ranks ``image_uncertainty`` by unstable pixels (``unstable_mass``); ``random`` draws
+    unlabelled GT objects uniformly (SPOCO's baseline: an annotator choosing objects at random);
+    ``random-pred`` draws predicted objects uniformly under the same skipping rules.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
+    if k <= 0:
+        return []
+    if strategy == "random":
+        pool = [(key, gt_id) for key in images for gt_id in annotator.unlabelled_ids(key)]
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(pool), size=min(k, len(pool)), replace=False) if pool else []
+        out = []
+        for i in pick:
+            key, gt_id = pool[int(i)]
+            mask = annotator.gt[key] == gt_id
+            sl = ndimage.find_objects(mask.astype(np.int32))[0]
+            bbox = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
+            out.append(Suggestion(key, gt_id, 0.0, bbox, mask, "random"))
+        return out
+    if predictor is None:
+        raise ValueError(f"strategy {strategy!r} needs a predictor")
+    kw = dict(uncertainty_kwargs or {})
+    items: dict[Key, ImageUncertainty] = {}
+    for key, image in images.items():
+        if strategy == "instability":
+            items[key] = image_uncertainty(predictor, image, seed=seed, **kw)
+        elif strategy == "instability-mass":
+            items[key] = unstable_mass(image_uncertainty(predictor, image, seed=seed, **kw))
+        elif strategy == "confidence":
+            items[key] = confidence_scores(predictor, image, seed=seed, **kw)
+        else:
+            seg_kw = {n: kw[n] for n in ("method", "min_size", "max_samples") if n in kw}
+            labels = predictor.segment(image, seed=seed, **seg_kw)
+            items[key] = ImageUncertainty(
+                labels, _predicted_objects(labels), np.zeros(labels.shape, np.float32)
+            )
+    share = 1.0 if strategy == "random-pred" else random_share
+    return rank_suggestions(items, annotator.sparse, k, random_share=share, seed=seed)
+
+
+# --------------------------------------------------------------------------- loop
+
+
+@dataclass
+class RoundResult:
+    round: int
+    n_objects: int
+    n_background_marks: int
+    mAP: float
+    AP50: float
+    SBD: float
+    n_actions: int = 0
+    """Suggestions answered so far (annotator effort), including those that added nothing."""
+    n_empty: int = 0
+    iterations: int = 0
+    """Training iterations done so far in total."""
+    seconds_train: float = 0.0
+    seconds_suggest: float = 0.0
+    seconds_eval: float = 0.0
+    picks: list[tuple[Key, int, str]] = field(default_factory=list)
+    """This round's suggestions: (image key, object id, answer "object"|"background"|"none")."""
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "picks"}
+
+
+def evaluate_predictor(
+    predictor: Predictor,
+    images: Mapping[Key, np.ndarray],
+    gt: Mapping[Key, np.ndarray],
+    seed: int = 0,
+    **segment_kwargs: Any,
+) -> dict[str, float]:
+    """Mean of ``metrics.evaluate`` over the images (hdbscan on the student, the model's own foreground)."""
+    rows = [
+        evaluate(gt[key], predictor.segment(img, seed=seed, **segment_kwargs)) for key, img in images.items()
+    ]
+    return mean_metrics(rows)
+
+
+def _as_dict(data: Mapping[Key, np.ndarray] | Sequence[np.ndarray]) -> dict[Key, np.ndarray]:
+    if isinstance(data, Mapping):
+        return dict(data)
+    return dict(enumerate(data))
+
+
+def train_round(
+    config: TrainConfig,
+    samples: Sequence[tuple[np.ndarray, np.ndarray]],
+    iterations: int,
+    seed: int,
+    init_checkpoint: Path | None,
+    save_to: Path,
+) -> Predictor:
+    """Train ``iterations`` steps (warm start from ``init_checkpoint``), save, return a Predictor."""
+    cfg = replace(
+        config, iterations=iterations, seed=seed, model=replace(config.model), loss=replace(config.loss)
+    )
+    trainer = Trainer(cfg, samples, init_checkpoint=init_checkpoint)
+    trainer.fit()
+    trainer.save(save_to)
+    return Predictor(
+        trainer.student,
+        trainer.teacher,
+        device=trainer.device,
+        config=trainer.config,
+        foreground_trained=trainer.foreground_trained,
+    )
+
+
+def run_active_learning(
+    strategy: Strategy,
+    train_images: Mapping[Key, np.ndarray] | Sequence[np.ndarray],
+    train_gt: Mapping[Key, np.ndarray] | Sequence[np.ndarray],
+    test_images: Mapping[Key, np.ndarray] | Sequence[np.ndarray],
+    test_gt: Mapping[Key, np.ndarray] | Sequence[np.ndarray],
+    rounds: int,
+    k_per_round: int,
+    iterations_per_round: int,
+    initial_objects_per_image: int = 1,
+    seed: int = 0,
+    train_config: TrainConfig | None = None,
+    *,
+    initial_iterations: int | None = None,
+    initial_checkpoint: Path | str | None = None,
+    initial_background_per_image: int = 0,
+    background_side: int = 12,
+    random_share: float = 0.0,
+    correct_merges: bool = True,
+    uncertainty_kwargs: Mapping[str, Any] | None = None,
+    segment_kwargs: Mapping[str, Any] | None = None,
+    work_dir: Path | str | None = None,
+    log: Callable[[str], None] | None = None,
+    name: str | None = None,
+) -> list[RoundResult]:
+    """Round 0 trains from the same random objects per image for every strategy (same ``seed``);
+    each of ``rounds`` further rounds suggests ``k_per_round`` objects with the current model,
+    lets the simulated annotator answer them, retrains ``iterations_per_round`` steps warm-started
+    from the previous checkpoint and evaluates on the test set. Returns one RoundResult per round
+    (``rounds + 1`` in all). Images are (C, H, W) float32, GT dense labels (0 = background).
+
+    ``initial_background_per_image`` background squares (``background_side`` px) per image are
+    marked in round 0 for every strategy. ``initial_checkpoint``: where round 0's model is cached;
+    when the file exists it is used instead of training round 0 again (round 0 is the same for
+    every strategy with the same seed, labels and config, so strategies can share it).
+    ``uncertainty_kwargs`` go to ``image_uncertainty``/``confidence_scores``, ``segment_kwargs``
+    to ``Predictor.segment`` for evaluation. ``name`` (default: the strategy) labels log lines and
+    checkpoint files.
+    """
+    name = name or strategy
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; use one of {STRATEGIES}")
+    train_images, train_gt = _as_dict(train_images), _as_dict(train_gt)
+    test_images, test_gt = _as_dict(test_images), _as_dict(test_gt)
+    if train_images.keys() != train_gt.keys() or test_images.keys() != test_gt.keys():
+        raise ValueError("images and ground truth must have the same keys")
+    config = train_config or TrainConfig()
+    seg_kw = dict(segment_kwargs or {})
+    annotator = SimulatedAnnotator(train_gt, correct_merges=correct_merges)
+    annotator.seed_objects(initial_objects_per_image, seed=seed)
+    annotator.seed_background(initial_background_per_image, side=background_side, seed=seed)
+
+    tmp = tempfile.TemporaryDirectory(prefix="spoco-al-") if work_dir is None else None
+    folder = Path(tmp.name if tmp is not None else work_dir)  # type: ignore[arg-type]
+    folder.mkdir(parents=True, exist_ok=True)
+    results: list[RoundResult] = []
+    ckpt: Path | None = None
+    predictor: Predictor | None = None
+    iterations = 0
+    try:
+        for r in range(rounds + 1):
+            picks: list[tuple[Key, int, str]] = []
+            t0 = time.perf_counter()
+            if r > 0:
+                chosen = suggest(
+                    strategy,
+                    predictor,
+                    train_images,
+                    annotator,
+                    k_per_round,
+                    seed=seed * 1000 + r,
+                    random_share=random_share,
+                    uncertainty_kwargs=uncertainty_kwargs,
+                )
+                for s in chosen:
+                    answer = annotator.label(s.key, s.mask)
+                    picks.append((s.key, int(s.object_id), "none" if answer is None else answer[0]))
+            t1 = time.perf_counter()
+            n_iter = iterations_per_round if r > 0 or initial_iterations is None else initial_iterations
+            samples = [(train_images[key], annotator.sparse[key]) for key in train_images]
+            path = folder / f"{name}_round{r:02d}.pt"
+            if r == 0 and initial_checkpoint is not None and Path(initial_checkpoint).is_file():
+                predictor = Predictor.from_checkpoint(initial_checkpoint, device=config.device)
+                path = Path(initial_checkpoint)
+            else:
+                predictor = train_round(config, samples, n_iter, seed * 1000 + r, ckpt, path)
+                if r == 0 and initial_checkpoint is not None:
+                    shutil.copyfile(path, initial_checkpoint)
+            ckpt = path
+            iterations += n_iter
+            t2 = time.perf_counter()
+            scores = evaluate_predictor(predictor, test_images, test_gt, seed=seed, **seg_kw)
+            t3 = time.perf_counter()
+            result = RoundResult(
+                round=r,
+                n_objects=annotator.n_objects,
+                n_background_marks=annotator.n_background_marks,
+                mAP=scores["mAP"],
+                AP50=scores["AP50"],
+                SBD=scores["SBD"],
+                n_actions=annotator.n_actions,
+                n_empty=annotator.n_empty,
+                iterations=iterations,
+                seconds_train=t2 - t1,
+                seconds_suggest=t1 - t0,
+                seconds_eval=t3 - t2,
+                picks=picks,
+            )
+            results.append(result)
+            if log is not None:
+                log(
+                    f"{name:>16} round {r}: objects {result.n_objects:4d}  bg marks "
+                    f"{result.n_background_marks:3d}  mAP {result.mAP:.3f}  AP50 {result.AP50:.3f}  "
+                    f"SBD {result.SBD:.3f}  (suggest {result.seconds_suggest:.0f}s, train "
+                    f"{result.seconds_train:.0f}s, eval {result.seconds_eval:.0f}s)"
+                )
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return results

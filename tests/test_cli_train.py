@@ -1,0 +1,145 @@
+"""``python -m spoco_core train`` / ``segment`` end to end, on synthetic and real microscopy images."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage
+import tifffile
+from PIL import Image
+
+from spoco_core.__main__ import main
+from spoco_core.train import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
+TINY = ["--base-channels", "8", "--depth", "2", "--patch-size", "32", "--batch-size", "2", "--device", "cpu"]
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "spoco_core", *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},  # two threads crawl on a busy 2-core machine
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    data = root / "data"
+    synth = _cli("synth", "--out", data, "--n", "4", "--size", "64", "--seed", "3")
+    assert synth.returncode == 0, synth.stderr
+    model = root / "model.pt"
+    train = _cli(
+        "train", "--images", data / "images", "--labels", data / "labels", "--out", model,
+        "--iterations", "5", "--fraction", "0.3", "--seed", "1", *TINY,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert "loss=" in train.stderr  # the tqdm bar shows the loss
+    return data, model
+
+
+def test_train_writes_a_loadable_checkpoint(trained):
+    _, model = trained
+    ckpt = load_checkpoint(model, "cpu")
+    assert ckpt.iteration == 5
+    assert ckpt.config.model.depth == 2 and ckpt.config.model.base_channels == 8
+    assert ckpt.meta["fraction"] == 0.3 and ckpt.meta["images"] == 4 and ckpt.meta["objects"] > 0
+    assert [p.name for p in model.parent.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_segment_synthetic(trained, tmp_path):
+    data, model = trained
+    out = tmp_path / "pred"
+    result = _cli("segment", "--model", model, "--images", data / "images", "--out", out, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"img_{i:03d}.tif" for i in range(4)]
+    for name in names:
+        labels = tifffile.imread(out / name)
+        assert labels.dtype == np.uint16 and labels.shape == (64, 64)
+
+
+def test_segment_real_microscopy_of_any_size_and_depth(trained, tmp_path):
+    """Crops of skimage's real images: 8-bit gray PNG, RGB PNG, 16-bit TIFF, odd sizes."""
+    _, model = trained
+    images = tmp_path / "real"
+    images.mkdir()
+    cell = np.asarray(Image.open(SKIMAGE_DATA / "cell.png").convert("L"))[:150, :171]
+    Image.fromarray(cell).save(images / "cell.png")
+    ihc = np.asarray(Image.open(SKIMAGE_DATA / "ihc.png").convert("RGB"))[100:221, 50:140]
+    Image.fromarray(ihc).save(images / "ihc_rgb.png")
+    coins = np.asarray(Image.open(SKIMAGE_DATA / "coins.png").convert("L"))[:97, :131]
+    tifffile.imwrite(images / "coins16.tif", coins.astype(np.uint16) * 257)
+    expected = {"cell": cell.shape, "ihc_rgb": ihc.shape[:2], "coins16": coins.shape}
+
+    out = tmp_path / "pred"
+    result = _cli(
+        "segment", "--model", model, "--images", images, "--out", out, "--method", "consistency",
+        "--device", "cpu", "--min-size", "10",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for stem, shape in expected.items():
+        labels = tifffile.imread(out / f"{stem}.tif")
+        assert labels.dtype == np.uint16 and labels.shape == shape, stem
+
+
+def test_warm_start_from_cli(trained, tmp_path):
+    data, model = trained
+    out = tmp_path / "again.pt"
+    result = _cli(
+        "train", "--images", data / "images", "--labels", data / "labels", "--out", out,
+        "--iterations", "2", "--init", model, *TINY,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(out, "cpu").iteration == 7
+
+
+@pytest.mark.parametrize("command", ["train", "segment"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--images" in text and "--out" in text
+    assert ("--fraction" in text) == (command == "train")
+
+
+def test_errors_are_clear(trained, tmp_path, capsys):
+    data, model = trained
+    missing = tmp_path / "missing"
+    assert main(["train", "--images", str(missing), "--labels", str(data / "labels"), "--out", "x.pt"]) == 2
+    assert "missing" in capsys.readouterr().err
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "--images", str(data / "images"), "--labels", str(empty), "--out", "x.pt"]) == 2
+    assert "no image" in capsys.readouterr().err
+
+    broken_images, broken_labels = tmp_path / "bi", tmp_path / "bl"
+    broken_images.mkdir()
+    broken_labels.mkdir()
+    (broken_images / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    (broken_labels / "bad.tif").write_bytes((data / "labels" / "img_000.tif").read_bytes())
+    args = ["train", "--images", str(broken_images), "--labels", str(broken_labels), "--out", "x.pt"]
+    assert main(args) == 2
+    assert "bad.png" in capsys.readouterr().err
+
+    assert main(["segment", "--model", str(model), "--images", str(missing), "--out", str(tmp_path)]) == 2
+    assert "missing" in capsys.readouterr().err
+    out = tmp_path / "seg"
+    code = main(["segment", "--model", str(model), "--images", str(broken_images), "--out", str(out)])
+    assert code == 2 and "bad.png" in capsys.readouterr().err
+    not_a_model = tmp_path / "model.pt"
+    not_a_model.write_bytes(b"nope")
+    code = main(["segment", "--model", str(not_a_model), "--images", str(data / "images"), "--out", str(out)])
+    assert code == 2 and "model.pt" in capsys.readouterr().err
