@@ -94,7 +94,15 @@ def spawn_if_none(db: Database, data_dir: Path, log_path: Path) -> int | None:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "storage.worker", "--data-dir", str(data_dir)],
+                [
+                    sys.executable,
+                    "-m",
+                    "storage.worker",
+                    "--data-dir",
+                    str(data_dir),
+                    "--parent-pid",
+                    str(os.getpid()),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -5,6 +5,8 @@ and a heartbeat thread refreshes its row and its running job every 2 s. On start
 it fails the running jobs of dead workers ('worker died'; their project's current model is kept).
 A failing job is marked failed with the last line of its traceback and the worker goes on.
 SIGTERM/SIGINT stop the current job at its next step (marked failed: 'worker stopped') and exit.
+A worker the web app started (``--parent-pid``) exits once that server is gone and no job runs,
+so stopping the app leaves no orphan behind; a worker started by hand runs until stopped.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class Worker:
 
     # ---- lifecycle
 
-    def run(self, once: bool = False, poll: float = 1.0) -> int:
+    def run(self, once: bool = False, poll: float = 1.0, parent_pid: int | None = None) -> int:
         self.worker_id = liveness.register(self.db, self.pid, self.host)
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
@@ -60,7 +62,7 @@ class Worker:
                     checked = time.monotonic()
                 row = jobs.claim(self.db, self.pid, self.host)
                 if row is None:
-                    if once:
+                    if once or self._orphaned(parent_pid):
                         break
                     self.stop.wait(poll)
                     continue
@@ -71,6 +73,15 @@ class Worker:
             liveness.unregister(self.db, self.worker_id)
             log.info("worker %s stopped", self.worker_id)
         return 0
+
+    def _orphaned(self, parent_pid: int | None) -> bool:
+        if parent_pid is not None and not liveness.pid_alive(parent_pid):
+            log.info("the app (pid %s) that started this worker is gone; exiting", parent_pid)
+            return True
+        if not self.settings.db_path.exists():
+            log.info("database %s was removed; exiting", self.settings.db_path)
+            return True
+        return False
 
     def recover(self) -> list[int]:
         """Fail the running jobs whose worker is gone (stale heartbeat or dead pid on this host)."""
@@ -136,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--once", action="store_true", help="run queued jobs until none is left, then exit")
     parser.add_argument("--poll", type=float, default=1.0, help="seconds between queue checks when idle")
+    parser.add_argument(
+        "--parent-pid", type=int, default=None, help="exit when this process (the web app) is gone and idle"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -151,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    return worker.run(once=args.once, poll=max(0.05, args.poll))
+    return worker.run(once=args.once, poll=max(0.05, args.poll), parent_pid=args.parent_pid)
 
 
 if __name__ == "__main__":

@@ -217,3 +217,22 @@ def test_killed_worker_keeps_the_previous_model(project: World, tmp_path) -> Non
         assert v2.version == 2 and v2.parent_id == v1.id and v2.id == done.model_version_id
     finally:
         stop(proc)
+
+
+def test_worker_started_by_an_app_exits_when_the_app_is_gone(
+    studio: Studio, env: dict, tmp_path: Path
+) -> None:
+    app = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    log = tmp_path / "orphan.log"
+    worker = start_worker(studio.settings.data_dir, log, "--parent-pid", str(app.pid))
+    try:
+        wait_for(studio.worker_alive, 30, "the worker to register", log)
+        assert worker.poll() is None  # its app is alive: it keeps polling
+        app.kill()
+        app.wait()
+        assert worker.wait(30) == 0
+        assert not studio.worker_alive()
+    finally:
+        stop(worker)
+        if app.poll() is None:
+            app.kill()
