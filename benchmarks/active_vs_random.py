@@ -65,7 +65,7 @@ from spoco_core.simulate import (
 )
 from spoco_core.synthetic import generate
 from spoco_core.train import TrainConfig, Trainer
-from spoco_core.uncertainty import image_uncertainty
+from spoco_core.uncertainty import DEFAULT_N_TTA, image_uncertainty
 
 OUT = Path(__file__).resolve().parent / "out"
 TARGET_FRACTION = 0.9
@@ -218,7 +218,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--w-foreground", type=float, default=5.0)
     p.add_argument("--min-size", type=int, default=15, help="smallest object (px), eval and suggestions")
     p.add_argument("--random-share", type=float, default=0.0, help="exploration share of instability")
-    p.add_argument("--n-tta", type=int, default=4, help="flips/rotations in image_uncertainty")
+    p.add_argument("--n-tta", type=int, default=DEFAULT_N_TTA, help="flips/rotations in image_uncertainty")
     p.add_argument("--strategies", default="instability-mass,instability,random,confidence")
     p.add_argument("--no-dense", action="store_true")
     p.add_argument("--no-timing", action="store_true")

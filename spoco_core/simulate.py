@@ -45,6 +45,7 @@ from spoco_core.uncertainty import (
     confidence_scores,
     image_uncertainty,
     rank_suggestions,
+    unstable_mass,
 )
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "run_active_learning",
     "suggest",
     "train_round",
-    "unstable_mass",
 ]
 
 Key = Hashable
@@ -205,19 +205,6 @@ class SimulatedAnnotator:
 
 
 # --------------------------------------------------------------------------- suggestions
-
-
-def unstable_mass(item: ImageUncertainty) -> ImageUncertainty:
-    """Re-score each object by its number of unstable pixels (``pixel_map`` summed over it).
-
-    Plain instability (1 - mean IoU) is highest for tiny fragments, whose IoU jumps with every
-    perturbation; the unstable mass ranks a large object that splits or merges (what an annotator
-    fixes with one label) above a sliver.
-    """
-    labels = np.asarray(item.labels).ravel()
-    mass = np.bincount(labels, weights=np.asarray(item.pixel_map, np.float64).ravel(), minlength=1)
-    objects = [replace(o, score=float(mass[o.object_id])) for o in item.objects]
-    return ImageUncertainty(item.labels, objects, item.pixel_map)
 
 
 def _predicted_objects(labels: np.ndarray) -> list[ObjectScore]:

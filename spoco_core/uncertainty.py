@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -22,6 +22,11 @@ PIECE_FRACTION = 0.2  # a run object holding this fraction of a reference object
 SPLIT_MERGE_WEIGHT = 0.1  # per run, added to 1 - mean IoU when an object splits or merges
 SKIP_IOU = 0.3  # predicted objects matching a labelled object this well are not suggested
 SKIP_LABELLED_FRACTION = 0.5  # ...nor those mostly lying on labelled or background pixels
+# Defaults sized so ranking a 512x512 image stays near 2 s on 2 CPU cores (benchmarks/active_vs_random.py
+# prints the time): two flips (4 rotations cost +1.4 s) and a 2000-pixel HDBSCAN sample per run
+# (4000 costs +1.4 s; segmentation for export keeps cluster.segment's larger default).
+DEFAULT_N_TTA = 2
+DEFAULT_MAX_SAMPLES = 2000
 
 
 class EmbeddingResult(Protocol):
@@ -56,8 +61,9 @@ class ImageUncertainty:
     labels: np.ndarray
     """(H, W) int32 reference instance labels (student, original orientation)."""
     objects: list[ObjectScore]
-    pixel_map: np.ndarray
-    """(H, W) float32 in [0, 1]: fraction of runs disagreeing with the reference at each pixel."""
+    pixel_map: np.ndarray | None
+    """(H, W) float32 in [0, 1]: fraction of runs disagreeing with the reference at each pixel
+    (callers that only rank may drop it to save memory)."""
 
 
 @dataclass(frozen=True)
@@ -125,13 +131,13 @@ def image_uncertainty(
     predictor: Embedder,
     image: np.ndarray,
     seed: int = 0,
-    n_tta: int = 4,
+    n_tta: int = DEFAULT_N_TTA,
     bandwidths: Sequence[float] = (0.85, 1.0, 1.15),
     method: Method = "hdbscan",
     background: np.ndarray | None = None,
     delta_v: float | None = None,
     min_size: int = 30,
-    max_samples: int = 4000,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> ImageUncertainty:
     """Cluster the image under perturbations and score each reference object's instability.
 
@@ -252,6 +258,19 @@ def _objects(
     return out
 
 
+def unstable_mass(item: ImageUncertainty) -> ImageUncertainty:
+    """Re-score each object by its number of unstable pixels (``pixel_map`` summed over it).
+
+    Plain instability (1 - mean IoU) is highest for tiny fragments, whose IoU jumps with every
+    perturbation; the unstable mass ranks a large object that splits or merges (what an annotator
+    fixes with one label) above a sliver.
+    """
+    labels = np.asarray(item.labels).ravel()
+    mass = np.bincount(labels, weights=np.asarray(item.pixel_map, np.float64).ravel(), minlength=1)
+    objects = [replace(o, score=float(mass[o.object_id])) for o in item.objects]
+    return ImageUncertainty(item.labels, objects, item.pixel_map)
+
+
 # --- baseline scorer ----------------------------------------------------------------------------
 
 
@@ -259,12 +278,12 @@ def confidence_scores(
     predictor: Embedder,
     image: np.ndarray,
     seed: int = 0,
-    n_tta: int = 2,
+    n_tta: int = DEFAULT_N_TTA,
     method: Method = "hdbscan",
     background: np.ndarray | None = None,
     delta_v: float | None = None,
     min_size: int = 30,
-    max_samples: int = 4000,
+    max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> ImageUncertainty:
     """Baseline: score = 1 - mean foreground probability of each object (one clustering run).
 

@@ -1,11 +1,10 @@
 """A prediction job, run by the worker after training (or after ``set_current_model`` / new
-uploads): for every image of the project, the version's instance labels (a TIFF blob) and, when
-``spoco_core.uncertainty`` is available, per-object instability -> ranked suggestions. Also scores
-the version against the human object labels. Worker-side only (imports spoco_core)."""
+uploads): for every image of the project, the version's instance labels (a TIFF blob) and
+per-object instability -> ranked suggestions (``spoco_core.uncertainty``). Also scores the version
+against the human object labels. Worker-side only (imports spoco_core)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 import numpy as np
@@ -19,37 +18,23 @@ log = logging.getLogger("storage.worker")
 DEFAULT_SUGGESTIONS = 50
 
 
-def _uncertainty():
-    """``(image_uncertainty, rank_suggestions)`` or None when the module is not there."""
-    try:
-        from spoco_core.uncertainty import image_uncertainty, rank_suggestions
-    except ImportError:
-        return None
-    return image_uncertainty, rank_suggestions
-
-
 def label_agreement(pred: np.ndarray, sparse: np.ndarray) -> list[float]:
     """Best IoU of each human object label with any predicted object (how well the model fits what
     annotators drew; optimistic, as these labels were trained on)."""
-    out = []
-    for k in range(1, int(sparse.max()) + 1 if sparse.size else 1):
-        obj = sparse == k
-        area = int(obj.sum())
-        if area == 0:
-            continue
-        ids, inter = np.unique(pred[obj], return_counts=True)
-        best = 0.0
-        for i, n in zip(ids, inter, strict=True):
-            if i == 0:
-                continue
-            union = area + int((pred == i).sum()) - int(n)
-            best = max(best, n / union)
-        out.append(float(best))
-    return out
+    from spoco_core.uncertainty import contingency
+
+    objects = np.where(sparse > 0, sparse, 0)
+    c = contingency(objects, np.asarray(pred))  # (labels, predicted objects)
+    area_l, area_p = c.sum(axis=1, keepdims=True), c.sum(axis=0, keepdims=True)
+    iou = c / np.maximum(area_l + area_p - c, 1)
+    iou[:, 0] = 0.0  # background is no match
+    present = np.flatnonzero(area_l[:, 0])
+    return [float(iou[k].max()) for k in present if k > 0]
 
 
 def run_prediction(ctx: JobContext) -> None:
     from spoco_core.infer import Predictor
+    from spoco_core.uncertainty import ImageUncertainty, image_uncertainty, rank_suggestions
 
     params = ctx.params
     version = model_versions.get(ctx.db, int(params["model_version_id"]))
@@ -59,11 +44,10 @@ def run_prediction(ctx: JobContext) -> None:
     predictor = Predictor.from_checkpoint(
         ctx.blobs.path(version.checkpoint), device=params.get("device", "auto")
     )
-    unc = _uncertainty()
     rows = images.list_for_project(ctx.db, ctx.project_id)
     writer = ProgressWriter(ctx.db, ctx.job_id, len(rows))
     writer.add(0, len(rows))
-    items: dict[int, object] = {}
+    items: dict[int, ImageUncertainty] = {}
     labelled: dict[int, np.ndarray] = {}
     ious: list[float] = []
     for n, info in enumerate(rows, start=1):
@@ -74,14 +58,10 @@ def run_prediction(ctx: JobContext) -> None:
             return
         row = images.row(ctx.db, info.id)
         image = images.load_normalised(ctx.blobs, row["blob"], row["name"])
-        if unc is not None:
-            result = unc[0](predictor, image, seed=seed, min_size=min_size)
-            labels = np.asarray(result.labels, dtype=np.int32)
-            with contextlib.suppress(AttributeError):  # ranking does not read it; saves memory
-                result.pixel_map = None
-            items[info.id] = result
-        else:
-            labels = predictor.segment(image, min_size=min_size, seed=seed)
+        result = image_uncertainty(predictor, image, seed=seed, min_size=min_size)
+        labels = np.asarray(result.labels, dtype=np.int32)
+        result.pixel_map = None  # ranking does not read it; saves memory across a large project
+        items[info.id] = result
         rel = f"predictions/version-{version.id}/image-{info.id}.tif"
         ctx.blobs.write_labels(rel, labels)
         n_objects = len(np.unique(labels[labels > 0]))
@@ -93,10 +73,10 @@ def run_prediction(ctx: JobContext) -> None:
         writer.add(n, len(rows))
     writer.flush()
     ranked = []
-    if unc is not None and items and k > 0:
+    if items and k > 0:
         ranked = [
             {"image_id": s.key, "object_id": s.object_id, "score": s.score, "bbox": s.bbox, "mask": s.mask}
-            for s in unc[1](items, labelled, k=k, seed=seed)
+            for s in rank_suggestions(items, labelled, k=k, seed=seed)
         ]
     metrics = {}
     if ious:
@@ -105,8 +85,7 @@ def run_prediction(ctx: JobContext) -> None:
             "label_recall50": round(float(np.mean([v >= 0.5 for v in ious])), 4),
         }
     with transaction(ctx.db) as db:
-        if unc is not None:
-            predictions.replace_open_suggestions(db, ctx.project_id, version.id, ranked)
+        predictions.replace_open_suggestions(db, ctx.project_id, version.id, ranked)
         if metrics:
             model_versions.merge_metrics(db, version.id, metrics)
         jobs.finish(db, ctx.job_id, "done", model_version_id=version.id)

@@ -11,10 +11,10 @@ import torch
 from spoco_core import simulate
 from spoco_core.io import normalize_percentile
 from spoco_core.model import UNetConfig
-from spoco_core.simulate import STRATEGIES, SimulatedAnnotator, run_active_learning, suggest, unstable_mass
+from spoco_core.simulate import STRATEGIES, SimulatedAnnotator, run_active_learning, suggest
 from spoco_core.synthetic import generate
 from spoco_core.train import TrainConfig
-from spoco_core.uncertainty import ImageUncertainty, ObjectScore
+from spoco_core.uncertainty import ImageUncertainty, ObjectScore, unstable_mass
 
 
 @pytest.fixture(autouse=True)

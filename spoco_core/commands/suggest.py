@@ -13,8 +13,14 @@ from tqdm import tqdm
 from spoco_core.cluster import METHODS
 from spoco_core.infer import Predictor
 from spoco_core.io import ImageReadError, list_images, read_image, read_labels, write_labels
-from spoco_core.simulate import unstable_mass
-from spoco_core.uncertainty import ImageUncertainty, Suggestion, image_uncertainty, rank_suggestions
+from spoco_core.uncertainty import (
+    DEFAULT_N_TTA,
+    ImageUncertainty,
+    Suggestion,
+    image_uncertainty,
+    rank_suggestions,
+    unstable_mass,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,8 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--n-tta",
         type=int,
-        default=4,
-        help="flips/rotations clustered per image, 0-7 (default: 4; fewer is faster, less thorough)",
+        default=DEFAULT_N_TTA,
+        help=f"flips/rotations clustered per image, 0-7 (default: {DEFAULT_N_TTA}; more: slower, more thorough)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.set_defaults(func=run)
