@@ -64,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--n-tta",
         type=int,
         default=DEFAULT_N_TTA,
-        help=f"flips/rotations clustered per image, 0-7 (default: {DEFAULT_N_TTA}; more: slower, more thorough)",
+        help=f"flips/rotations clustered per image, 0-7 (default: {DEFAULT_N_TTA}; more is slower)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.set_defaults(func=run)
