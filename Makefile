@@ -37,6 +37,9 @@ lint: venv
 	$(VENV)/bin/ruff format .
 
 bench-quick: venv
+	$(PY) benchmarks/metrics_speed.py --quick
+	$(PY) benchmarks/loss_speed.py --quick
+	$(PY) benchmarks/cluster_speed.py --quick
 	$(PY) benchmarks/sparse_vs_dense.py --quick
 	$(PY) benchmarks/active_vs_random.py --quick
 

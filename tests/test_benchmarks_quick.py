@@ -1,0 +1,48 @@
+"""Every benchmark's ``--quick`` mode runs to the end and prints its table (no timing asserts:
+the numbers live in the benchmarks' full runs and the issue notes)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def run_quick(script: str, *extra: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), "--quick", *extra],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "expect"),
+    [
+        ("metrics_speed.py", "vectorised evaluate"),
+        ("loss_speed.py", "|"),
+        ("cluster_speed.py", "plain MeanShift"),
+        ("sparse_vs_dense.py", "| dense (1.0) |"),
+    ],
+)
+def test_quick_benchmark_prints_a_table(script: str, expect: str) -> None:
+    assert expect in run_quick(script)
+
+
+def test_quick_active_vs_random_writes_its_plot(tmp_path: Path) -> None:
+    out = run_quick("active_vs_random.py", "--out", str(tmp_path), "--jobs", "1")
+    assert "instability" in out and "random" in out
+    assert (tmp_path / "active_vs_random.png").stat().st_size > 0
+    assert (tmp_path / "active_vs_random.json").stat().st_size > 0
