@@ -40,6 +40,7 @@ bench-quick: venv
 	$(PY) benchmarks/metrics_speed.py --quick
 	$(PY) benchmarks/loss_speed.py --quick
 	$(PY) benchmarks/cluster_speed.py --quick
+	$(PY) benchmarks/render_speed.py --quick
 	$(PY) benchmarks/sparse_vs_dense.py --quick
 	$(PY) benchmarks/active_vs_random.py --quick
 

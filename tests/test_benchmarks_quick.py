@@ -32,6 +32,7 @@ def run_quick(script: str, *extra: str) -> str:
     ("script", "expect"),
     [
         ("metrics_speed.py", "vectorised evaluate"),
+        ("render_speed.py", "| render_view"),
         ("loss_speed.py", "|"),
         ("cluster_speed.py", "plain MeanShift"),
         ("sparse_vs_dense.py", "| dense (1.0) |"),

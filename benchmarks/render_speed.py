@@ -1,0 +1,91 @@
+"""How fast does the Annotate page redraw a 1024x1024 image after a save? (issue 6: < 300 ms)
+
+    python benchmarks/render_speed.py [--quick] [--size 1024] [--repeats 5]
+
+Rows, side by side in one run on the same synthetic image, predicted labels, sparse labels and
+suggested object: ``render_view`` (what the page calls: sample the visible crop to the display
+size first, then adjust, tint and outline only those pixels), the same drawing at full resolution
+followed by a resize (the obvious way), and scikit-image's ``mark_boundaries`` at full resolution
+as a library baseline. Times are medians of ``--repeats`` runs after one warm-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from skimage.segmentation import mark_boundaries
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pages._render import render_view
+from pages._viewport import make_viewport
+from spoco_core.synthetic import generate
+
+DISPLAY = 600
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="256 px, one repeat: checks it runs")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.repeats = 256, 1
+    image, labels = generate(args.size, seed=2)
+    rgb = np.repeat(image[..., None], 3, axis=2)
+    predicted = labels.astype(np.int32)
+    sparse = np.zeros(labels.shape, np.int32)
+    sparse[labels == 1] = 1
+    sparse[:40, :40] = -1
+    suggestion = labels == 2
+    side = min(DISPLAY, args.size)
+    view = make_viewport(args.size, args.size, display_side=side)
+    full = make_viewport(args.size, args.size, display_side=args.size)
+
+    def ours() -> object:
+        return render_view(
+            rgb, view, 0.1, 1.5, predicted=predicted, sparse=sparse, suggestion_mask=suggestion
+        )
+
+    def full_then_resize() -> object:
+        out = render_view(rgb, full, 0.1, 1.5, predicted=predicted, sparse=sparse, suggestion_mask=suggestion)
+        return out.resize((side, side), Image.Resampling.BILINEAR)
+
+    def skimage_boundaries() -> object:
+        drawn = mark_boundaries(rgb, predicted, color=(1, 1, 0))
+        return Image.fromarray((drawn * 255).astype(np.uint8)).resize((side, side))
+
+    rows = [
+        ("render_view (crop sampled to display, ours)", median_time(ours, args.repeats)),
+        ("same drawing at full size, then resize", median_time(full_then_resize, args.repeats)),
+        ("skimage mark_boundaries full size, then resize", median_time(skimage_boundaries, args.repeats)),
+    ]
+    n_obj = int(len(np.unique(labels)) - 1)
+    print(f"# redraw of a {args.size}x{args.size} image ({n_obj} objects) shown at {side}x{side} px")
+    print("| method | median ms | x ours |")
+    print("|---|---:|---:|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds * 1000:.0f} | {seconds / rows[0][1]:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
