@@ -22,3 +22,19 @@ def _torch_threads():
         return
     torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture
+def studio(tmp_path, monkeypatch):
+    """A Studio on a fresh data directory (a real SQLite file) under the test's tmp_path."""
+    from tests.test_storage_support import open_studio
+
+    return open_studio(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def world(studio):
+    """An admin, a lead, an annotator, an outsider and one project (see test_storage_support)."""
+    from tests.test_storage_support import make_world
+
+    return make_world(studio)

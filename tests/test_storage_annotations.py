@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from storage import masks
 from storage.errors import Conflict, InputError, PermissionDenied
-from storage.service import Studio
-from tests.test_storage_support import World, make_world, open_studio, png_bytes
-
-
-@pytest.fixture
-def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Studio:
-    return open_studio(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    return make_world(open_studio(tmp_path, monkeypatch))
-
+from tests.test_storage_support import World, png_bytes
 
 H, W = 24, 32
 

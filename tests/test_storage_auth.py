@@ -13,18 +13,7 @@ import pytest
 from storage import auth
 from storage.errors import Conflict, InputError, LoginThrottled, PermissionDenied
 from storage.service import Studio
-from tests.test_storage_support import PASSWORD, World, make_world, open_studio
-
-
-@pytest.fixture
-def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Studio:
-    return open_studio(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    return make_world(open_studio(tmp_path, monkeypatch))
-
+from tests.test_storage_support import PASSWORD, World
 
 REPO = Path(__file__).resolve().parent.parent
 

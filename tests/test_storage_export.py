@@ -6,10 +6,8 @@ import csv
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
-import pytest
 import tifffile
 
 from storage import masks
@@ -17,13 +15,7 @@ from storage import versions as model_versions
 from storage.db import transaction
 from storage.export import merge_labels
 from storage.predictions import store_prediction
-from tests.test_storage_support import World, make_world, open_studio, png_bytes
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    return make_world(open_studio(tmp_path, monkeypatch))
-
+from tests.test_storage_support import World, png_bytes
 
 H, W = 20, 30
 

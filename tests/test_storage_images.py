@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,16 +11,6 @@ import tifffile
 from storage.errors import InputError
 from storage.service import Studio
 from tests.test_storage_support import World, make_world, open_studio, png_bytes
-
-
-@pytest.fixture
-def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Studio:
-    return open_studio(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    return make_world(open_studio(tmp_path, monkeypatch))
 
 
 def _blob_files(studio: Studio) -> list:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,19 +11,7 @@ from storage import jobs, liveness, predictions
 from storage import versions as model_versions
 from storage.db import transaction
 from storage.errors import Conflict, InputError, NotFound
-from storage.service import Studio
-from tests.test_storage_support import World, make_world, open_studio, png_bytes
-
-
-@pytest.fixture
-def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Studio:
-    return open_studio(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    return make_world(open_studio(tmp_path, monkeypatch))
-
+from tests.test_storage_support import World, png_bytes
 
 TINY = {"iterations": 20, "patch_size": 32, "base_channels": 8, "depth": 2, "batch_size": 2}
 

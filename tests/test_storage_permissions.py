@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from storage.errors import Conflict, InputError, NotFound, PermissionDenied
 from storage.records import User
-from storage.service import Studio
-from tests.test_storage_support import World, make_world, open_studio, png_bytes
-
-
-@pytest.fixture
-def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Studio:
-    return open_studio(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    return make_world(open_studio(tmp_path, monkeypatch))
+from tests.test_storage_support import World, png_bytes
 
 
 @pytest.fixture

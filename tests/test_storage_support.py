@@ -60,11 +60,6 @@ def make_world(studio: Studio) -> World:
     return World(studio, admin, lead, annotator, outsider, project, other)
 
 
-@pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    return make_world(open_studio(tmp_path, monkeypatch))
-
-
 def test_support_world_roles(world: World) -> None:
     s = world.studio
     assert s.role(world.admin, world.project.id) == "lead"

@@ -20,13 +20,7 @@ from storage.db import transaction
 from storage.errors import Conflict
 from storage.records import Job
 from storage.service import Studio
-from tests.test_storage_support import World, make_world, open_studio, synthetic_png
-
-
-@pytest.fixture
-def studio(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Studio:
-    return open_studio(tmp_path, monkeypatch)
-
+from tests.test_storage_support import World, make_world, synthetic_png
 
 pytestmark = pytest.mark.slow
 
