@@ -63,7 +63,7 @@ from spoco_core.simulate import (
     run_active_learning,
     train_round,
 )
-from spoco_core.synthetic import generate
+from spoco_core.synthetic import generate, training_set
 from spoco_core.train import TrainConfig, Trainer
 from spoco_core.uncertainty import DEFAULT_N_TTA, image_uncertainty
 
@@ -73,13 +73,9 @@ HEADLINE = "instability"  # ours (instability-mass: the variant ranked by unstab
 
 
 def make_set(n: int, size: int, seed: int, kind: str) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """Images (1,H,W) float32, percentile-normalised as ``io.read_image`` does, and dense GT int32."""
-    images, gt = {}, {}
-    for i in range(n):
-        img, lab = generate(size, seed=seed * 100003 + i, kind=kind)
-        images[i] = normalize_percentile(img.astype(np.float32))[None]
-        gt[i] = lab.astype(np.int32)
-    return images, gt
+    """``synthetic.training_set`` keyed by image index (the simulation's image keys)."""
+    images, gt = training_set(n, size, seed, kind)
+    return dict(enumerate(images)), dict(enumerate(gt))
 
 
 def objects_to_reach(curve: list[RoundResult], target: float, x: str = "n_objects") -> float | None:

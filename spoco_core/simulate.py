@@ -37,6 +37,7 @@ from scipy import ndimage
 
 from spoco_core.infer import Predictor
 from spoco_core.metrics import evaluate, mean_metrics
+from spoco_core.synthetic import background_squares
 from spoco_core.train import TrainConfig, Trainer
 from spoco_core.uncertainty import (
     ImageUncertainty,
@@ -186,22 +187,7 @@ class SimulatedAnnotator:
         only by background marks (and so only by strategies that suggest false objects).
         """
         for i, key in enumerate(self.gt):
-            gt = self.gt[key]
-            h, w = gt.shape
-            if per_image <= 0 or side > min(h, w):
-                continue
-            rng = np.random.default_rng([seed, i, 1])
-            marks = np.zeros(gt.shape, bool)
-            placed = 0
-            for _ in range(500):
-                if placed == per_image:
-                    break
-                y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
-                window = (slice(y, y + side), slice(x, x + side))
-                if (gt[window] == 0).all() and not marks[window].any():
-                    marks[window] = True
-                    placed += 1
-            self.add_background(key, marks)
+            self.add_background(key, background_squares(self.gt[key], per_image, side, seed=[seed, i, 1]))
 
 
 # --------------------------------------------------------------------------- suggestions

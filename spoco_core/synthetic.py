@@ -24,9 +24,18 @@ from scipy import ndimage
 from skimage.draw import polygon as draw_polygon
 from skimage.segmentation import find_boundaries
 
-from spoco_core.io import write_labels
+from spoco_core.io import normalize_percentile, write_labels
 
-__all__ = ["KINDS", "MIN_VISIBLE", "generate", "iter_dataset", "sparsify", "write_dataset"]
+__all__ = [
+    "KINDS",
+    "MIN_VISIBLE",
+    "background_squares",
+    "generate",
+    "iter_dataset",
+    "sparsify",
+    "training_set",
+    "write_dataset",
+]
 
 KINDS = ("nuclei", "rods", "leaves", "mixed")
 MIN_VISIBLE = 0.6
@@ -373,3 +382,36 @@ def sparsify(
         _keep_only(lab, ids[mask[starts[i] : starts[i + 1]]])
         for i, (lab, ids) in enumerate(zip(labels, per_image, strict=True))
     ]
+
+
+def training_set(
+    n: int, size: int, seed: int, kind: str = "mixed"
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` images as the trainer sees them ((1, H, W) float32, normalised like ``io.read_image``)
+    and their dense labels (int32); image i is ``generate(seed=seed * 100003 + i)`` as on disk."""
+    images, labels = [], []
+    for i in range(n):
+        image, lab = generate(size, seed=seed * 100003 + i, kind=kind)
+        images.append(normalize_percentile(image.astype(np.float32))[None])
+        labels.append(lab.astype(np.int32))
+    return images, labels
+
+
+def background_squares(labels: np.ndarray, n: int, side: int, seed: int | Sequence[int]) -> np.ndarray:
+    """Up to ``n`` non-overlapping ``side`` x ``side`` squares lying entirely on background (label 0):
+    the few background marks an annotator scribbles in seconds, for benchmarks and simulations."""
+    h, w = labels.shape
+    marks = np.zeros((h, w), dtype=bool)
+    if n <= 0 or side > min(h, w):
+        return marks
+    rng = np.random.default_rng(seed)
+    placed = 0
+    for _ in range(500):
+        if placed == n:
+            break
+        y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+        window = (slice(y, y + side), slice(x, x + side))
+        if (labels[window] == 0).all() and not marks[window].any():
+            marks[window] = True
+            placed += 1
+    return marks
