@@ -93,6 +93,48 @@ def fmt_reach(value: float | None, curve: list[RoundResult], x: str = "n_objects
     return f">{getattr(curve[-1], x)}" if value is None else f"{value:.0f}"
 
 
+def map_at(curve: list[RoundResult], n: float) -> float | None:
+    """mAP interpolated at ``n`` labelled objects (None outside the curve)."""
+    xs = [float(r.n_objects) for r in curve]
+    if not xs[0] <= n <= xs[-1]:
+        return None
+    return float(np.interp(n, xs, [r.mAP for r in curve]))
+
+
+def equal_effort_table(curves: dict[str, list[RoundResult]], step: int = 50) -> str:
+    """mAP of each strategy at the same numbers of labelled objects, and the mean gain over random
+    there: what the labels bought when no curve has levelled off (the training budget still limits
+    every curve, so "objects to reach 90%" may be undefined)."""
+    first = max(c[0].n_objects for c in curves.values())
+    last = min(c[-1].n_objects for c in curves.values())
+    points = list(range((first // step + 1) * step, last + 1, step))
+    names = list(curves)
+    lines = [
+        "| labelled objects | " + " | ".join(names) + " |",
+        "|---:|" + "---:|" * len(names),
+    ]
+    for n in points:
+        cells = [map_at(curves[name], n) for name in names]
+        lines.append(f"| {n} | " + " | ".join("" if v is None else f"{v:.3f}" for v in cells) + " |")
+    if "random" in curves and points:
+        base = [map_at(curves["random"], n) for n in points]
+        gains = []
+        for name in names:
+            ours = [map_at(curves[name], n) for n in points]
+            ratio = np.mean([a / b for a, b in zip(ours, base, strict=True) if a is not None and b])
+            gains.append(f"{ratio:.2f}")
+        lines.append("| mean mAP / random at these counts | " + " | ".join(gains) + " |")
+        # The same rounds = the same annotator actions and the same training iterations for all.
+        per_round = []
+        for name in names:
+            pairs = zip(curves[name][1:], curves["random"][1:], strict=False)
+            per_round.append(f"{np.mean([a.mAP / b.mAP for a, b in pairs if b.mAP]):.2f}")
+        lines.append(
+            "| mean mAP / random at equal rounds (actions, iterations) | " + " | ".join(per_round) + " |"
+        )
+    return "\n".join(lines)
+
+
 def dense_reference(
     images: dict,
     gt: dict,
@@ -118,8 +160,10 @@ def dense_reference(
     return scores
 
 
-def time_ranking(seed: int, train_iterations: int, repeats: int) -> dict:
-    """Wall time of image_uncertainty (all perturbations) on a 512x512 image, default UNetConfig()."""
+def time_ranking(seed: int, train_iterations: int, repeats: int, threads: int = 2) -> dict:
+    """Wall time of image_uncertainty (all perturbations) on a 512x512 image, default UNetConfig(),
+    with ``threads`` torch threads (run after the strategies, when both cores are free)."""
+    torch.set_num_threads(threads)
     images, gt = make_set(2, 256, seed + 7, "mixed")
     samples = [(images[k], np.where(gt[k] > 0, gt[k], -1).astype(np.int32)) for k in images]
     cfg = TrainConfig(
@@ -217,8 +261,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-tta", type=int, default=DEFAULT_N_TTA, help="flips/rotations in image_uncertainty")
     p.add_argument("--strategies", default="instability-mass,instability,random,confidence")
     p.add_argument("--no-dense", action="store_true")
+    p.add_argument("--report", type=Path, default=None, help="re-print the tables of a saved JSON run")
     p.add_argument("--no-timing", action="store_true")
-    p.add_argument("--timing-iters", type=int, default=100, help="training steps before timing")
+    p.add_argument("--timing-iters", type=int, default=300, help="training steps before timing")
+    p.add_argument("--timing-threads", type=int, default=2, help="torch threads for the timing")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--jobs", type=int, default=2, help="worker processes (strategies run side by side)")
     p.add_argument(
@@ -304,43 +350,18 @@ def ratio_text(ours: float | None, base: float | None, ours_max: int, base_max: 
     return f"n/a (neither reached it; {name} <= {ours_max}, random <= {base_max} objects)"
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    t_start = time.perf_counter()
-    train_gt = _setup(args)[1]
-    n_total = sum(len(np.unique(g[g > 0])) for g in train_gt.values())
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    print(
-        f"# active vs random: {args.train_n} train / {args.test_n} test images {args.size}x{args.size} "
-        f"({n_total} train objects), {args.rounds} rounds x {args.k} suggestions; round 0: "
-        f"{args.init_objects} random object(s) + {args.init_background} background squares of "
-        f"{args.mark_side} px per image; {args.init_iters} + {args.iters}/round iterations (warm start); "
-        f"U-Net depth {args.depth} base {args.base}, batch {args.batch}, patch {args.patch}, lr {args.lr}, "
-        f"w_foreground {args.w_foreground}; min_size {args.min_size}; n_tta {args.n_tta}; "
-        f"{args.jobs} worker(s) x {args.threads} thread(s); seed {args.seed}",
-        flush=True,
-    )
-    shared = tempfile.TemporaryDirectory(prefix="spoco-al-")
-    round0 = Path(shared.name) / "round0.pt"  # round 0 is identical for every strategy: train it once
-    run_task("random", argparse.Namespace(**{**vars(args), "rounds": 0}), round0)
-    kinds = strategies + ([] if args.no_dense else ["dense", "dense-protocol"])
-    order = sorted(kinds, key=lambda k: ("instability" not in k, k != "dense"))  # longest first
-    done: dict[str, object] = {}
-    if args.jobs <= 1:
-        for kind in order:
-            done.update([run_task(kind, args, round0)])
-    else:
-        ctx = mp.get_context("spawn")  # no fork after torch has started its thread pools
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(run_task, kind, args, round0) for kind in order]
-            done.update(f.result() for f in futures)
-    shared.cleanup()
-    curves: dict[str, list[RoundResult]] = {k: done[k] for k in strategies}  # type: ignore[misc]
-    dense = done.get("dense")
-    protocol: list[RoundResult] | None = done.get("dense-protocol")  # type: ignore[assignment]
-
+def summarise(
+    args: argparse.Namespace,
+    curves: dict[str, list[RoundResult]],
+    dense: dict | None,
+    protocol: list[RoundResult] | None,
+    n_total: int,
+) -> dict:
+    """Print the tables and the headline; return the numbers for the JSON file."""
     print("\n## Learning curves (test set; objects = labelled objects, bg = background marks)\n")
     print(table(curves))
+    print("\n## mAP at equal labelled objects (interpolated)\n")
+    print(equal_effort_table(curves))
     print()
     print("| strategy | actions | objects | bg marks | empty | final mAP | final SBD |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -401,12 +422,64 @@ def main(argv: list[str] | None = None) -> int:
         plot(curves, refs, args.out / "active_vs_random.png")
         print(f"\nplot: {args.out / 'active_vs_random.png'}")
     summary["curves"] = {n: [r.as_dict() for r in c] for n, c in curves.items()}
+    return summary
+
+
+def report(path: Path) -> int:
+    """Re-print the tables of a saved run (``--report benchmarks/out/active_vs_random.json``)."""
+    saved = json.loads(Path(path).read_text())
+    args = argparse.Namespace(**{**vars(parse_args([])), "out": Path(path).parent})
+    curves = {n: [RoundResult(**r) for r in c] for n, c in saved["curves"].items()}
+    protocol = [RoundResult(**r) for r in saved["dense_protocol"]] if "dense_protocol" in saved else None
+    summarise(args, curves, saved.get("dense"), protocol, int(saved["train_objects"]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.report:
+        return report(args.report)
+    t_start = time.perf_counter()
+    train_gt = _setup(args)[1]
+    n_total = sum(len(np.unique(g[g > 0])) for g in train_gt.values())
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    print(
+        f"# active vs random: {args.train_n} train / {args.test_n} test images {args.size}x{args.size} "
+        f"({n_total} train objects), {args.rounds} rounds x {args.k} suggestions; round 0: "
+        f"{args.init_objects} random object(s) + {args.init_background} background squares of "
+        f"{args.mark_side} px per image; {args.init_iters} + {args.iters}/round iterations (warm start); "
+        f"U-Net depth {args.depth} base {args.base}, batch {args.batch}, patch {args.patch}, lr {args.lr}, "
+        f"w_foreground {args.w_foreground}; min_size {args.min_size}; n_tta {args.n_tta}; "
+        f"{args.jobs} worker(s) x {args.threads} thread(s); seed {args.seed}",
+        flush=True,
+    )
+    shared = tempfile.TemporaryDirectory(prefix="spoco-al-")
+    round0 = Path(shared.name) / "round0.pt"  # round 0 is identical for every strategy: train it once
+    run_task("random", argparse.Namespace(**{**vars(args), "rounds": 0}), round0)
+    kinds = strategies + ([] if args.no_dense else ["dense", "dense-protocol"])
+    order = sorted(kinds, key=lambda k: ("instability" not in k, k != "dense"))  # longest first
+    done: dict[str, object] = {}
+    if args.jobs <= 1:
+        for kind in order:
+            done.update([run_task(kind, args, round0)])
+    else:
+        ctx = mp.get_context("spawn")  # no fork after torch has started its thread pools
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+            futures = [pool.submit(run_task, kind, args, round0) for kind in order]
+            done.update(f.result() for f in futures)
+    shared.cleanup()
+    curves: dict[str, list[RoundResult]] = {k: done[k] for k in strategies}  # type: ignore[misc]
+    dense = done.get("dense")
+    protocol: list[RoundResult] | None = done.get("dense-protocol")  # type: ignore[assignment]
+
+    summary = summarise(args, curves, dense, protocol, n_total)
 
     if not args.no_timing:
-        timing = time_ranking(args.seed, args.timing_iters, 1 if args.quick else 3)
+        timing = time_ranking(args.seed, args.timing_iters, 1 if args.quick else 3, args.timing_threads)
         print(
-            f"\nranking one 512x512 image (image_uncertainty, all perturbations = 2 bandwidths + 4 "
-            f"flips/rotations + teacher, default UNetConfig(), {args.threads} thread(s)): median "
+            f"\nranking one 512x512 image (image_uncertainty, all perturbations = 2 bandwidths + "
+            f"{DEFAULT_N_TTA} flips/rotations + teacher, default UNetConfig(), "
+            f"{args.timing_threads} thread(s)): median "
             f"{timing['median_s']:.2f} s over {len(timing['all_s'])} runs "
             f"({', '.join(f'{t:.2f}' for t in timing['all_s'])}); one student embedding "
             f"{timing['embed_s']:.2f} s; {timing['objects']} objects"
