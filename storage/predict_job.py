@@ -12,6 +12,7 @@ import numpy as np
 from storage import annotations, images, jobs, predictions
 from storage import versions as model_versions
 from storage.db import transaction
+from storage.embedding_cache import CachedEmbedder, embedding_rel
 from storage.job_context import JobContext, JobStopped, ProgressWriter
 
 log = logging.getLogger("storage.worker")
@@ -50,6 +51,7 @@ def run_prediction(ctx: JobContext) -> None:
     items: dict[int, ImageUncertainty] = {}
     labelled: dict[int, np.ndarray] = {}
     ious: list[float] = []
+    cache_hits = 0
     for n, info in enumerate(rows, start=1):
         if ctx.should_cancel():
             if ctx.stop.is_set():
@@ -58,7 +60,9 @@ def run_prediction(ctx: JobContext) -> None:
             return
         row = images.row(ctx.db, info.id)
         image = images.load_normalised(ctx.blobs, row["blob"], row["name"])
-        result = image_uncertainty(predictor, image, seed=seed, min_size=min_size)
+        embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
+        result = image_uncertainty(embedder, image, seed=seed, min_size=min_size)
+        cache_hits += embedder.hits
         labels = np.asarray(result.labels, dtype=np.int32)
         result.pixel_map = None  # ranking does not read it; saves memory across a large project
         items[info.id] = result
@@ -90,9 +94,10 @@ def run_prediction(ctx: JobContext) -> None:
             model_versions.merge_metrics(db, version.id, metrics)
         jobs.finish(db, ctx.job_id, "done", model_version_id=version.id)
     log.info(
-        "job %s: predicted %d images with version %s, %d suggestions",
+        "job %s: predicted %d images with version %s (%d cached embeddings), %d suggestions",
         ctx.job_id,
         len(rows),
         version.version,
+        cache_hits,
         len(ranked),
     )

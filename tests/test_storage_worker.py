@@ -135,12 +135,19 @@ def test_worker_trains_registers_and_predicts(project: World) -> None:
             labels = s.prediction(w.annotator, info.id)
             assert labels is not None and labels.shape == (64, 64) and labels.dtype == np.int32
         assert "label_iou" in s.current_model(w.lead, w.project.id).metrics
-        try:
-            import spoco_core.uncertainty  # noqa: F401
-        except ImportError:
-            return
         suggestions = s.suggestions(w.annotator, w.project.id, limit=5)
         assert suggestions and all(0.0 <= g.score <= 1.0 and g.mask.shape == (64, 64) for g in suggestions)
+
+        # Predicting again with the same version reads the cached embeddings: same labels.
+        infos = s.list_images(w.annotator, w.project.id)
+        first = {i.id: s.prediction(w.annotator, i.id) for i in infos}
+        assert all(s.blobs.exists(f"embeddings/version-{current.id}/image-{i.id}.npz") for i in infos)
+        again = s.enqueue_prediction(w.lead, w.project.id)
+        again = wait_for(lambda: job_in(w, again.id, "done", "failed"), 90, "re-prediction", log)
+        assert again.status == "done", again.error
+        assert f"({len(infos)} cached embeddings)" in log.read_text()
+        for i in infos:
+            assert np.array_equal(s.prediction(w.annotator, i.id), first[i.id])
     finally:
         os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not liveness.pid_alive(pid), 30, "the worker to exit", log)
