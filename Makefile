@@ -20,6 +20,7 @@ $(STAMP):
 	$(PIP) install --quiet "$(TORCH_PIN)"
 	$(PIP) install --quiet -r requirements.txt
 	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
