@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._timing import median_time
 from spoco_core.losses import LossConfig, object_means, pull_loss, push_loss, spoco_loss
 from spoco_core.model import EmbeddingUNet, UNetConfig, count_parameters, make_teacher
 
@@ -73,16 +74,6 @@ def vectorised_pull_push(emb: torch.Tensor, labels: torch.Tensor, cfg: LossConfi
         obj = object_means(e, lab)
         total = total + pull_loss(e, obj, cfg.delta_v) + push_loss(obj.means, cfg.delta_d)
     return total / emb.shape[0]
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up: allocator, thread pool, lazy init
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def median_backward_time(make_loss: Callable[[], torch.Tensor], repeats: int) -> float:

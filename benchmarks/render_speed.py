@@ -12,10 +12,7 @@ as a library baseline. Times are medians of ``--repeats`` runs after one warm-up
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,21 +21,12 @@ from skimage.segmentation import mark_boundaries
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._timing import median_time
 from pages._render import render_view
 from pages._viewport import make_viewport
 from spoco_core.synthetic import generate
 
 DISPLAY = 600
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv: list[str] | None = None) -> int:
