@@ -93,6 +93,29 @@ def test_segment_real_microscopy_of_any_size_and_depth(trained, tmp_path):
         assert labels.dtype == np.uint16 and labels.shape == shape, stem
 
 
+def test_train_on_a_real_image_with_a_few_labelled_objects(tmp_path):
+    """skimage's coins (8-bit, 303x384): three coins outlined (Otsu + components), the rest unknown."""
+    from skimage.filters import threshold_otsu
+    from skimage.measure import label
+
+    coins = np.asarray(Image.open(SKIMAGE_DATA / "coins.png").convert("L"))
+    objects = label(coins > threshold_otsu(coins))
+    ids, areas = np.unique(objects[objects > 0], return_counts=True)
+    sparse = np.where(np.isin(objects, ids[np.argsort(-areas)][:3]), objects, 0).astype(np.uint16)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.fromarray(coins).save(tmp_path / "images" / "coins.png")
+    tifffile.imwrite(tmp_path / "labels" / "coins.tif", sparse)
+    out = tmp_path / "coins.pt"
+    result = _cli(
+        "train", "--images", tmp_path / "images", "--labels", tmp_path / "labels", "--out", out,
+        "--iterations", "3", *TINY,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    ckpt = load_checkpoint(out, device="cpu")
+    assert ckpt.iteration == 3
+
+
 def test_warm_start_from_cli(trained, tmp_path):
     data, model = trained
     out = tmp_path / "again.pt"
