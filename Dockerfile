@@ -5,7 +5,7 @@
 FROM python:3.11-slim
 
 ARG TORCH_PIN=torch==2.13.0
-# Empty = PyPI's default wheel index; set to a CUDA wheel index for a GPU build.
+# PyTorch's CPU wheel index by default; a CUDA wheel index (cu124, ...) for a GPU build.
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
