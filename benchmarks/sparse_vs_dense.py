@@ -180,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see docstring)")
     parser.add_argument("--jobs", type=int, default=2, help="rows trained side by side (processes)")
     parser.add_argument("--rows", default=None, help="comma-separated row indices to run (default: all)")
+    parser.add_argument("--n-train", type=int, default=None, help="training images (default 24)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     setup = Setup()
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.iterations:
         setup = replace(setup, iterations=args.iterations)
+    if args.n_train:
+        setup = replace(setup, n_train=args.n_train)
     rows = ROWS if args.rows is None else [ROWS[int(i)] for i in args.rows.split(",")]
     t0 = time.perf_counter()
 
