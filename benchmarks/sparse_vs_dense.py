@@ -51,6 +51,7 @@ class Row:
     name: str
     fraction: float
     loss: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
 
 
 ROWS = (
@@ -102,7 +103,7 @@ def train_row(setup: Setup, row: Row, images: list[np.ndarray], labels: list[np.
         seed=setup.seed,
         device="cpu",
         log_every=max(1, setup.iterations // 10),
-        model=UNetConfig(base_channels=setup.base_channels, depth=setup.depth),
+        model=UNetConfig(base_channels=setup.base_channels, depth=setup.depth, **row.model),
         loss=replace(LossConfig(w_foreground=setup.w_foreground), **row.loss),
     )
     trainer = Trainer(config, list(zip(images, labels, strict=True)))

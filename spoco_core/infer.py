@@ -188,6 +188,11 @@ class Predictor:
         return self.student.config.in_channels
 
     @property
+    def coord_scale(self) -> float:
+        """Scale of the (y, x) coordinates in embedding channels 0 and 1 (0: none)."""
+        return float(self.student.config.coord_scale)
+
+    @property
     def delta_v(self) -> float:
         return float(self.config.loss.delta_v)
 
@@ -207,10 +212,12 @@ class Predictor:
         return nullcontext()
 
     @torch.no_grad()
-    def _forward(self, net: EmbeddingUNet, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _forward(
+        self, net: EmbeddingUNet, x: np.ndarray, origin: tuple[int, int] = (0, 0)
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None].to(self.device)
         with self._autocast():
-            emb, fg = net(t)
+            emb, fg = net(t, origin)
         emb_np = emb[0].float().cpu().numpy()
         fg_np = torch.sigmoid(fg[0, 0].float()).cpu().numpy() if fg is not None else None
         return emb_np, fg_np
@@ -273,7 +280,7 @@ class Predictor:
                 win = np.outer(
                     _ramp(y1 - y0, overlap, y0 > 0, y1 < h), _ramp(x1 - x0, overlap, x0 > 0, x1 < w)
                 )
-                emb, fg = self._forward(net, image[:, y0:y1, x0:x1])
+                emb, fg = self._forward(net, image[:, y0:y1, x0:x1], (y0, x0))
                 if emb_acc is None:
                     emb_acc = np.zeros((emb.shape[0], h, w), dtype=np.float64)
                     fg_acc = np.zeros((h, w), dtype=np.float64) if fg is not None else None

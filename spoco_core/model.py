@@ -20,6 +20,17 @@ class UNetConfig:
     depth: int = 4
     norm: str = "group"  # group | batch | instance | none
     foreground_head: bool = True
+    coord_scale: float = 0.2
+    """Channels 0 and 1 are the net's output plus the pixel's (y, x) times this, so an object's pixels
+    must agree on a common centre and touching objects differ by position (spatial embeddings, Neven
+    et al. 2019): what the few labelled objects teach then carries over to the unlabelled ones
+    (benchmarks/RESULTS.md: 10% labels 0.105 -> 0.248 mAP). 0 = plain SPOCO."""
+
+    def __post_init__(self) -> None:
+        if self.coord_scale and self.embedding_dim < 3:
+            raise ValueError("coord_scale needs embedding_dim >= 3 (two coordinate channels + free ones)")
+        if self.coord_scale < 0:
+            raise ValueError(f"coord_scale must be >= 0, got {self.coord_scale}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,7 +87,9 @@ class EmbeddingUNet(nn.Module):
     def multiple(self) -> int:
         return 2 ** (self.config.depth - 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, x: torch.Tensor, origin: tuple[int, int] = (0, 0)
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         h, w = x.shape[-2:]
         m = self.multiple
         ph, pw = (-h) % m, (-w) % m
@@ -92,8 +105,26 @@ class EmbeddingUNet(nn.Module):
             x = F.interpolate(x, size=skip.shape[-2:], mode="nearest")
             x = dec(torch.cat([skip, x], dim=1))
         emb = self.embed(x)[..., :h, :w]
+        if self.config.coord_scale:
+            emb = add_coordinates(emb, self.config.coord_scale, origin)
         fg = self.foreground(x)[..., :h, :w] if self.foreground is not None else None
         return emb, fg
+
+
+def coordinate_grid(
+    shape: tuple[int, int], scale: float, origin: tuple[int, int] = (0, 0), device: torch.device | None = None
+) -> torch.Tensor:
+    """(2, H, W) float32 (y, x) coordinates times ``scale``, counted from ``origin`` (a tile's corner)."""
+    ys = (torch.arange(shape[0], device=device, dtype=torch.float32) + origin[0]) * scale
+    xs = (torch.arange(shape[1], device=device, dtype=torch.float32) + origin[1]) * scale
+    return torch.stack(torch.meshgrid(ys, xs, indexing="ij"))
+
+
+def add_coordinates(emb: torch.Tensor, scale: float, origin: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Make channels 0 and 1 offsets from a pixel's own position (float32: coordinates of large images
+    lose whole units in half precision)."""
+    grid = coordinate_grid(tuple(emb.shape[-2:]), scale, origin, emb.device)
+    return torch.cat([emb[:, :2].float() + grid, emb[:, 2:].float()], dim=1)
 
 
 def make_teacher(student: nn.Module) -> nn.Module:

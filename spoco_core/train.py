@@ -72,7 +72,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
-        model = _from_fields(UNetConfig, data.pop("model", None))
+        model_dict = dict(data.pop("model", None) or {})
+        # checkpoints from before coordinate channels existed were trained without them
+        model_dict.setdefault("coord_scale", 0.0)
+        model = _from_fields(UNetConfig, model_dict)
         loss = _from_fields(LossConfig, data.pop("loss", None))
         base = _from_fields(cls, data)
         base.model, base.loss = model, loss

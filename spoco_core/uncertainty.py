@@ -121,7 +121,28 @@ def _embed_view(
     fwd, inv = view
     out = predictor.embed(np.ascontiguousarray(fwd(image)), which=which)
     fg = None if out.fg_prob is None else np.ascontiguousarray(inv(out.fg_prob))
-    return np.ascontiguousarray(inv(np.asarray(out.emb, np.float32))), fg
+    emb_view = np.asarray(out.emb, np.float32)
+    emb = np.array(inv(emb_view), dtype=np.float32)
+    scale = float(getattr(predictor, "coord_scale", 0.0) or 0.0)
+    if scale:
+        _coordinates_to_original(emb, inv, emb_view.shape[1:], scale)
+    return emb, fg
+
+
+def _coordinates_to_original(
+    emb: np.ndarray, inv: Transform, view_shape: tuple[int, ...], scale: float
+) -> None:
+    """Coordinate channels of a view hold positions in the view's frame (UNetConfig.coord_scale);
+    map them through the inverse of the flip/rotation in place, so views can be compared pixel by pixel."""
+    grid = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in view_shape), indexing="ij"))
+    seen = inv(grid)  # at each original pixel: its coordinates in the view
+    h, w = seen.shape[1:]
+    corners = [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)]
+    src = np.array([[*seen[:, y, x], 1.0] for y, x in corners])
+    affine, *_ = np.linalg.lstsq(src, np.array(corners, dtype=np.float64), rcond=None)  # (3, 2)
+    points = emb[:2].reshape(2, -1).T.astype(np.float64) / scale
+    back = points @ affine[:2] + affine[2]
+    emb[:2] = (back.T * scale).reshape(2, h, w).astype(np.float32)
 
 
 # --- instability --------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 A prediction job for a version that already ran (new uploads, a lead's "recompute suggestions")
 re-embeds every image; with the cache it skips the network for each known image's plain view
 (the perturbed views of the ranking are still computed: they are what instability measures).
-float16 keeps a 512x512 image with 16 embedding channels at ~8 MB.
+float16 keeps a 512x512 image with 16 embedding channels at ~8 MB. Coordinate channels (see
+``UNetConfig.coord_scale``) are stored without the coordinates: 800 units (8192 px x 0.1) would keep
+only half a unit of precision in float16, offsets from the pixel keep a thousandth.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from spoco_core.model import coordinate_grid
 from storage.blobs import BlobStore
 
 
@@ -44,9 +47,9 @@ class CachedEmbedder:
                 if saved["emb"].shape[1:] == image.shape[1:]:
                     self.hits += 1
                     fg = saved["fg_prob"].astype(np.float32) if "fg_prob" in saved else None
-                    return Embedding(saved["emb"].astype(np.float32), fg)
+                    return Embedding(self._coordinates(saved["emb"], +1.0), fg)
         out = self._predictor.embed(image, which="student")
-        arrays = {"emb": np.asarray(out.emb, np.float16)}
+        arrays = {"emb": self._coordinates(out.emb, -1.0).astype(np.float16)}
         if out.fg_prob is not None:
             arrays["fg_prob"] = np.asarray(out.fg_prob, np.float16)
         buffer = io.BytesIO()
@@ -54,4 +57,12 @@ class CachedEmbedder:
         self._blobs.write_bytes(self._rel, buffer.getvalue())
         # Use what the cache will return, so a re-run with the same version gives the same labels.
         fg = arrays["fg_prob"].astype(np.float32) if "fg_prob" in arrays else None
-        return Embedding(arrays["emb"].astype(np.float32), fg)
+        return Embedding(self._coordinates(arrays["emb"], +1.0), fg)
+
+    def _coordinates(self, emb: np.ndarray, sign: float) -> np.ndarray:
+        """float32 embeddings with the coordinate grid added (+1) or removed (-1)."""
+        out = emb.astype(np.float32)
+        scale = float(getattr(self._predictor, "coord_scale", 0.0))
+        if scale:
+            out[:2] += sign * coordinate_grid(tuple(out.shape[1:]), scale).numpy()
+        return out

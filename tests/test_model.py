@@ -64,3 +64,31 @@ def test_ema_update_moves_teacher_by_one_minus_momentum():
         torch.testing.assert_close(pt, 0.9 * p0 + 0.1 * ps)
     for bt, bs in zip(teacher.buffers(), student.buffers(), strict=True):
         torch.testing.assert_close(bt, bs)
+
+
+def test_coordinate_channels_are_offsets_from_the_pixel_position():
+    model = _tiny(coord_scale=0.25)
+    with torch.no_grad():  # a head that outputs 0 everywhere leaves only the coordinates
+        model.embed.weight.zero_()
+        model.embed.bias.zero_()
+    emb, _ = model(torch.randn(1, 1, 12, 20))
+    ys, xs = torch.meshgrid(torch.arange(12.0), torch.arange(20.0), indexing="ij")
+    torch.testing.assert_close(emb[0, 0], 0.25 * ys)
+    torch.testing.assert_close(emb[0, 1], 0.25 * xs)
+    assert torch.count_nonzero(emb[0, 2:]) == 0
+    shifted, _ = model(torch.randn(1, 1, 12, 20), origin=(100, 8))  # a tile of a larger image
+    torch.testing.assert_close(shifted[0, 0], 0.25 * (ys + 100))
+    torch.testing.assert_close(shifted[0, 1], 0.25 * (xs + 8))
+
+
+def test_coordinates_can_be_switched_off_and_are_validated():
+    model = _tiny(coord_scale=0.0)
+    with torch.no_grad():
+        model.embed.weight.zero_()
+        model.embed.bias.zero_()
+    emb, _ = model(torch.randn(1, 1, 8, 8), origin=(50, 50))
+    assert torch.count_nonzero(emb) == 0
+    with pytest.raises(ValueError, match="embedding_dim"):
+        UNetConfig(embedding_dim=2, coord_scale=0.1)
+    with pytest.raises(ValueError, match="coord_scale"):
+        UNetConfig(coord_scale=-1.0)

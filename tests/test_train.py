@@ -88,6 +88,13 @@ def test_config_round_trips_through_dict():
     assert back == cfg
 
 
+def test_configs_from_before_coordinates_load_without_them():
+    old = tiny_config().to_dict()
+    del old["model"]["coord_scale"]  # what checkpoints written before coord_scale existed hold
+    assert TrainConfig.from_dict(old).model.coord_scale == 0.0
+    assert TrainConfig.from_dict(tiny_config().to_dict()).model.coord_scale == UNetConfig().coord_scale
+
+
 def test_loss_falls(trained):
     _, result, _, _, _ = trained
     assert result.iterations_done == 40 and not result.cancelled
