@@ -52,7 +52,6 @@ class Row:
     fraction: float
     loss: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
-    train: dict = field(default_factory=dict)
 
 
 ROWS = (
@@ -106,7 +105,6 @@ def train_row(setup: Setup, row: Row, images: list[np.ndarray], labels: list[np.
         log_every=max(1, setup.iterations // 10),
         model=UNetConfig(base_channels=setup.base_channels, depth=setup.depth, **row.model),
         loss=replace(LossConfig(w_foreground=setup.w_foreground), **row.loss),
-        **row.train,
     )
     trainer = Trainer(config, list(zip(images, labels, strict=True)))
     start = time.perf_counter()

@@ -63,12 +63,6 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     log_every: int = 10
-    pseudo_every: int = 0
-    """Refresh pseudo-labels (spoco_core.pseudo) every this many iterations; 0 = off."""
-    pseudo_start: float = 0.5
-    """First refresh after this fraction of a run from scratch (at once when warm-started)."""
-    pseudo_max_images: int = 64
-    """Images pseudo-labelled per refresh (a random subset), so refreshes stay cheap on big projects."""
     model: UNetConfig = field(default_factory=UNetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -103,8 +97,6 @@ class TrainResult:
     iterations_done: int
     cancelled: bool
     history: list[dict] = field(default_factory=list)
-    pseudo_objects: int = 0
-    """Objects the last pseudo-label refresh added to the training labels."""
 
 
 @dataclass
@@ -278,9 +270,6 @@ class Trainer:
             prev_fg_trained = bool(ckpt_data.get("foreground_trained", True))
 
         self.samples = self._prepare_samples(samples, config.model.in_channels)
-        self.human_samples = list(self.samples)  # pseudo-labels are always rebuilt from these
-        self.pseudo_objects = 0
-        self.warm_started = ckpt_data is not None
         self.foreground_trained = prev_fg_trained or any(np.any(lab < 0) for _, lab in self.samples)
 
         self.student = EmbeddingUNet(config.model).to(self.device)
@@ -424,15 +413,11 @@ class Trainer:
         done = 0
         t_last = time.perf_counter()
         n_last = 0
-        first_pseudo = 1 if self.warm_started else int(self.config.pseudo_start * total) + 1
         try:
             for i in range(1, total + 1):
                 if self._cancel_requested():
                     cancelled = True
                     break
-                every = self.config.pseudo_every
-                if every > 0 and i >= first_pseudo and (i - first_pseudo) % every == 0:
-                    self.refresh_pseudo_labels()
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
                 terms = self.step()
                 done = i
@@ -449,38 +434,7 @@ class Trainer:
         finally:
             self.student.eval()
             self.close()  # torchrun: leave the group; rank 0 can still save afterwards
-        return TrainResult(
-            iterations_done=done, cancelled=cancelled, history=history, pseudo_objects=self.pseudo_objects
-        )
-
-    @torch.no_grad()
-    def refresh_pseudo_labels(self) -> int:
-        """Rebuild the labels of up to ``pseudo_max_images`` samples: human labels plus the objects
-        the current student segments and the teacher agrees with. Returns the objects added."""
-        from spoco_core import pseudo
-        from spoco_core.infer import Predictor  # infer imports this module
-
-        predictor = Predictor(
-            self.student, self.teacher, self.device, self.config, foreground_trained=self.foreground_trained
-        )
-
-        def embed(image: np.ndarray) -> tuple[pseudo.Embeddings, pseudo.Embeddings]:
-            student, teacher = predictor.embed(image, "student"), predictor.embed(image, "teacher")
-            return (student.emb, student.fg_prob), (teacher.emb, teacher.fg_prob)
-
-        n = len(self.human_samples)
-        chosen = sorted(self.rng.choice(n, size=min(n, self.config.pseudo_max_images), replace=False))
-        new = pseudo.refresh(self.human_samples, embed, self.config.loss.delta_v, chosen, self.config.seed)
-        self.samples = [
-            (image, new[i]) if i in new else current
-            for i, ((image, _), current) in enumerate(zip(self.human_samples, self.samples, strict=True))
-        ]
-        self.pseudo_objects = sum(
-            pseudo.count_pseudo(human, labels)
-            for (_, human), (_, labels) in zip(self.human_samples, self.samples, strict=True)
-        )
-        self.student.train()
-        return self.pseudo_objects
+        return TrainResult(iterations_done=done, cancelled=cancelled, history=history)
 
     def _report(self, i: int, total: int, window: list[dict[str, float]], rate: float) -> None:
         if self.progress is None or not self.dist.is_main or not window:
