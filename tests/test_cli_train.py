@@ -127,6 +127,18 @@ def test_warm_start_from_cli(trained, tmp_path):
     assert load_checkpoint(out, "cpu").iteration == 7
 
 
+def test_coordinate_channels_are_a_cli_setting(trained, tmp_path):
+    data, model = trained
+    assert load_checkpoint(model, "cpu").config.model.coord_scale == pytest.approx(0.2)  # the default
+    out = tmp_path / "plain.pt"
+    result = _cli(
+        "train", "--images", data / "images", "--labels", data / "labels", "--out", out,
+        "--iterations", "2", "--coord-scale", "0", *TINY,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert load_checkpoint(out, "cpu").config.model.coord_scale == 0.0
+
+
 @pytest.mark.parametrize("command", ["train", "segment"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exc:
