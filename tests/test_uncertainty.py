@@ -10,8 +10,8 @@ import torch
 from scipy import ndimage
 from skimage.draw import disk
 
-from spoco_core.model import EmbeddingUNet, UNetConfig, make_teacher
 from spoco_core.infer import Predictor
+from spoco_core.model import EmbeddingUNet, UNetConfig, make_teacher
 from spoco_core.uncertainty import (
     TTA,
     ImageUncertainty,
