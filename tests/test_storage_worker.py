@@ -136,7 +136,7 @@ def test_worker_trains_registers_and_predicts(project: World) -> None:
             assert labels is not None and labels.shape == (64, 64) and labels.dtype == np.int32
         assert "label_iou" in s.current_model(w.lead, w.project.id).metrics
         suggestions = s.suggestions(w.annotator, w.project.id, limit=5)
-        assert suggestions and all(0.0 <= g.score <= 1.0 and g.mask.shape == (64, 64) for g in suggestions)
+        assert suggestions and all(g.score >= 0.0 and g.mask.shape == (64, 64) for g in suggestions)
 
         # Predicting again with the same version reads the cached embeddings: same labels.
         infos = s.list_images(w.annotator, w.project.id)
