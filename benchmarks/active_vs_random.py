@@ -8,9 +8,11 @@ annotator (``spoco_core.simulate.SimulatedAnnotator``) answer from the ground tr
 ``--iters`` steps warm-started from the previous checkpoint (as the Studio's training jobs do),
 evaluate on a held-out test set (different synthetic seed). Strategies:
 
-- ``instability``: cluster instability (``image_uncertainty`` + ``rank_suggestions``), ours;
-- ``instability-mass``: the same perturbation runs, objects ranked by unstable pixels instead of
-  1 - mean IoU (``simulate.unstable_mass``; plain instability favours tiny fragments);
+- ``instability-mass``: cluster instability (``image_uncertainty``), objects ranked by unstable
+  pixels (``unstable_mass``) through ``rank_suggestions``: what the Studio's worker and the
+  ``suggest`` CLI ship (the headline);
+- ``instability``: the same perturbation runs ranked by 1 - mean best-match IoU (it favours tiny
+  fragments);
 - ``random``: uniformly random unlabelled ground-truth objects (the SPOCO paper's sampling, the
   strongest honest baseline: every pick is a real object);
 - ``confidence``: 1 - mean foreground probability per predicted object (cheap baseline).
@@ -69,7 +71,7 @@ from spoco_core.uncertainty import DEFAULT_N_TTA, image_uncertainty
 
 OUT = Path(__file__).resolve().parent / "out"
 TARGET_FRACTION = 0.9
-HEADLINE = "instability"  # ours (instability-mass: the variant ranked by unstable pixels)
+HEADLINE = "instability-mass"  # what the app ships (storage/predict_job.py)
 
 
 def make_set(n: int, size: int, seed: int, kind: str) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
