@@ -36,8 +36,6 @@ class LossConfig:
     w_unlabelled: float = 1.0
     w_consistency: float = 1.0
     w_foreground: float = 1.0
-    unlabelled_active_only: bool = False
-    """Average the unlabelled push over the unknown pixels inside the margin, not all of them."""
     consistency_anchors: int = 20
     consistency_min_fraction: float = 0.05
 
@@ -207,7 +205,7 @@ def instance_loss(
 
 
 def unlabelled_push_loss(
-    emb: Tensor, objects: ObjectMeans, delta_d: float = 2.0, move_means: bool = False, active_only: bool = False
+    emb: Tensor, objects: ObjectMeans, delta_d: float = 2.0, move_means: bool = False
 ) -> Tensor:
     """PU term: 1/C sum_k 1/|U| sum_{i in U} [delta_d - ||mu_k - e_i||]_+^2 over pixels with label <= 0.
 
@@ -222,10 +220,7 @@ def unlabelled_push_loss(
         return _zero(e)
     means = objects.means if move_means else objects.means.detach()
     dist = torch.cdist(means, e[:, unl].T)  # (C, |U|); cdist's gradient is 0 (not NaN) at distance 0
-    hinge = F.relu(delta_d - dist).square()
-    if active_only:
-        return hinge.sum() / (hinge > 0).sum().clamp(min=1)
-    return hinge.mean()
+    return F.relu(delta_d - dist).square().mean()
 
 
 @torch.no_grad()
@@ -314,9 +309,7 @@ def _image_terms(
     if on["instance"]:
         out["instance"] = instance_loss(emb_f, objects, cfg.delta_v, cfg.kernel_threshold, generator)
     if on["unlabelled"]:
-        out["unlabelled"] = unlabelled_push_loss(
-            emb_f, objects, cfg.delta_d, active_only=cfg.unlabelled_active_only
-        )
+        out["unlabelled"] = unlabelled_push_loss(emb_f, objects, cfg.delta_d)
     if on["consistency"] and emb_g is not None:
         out["consistency"] = consistency_loss(emb_f, emb_g, labels <= 0, cfg, generator)
     if on["foreground"] and fg_logits is not None:
