@@ -4,8 +4,8 @@ A prediction job for a version that already ran (new uploads, a lead's "recomput
 re-embeds every image; with the cache it skips the network for each known image's plain view
 (the perturbed views of the ranking are still computed: they are what instability measures).
 float16 keeps a 512x512 image with 16 embedding channels at ~8 MB. Coordinate channels (see
-``UNetConfig.coord_scale``) are stored without the coordinates: 800 units (8192 px x 0.1) would keep
-only half a unit of precision in float16, offsets from the pixel keep a thousandth.
+``UNetConfig.coord_scale``) are stored without the coordinates: 1600 units (8192 px x 0.2) would keep
+only a whole unit of precision in float16, offsets from the pixel keep a thousandth.
 """
 
 from __future__ import annotations
