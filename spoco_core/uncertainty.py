@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 
 from spoco_core.cluster import Method, segment
+from spoco_core.model import coordinate_grid
 
 PIECE_FRACTION = 0.2  # a run object holding this fraction of a reference object counts as a piece of it
 SPLIT_MERGE_WEIGHT = 0.1  # per run, added to 1 - mean IoU when an object splits or merges
@@ -134,8 +135,7 @@ def _coordinates_to_original(
 ) -> None:
     """Coordinate channels of a view hold positions in the view's frame (UNetConfig.coord_scale);
     map them through the inverse of the flip/rotation in place, so views can be compared pixel by pixel."""
-    grid = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in view_shape), indexing="ij"))
-    seen = inv(grid)  # at each original pixel: its coordinates in the view
+    seen = inv(coordinate_grid((view_shape[0], view_shape[1]), 1.0).numpy())  # view coords per pixel
     h, w = seen.shape[1:]
     corners = [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)]
     src = np.array([[*seen[:, y, x], 1.0] for y, x in corners])

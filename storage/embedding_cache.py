@@ -11,6 +11,7 @@ only a whole unit of precision in float16, offsets from the pixel keep a thousan
 from __future__ import annotations
 
 import io
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -59,10 +60,15 @@ class CachedEmbedder:
         fg = arrays["fg_prob"].astype(np.float32) if "fg_prob" in arrays else None
         return Embedding(self._coordinates(arrays["emb"], +1.0), fg)
 
+    @cached_property
+    def _grid(self) -> np.ndarray | None:
+        """This image's coordinate channels, built once (a miss removes them, then adds them back)."""
+        scale = float(getattr(self._predictor, "coord_scale", 0.0))
+        return coordinate_grid(tuple(self._image.shape[-2:]), scale).numpy() if scale else None
+
     def _coordinates(self, emb: np.ndarray, sign: float) -> np.ndarray:
         """float32 embeddings with the coordinate grid added (+1) or removed (-1)."""
         out = emb.astype(np.float32)
-        scale = float(getattr(self._predictor, "coord_scale", 0.0))
-        if scale:
-            out[:2] += sign * coordinate_grid(tuple(out.shape[1:]), scale).numpy()
+        if self._grid is not None:
+            out[:2] += sign * self._grid
         return out
