@@ -260,6 +260,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--w-foreground", type=float, default=5.0)
     p.add_argument("--min-size", type=int, default=15, help="smallest object (px), eval and suggestions")
     p.add_argument("--random-share", type=float, default=0.0, help="exploration share of instability")
+    p.add_argument(
+        "--no-split-merges",
+        action="store_true",
+        help="the annotator corrects a merged suggestion to one object instead of outlining each",
+    )
     p.add_argument("--n-tta", type=int, default=DEFAULT_N_TTA, help="flips/rotations in image_uncertainty")
     p.add_argument("--strategies", default="instability-mass,instability,random,confidence")
     p.add_argument("--no-dense", action="store_true")
@@ -334,6 +339,7 @@ def run_task(kind: str, args: argparse.Namespace, round0: Path) -> tuple[str, ob
         initial_background_per_image=args.init_background,
         background_side=args.mark_side,
         random_share=args.random_share,
+        split_merges=not args.no_split_merges,
         uncertainty_kwargs={"n_tta": args.n_tta, "min_size": args.min_size},
         segment_kwargs={"min_size": args.min_size},
         log=lambda line: print(line, flush=True),
@@ -452,7 +458,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.mark_side} px per image; {args.init_iters} + {args.iters}/round iterations (warm start); "
         f"U-Net depth {args.depth} base {args.base}, batch {args.batch}, patch {args.patch}, lr {args.lr}, "
         f"w_foreground {args.w_foreground}; min_size {args.min_size}; n_tta {args.n_tta}; "
-        f"{args.jobs} worker(s) x {args.threads} thread(s); seed {args.seed}",
+        f"{args.jobs} worker(s) x {args.threads} thread(s); seed {args.seed}; a merged suggestion is "
+        + ("corrected to its largest object" if args.no_split_merges else "split into each object it covers"),
         flush=True,
     )
     shared = tempfile.TemporaryDirectory(prefix="spoco-al-")

@@ -14,8 +14,12 @@ The simulated annotator behaves like a careful person in the Studio:
 * a suggestion that is (mostly) one real object not labelled yet -> they outline that complete
   object ("accepted" or "corrected" in the Studio);
 * a suggestion on background -> they mark its background pixels as background;
-* a suggestion that merges unlabelled objects and barely touches background -> they correct it
-  to the largest of those objects (``correct_merges``; off gives the stricter rule below);
+* a suggestion that merges unlabelled objects (covers most of two or more of them) -> they split
+  it and outline each of those objects (``split_merges``), since that is what correcting a merged
+  outline in the Studio means; with ``split_merges`` off, they keep the best-matching one;
+* a suggestion that overlaps unlabelled objects without matching any and barely touches
+  background -> they correct it to the largest of those objects (``correct_merges``; off gives
+  the stricter rule below);
 * anything else (the suggestion lies on objects labelled already) -> nothing to add.
 
 Labelled objects keep their ground-truth id in the sparse label images, so "object k" in a sparse
@@ -65,6 +69,7 @@ STRATEGIES: tuple[str, ...] = ("instability", "instability-mass", "confidence", 
 
 MATCH_IOU = 0.5  # a suggestion with this IoU to an unlabelled GT object is that object
 MATCH_FRACTION = 0.5  # ...or one whose pixels lie this much on a single unlabelled GT object
+MERGE_COVER = 0.5  # a suggestion covering this much of each of several unlabelled objects merges them
 
 
 # --------------------------------------------------------------------------- annotator
@@ -84,12 +89,14 @@ class SimulatedAnnotator:
         match_iou: float = MATCH_IOU,
         match_fraction: float = MATCH_FRACTION,
         correct_merges: bool = True,
+        split_merges: bool = True,
     ) -> None:
         self.gt = {k: np.asarray(v).astype(np.int32) for k, v in gt_labels.items()}
         self.sparse = {k: np.zeros(v.shape, np.int32) for k, v in self.gt.items()}
         self.match_iou = match_iou
         self.match_fraction = match_fraction
         self.correct_merges = correct_merges
+        self.split_merges = split_merges
         self._areas = {k: np.bincount(np.maximum(v, 0).ravel()) for k, v in self.gt.items()}
         self.n_objects = 0
         self.n_background_marks = 0
@@ -136,8 +143,10 @@ class SimulatedAnnotator:
     def label(self, key: Key, predicted_mask: np.ndarray) -> tuple[str, np.ndarray] | None:
         """Answer one suggestion: ``("object", gt_mask)``, ``("background", bg_mask)`` or None.
 
-        The object is the unlabelled GT object with the best IoU among those with IoU >=
-        ``match_iou`` or holding >= ``match_fraction`` of the predicted pixels. Failing that, with
+        With ``split_merges``, a suggestion covering >= ``MERGE_COVER`` of each of two or more
+        unlabelled GT objects is a merge: every one of them is outlined and ``gt_mask`` is their
+        union. Otherwise the object is the unlabelled GT object with the best IoU among those with
+        IoU >= ``match_iou`` or holding >= ``match_fraction`` of the predicted pixels. Failing that, with
         ``correct_merges`` and more predicted pixels on unlabelled objects than on unmarked
         background, the largest such object (the annotator corrects a merge). Otherwise the
         predicted pixels on GT background become a background mark; None when that adds nothing
@@ -152,6 +161,10 @@ class SimulatedAnnotator:
         done = self.labelled_ids(key)
         ids, counts = np.unique(gt[pred], return_counts=True)
         cand = [(int(i), int(c)) for i, c in zip(ids, counts, strict=True) if i > 0 and int(i) not in done]
+        if self.split_merges:
+            merged = [i for i, c in cand if c >= MERGE_COVER * int(self._areas[key][i])]
+            if len(merged) >= 2:
+                return "object", np.logical_or.reduce([self.add_object(key, i) for i in merged])
         best, best_iou = None, -1.0
         for gt_id, c in cand:
             iou = c / (area + int(self._areas[key][gt_id]) - c)
@@ -347,6 +360,7 @@ def run_active_learning(
     background_side: int = 12,
     random_share: float = 0.0,
     correct_merges: bool = True,
+    split_merges: bool = True,
     uncertainty_kwargs: Mapping[str, Any] | None = None,
     segment_kwargs: Mapping[str, Any] | None = None,
     work_dir: Path | str | None = None,
@@ -376,7 +390,7 @@ def run_active_learning(
         raise ValueError("images and ground truth must have the same keys")
     config = train_config or TrainConfig()
     seg_kw = dict(segment_kwargs or {})
-    annotator = SimulatedAnnotator(train_gt, correct_merges=correct_merges)
+    annotator = SimulatedAnnotator(train_gt, correct_merges=correct_merges, split_merges=split_merges)
     annotator.seed_objects(initial_objects_per_image, seed=seed)
     annotator.seed_background(initial_background_per_image, side=background_side, seed=seed)
 

@@ -73,16 +73,29 @@ def test_false_object_gives_a_background_mark_of_background_pixels_only():
     assert ann.n_empty == 1 and ann.n_actions == 2
 
 
-def test_merged_prediction_is_corrected_to_one_object_or_left():
+def test_merged_prediction_is_split_into_its_objects_or_corrected_to_one_or_left():
     gt = np.zeros((20, 40), np.int32)
     for k in (1, 2, 3):  # three touching squares predicted as one object: a third each
         gt[5:15, 10 * k - 5 : 10 * k + 5] = k
     merged = gt > 0
     ann = SimulatedAnnotator({"a": gt})
     kind, mask = ann.label("a", merged)
+    assert kind == "object" and ann.n_objects == 3 and ann.n_actions == 1
+    np.testing.assert_array_equal(mask, merged)
+    np.testing.assert_array_equal(ann.sparse["a"], gt)
+
+    # a merge covering square 1 and only a third of square 2 is not a merge of both: one object
+    partial = np.zeros_like(merged)
+    partial[5:15, 5:18] = True
+    kind, mask = SimulatedAnnotator({"a": gt}).label("a", partial)
     assert kind == "object"
     np.testing.assert_array_equal(mask, gt == 1)
-    strict = SimulatedAnnotator({"a": gt}, correct_merges=False)
+
+    one = SimulatedAnnotator({"a": gt}, split_merges=False)
+    kind, mask = one.label("a", merged)
+    assert kind == "object" and one.n_objects == 1
+    np.testing.assert_array_equal(mask, gt == 1)
+    strict = SimulatedAnnotator({"a": gt}, correct_merges=False, split_merges=False)
     assert strict.label("a", merged) is None and strict.n_objects == 0
 
 
