@@ -299,19 +299,23 @@ class Predictor:
         method: str = "hdbscan",
         background: np.ndarray | None = None,
         tile: int = 1024,
+        tta: int = 1,
         **cluster_kwargs: Any,
     ) -> np.ndarray:
         """Instance labels (H,W) int32, 0 = background; 'consistency' also embeds with the teacher.
 
         ``background`` (bool H,W) pixels are forced to 0; extra keywords go to ``cluster.segment``.
+        ``tta`` > 1 clusters the mean embedding of that many flipped/rotated views (spoco_core.tta,
+        up to 8): ``tta`` times the embedding cost, fewer merged objects.
         """
         from spoco_core.cluster import segment as cluster_segment
+        from spoco_core.tta import embed_averaged
 
-        student = self.embed(image, "student", tile=tile)
+        emb, fg = embed_averaged(self, image, tta, tile=tile)
         teacher = self.embed(image, "teacher", tile=tile).emb if method == "consistency" else None
         labels = cluster_segment(
-            student.emb,
-            fg_prob=student.fg_prob,
+            emb,
+            fg_prob=fg,
             background=background,
             method=method,
             emb_teacher=teacher,

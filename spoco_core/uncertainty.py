@@ -9,15 +9,16 @@ the baseline this must beat, so ``confidence_scores`` gives a cheap alternative 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
 
 import numpy as np
 from scipy import ndimage
 
 from spoco_core.cluster import Method, segment
-from spoco_core.model import coordinate_grid
+from spoco_core.tta import VIEWS as TTA
+from spoco_core.tta import Embedder, average_views
+from spoco_core.tta import embed_view as _embed_view
 
 PIECE_FRACTION = 0.2  # a run object holding this fraction of a reference object counts as a piece of it
 SPLIT_MERGE_WEIGHT = 0.1  # per run, added to 1 - mean IoU when an object splits or merges
@@ -28,17 +29,6 @@ SKIP_LABELLED_FRACTION = 0.5  # ...nor those mostly lying on labelled or backgro
 # (4000 costs +1.4 s; segmentation for export keeps cluster.segment's larger default).
 DEFAULT_N_TTA = 2
 DEFAULT_MAX_SAMPLES = 2000
-
-
-class EmbeddingResult(Protocol):
-    emb: np.ndarray  # (E, H, W) float32
-    fg_prob: np.ndarray | None  # (H, W) float32
-
-
-class Embedder(Protocol):
-    """What we need from ``spoco_core.infer.Predictor`` (any object with this method works)."""
-
-    def embed(self, image: np.ndarray, which: str = "student") -> EmbeddingResult: ...
 
 
 @dataclass(frozen=True)
@@ -79,72 +69,6 @@ class Suggestion:
     """"ranked" (by score) or "random" (the exploration share)."""
 
 
-# --- test-time augmentation ---------------------------------------------------------------------
-
-Transform = Callable[[np.ndarray], np.ndarray]
-
-
-def _rot(k: int) -> Transform:
-    return lambda a: np.rot90(a, k, axes=(-2, -1))
-
-
-def _flip(axis: int) -> Transform:
-    return lambda a: np.flip(a, axis=axis)
-
-
-def _transpose(a: np.ndarray) -> np.ndarray:
-    return np.swapaxes(a, -1, -2)
-
-
-def _anti_transpose(a: np.ndarray) -> np.ndarray:
-    return np.rot90(np.swapaxes(a, -1, -2), 2, axes=(-2, -1))
-
-
-# (forward, inverse) on arrays (..., H, W); the dihedral group minus the identity.
-TTA: tuple[tuple[Transform, Transform], ...] = (
-    (_flip(-1), _flip(-1)),
-    (_flip(-2), _flip(-2)),
-    (_rot(1), _rot(-1)),
-    (_rot(2), _rot(2)),
-    (_rot(3), _rot(1)),
-    (_transpose, _transpose),
-    (_anti_transpose, _anti_transpose),
-)
-
-
-def _embed_view(
-    predictor: Embedder, image: np.ndarray, view: tuple[Transform, Transform] | None, which: str = "student"
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Embed a transformed image and map the result back to the original frame."""
-    if view is None:
-        out = predictor.embed(image, which=which)
-        return np.asarray(out.emb, np.float32), out.fg_prob
-    fwd, inv = view
-    out = predictor.embed(np.ascontiguousarray(fwd(image)), which=which)
-    fg = None if out.fg_prob is None else np.ascontiguousarray(inv(out.fg_prob))
-    emb_view = np.asarray(out.emb, np.float32)
-    emb = np.array(inv(emb_view), dtype=np.float32)
-    scale = float(getattr(predictor, "coord_scale", 0.0) or 0.0)
-    if scale:
-        _coordinates_to_original(emb, inv, emb_view.shape[1:], scale)
-    return emb, fg
-
-
-def _coordinates_to_original(
-    emb: np.ndarray, inv: Transform, view_shape: tuple[int, ...], scale: float
-) -> None:
-    """Coordinate channels of a view hold positions in the view's frame (UNetConfig.coord_scale);
-    map them through the inverse of the flip/rotation in place, so views can be compared pixel by pixel."""
-    seen = inv(coordinate_grid((view_shape[0], view_shape[1]), 1.0).numpy())  # view coords per pixel
-    h, w = seen.shape[1:]
-    corners = [(0, 0), (0, w - 1), (h - 1, 0), (h - 1, w - 1)]
-    src = np.array([[*seen[:, y, x], 1.0] for y, x in corners])
-    affine, *_ = np.linalg.lstsq(src, np.array(corners, dtype=np.float64), rcond=None)  # (3, 2)
-    points = emb[:2].reshape(2, -1).T.astype(np.float64) / scale
-    back = points @ affine[:2] + affine[2]
-    emb[:2] = (back.T * scale).reshape(2, h, w).astype(np.float32)
-
-
 # --- instability --------------------------------------------------------------------------------
 
 
@@ -162,13 +86,16 @@ def image_uncertainty(
 ) -> ImageUncertainty:
     """Cluster the image under perturbations and score each reference object's instability.
 
-    Runs: the student's embeddings re-clustered with delta_v scaled by each bandwidth factor
-    (embedded once), ``n_tta`` flips/rotations (inverted back), and the EMA teacher (skipped when
-    the predictor has none). All runs share ``seed``, so they cluster the same pixel subsample.
-    ``delta_v`` defaults to ``predictor.delta_v`` (0.5 if it has none).
+    The reference (what the Studio shows and exports) clusters the mean of the student's embeddings
+    over the original and ``n_tta`` flips/rotations (spoco_core.tta: less scatter, fewer merges).
+    Runs: the mean re-clustered with delta_v scaled by each bandwidth factor, each flip/rotation
+    alone (inverted back), and the EMA teacher (skipped when the predictor has none); with
+    ``n_tta = 0`` the reference is the plain embedding. All runs share ``seed``, so they cluster the
+    same pixel subsample. ``delta_v`` defaults to ``predictor.delta_v`` (0.5 if it has none).
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
-    emb, fg = _embed_view(predictor, image, None)
+    views = [_embed_view(predictor, image, v) for v in (None, *TTA[: max(0, n_tta)])]
+    emb, fg = average_views(views)
     teacher = _teacher(predictor, image)
 
     def run(e: np.ndarray, f: np.ndarray | None, factor: float = 1.0) -> np.ndarray:
@@ -186,8 +113,7 @@ def image_uncertainty(
 
     reference = run(emb, fg)
     runs = [run(emb, fg, b) for b in bandwidths if not math.isclose(b, 1.0)]
-    for view in TTA[: max(0, n_tta)]:
-        runs.append(run(*_embed_view(predictor, image, view)))
+    runs += [run(*view) for view in views[1:]]
     if teacher is not None:
         runs.append(run(*teacher))
     objects, pixel_map = score_runs(reference, runs, fg)
@@ -308,11 +234,13 @@ def confidence_scores(
 ) -> ImageUncertainty:
     """Baseline: score = 1 - mean foreground probability of each object (one clustering run).
 
-    Without a foreground head: per-pixel embedding variance over ``n_tta`` flips (plus the
-    original), squashed to [0, 1] as v / (v + delta_v^2), averaged per object.
+    Objects come from the same reference as ``image_uncertainty`` (the mean over the original and
+    ``n_tta`` flips/rotations). Without a foreground head: per-pixel embedding variance over those
+    views, squashed to [0, 1] as v / (v + delta_v^2), averaged per object.
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
-    emb, fg = _embed_view(predictor, image, None)
+    views = [_embed_view(predictor, image, v) for v in (None, *TTA[: max(0, n_tta)])]
+    emb, fg = average_views(views)
     labels = segment(
         emb,
         fg_prob=fg,
@@ -328,8 +256,7 @@ def confidence_scores(
         pixel_map = (1.0 - np.abs(2.0 * fg - 1.0)).astype(np.float32)
         per_pixel = 1.0 - fg
     else:
-        views = [emb] + [_embed_view(predictor, image, v)[0] for v in TTA[: max(0, n_tta)]]
-        var = np.stack(views).var(axis=0).sum(axis=0)
+        var = np.stack([e for e, _ in views]).var(axis=0).sum(axis=0)
         pixel_map = (var / (var + dv**2)).astype(np.float32)
         per_pixel = pixel_map
     n = int(labels.max()) + 1

@@ -10,10 +10,8 @@ import torch
 from scipy import ndimage
 from skimage.draw import disk
 
-from spoco_core.infer import Predictor
 from spoco_core.model import EmbeddingUNet, UNetConfig, make_teacher
 from spoco_core.uncertainty import (
-    TTA,
     ImageUncertainty,
     ObjectScore,
     confidence_scores,
@@ -21,7 +19,6 @@ from spoco_core.uncertainty import (
     rank_suggestions,
     score_runs,
 )
-from spoco_core.uncertainty import _embed_view as embed_view
 
 E = 8
 
@@ -270,19 +267,3 @@ def test_ranking_edge_cases():
     assert len(rank_suggestions({"a": item}, None, k=10, random_share=0.5)) == 2
     with pytest.raises(ValueError, match="shape"):
         rank_suggestions({"a": item}, {"a": np.zeros((3, 3), np.int32)}, k=1)
-
-
-@pytest.mark.parametrize("view", range(len(TTA)))
-def test_flipped_views_map_coordinate_channels_back(view):
-    """With coordinate channels (UNetConfig.coord_scale) a flipped view must land in the original
-    frame: a net whose head outputs 0 leaves only the coordinates, so every view equals the plain one."""
-    net = EmbeddingUNet(UNetConfig(embedding_dim=4, base_channels=4, depth=2, coord_scale=0.3))
-    with torch.no_grad():
-        net.embed.weight.zero_()
-        net.embed.bias.zero_()
-    predictor = Predictor(net, device="cpu")
-    image = np.random.default_rng(0).random((1, 24, 40), dtype=np.float32)
-    plain, _ = embed_view(predictor, image, None)
-    flipped, _ = embed_view(predictor, image, TTA[view])
-    assert plain[1].max() == pytest.approx(0.3 * 39)
-    np.testing.assert_allclose(flipped, plain, atol=1e-4)

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from spoco_core.cluster import METHODS
 from spoco_core.infer import Predictor
 from spoco_core.io import ImageReadError, list_images, read_image, write_labels
+from spoco_core.tta import N_VIEWS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--min-size", type=int, default=30, help="smallest object in pixels (default: 30)")
     parser.add_argument(
         "--tile", type=int, default=1024, help="images larger than this are embedded in tiles (default: 1024)"
+    )
+    parser.add_argument(
+        "--tta",
+        type=int,
+        default=N_VIEWS,
+        choices=range(1, N_VIEWS + 1),
+        metavar=f"1-{N_VIEWS}",
+        help=f"average the embeddings of this many flipped/rotated views (default: {N_VIEWS}; "
+        "1 is fastest; averaging separates touching objects better)",
     )
     parser.set_defaults(func=run)
 
@@ -62,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {exc}; skipped", file=sys.stderr)
             failed += 1
             continue
-        labels = predictor.segment(image, method=args.method, tile=args.tile, min_size=args.min_size)
+        labels = predictor.segment(
+            image, method=args.method, tile=args.tile, min_size=args.min_size, tta=args.tta
+        )
         write_labels(args.out / f"{path.stem}.tif", labels)
     done = len(images) - failed
     print(f"wrote {done} label images to {args.out}" + (f"; {failed} unreadable" if failed else ""))
