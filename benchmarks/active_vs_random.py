@@ -91,6 +91,20 @@ def objects_to_reach(curve: list[RoundResult], target: float, x: str = "n_object
     return None
 
 
+def objects_to_match(curve: list[RoundResult], reference: list[RoundResult], fraction: float) -> int | None:
+    """Labelled objects from the first round whose mAP stays >= ``fraction`` x the reference's mAP
+    at the same round (same training iterations) in every later round; None if no round does.
+
+    The iteration-matched question: are the labels enough for what this much training can give?
+    "Objects to reach 90% of the final dense mAP" also waits for the iterations (see summarise).
+    """
+    ok = [c.mAP >= fraction * r.mAP for c, r in zip(curve, reference, strict=True)]
+    for i in range(1, len(ok)):
+        if all(ok[i:]):
+            return curve[i].n_objects
+    return None
+
+
 def fmt_reach(value: float | None, curve: list[RoundResult], x: str = "n_objects") -> str:
     return f">{getattr(curve[-1], x)}" if value is None else f"{value:.0f}"
 
@@ -427,6 +441,39 @@ def summarise(
                 "reach_actions": reach_actions,
                 "ratios": ratios,
             }
+        # Under the same schedule even every object labelled in round 1 needs this many rounds to
+        # reach 90% of the final dense mAP: no strategy can need fewer objects than that round holds.
+        target = TARGET_FRACTION * protocol[-1].mAP
+        floor_round = next((r.round for r in protocol if r.mAP >= target), None)
+        if floor_round is not None:
+            floor = {n: c[floor_round].n_objects for n, c in curves.items() if floor_round < len(c)}
+            held = ", ".join(f"{n} {v}" for n, v in floor.items())
+            random_reach = summary["targets"]["dense, same incremental protocol"]["reach"].get("random")
+            lowest = f"{floor['random'] / random_reach:.2f}" if random_reach and "random" in floor else "n/a"
+            print(
+                f"\nFloor set by the training schedule: the dense-protocol model (every object labelled) "
+                f"reaches {target:.3f} only in round {floor_round}, so a strategy with fewer labels can hardly reach it earlier "
+                f"either, holding about as many objects as it does by then ({held}; interpolation between "
+                f"rounds may land a little lower): the lowest ratio this schedule allows is about {lowest}."
+            )
+            summary["schedule_floor"] = {"round": floor_round, "objects": floor}
+        print(
+            f"\n## Iteration-matched: labelled objects from which mAP stays >= {TARGET_FRACTION:.0%} of the "
+            "dense-protocol mAP of the same round (same iterations)\n"
+        )
+        matched = {n: objects_to_match(c, protocol, TARGET_FRACTION) for n, c in curves.items()}
+        for n, c in curves.items():
+            print(f"- {n}: {'>' + str(c[-1].n_objects) if matched[n] is None else matched[n]} objects")
+        if "random" in curves:
+            base = matched["random"]
+            print()
+            for n, v in matched.items():
+                if n != "random":
+                    text = ratio_text(v, base, curves[n][-1].n_objects, curves["random"][-1].n_objects, n)
+                    bold = "**" if n == HEADLINE else ""
+                    line = f"iteration-matched: objects for {TARGET_FRACTION:.0%}, {n} / random = {text}"
+                    print(f"- {bold}{line}{bold}")
+        summary["iteration_matched"] = matched
         plot(curves, refs, args.out / "active_vs_random.png")
         print(f"\nplot: {args.out / 'active_vs_random.png'}")
     summary["curves"] = {n: [r.as_dict() for r in c] for n, c in curves.items()}
