@@ -452,9 +452,10 @@ def summarise(
             lowest = f"{floor['random'] / random_reach:.2f}" if random_reach and "random" in floor else "n/a"
             print(
                 f"\nFloor set by the training schedule: the dense-protocol model (every object labelled) "
-                f"reaches {target:.3f} only in round {floor_round}, so a strategy with fewer labels can hardly reach it earlier "
-                f"either, holding about as many objects as it does by then ({held}; interpolation between "
-                f"rounds may land a little lower): the lowest ratio this schedule allows is about {lowest}."
+                f"reaches {target:.3f} only in round {floor_round}, so a strategy with fewer labels can "
+                f"hardly reach it earlier, holding about as many objects as it does by then ({held}; "
+                "interpolation between rounds may land a little lower): the lowest ratio this schedule "
+                f"allows is about {lowest}."
             )
             summary["schedule_floor"] = {"round": floor_round, "objects": floor}
         print(
