@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from spoco_core.copy_paste import ObjectCut, paste_objects
+
 PREFER_LABELLED = 0.8  # chance a crop is placed around a labelled pixel: sparse labels must be seen
 
 
@@ -95,11 +97,18 @@ def sample_views(
     patch: int,
     rng: np.random.Generator,
     photometric_strength: float = 1.0,
+    paste_pool: list[ObjectCut] | None = None,
+    n_paste: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(view_f (C,p,p), view_g (C,p,p), labels (p,p) int64): one geometry, two photometric draws."""
+    """(view_f (C,p,p), view_g (C,p,p), labels (p,p) int64): one geometry, two photometric draws.
+
+    With a ``paste_pool``, ``n_paste`` labelled objects are pasted into the crop first
+    (spoco_core.copy_paste), so both views and the labels carry them."""
     if image.ndim != 3 or image.shape[1:] != labels.shape:
         raise ValueError(f"expected image (C,H,W) and labels (H,W), got {image.shape} and {labels.shape}")
     crop, lab = crop_or_pad(image.astype(np.float32, copy=False), labels.astype(np.int64), patch, rng)
+    if paste_pool and n_paste > 0:
+        crop, lab = paste_objects(crop, lab, paste_pool, rng, n_paste)
     crop, lab = geometric(crop, lab, rng)
     view_f = photometric(crop, rng, photometric_strength)
     view_g = photometric(crop, rng, photometric_strength)

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from spoco_core.augment import sample_views
+from spoco_core.copy_paste import object_pool
 from spoco_core.io import to_channels
 from spoco_core.losses import LossConfig, spoco_loss
 from spoco_core.model import EmbeddingUNet, UNetConfig, ema_update, make_teacher
@@ -63,6 +64,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     log_every: int = 10
+    paste_objects: int = 1  # labelled objects pasted next to labelled ones per patch (copy_paste.py)
     model: UNetConfig = field(default_factory=UNetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -270,6 +272,9 @@ class Trainer:
             prev_fg_trained = bool(ckpt_data.get("foreground_trained", True))
 
         self.samples = self._prepare_samples(samples, config.model.in_channels)
+        self.paste_pool = []  # complete labelled objects to paste (copy_paste.py)
+        if config.paste_objects > 0:
+            self.paste_pool = object_pool(self.samples, config.patch_size // 2, rng=self.rng)
         self.foreground_trained = prev_fg_trained or any(np.any(lab < 0) for _, lab in self.samples)
 
         self.student = EmbeddingUNet(config.model).to(self.device)
@@ -354,7 +359,10 @@ class Trainer:
         views_f, views_g, labs = [], [], []
         for _ in range(self.config.batch_size):
             image, labels = self.samples[int(self.rng.integers(len(self.samples)))]
-            vf, vg, lab = sample_views(image, labels, self.config.patch_size, self.rng)
+            vf, vg, lab = sample_views(
+                image, labels, self.config.patch_size, self.rng, paste_pool=self.paste_pool,
+                n_paste=self.config.paste_objects,
+            )  # fmt: skip
             views_f.append(vf)
             views_g.append(vg)
             labs.append(lab)
