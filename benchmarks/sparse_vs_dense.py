@@ -173,7 +173,8 @@ def describe(setup: Setup, threads: int) -> str:
             f"# Sparse vs dense labels (synthetic; train {setup.n_train} images of {setup.size}px, seed 1; "
             f"test {setup.n_test}, seed 2)",
             f"U-Net depth {setup.depth}, base {setup.base_channels}, E=16, coordinate channels x "
-            f"{UNetConfig().coord_scale:g} (unless the row says otherwise); {setup.iterations} iterations "
+            f"{UNetConfig().coord_scale:g}, copy-paste of {TrainConfig().paste_objects} labelled object(s) "
+            f"per patch (unless the row says otherwise); {setup.iterations} iterations "
             f"per row, batch {setup.batch_size}, patch {setup.patch_size}, lr {setup.lr}, "
             f"{threads} torch thread(s).",
             f"Foreground at inference: the model's foreground head (fg_prob > 0.5, loss weight "

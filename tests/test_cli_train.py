@@ -127,16 +127,23 @@ def test_warm_start_from_cli(trained, tmp_path):
     assert load_checkpoint(out, "cpu").iteration == 7
 
 
-def test_coordinate_channels_are_a_cli_setting(trained, tmp_path):
+def test_coordinate_channels_and_copy_paste_are_cli_settings(trained, tmp_path):
     data, model = trained
-    assert load_checkpoint(model, "cpu").config.model.coord_scale == pytest.approx(0.2)  # the default
+    config = load_checkpoint(model, "cpu").config
+    assert config.model.coord_scale == pytest.approx(0.2) and config.paste_objects == 1  # the defaults
     out = tmp_path / "plain.pt"
     result = _cli(
         "train", "--images", data / "images", "--labels", data / "labels", "--out", out,
-        "--iterations", "2", "--coord-scale", "0", *TINY,
+        "--iterations", "2", "--coord-scale", "0", "--paste-objects", "0", *TINY,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert load_checkpoint(out, "cpu").config.model.coord_scale == 0.0
+    config = load_checkpoint(out, "cpu").config
+    assert config.model.coord_scale == 0.0 and config.paste_objects == 0
+    bad = _cli(
+        "train", "--images", data / "images", "--labels", data / "labels", "--out", out,
+        "--paste-objects", "-1",
+    )  # fmt: skip
+    assert bad.returncode == 2 and "--paste-objects" in bad.stderr
 
 
 @pytest.mark.parametrize("command", ["train", "segment"])
