@@ -15,6 +15,7 @@ os.environ["SPOCO_DATA_DIR"] = tempfile.mkdtemp(prefix="spoco-test-data-")
 
 @pytest.fixture(autouse=True)
 def _torch_threads():
+    """One torch thread in every test: on a busy 2-core machine two OpenMP threads ran 30-50x slower."""
     try:
         import torch
     except ImportError:  # pragma: no cover

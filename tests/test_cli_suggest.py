@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from spoco_core.__main__ import main
 from spoco_core.io import read_labels, write_labels
@@ -30,14 +29,6 @@ def _cli(*args: str | Path) -> subprocess.CompletedProcess:
         timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

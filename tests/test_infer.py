@@ -14,15 +14,6 @@ from spoco_core.synthetic import generate, sparsify
 from spoco_core.train import TrainConfig, Trainer
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One thread: on a shared 2-core machine two OpenMP threads were measured ~30x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _samples(n: int = 3, size: int = 64, marks: bool = True):
     out = []
     for i in range(n):

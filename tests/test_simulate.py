@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from spoco_core import simulate
 from spoco_core.io import normalize_percentile
@@ -15,15 +14,6 @@ from spoco_core.simulate import STRATEGIES, SimulatedAnnotator, run_active_learn
 from spoco_core.synthetic import generate
 from spoco_core.train import TrainConfig
 from spoco_core.uncertainty import ImageUncertainty, ObjectScore, unstable_mass
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a busy 2-core machine two OpenMP threads made these steps 50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def scene() -> np.ndarray:

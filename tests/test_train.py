@@ -20,15 +20,6 @@ from spoco_core.train import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """One thread: on a shared 2-core machine two OpenMP threads were measured ~30x slower."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def make_samples(n: int = 4, size: int = 64, fraction: float = 0.5) -> list[tuple[np.ndarray, np.ndarray]]:
     """Synthetic images with a fraction of objects labelled and a strip of background marks."""
     samples = []

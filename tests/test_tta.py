@@ -14,14 +14,6 @@ from spoco_core.model import EmbeddingUNet, UNetConfig
 from spoco_core.tta import N_VIEWS, VIEWS, embed_averaged, embed_view
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def zero_head_predictor(coord_scale: float = 0.3) -> Predictor:
     """A net whose head outputs 0: its embedding is exactly the coordinate channels."""
     net = EmbeddingUNet(UNetConfig(embedding_dim=4, base_channels=4, depth=2, coord_scale=coord_scale))
