@@ -97,10 +97,12 @@ def paste_objects(
         cy, cx = _centre(labels, cut.radius, rng)
         h, w = mask.shape
         y0, x0 = round(cy - h / 2), round(cx - w / 2)
-        ys = slice(max(0, -y0), min(h, height - y0))
-        xs = slice(max(0, -x0), min(w, width - x0))
+        ys = slice(max(0, -y0), max(0, min(h, height - y0)))  # the part of the box inside the patch
+        xs = slice(max(0, -x0), max(0, min(w, width - x0)))
+        if ys.stop <= ys.start or xs.stop <= xs.start:
+            continue
         inside = mask[ys, xs]
-        if inside.size == 0 or inside.sum() < MIN_INSIDE * mask.sum():
+        if inside.sum() < MIN_INSIDE * mask.sum():
             continue
         region = (slice(y0 + ys.start, y0 + ys.stop), slice(x0 + xs.start, x0 + xs.stop))
         under = labels[region][inside]

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from spoco_core.augment import sample_views
-from spoco_core.copy_paste import MAX_COVER, object_pool, paste_objects
+from spoco_core.copy_paste import MAX_COVER, ObjectCut, object_pool, paste_objects
 from spoco_core.io import normalize_percentile
 from spoco_core.synthetic import generate, sparsify
 
@@ -85,3 +85,20 @@ def test_views_share_the_pasted_objects():
         _, _, plain = sample_views(image, labels, 64, np.random.default_rng(seed))
         assert not (plain == new_id).any()
     assert landed >= 5
+
+
+def test_pastes_past_the_patch_border_are_clipped_or_skipped():
+    """A big labelled object in a corner sends small pastes beyond the patch edge (the box can start
+    past the last row): clipped or skipped, never an error."""
+    cut = ObjectCut(np.ones((1, 5, 5), np.float32), np.ones((5, 5), bool))
+    labels = np.zeros((30, 30), np.int64)
+    labels[10:, 10:] = 1
+    image = np.zeros((1, 30, 30), np.float32)
+    kept = 0
+    for seed in range(200):
+        out_image, out_labels = paste_objects(image, labels, [cut], np.random.default_rng(seed), n=1)
+        assert out_image.shape == image.shape and set(np.unique(out_labels)) <= {0, 1, 2}
+        pasted = out_labels == 2
+        assert (out_image[0][pasted] == 1).all() and not out_image[0][~pasted].any()
+        kept += bool(pasted.any())
+    assert 0 < kept < 200
