@@ -21,6 +21,11 @@ MIN_AREA = 8  # px; smaller labelled objects are not worth pasting
 MIN_INSIDE = 0.7  # a paste keeps at least this much of the object inside the patch
 MAX_COVER = 0.5  # a paste may hide at most this much of a labelled object it lands on
 GAP = (0.7, 1.0)  # centre distance as a fraction of the two radii summed: touching to overlapping
+# One paste per this many labelled objects in the patch, at most n: when pasted objects were about
+# as many as real ones the model learnt their edges (10% labels, 3 pastes: mAP 0.293 vs 0.373 with
+# 1; 5% labels, 1 paste per patch: 0.168 vs 0.327 without, and 0.250 with one paste per 3 objects
+# as a probability).
+LABELLED_PER_PASTE = 3
 
 
 @dataclass(frozen=True)
@@ -81,13 +86,17 @@ def _centre(labels: np.ndarray, radius: float, rng: np.random.Generator) -> tupl
 def paste_objects(
     image: np.ndarray, labels: np.ndarray, pool: list[ObjectCut], rng: np.random.Generator, n: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Lay up to ``n`` randomly flipped/rotated pool objects over the patch (copies are returned).
+    """Lay up to ``n`` randomly flipped/rotated pool objects over the patch (copies are returned),
+    one per LABELLED_PER_PASTE labelled objects the patch holds (none below that).
 
     Each pasted object gets a new id and hides what lies under it; a paste that would fall mostly
     outside the patch or hide more than MAX_COVER of a labelled object is skipped, so every labelled
     object stays a recognisable, complete object of the new patch.
     """
     if not pool or n <= 0:
+        return image, labels
+    n = min(n, np.unique(labels[labels > 0]).size // LABELLED_PER_PASTE)
+    if n <= 0:
         return image, labels
     image, labels = image.copy(), labels.copy()
     height, width = labels.shape

@@ -7,7 +7,7 @@ import pytest
 from scipy import ndimage
 
 from spoco_core.augment import sample_views
-from spoco_core.copy_paste import MAX_COVER, ObjectCut, object_pool, paste_objects
+from spoco_core.copy_paste import LABELLED_PER_PASTE, MAX_COVER, ObjectCut, object_pool, paste_objects
 from spoco_core.io import normalize_percentile
 from spoco_core.synthetic import generate, sparsify
 
@@ -67,23 +67,47 @@ def test_nothing_to_paste_leaves_the_patch_alone():
     same_image, same_labels = paste_objects(image, labels, [], rng, n=2)
     assert same_image is image and same_labels is labels
     pool = object_pool([sample(7)], max_side=48)
-    unlabelled = np.zeros_like(labels)
-    _, out = paste_objects(image, unlabelled, pool, rng, n=1)  # no labelled object: anywhere
-    assert set(np.unique(out)) <= {0, 1}
+    unlabelled = np.zeros_like(labels)  # no labelled object: nothing to paste against, no paste
+    assert paste_objects(image, unlabelled, pool, rng, n=1)[1] is unlabelled
+
+
+def test_one_paste_per_three_labelled_objects():
+    """Pasted objects must stay a minority of the labelled ones (LABELLED_PER_PASTE)."""
+    cut = ObjectCut(np.ones((1, 3, 3), np.float32), np.ones((3, 3), bool))
+    image = np.zeros((1, 64, 64), np.float32)
+
+    def pastes(n_objects: int, n: int) -> float:
+        labels = np.zeros((64, 64), np.int64)
+        for k in range(n_objects):  # small squares spread over the patch
+            y, x = divmod(k, 3)
+            labels[8 + 20 * y : 12 + 20 * y, 8 + 20 * x : 12 + 20 * x] = k + 1
+        counts = [
+            paste_objects(image, labels, [cut], np.random.default_rng(s), n)[1].max() - n_objects
+            for s in range(300)
+        ]
+        return float(np.mean(counts))
+
+    assert LABELLED_PER_PASTE == 3
+    assert pastes(2, 1) == 0  # too few labelled objects: pasted ones would rival them
+    assert 1.8 < pastes(6, 3) <= 2.0  # six objects: two pastes (a few may be skipped), not three
+    assert pastes(9, 1) == pytest.approx(1.0, abs=0.05)  # never more than n
 
 
 def test_views_share_the_pasted_objects():
-    image, labels = sample(8)
-    pool = object_pool([sample(9)], max_side=48)
-    new_id = labels.max() + 1
+    """Both views and the labels carry the pasted object (a bright 5x5 square here)."""
+    image, labels = sample(8, fraction=0.5)
+    cut = ObjectCut(np.full((1, 5, 5), 8.0, np.float32), np.ones((5, 5), bool))
     landed = 0
     for seed in range(10):
         rng = np.random.default_rng(seed)
-        view_f, view_g, lab = sample_views(image, labels, 64, rng, paste_pool=pool, n_paste=1)
+        view_f, view_g, lab = sample_views(image, labels, 64, rng, paste_pool=[cut], n_paste=1)
         assert view_f.shape == view_g.shape == (1, 64, 64) and lab.shape == (64, 64)
-        landed += bool((lab == new_id).any())
-        _, _, plain = sample_views(image, labels, 64, np.random.default_rng(seed))
-        assert not (plain == new_id).any()
+        bright = view_f[0] > 4.0  # photometric changes keep 8 far above the normalised image
+        np.testing.assert_array_equal(bright, view_g[0] > 4.0)
+        if bright.any():
+            landed += 1
+            ids = np.unique(lab[bright])
+            assert ids.size == 1 and ids[0] > 0 and (lab == ids[0]).sum() == bright.sum()
     assert landed >= 5
 
 
@@ -93,12 +117,13 @@ def test_pastes_past_the_patch_border_are_clipped_or_skipped():
     cut = ObjectCut(np.ones((1, 5, 5), np.float32), np.ones((5, 5), bool))
     labels = np.zeros((30, 30), np.int64)
     labels[10:, 10:] = 1
+    labels[0:2, 0:2], labels[0:2, 28:30] = 3, 4  # two more labelled objects, so one paste is due
     image = np.zeros((1, 30, 30), np.float32)
     kept = 0
     for seed in range(200):
         out_image, out_labels = paste_objects(image, labels, [cut], np.random.default_rng(seed), n=1)
-        assert out_image.shape == image.shape and set(np.unique(out_labels)) <= {0, 1, 2}
-        pasted = out_labels == 2
+        assert out_image.shape == image.shape and set(np.unique(out_labels)) <= {0, 1, 3, 4, 5}
+        pasted = out_labels == 5
         assert (out_image[0][pasted] == 1).all() and not out_image[0][~pasted].any()
         kept += bool(pasted.any())
     assert 0 < kept < 200
