@@ -116,7 +116,17 @@ def embed_averaged(
     **embed_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The mean of the first ``n_views`` dihedral views (1 = the plain embedding, at most 8)."""
+    return average_views(embed_views(predictor, image, n_views, which, **embed_kwargs))
+
+
+def embed_views(
+    predictor: Embedder,
+    image: np.ndarray,
+    n_views: int = N_VIEWS,
+    which: str = "student",
+    **embed_kwargs: Any,
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """The original and the first ``n_views - 1`` flips/rotations, each mapped back."""
     if not 1 <= n_views <= N_VIEWS:
         raise ValueError(f"n_views must be between 1 and {N_VIEWS}, got {n_views}")
-    views = [None, *VIEWS[: n_views - 1]]
-    return average_views([embed_view(predictor, image, v, which, **embed_kwargs) for v in views])
+    return [embed_view(predictor, image, v, which, **embed_kwargs) for v in (None, *VIEWS[: n_views - 1])]

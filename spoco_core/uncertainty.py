@@ -16,9 +16,7 @@ import numpy as np
 from scipy import ndimage
 
 from spoco_core.cluster import Method, segment
-from spoco_core.tta import VIEWS as TTA
-from spoco_core.tta import Embedder, average_views
-from spoco_core.tta import embed_view as _embed_view
+from spoco_core.tta import VIEWS, Embedder, average_views, embed_view, embed_views
 
 PIECE_FRACTION = 0.2  # a run object holding this fraction of a reference object counts as a piece of it
 SPLIT_MERGE_WEIGHT = 0.1  # per run, added to 1 - mean IoU when an object splits or merges
@@ -94,7 +92,7 @@ def image_uncertainty(
     same pixel subsample. ``delta_v`` defaults to ``predictor.delta_v`` (0.5 if it has none).
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
-    views = [_embed_view(predictor, image, v) for v in (None, *TTA[: max(0, n_tta)])]
+    views = embed_views(predictor, image, 1 + min(max(0, n_tta), len(VIEWS)))
     emb, fg = average_views(views)
     teacher = _teacher(predictor, image)
 
@@ -122,7 +120,7 @@ def image_uncertainty(
 
 def _teacher(predictor: Embedder, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
     try:
-        return _embed_view(predictor, image, None, which="teacher")
+        return embed_view(predictor, image, None, which="teacher")
     except ValueError:  # Predictor without a teacher (not loaded from a checkpoint)
         return None
 
@@ -239,7 +237,7 @@ def confidence_scores(
     views, squashed to [0, 1] as v / (v + delta_v^2), averaged per object.
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
-    views = [_embed_view(predictor, image, v) for v in (None, *TTA[: max(0, n_tta)])]
+    views = embed_views(predictor, image, 1 + min(max(0, n_tta), len(VIEWS)))
     emb, fg = average_views(views)
     labels = segment(
         emb,
@@ -267,7 +265,7 @@ def confidence_scores(
 
 
 def _teacher_emb(predictor: Embedder, image: np.ndarray) -> np.ndarray:
-    return _embed_view(predictor, image, None, which="teacher")[0]
+    return embed_view(predictor, image, None, which="teacher")[0]
 
 
 # --- ranking ------------------------------------------------------------------------------------
