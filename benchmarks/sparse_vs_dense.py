@@ -47,7 +47,7 @@ from spoco_core.metrics import evaluate, mean_metrics
 from spoco_core.model import UNetConfig
 from spoco_core.synthetic import background_squares, sparsify, training_set
 from spoco_core.train import TrainConfig, Trainer
-from spoco_core.tta import N_VIEWS, embed_averaged
+from spoco_core.tta import N_VIEWS, average_views, embed_views
 
 
 @dataclass
@@ -139,11 +139,11 @@ def score(
     own, gt_fg, single = [], [], []
     kw = {"method": "hdbscan", "min_size": min_size, "delta_v": predictor.delta_v}
     for img, lab in zip(images, gt, strict=True):
-        emb, fg = embed_averaged(predictor, img, tta)
+        views = embed_views(predictor, img, tta)  # views[0] is the plain embedding
+        emb, fg = average_views(views)
         own.append(evaluate(lab, segment(emb, fg_prob=fg, **kw)))
         gt_fg.append(evaluate(lab, segment(emb, fg_prob=(lab > 0).astype(np.float32), **kw)))
-        plain = predictor.embed(img)
-        single.append(evaluate(lab, segment(plain.emb, fg_prob=plain.fg_prob, **kw)))
+        single.append(evaluate(lab, segment(views[0][0], fg_prob=views[0][1], **kw)))
     return mean_metrics(own), mean_metrics(gt_fg), mean_metrics(single)
 
 

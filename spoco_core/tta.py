@@ -101,7 +101,10 @@ def coordinates_to_original(
 def average_views(
     views: list[tuple[np.ndarray, np.ndarray | None]],
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Mean embedding and mean foreground probability of views already mapped back."""
+    """Mean embedding and mean foreground probability of views already mapped back (one view is
+    returned as it is: no copy of a possibly huge embedding on the plain path)."""
+    if len(views) == 1:
+        return views[0]
     emb = np.mean([e for e, _ in views], axis=0, dtype=np.float32)
     fgs = [f for _, f in views]
     fg = None if any(f is None for f in fgs) else np.mean(fgs, axis=0, dtype=np.float32)
