@@ -138,12 +138,13 @@ def score(
     costs), both on the mean of ``tta`` views, and with the head on one view (what TTA adds)."""
     own, gt_fg, single = [], [], []
     kw = {"method": "hdbscan", "min_size": min_size, "delta_v": predictor.delta_v}
+    grow = predictor.grow  # the head's cores grow back by the rim; the true foreground needs no growing
     for img, lab in zip(images, gt, strict=True):
         views = embed_views(predictor, img, tta)  # views[0] is the plain embedding
         emb, fg = average_views(views)
-        own.append(evaluate(lab, segment(emb, fg_prob=fg, **kw)))
+        own.append(evaluate(lab, segment(emb, fg_prob=fg, grow=grow, **kw)))
         gt_fg.append(evaluate(lab, segment(emb, fg_prob=(lab > 0).astype(np.float32), **kw)))
-        single.append(evaluate(lab, segment(views[0][0], fg_prob=views[0][1], **kw)))
+        single.append(evaluate(lab, segment(views[0][0], fg_prob=views[0][1], grow=grow, **kw)))
     return mean_metrics(own), mean_metrics(gt_fg), mean_metrics(single)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.measure import label as connected_components
+from skimage.segmentation import expand_labels
 from sklearn.cluster import MeanShift, get_bin_seeds
 from threadpoolctl import threadpool_limits
 
@@ -49,6 +50,7 @@ def segment(
     seed: int = 0,
     min_cluster_size: int | None = None,
     fill_distance: float = FILL_DISTANCE,
+    grow: int = 0,
 ) -> np.ndarray:
     """Instance labels int32 (H, W) from embeddings (E, H, W); 0 = background.
 
@@ -58,6 +60,8 @@ def segment(
     subsample. ``method="consistency"`` additionally drops clusters the teacher disagrees with.
     The sample is drawn from one seeded permutation of all pixel positions, so runs with the same
     seed and similar foregrounds cluster the same pixels (uncertainty relies on this).
+    ``grow`` px: when ``fg_prob`` marks object cores (``LossConfig.core_margin``), each object is
+    grown back by the rim width, into background pixels only (never into ``background``).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
@@ -88,7 +92,12 @@ def segment(
         bad = [k for k, s in scores.items() if s < CONSISTENCY_THRESHOLD]
         if bad:
             clusters[np.isin(clusters, bad)] = 0
-    return split_components(clusters, min_size)
+    labels = split_components(clusters, min_size)
+    if grow > 0:
+        labels = expand_labels(labels, grow)
+        if background is not None:
+            labels[np.asarray(background, dtype=bool)] = 0
+    return labels
 
 
 def cluster_pixels(

@@ -196,6 +196,11 @@ class Predictor:
     def delta_v(self) -> float:
         return float(self.config.loss.delta_v)
 
+    @property
+    def grow(self) -> int:
+        """px to grow clustered objects by: the rim its foreground head was taught to leave out."""
+        return int(self.config.loss.core_margin) if self.foreground_trained else 0
+
     def _net(self, which: str) -> EmbeddingUNet:
         if which == "student":
             return self.student
@@ -320,6 +325,6 @@ class Predictor:
             method=method,
             emb_teacher=teacher,
             delta_v=self.delta_v,
-            **cluster_kwargs,
+            **{"grow": self.grow, **cluster_kwargs},
         )
         return np.asarray(labels, dtype=np.int32)

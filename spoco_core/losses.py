@@ -38,12 +38,17 @@ class LossConfig:
     w_foreground: float = 1.0
     consistency_anchors: int = 20
     consistency_min_fraction: float = 0.05
+    # px of each labelled object's rim taught as "not core" to the foreground head; segmentation
+    # clusters the cores (touching objects fall apart) and grows them back by the same width
+    core_margin: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.kernel_threshold < 1.0:
             raise ValueError(f"kernel_threshold must be in (0, 1), got {self.kernel_threshold}")
         if self.delta_v <= 0 or self.delta_d <= 0:
             raise ValueError("delta_v and delta_d must be positive")
+        if self.core_margin < 0:
+            raise ValueError(f"core_margin must be >= 0, got {self.core_margin}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -275,8 +280,28 @@ def consistency_loss(
     return _dice_loss(soft_f, soft_g).mean()
 
 
-def foreground_loss(fg_logits: Tensor, labels: Tensor) -> Tensor:
-    """BCE on labelled pixels only (objects -> 1, background marks -> 0); unknown pixels carry no signal."""
+def object_cores(labels: Tensor, margin: int) -> Tensor:
+    """Object pixels (label >= 1) farther than ``margin`` 4-steps from any pixel of another label.
+
+    The image edge is not a rim (edge pixels are compared with themselves): an object cut by the
+    patch is not known to end there.
+    """
+    lab = labels.reshape(labels.shape[-2:])
+    core = lab > 0
+    for _ in range(margin):
+        padded = F.pad(lab[None, None].float(), (1, 1, 1, 1), mode="replicate")[0, 0].long()
+        ok = F.pad(core[None, None].float(), (1, 1, 1, 1), mode="replicate")[0, 0] > 0
+        h, w = lab.shape
+        for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
+            core = core & (padded[dy : dy + h, dx : dx + w] == lab) & ok[dy : dy + h, dx : dx + w]
+    return core
+
+
+def foreground_loss(fg_logits: Tensor, labels: Tensor, core_margin: int = 0) -> Tensor:
+    """BCE on labelled pixels only (objects -> 1, background marks -> 0); unknown pixels carry no signal.
+
+    With ``core_margin`` the target is each object's core (:func:`object_cores`): its rim counts as 0.
+    """
     logits = fg_logits.reshape(-1)
     lab = labels.reshape(-1).to(logits.device)
     if lab.numel() != logits.numel():
@@ -284,7 +309,8 @@ def foreground_loss(fg_logits: Tensor, labels: Tensor) -> Tensor:
     known = lab != 0
     if not bool(known.any()):
         return _zero(logits)
-    return F.binary_cross_entropy_with_logits(logits[known], (lab[known] > 0).to(logits.dtype))
+    target = object_cores(labels.to(logits.device), core_margin).reshape(-1) if core_margin else lab > 0
+    return F.binary_cross_entropy_with_logits(logits[known], target[known].to(logits.dtype))
 
 
 def _image_terms(
@@ -313,7 +339,7 @@ def _image_terms(
     if on["consistency"] and emb_g is not None:
         out["consistency"] = consistency_loss(emb_f, emb_g, labels <= 0, cfg, generator)
     if on["foreground"] and fg_logits is not None:
-        out["foreground"] = foreground_loss(fg_logits, labels)
+        out["foreground"] = foreground_loss(fg_logits, labels, cfg.core_margin)
     return out
 
 

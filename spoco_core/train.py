@@ -65,6 +65,7 @@ class TrainConfig:
     amp: bool = True
     log_every: int = 10
     paste_objects: int = 1  # labelled objects pasted next to labelled ones per patch (copy_paste.py)
+    affine: float = 0.0  # chance a patch is also rotated by a free angle and zoomed (augment.affine)
     model: UNetConfig = field(default_factory=UNetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -361,7 +362,7 @@ class Trainer:
             image, labels = self.samples[int(self.rng.integers(len(self.samples)))]
             vf, vg, lab = sample_views(
                 image, labels, self.config.patch_size, self.rng, paste_pool=self.paste_pool,
-                n_paste=self.config.paste_objects,
+                n_paste=self.config.paste_objects, affine_chance=self.config.affine,
             )  # fmt: skip
             views_f.append(vf)
             views_g.append(vg)

@@ -92,6 +92,7 @@ def image_uncertainty(
     same pixel subsample. ``delta_v`` defaults to ``predictor.delta_v`` (0.5 if it has none).
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
+    grow = int(getattr(predictor, "grow", 0))
     views = embed_views(predictor, image, 1 + min(max(0, n_tta), len(VIEWS)))
     emb, fg = average_views(views)
     teacher = _teacher(predictor, image)
@@ -107,6 +108,7 @@ def image_uncertainty(
             min_size=min_size,
             max_samples=max_samples,
             seed=seed,
+            grow=grow,
         )
 
     reference = run(emb, fg)
@@ -249,6 +251,7 @@ def confidence_scores(
         min_size=min_size,
         max_samples=max_samples,
         seed=seed,
+        grow=int(getattr(predictor, "grow", 0)),
     )
     if fg is not None:
         pixel_map = (1.0 - np.abs(2.0 * fg - 1.0)).astype(np.float32)

@@ -174,3 +174,26 @@ def test_bad_arguments_are_rejected():
         segment(emb, fg_prob=np.zeros((8, 8)))
     with pytest.raises(ValueError, match=r"\(E, H, W\)"):
         segment(emb[0])
+
+
+def test_cores_split_touching_objects_the_embeddings_merge_and_grow_back():
+    """Two touching squares embedded alike (a merge) fall apart on their cores and regain their rims."""
+    import torch
+
+    from spoco_core.losses import object_cores
+
+    gt = np.zeros((48, 64), dtype=np.int32)
+    gt[10:30, 8:28], gt[10:30, 28:50] = 1, 2
+    same = np.zeros((3, E))
+    same[1] = same[2] = 3.0
+    emb = embed(gt, means=same)
+    core = object_cores(torch.from_numpy(gt).long(), 1).numpy().astype(np.float32)
+    merged = segment(emb, fg_prob=(gt > 0).astype(np.float32), min_size=15)
+    assert merged.max() == 1  # the embeddings alone cannot tell them apart
+    pred = segment(emb, fg_prob=core, min_size=15, grow=1)
+    assert_recovers(gt, pred, min_iou=0.98)  # Euclidean growth misses the 4 corner pixels
+    shrunk = segment(emb, fg_prob=core, min_size=15)
+    assert best_iou(gt, shrunk).max() < 0.9
+    marks = np.zeros(gt.shape, dtype=bool)
+    marks[10:30, 7] = True  # a background mark on the rim's outside stays background after growing
+    assert not segment(emb, fg_prob=core, background=marks, min_size=15, grow=2)[marks].any()

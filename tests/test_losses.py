@@ -14,6 +14,7 @@ from spoco_core.losses import (
     consistency_loss,
     foreground_loss,
     instance_loss,
+    object_cores,
     object_means,
     pull_loss,
     push_loss,
@@ -206,6 +207,31 @@ def test_foreground_loss_ignores_unknown_pixels():
     assert foreground_loss(torch.where(lab > 0, 1.0, -1.0), lab).item() == pytest.approx(expected, rel=1e-5)
     none = foreground_loss(logits, torch.zeros_like(lab))
     assert none.item() == 0.0 and none.requires_grad
+
+
+def test_object_cores_leave_out_rims_but_not_the_image_edge():
+    lab = torch.zeros(8, 8, dtype=torch.long)
+    lab[1:5, 1:5], lab[1:5, 5:8], lab[6, 6] = 1, 2, -1
+    core = object_cores(lab, 1)
+    expected = torch.zeros(8, 8, dtype=torch.bool)
+    expected[2:4, 2:4] = True  # object 1 without its 1-px rim
+    expected[2:4, 6:8] = True  # object 2 keeps the columns at the image edge
+    assert torch.equal(core, expected)
+    assert not object_cores(lab, 2).any()
+    assert torch.equal(object_cores(lab, 0), lab > 0)
+
+
+def test_foreground_loss_with_core_margin_teaches_rims_as_not_core():
+    lab = torch.zeros(12, 12, dtype=torch.long)
+    lab[2:9, 2:9], lab[10, 10] = 1, -1
+    logits = torch.zeros(12, 12, requires_grad=True)
+    foreground_loss(logits, lab, core_margin=1).backward()
+    rim = (lab == 1) & ~object_cores(lab, 1)
+    assert (logits.grad[rim] > 0).all()  # pushed down, like the background mark
+    assert (logits.grad[object_cores(lab, 1)] < 0).all()
+    assert logits.grad[10, 10] > 0 and (logits.grad[lab == 0] == 0).all()
+    with pytest.raises(ValueError):
+        LossConfig(core_margin=-1)
 
 
 @pytest.mark.parametrize("n_objects", [0, 1])
