@@ -13,8 +13,6 @@ from scipy import ndimage
 from spoco_core.copy_paste import ObjectCut, paste_objects
 
 PREFER_LABELLED = 0.8  # chance a crop is placed around a labelled pixel: sparse labels must be seen
-MAX_ANGLE = 45.0  # degrees; with the rot90s every angle is reachable
-MAX_ZOOM = 1.25  # zoom drawn log-uniformly in [1/MAX_ZOOM, MAX_ZOOM]
 
 
 def _origin(size: int, patch: int, centre: int | None, rng: np.random.Generator) -> int:
@@ -66,25 +64,6 @@ def geometric(
     return np.ascontiguousarray(image), np.ascontiguousarray(labels)
 
 
-def affine(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Rotate by a free angle and zoom about the centre: few labelled objects, seen in more poses.
-
-    Labels are resampled nearest-neighbour, so objects stay complete (and ids exact); pixels that come
-    from outside the patch are unknown (0), their intensities reflected as in ``crop_or_pad``.
-    """
-    angle = np.deg2rad(rng.uniform(-MAX_ANGLE, MAX_ANGLE))
-    zoom = float(np.exp(rng.uniform(-np.log(MAX_ZOOM), np.log(MAX_ZOOM))))
-    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
-    matrix = np.array([[cos, -sin], [sin, cos]])  # output (y, x) -> input (y, x), about the centre
-    centre = (np.array(labels.shape, dtype=np.float64) - 1.0) / 2.0
-    offset = centre - matrix @ centre
-    warped = np.stack(
-        [ndimage.affine_transform(ch, matrix, offset, order=1, mode="mirror") for ch in image]
-    ).astype(np.float32, copy=False)
-    lab = ndimage.affine_transform(labels, matrix, offset, order=0, mode="constant", cval=0)
-    return warped, lab
-
-
 def photometric(image: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:
     """Blur, contrast/brightness, gamma and Gaussian noise on a percentile-normalised (C,H,W) image.
 
@@ -120,21 +99,17 @@ def sample_views(
     photometric_strength: float = 1.0,
     paste_pool: list[ObjectCut] | None = None,
     n_paste: int = 0,
-    affine_chance: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(view_f (C,p,p), view_g (C,p,p), labels (p,p) int64): one geometry, two photometric draws.
 
     With a ``paste_pool``, ``n_paste`` labelled objects are pasted into the crop first
-    (spoco_core.copy_paste), so both views and the labels carry them. With ``affine_chance`` the shared
-    geometry also rotates by a free angle and zooms (:func:`affine`)."""
+    (spoco_core.copy_paste), so both views and the labels carry them."""
     if image.ndim != 3 or image.shape[1:] != labels.shape:
         raise ValueError(f"expected image (C,H,W) and labels (H,W), got {image.shape} and {labels.shape}")
     crop, lab = crop_or_pad(image.astype(np.float32, copy=False), labels.astype(np.int64), patch, rng)
     if paste_pool and n_paste > 0:
         crop, lab = paste_objects(crop, lab, paste_pool, rng, n_paste)
     crop, lab = geometric(crop, lab, rng)
-    if affine_chance > 0.0 and rng.random() < affine_chance:
-        crop, lab = affine(crop, lab, rng)
     view_f = photometric(crop, rng, photometric_strength)
     view_g = photometric(crop, rng, photometric_strength)
     return view_f, view_g, lab

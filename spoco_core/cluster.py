@@ -56,8 +56,10 @@ def segment(
 
     Foreground is ``fg_prob > 0.5`` when given, else every pixel and the largest cluster is dropped
     as background (the reference's rule). ``background`` (bool) pixels are always 0.
-    ``min_cluster_size`` is in full-image pixels (default ``max(min_size, 50)``) and is scaled to the
-    subsample. ``method="consistency"`` additionally drops clusters the teacher disagrees with.
+    ``min_cluster_size`` is in full-image pixels (default ``min_size``: a cluster as small as the
+    smallest object; a floor of 50 px lost every smaller object, and object cores are smaller than
+    their objects) and is scaled to the subsample. ``method="consistency"`` additionally drops
+    clusters the teacher disagrees with.
     The sample is drawn from one seeded permutation of all pixel positions, so runs with the same
     seed and similar foregrounds cluster the same pixels (uncertainty relies on this).
     ``grow`` px: when ``fg_prob`` marks object cores (``LossConfig.core_margin``), each object is
@@ -80,7 +82,7 @@ def segment(
         fg,
         method="meanshift" if method == "meanshift" else "hdbscan",
         delta_v=delta_v,
-        min_cluster_size=max(min_size, 50) if min_cluster_size is None else min_cluster_size,
+        min_cluster_size=min_size if min_cluster_size is None else min_cluster_size,
         max_samples=max_samples,
         seed=seed,
         fill_distance=fill_distance,
@@ -92,12 +94,13 @@ def segment(
         bad = [k for k, s in scores.items() if s < CONSISTENCY_THRESHOLD]
         if bad:
             clusters[np.isin(clusters, bad)] = 0
-    labels = split_components(clusters, min_size)
-    if grow > 0:
-        labels = expand_labels(labels, grow)
-        if background is not None:
-            labels[np.asarray(background, dtype=bool)] = 0
-    return labels
+    if grow <= 0:
+        return split_components(clusters, min_size)
+    # min_size is for whole objects: a small object's core is smaller still, so filter after growing
+    grown = expand_labels(split_components(clusters, 1), grow)
+    if background is not None:
+        grown[np.asarray(background, dtype=bool)] = 0
+    return split_components(grown, min_size)
 
 
 def cluster_pixels(

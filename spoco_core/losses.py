@@ -40,7 +40,7 @@ class LossConfig:
     consistency_min_fraction: float = 0.05
     # px of each labelled object's rim taught as "not core" to the foreground head; segmentation
     # clusters the cores (touching objects fall apart) and grows them back by the same width
-    core_margin: int = 0
+    core_margin: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.kernel_threshold < 1.0:
@@ -280,6 +280,13 @@ def consistency_loss(
     return _dice_loss(soft_f, soft_g).mean()
 
 
+def _shifted(t: Tensor) -> list[Tensor]:
+    """The four 4-neighbours of every pixel of (H, W) ``t``; the image edge repeats itself."""
+    h, w = t.shape
+    padded = F.pad(t[None, None].float(), (1, 1, 1, 1), mode="replicate")[0, 0].to(t.dtype)
+    return [padded[dy : dy + h, dx : dx + w] for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2))]
+
+
 def object_cores(labels: Tensor, margin: int) -> Tensor:
     """Object pixels (label >= 1) farther than ``margin`` 4-steps from any pixel of another label.
 
@@ -289,11 +296,8 @@ def object_cores(labels: Tensor, margin: int) -> Tensor:
     lab = labels.reshape(labels.shape[-2:])
     core = lab > 0
     for _ in range(margin):
-        padded = F.pad(lab[None, None].float(), (1, 1, 1, 1), mode="replicate")[0, 0].long()
-        ok = F.pad(core[None, None].float(), (1, 1, 1, 1), mode="replicate")[0, 0] > 0
-        h, w = lab.shape
-        for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
-            core = core & (padded[dy : dy + h, dx : dx + w] == lab) & ok[dy : dy + h, dx : dx + w]
+        same = [(nb == lab) & nb_core for nb, nb_core in zip(_shifted(lab), _shifted(core), strict=True)]
+        core = core & same[0] & same[1] & same[2] & same[3]
     return core
 
 
@@ -301,15 +305,17 @@ def foreground_loss(fg_logits: Tensor, labels: Tensor, core_margin: int = 0) -> 
     """BCE on labelled pixels only (objects -> 1, background marks -> 0); unknown pixels carry no signal.
 
     With ``core_margin`` the target is each object's core (:func:`object_cores`): its rim counts as 0.
+    (Also teaching the unknown pixels just outside a labelled object as not-core, valid as objects are
+    complete, did not help: 10% labels 0.594 vs 0.618 mAP, dense 0.701 vs 0.700, one seed.)
     """
     logits = fg_logits.reshape(-1)
     lab = labels.reshape(-1).to(logits.device)
     if lab.numel() != logits.numel():
         raise ValueError(f"fg_logits {tuple(fg_logits.shape)} do not match labels {tuple(labels.shape)}")
     known = lab != 0
+    target = object_cores(labels.to(logits.device), core_margin).reshape(-1) if core_margin else lab > 0
     if not bool(known.any()):
         return _zero(logits)
-    target = object_cores(labels.to(logits.device), core_margin).reshape(-1) if core_margin else lab > 0
     return F.binary_cross_entropy_with_logits(logits[known], target[known].to(logits.dtype))
 
 

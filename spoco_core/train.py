@@ -65,7 +65,6 @@ class TrainConfig:
     amp: bool = True
     log_every: int = 10
     paste_objects: int = 1  # labelled objects pasted next to labelled ones per patch (copy_paste.py)
-    affine: float = 0.0  # chance a patch is also rotated by a free angle and zoomed (augment.affine)
     model: UNetConfig = field(default_factory=UNetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
 
@@ -79,7 +78,10 @@ class TrainConfig:
         # checkpoints from before coordinate channels existed were trained without them
         model_dict.setdefault("coord_scale", 0.0)
         model = _from_fields(UNetConfig, model_dict)
-        loss = _from_fields(LossConfig, data.pop("loss", None))
+        loss_dict = dict(data.pop("loss", None) or {})
+        # ...and their foreground heads learned whole objects, not cores
+        loss_dict.setdefault("core_margin", 0)
+        loss = _from_fields(LossConfig, loss_dict)
         base = _from_fields(cls, data)
         base.model, base.loss = model, loss
         return base
@@ -362,7 +364,7 @@ class Trainer:
             image, labels = self.samples[int(self.rng.integers(len(self.samples)))]
             vf, vg, lab = sample_views(
                 image, labels, self.config.patch_size, self.rng, paste_pool=self.paste_pool,
-                n_paste=self.config.paste_objects, affine_chance=self.config.affine,
+                n_paste=self.config.paste_objects,
             )  # fmt: skip
             views_f.append(vf)
             views_g.append(vg)

@@ -14,6 +14,7 @@ import tifffile
 from PIL import Image
 
 from spoco_core.__main__ import main
+from spoco_core.losses import LossConfig
 from spoco_core.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,18 +128,19 @@ def test_warm_start_from_cli(trained, tmp_path):
     assert load_checkpoint(out, "cpu").iteration == 7
 
 
-def test_coordinate_channels_and_copy_paste_are_cli_settings(trained, tmp_path):
+def test_coordinates_copy_paste_and_cores_are_cli_settings(trained, tmp_path):
     data, model = trained
     config = load_checkpoint(model, "cpu").config
     assert config.model.coord_scale == pytest.approx(0.2) and config.paste_objects == 1  # the defaults
+    assert config.loss.core_margin == LossConfig().core_margin
     out = tmp_path / "plain.pt"
     result = _cli(
         "train", "--images", data / "images", "--labels", data / "labels", "--out", out,
-        "--iterations", "2", "--coord-scale", "0", "--paste-objects", "0", *TINY,
+        "--iterations", "2", "--coord-scale", "0", "--paste-objects", "0", "--core-margin", "0", *TINY,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     config = load_checkpoint(out, "cpu").config
-    assert config.model.coord_scale == 0.0 and config.paste_objects == 0
+    assert config.model.coord_scale == 0.0 and config.paste_objects == 0 and config.loss.core_margin == 0
     bad = _cli(
         "train", "--images", data / "images", "--labels", data / "labels", "--out", out,
         "--paste-objects", "-1",

@@ -20,7 +20,7 @@ from spoco_core.train import (
 )
 
 
-def make_samples(n: int = 4, size: int = 64, fraction: float = 0.5) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_samples(n: int = 4, size: int = 128, fraction: float = 0.5) -> list[tuple[np.ndarray, np.ndarray]]:
     """Synthetic images with a fraction of objects labelled and a strip of background marks."""
     samples = []
     for i in range(n):
@@ -84,6 +84,15 @@ def test_configs_from_before_coordinates_load_without_them():
     del old["model"]["coord_scale"]  # what checkpoints written before coord_scale existed hold
     assert TrainConfig.from_dict(old).model.coord_scale == 0.0
     assert TrainConfig.from_dict(tiny_config().to_dict()).model.coord_scale == UNetConfig().coord_scale
+
+
+def test_configs_from_before_cores_keep_whole_object_foreground():
+    old = tiny_config().to_dict()
+    del old["loss"]["core_margin"]  # checkpoints written before core_margin existed
+    assert TrainConfig.from_dict(old).loss.core_margin == 0
+    cfg = tiny_config()
+    cfg.loss.core_margin = 2
+    assert TrainConfig.from_dict(cfg.to_dict()).loss.core_margin == 2
 
 
 def test_loss_falls(trained):

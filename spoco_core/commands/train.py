@@ -65,6 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="labelled objects pasted next to labelled ones per training patch (0 = off; default: "
         f"{TrainConfig().paste_objects}; 3 was worse than 1 at 10%% labels)",
     )
+    parser.add_argument(
+        "--core-margin",
+        type=int,
+        default=LossConfig().core_margin,
+        help="px of each object's rim the foreground head learns as not-core; segmentation clusters "
+        f"the cores and grows them back (0 = whole-object foreground; default: {LossConfig().core_margin})",
+    )
     parser.set_defaults(func=run)
 
 
@@ -125,7 +132,7 @@ def _config(args: argparse.Namespace, in_channels: int) -> TrainConfig:
         device=args.device,
         paste_objects=args.paste_objects,
         model=model,
-        loss=LossConfig(),
+        loss=LossConfig(core_margin=args.core_margin),
     )
 
 
@@ -139,8 +146,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--fraction must be in (0, 1]"
     if min(args.iterations, args.batch_size, args.patch_size, args.base_channels, args.depth) < 1:
         return "--iterations, --batch-size, --patch-size, --base-channels and --depth must be >= 1"
-    if args.paste_objects < 0:
-        return "--paste-objects must be >= 0"
+    if args.paste_objects < 0 or args.core_margin < 0:
+        return "--paste-objects and --core-margin must be >= 0"
     return None
 
 
