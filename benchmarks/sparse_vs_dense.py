@@ -16,7 +16,8 @@ paper).
 Background: unlabelled pixels are *unknown*, so no row is told where the background is, except
 for the same few background-mark squares per training image in every row (what an annotator of
 our app draws in a few seconds). Foreground at inference comes from the model's foreground head
-(``fg_prob > 0.5``), trained on labelled objects (1) vs those marks (0) -- no ground-truth mask.
+(``fg_prob > 0.5``), trained on labelled objects' cores (1) vs their 1-px rims and those marks (0)
+-- no ground-truth mask. The GT-fg columns use the whole true foreground and grow nothing back.
 
 Each row is scored twice: with the model's own foreground head (what the app does) and with the
 ground-truth foreground mask (the reference's protocol on the leaf benchmark), so the table shows
@@ -187,7 +188,8 @@ def describe(setup: Setup, threads: int) -> str:
             f"per row, batch {setup.batch_size}, patch {setup.patch_size}, lr {setup.lr}, "
             f"{threads} torch thread(s).",
             f"Foreground at inference: the model's foreground head (fg_prob > 0.5, loss weight "
-            f"{setup.w_foreground:g}), trained on labelled objects vs {setup.marks_per_image} "
+            f"{setup.w_foreground:g}), trained on labelled objects' cores (their rims of "
+            f"LossConfig.core_margin px as 0) vs {setup.marks_per_image} "
             f"background-mark squares of {side} per training image, the same in every row; every "
             "other unlabelled pixel is unknown. No ground-truth foreground is used.",
             "Clustering: cluster.segment (HDBSCAN, epsilon = delta_v = 0.5, "
