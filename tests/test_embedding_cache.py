@@ -41,3 +41,16 @@ def test_cache_without_coordinates_round_trips(tmp_path):
     out = cached.embed(image)
     assert cached.hits == 1
     assert np.abs(out.emb - predictor.embed(image).emb).max() < 0.01
+
+
+def test_cached_embedder_segments_like_its_predictor(tmp_path):
+    """The worker clusters through the cache: it must grow object cores back exactly as the predictor does."""
+    from spoco_core.train import TrainConfig
+
+    net = EmbeddingUNet(UNetConfig(embedding_dim=4, base_channels=4, depth=2, foreground_head=True))
+    predictor = Predictor(net, device="cpu", config=TrainConfig(), foreground_trained=True)
+    cached = CachedEmbedder(
+        predictor, BlobStore(tmp_path), embedding_rel(1, 2), np.zeros((1, 8, 8), np.float32)
+    )
+    assert predictor.grow == cached.grow == TrainConfig().loss.core_margin == 1
+    assert Predictor(net, device="cpu", config=TrainConfig(), foreground_trained=False).grow == 0
