@@ -92,9 +92,8 @@ def image_uncertainty(
     same pixel subsample. ``delta_v`` defaults to ``predictor.delta_v`` (0.5 if it has none).
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
-    grow = int(getattr(predictor, "grow", 0))
-    views = embed_views(predictor, image, 1 + min(max(0, n_tta), len(VIEWS)))
-    emb, fg = average_views(views)
+    grow = _grow(predictor)
+    views, emb, fg = _reference(predictor, image, n_tta)
     teacher = _teacher(predictor, image)
 
     def run(e: np.ndarray, f: np.ndarray | None, factor: float = 1.0) -> np.ndarray:
@@ -118,6 +117,19 @@ def image_uncertainty(
         runs.append(run(*teacher))
     objects, pixel_map = score_runs(reference, runs, fg)
     return ImageUncertainty(labels=reference, objects=objects, pixel_map=pixel_map)
+
+
+def _reference(
+    predictor: Embedder, image: np.ndarray, n_tta: int
+) -> tuple[list[tuple[np.ndarray, np.ndarray | None]], np.ndarray, np.ndarray | None]:
+    """The original and ``n_tta`` flipped views, and their mean: what both scorers cluster."""
+    views = embed_views(predictor, image, 1 + min(max(0, n_tta), len(VIEWS)))
+    return views, *average_views(views)
+
+
+def _grow(predictor: Embedder) -> int:
+    """px to grow cores back by (``Predictor.grow``); 0 for embedders that do not say."""
+    return int(getattr(predictor, "grow", 0))
 
 
 def _teacher(predictor: Embedder, image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None] | None:
@@ -239,8 +251,7 @@ def confidence_scores(
     views, squashed to [0, 1] as v / (v + delta_v^2), averaged per object.
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
-    views = embed_views(predictor, image, 1 + min(max(0, n_tta), len(VIEWS)))
-    emb, fg = average_views(views)
+    views, emb, fg = _reference(predictor, image, n_tta)
     labels = segment(
         emb,
         fg_prob=fg,
@@ -251,7 +262,7 @@ def confidence_scores(
         min_size=min_size,
         max_samples=max_samples,
         seed=seed,
-        grow=int(getattr(predictor, "grow", 0)),
+        grow=_grow(predictor),
     )
     if fg is not None:
         pixel_map = (1.0 - np.abs(2.0 * fg - 1.0)).astype(np.float32)

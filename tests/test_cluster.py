@@ -192,7 +192,7 @@ def test_cores_split_touching_objects_the_embeddings_merge_and_grow_back():
     merged = segment(emb, fg_prob=(gt > 0).astype(np.float32), min_size=15)
     assert merged.max() == 1  # the embeddings alone cannot tell them apart
     pred = segment(emb, fg_prob=core, min_size=15, grow=1)
-    assert_recovers(gt, pred, min_iou=0.98)  # Euclidean growth misses the 4 corner pixels
+    assert_recovers(gt, pred, min_iou=0.98)  # 4-neighbour growth misses the 4 corner pixels
     shrunk = segment(emb, fg_prob=core, min_size=15)
     assert best_iou(gt, shrunk).max() < 0.9
     marks = np.zeros(gt.shape, dtype=bool)
