@@ -8,11 +8,11 @@ annotator (``spoco_core.simulate.SimulatedAnnotator``) answer from the ground tr
 ``--iters`` steps warm-started from the previous checkpoint (as the Studio's training jobs do),
 evaluate on a held-out test set (different synthetic seed). Strategies:
 
-- ``instability``: cluster instability (``image_uncertainty``), objects ranked by 1 - mean
-  best-match IoU through ``rank_suggestions``: what the Studio's worker and the ``suggest`` CLI ship
-  (the headline; ahead of ``instability-mass`` in 3 of 4 runs, RESULTS.md stop 12);
-- ``instability-mass``: the same perturbation runs ranked by unstable pixels (``unstable_mass``:
-  large objects that split or merge before slivers; shipped until stop 12);
+- ``instability-mass``: cluster instability (``image_uncertainty``), objects ranked by unstable
+  pixels (``unstable_mass``) through ``rank_suggestions``: what the Studio's worker and the
+  ``suggest`` CLI ship (the headline);
+- ``instability``: the same perturbation runs ranked by 1 - mean best-match IoU (it favours tiny
+  fragments);
 - ``random``: uniformly random unlabelled ground-truth objects (the SPOCO paper's sampling, the
   strongest honest baseline: every pick is a real object);
 - ``confidence``: 1 - mean foreground probability per predicted object (cheap baseline).
@@ -71,7 +71,7 @@ from spoco_core.uncertainty import DEFAULT_N_TTA, image_uncertainty
 
 OUT = Path(__file__).resolve().parent / "out"
 TARGET_FRACTION = 0.9
-HEADLINE = "instability"  # what the app ships (storage/predict_job.py)
+HEADLINE = "instability-mass"  # what the app ships (storage/predict_job.py)
 
 
 def make_set(n: int, size: int, seed: int, kind: str) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
@@ -280,7 +280,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the annotator corrects a merged suggestion to one object instead of outlining each",
     )
     p.add_argument("--n-tta", type=int, default=DEFAULT_N_TTA, help="flips/rotations in image_uncertainty")
-    p.add_argument("--strategies", default="instability,instability-mass,random,confidence")
+    p.add_argument("--strategies", default="instability-mass,instability,random,confidence")
     p.add_argument("--no-dense", action="store_true")
     p.add_argument("--report", type=Path, default=None, help="re-print the tables of a saved JSON run")
     p.add_argument("--no-timing", action="store_true")

@@ -50,7 +50,7 @@ def suggestion_actions(
     queue: list[Suggestion],
     shapes: list[Shape] | None,
 ) -> None:
-    st.markdown(f"**Suggested object** (yellow outline) · instability {sug.score:.2f}")
+    st.markdown(f"**Suggested object** (yellow outline) · {sug.score:.0f} unstable pixels")
     c1, c2 = st.columns(2)
     try:
         if c1.button("Accept", type="primary", icon=":material/check:", key="ann_accept", width="stretch"):

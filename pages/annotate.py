@@ -32,7 +32,7 @@ def _pick_suggestion(queue: list[Suggestion], names: dict[int, str]) -> Suggesti
     chosen = st.selectbox(
         "Suggestion (most uncertain first)",
         ids,
-        format_func=lambda sid: f"{names.get(by_id[sid].image_id, '?')} · instability {by_id[sid].score:.2f}",
+        format_func=lambda sid: f"{names.get(by_id[sid].image_id, '?')} · {by_id[sid].score:.0f} unstable px",
         key=SUG_KEY,
     )
     return by_id[chosen]

@@ -70,7 +70,7 @@ def test_top_k_as_json_with_masks(trained, tmp_path, capsys):
         y0, x0, y1, x1 = row["bbox"]
         ys, xs = np.nonzero(mask)
         assert (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) == (y0, x0, y1, x1)
-        assert row["score"] == row["instability"]  # default --score instability
+        assert row["score"] == pytest.approx(row["unstable_pixels"], abs=0.01)  # default --score mass
         assert 0.0 <= row["unstable_pixels"] <= row["area"]
     assert sorted(p.name for p in masks.iterdir()) == sorted(Path(r["mask"]).name for r in rows)
     ranked = [r["score"] for r in rows if r["source"] == "ranked"]
@@ -83,11 +83,11 @@ def test_top_k_as_json_with_masks(trained, tmp_path, capsys):
     assert lines[0].startswith("rank") and "instability" in lines[0] and "bbox" in lines[0]
     assert [line.split()[1:3] for line in lines[1:]] == [[r["image"], str(r["object_id"])] for r in rows]
 
-    # ranked by unstable pixels instead
-    rc, out, err = _suggest(capsys, *args, "--json", "--score", "mass")
+    # ranked by plain instability instead
+    rc, out, err = _suggest(capsys, *args, "--json", "--score", "instability")
     assert rc == 0, err
     plain = json.loads(out)
-    assert plain and all(r["score"] == pytest.approx(r["unstable_pixels"], abs=0.01) for r in plain)
+    assert plain and all(r["score"] == r["instability"] for r in plain)
     ranked_plain = [r["score"] for r in plain if r["source"] == "ranked"]
     assert ranked_plain == sorted(ranked_plain, reverse=True)
 

@@ -51,10 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--score",
         choices=("instability", "mass"),
-        default="instability",
+        default="mass",
         help=(
-            "rank by instability, 1 - mean best-match IoU under perturbations (default; what the "
-            "Studio ships), or by unstable pixels per object (mass: large objects before slivers)"
+            "rank by unstable pixels per object (mass, default: large objects that split or merge "
+            "before slivers), or by instability, 1 - mean best-match IoU under perturbations"
         ),
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
