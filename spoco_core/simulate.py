@@ -7,7 +7,9 @@ than labelling random objects, the published SPOCO baseline. Strategies: ``insta
 ranked by 1 - mean best-match IoU), ``instability-mass`` (ranked by unstable pixels, i.e. the
 per-pixel disagreement summed over the object: large objects that split or merge first, not
 slivers), ``confidence`` (1 - mean foreground probability), ``random`` (random GT objects not
-labelled yet) and ``random-pred`` (random predicted objects).
+labelled yet, drawn from the whole pool), ``random-per-image`` (random GT objects, each from an image
+with the fewest labelled objects: SPOCO's per-image sampling) and ``random-pred`` (random predicted
+objects).
 
 The simulated annotator behaves like a careful person in the Studio:
 
@@ -64,8 +66,17 @@ __all__ = [
 ]
 
 Key = Hashable
-Strategy = Literal["instability", "instability-mass", "confidence", "random", "random-pred"]
-STRATEGIES: tuple[str, ...] = ("instability", "instability-mass", "confidence", "random", "random-pred")
+Strategy = Literal[
+    "instability", "instability-mass", "confidence", "random", "random-per-image", "random-pred"
+]
+STRATEGIES: tuple[str, ...] = (
+    "instability",
+    "instability-mass",
+    "confidence",
+    "random",
+    "random-per-image",
+    "random-pred",
+)
 
 MATCH_IOU = 0.5  # a suggestion with this IoU to an unlabelled GT object is that object
 MATCH_FRACTION = 0.5  # ...or one whose pixels lie this much on a single unlabelled GT object
@@ -216,6 +227,32 @@ def _predicted_objects(labels: np.ndarray) -> list[ObjectScore]:
     return out
 
 
+def _gt_suggestion(annotator: SimulatedAnnotator, key: Key, gt_id: int) -> Suggestion:
+    mask = annotator.gt[key] == gt_id
+    sl = ndimage.find_objects(mask.astype(np.int32))[0]
+    return Suggestion(key, gt_id, 0.0, (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop), mask, "random")
+
+
+def _per_image_picks(
+    images: Mapping[Key, np.ndarray], annotator: SimulatedAnnotator, k: int, seed: int
+) -> list[tuple[Key, int]]:
+    """``k`` random unlabelled GT objects, each from an image with the fewest labelled objects so far
+    (ties in a random order): labels spread over all images, as SPOCO's per-image sampling does."""
+    rng = np.random.default_rng(seed)
+    free = {key: list(rng.permutation(annotator.unlabelled_ids(key))) for key in images}
+    count = {key: len(annotator.labelled_ids(key)) for key in images}
+    tiebreak = dict(zip(images, rng.permutation(len(free)), strict=True))
+    picks: list[tuple[Key, int]] = []
+    while len(picks) < k:
+        open_keys = [key for key in images if free[key]]
+        if not open_keys:
+            break
+        key = min(open_keys, key=lambda c: (count[c], tiebreak[c]))
+        picks.append((key, int(free[key].pop())))
+        count[key] += 1
+    return picks
+
+
 def suggest(
     strategy: Strategy,
     predictor: Predictor | None,
@@ -232,6 +269,7 @@ def suggest(
     ``confidence_scores`` via ``rank_suggestions`` (labelled objects skipped);
     ``instability-mass`` ranks ``image_uncertainty`` by unstable pixels (``unstable_mass``); ``random`` draws
     unlabelled GT objects uniformly (SPOCO's baseline: an annotator choosing objects at random);
+    ``random-per-image`` draws them one at a time from the images with the fewest labelled objects;
     ``random-pred`` draws predicted objects uniformly under the same skipping rules.
     """
     if strategy not in STRATEGIES:
@@ -242,14 +280,12 @@ def suggest(
         pool = [(key, gt_id) for key in images for gt_id in annotator.unlabelled_ids(key)]
         rng = np.random.default_rng(seed)
         pick = rng.choice(len(pool), size=min(k, len(pool)), replace=False) if pool else []
-        out = []
-        for i in pick:
-            key, gt_id = pool[int(i)]
-            mask = annotator.gt[key] == gt_id
-            sl = ndimage.find_objects(mask.astype(np.int32))[0]
-            bbox = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
-            out.append(Suggestion(key, gt_id, 0.0, bbox, mask, "random"))
-        return out
+        return [_gt_suggestion(annotator, *pool[int(i)]) for i in pick]
+    if strategy == "random-per-image":
+        return [
+            _gt_suggestion(annotator, key, gt_id)
+            for key, gt_id in _per_image_picks(images, annotator, k, seed)
+        ]
     if predictor is None:
         raise ValueError(f"strategy {strategy!r} needs a predictor")
     kw = dict(uncertainty_kwargs or {})

@@ -36,6 +36,7 @@ def run_quick(script: str, *extra: str) -> str:
         ("loss_speed.py", "|"),
         ("cluster_speed.py", "plain MeanShift"),
         ("sparse_vs_dense.py", "| dense (1.0) |"),
+        ("label_selection.py", "| oracle-worst |"),
     ],
 )
 def test_quick_benchmark_prints_a_table(script: str, expect: str) -> None:

@@ -115,6 +115,24 @@ def test_random_strategy_picks_distinct_unlabelled_gt_objects():
     assert [(s.key, s.object_id) for s in again] == [(s.key, s.object_id) for s in picks]
 
 
+def test_random_per_image_fills_the_images_with_fewest_labels_first():
+    gts = {i: generate(64, seed=i)[1].astype(np.int32) for i in range(3)}
+    ann = SimulatedAnnotator(gts)
+    ann.seed_objects(1, seed=0)
+    for gt_id in ann.unlabelled_ids(0)[:2]:
+        ann.add_object(0, gt_id)  # image 0: 3 labelled, images 1 and 2: 1 each
+    picks = suggest("random-per-image", None, dict.fromkeys(gts), ann, k=4, seed=1)
+    assert sorted(s.key for s in picks) == [1, 1, 2, 2]  # image 0 waits until the others catch up
+    assert len({(s.key, s.object_id) for s in picks}) == 4
+    for s in picks:
+        assert s.object_id not in ann.labelled_ids(s.key)
+        np.testing.assert_array_equal(s.mask, gts[s.key] == s.object_id)
+    again = suggest("random-per-image", None, dict.fromkeys(gts), ann, k=4, seed=1)
+    assert [(s.key, s.object_id) for s in again] == [(s.key, s.object_id) for s in picks]
+    n_free = sum(len(ann.unlabelled_ids(key)) for key in gts)
+    assert len(suggest("random-per-image", None, dict.fromkeys(gts), ann, k=10_000, seed=1)) == n_free
+
+
 def test_unstable_mass_ranks_a_big_unstable_object_above_a_sliver():
     labels = np.zeros((30, 30), np.int32)
     labels[2:4, 2:10] = 1  # a 16 px sliver, fully unstable
