@@ -13,6 +13,8 @@ evaluate on a held-out test set (different synthetic seed). Strategies:
   ``suggest`` CLI ship (the headline);
 - ``instability``: the same perturbation runs ranked by 1 - mean best-match IoU (it favours tiny
   fragments);
+- ``instability-spread``: the same scores, but each suggestion from an image with the fewest
+  labelled objects so far (``rank_suggestions(spread=True)``), its most unstable object;
 - ``random``: uniformly random unlabelled ground-truth objects drawn from the whole pool (the
   baseline the issue names: every pick is a real object);
 - ``random-per-image``: random ground-truth objects, each from an image with the fewest labelled
@@ -302,7 +304,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--eval-tta", type=int, default=N_VIEWS, help="views averaged when scoring on the test set"
     )
-    p.add_argument("--strategies", default="instability-mass,instability,random,random-per-image,confidence")
+    p.add_argument(
+        "--strategies",
+        default="instability-mass,instability,instability-spread,random,random-per-image,confidence",
+    )
     p.add_argument("--no-dense", action="store_true")
     p.add_argument("--report", type=Path, default=None, help="re-print the tables of a saved JSON run")
     p.add_argument("--no-timing", action="store_true")

@@ -4,12 +4,12 @@ active-learning loop (suggest -> label -> warm-start retrain -> evaluate) built 
 Used by ``benchmarks/active_vs_random.py`` and the tests to show whether asking the model which
 objects to label (cluster instability, ``spoco_core.uncertainty``) needs fewer labelled objects
 than labelling random objects, the published SPOCO baseline. Strategies: ``instability`` (objects
-ranked by 1 - mean best-match IoU), ``instability-mass`` (ranked by unstable pixels, i.e. the
-per-pixel disagreement summed over the object: large objects that split or merge first, not
-slivers), ``confidence`` (1 - mean foreground probability), ``random`` (random GT objects not
-labelled yet, drawn from the whole pool), ``random-per-image`` (random GT objects, each from an image
-with the fewest labelled objects: SPOCO's per-image sampling) and ``random-pred`` (random predicted
-objects).
+ranked by 1 - mean best-match IoU), ``instability-spread`` (the same, least labelled images
+first), ``instability-mass`` (ranked by unstable pixels, i.e. the per-pixel disagreement summed
+over the object: large objects that split or merge first, not slivers), ``confidence`` (1 - mean
+foreground probability), ``random`` (random GT objects not labelled yet, drawn from the whole
+pool), ``random-per-image`` (random GT objects, each from an image with the fewest labelled
+objects: SPOCO's per-image sampling) and ``random-pred`` (random predicted objects).
 
 The simulated annotator behaves like a careful person in the Studio:
 
@@ -67,10 +67,17 @@ __all__ = [
 
 Key = Hashable
 Strategy = Literal[
-    "instability", "instability-mass", "confidence", "random", "random-per-image", "random-pred"
+    "instability",
+    "instability-spread",
+    "instability-mass",
+    "confidence",
+    "random",
+    "random-per-image",
+    "random-pred",
 ]
 STRATEGIES: tuple[str, ...] = (
     "instability",
+    "instability-spread",
     "instability-mass",
     "confidence",
     "random",
@@ -267,7 +274,9 @@ def suggest(
 
     ``instability``/``confidence`` rank predicted objects with ``image_uncertainty`` /
     ``confidence_scores`` via ``rank_suggestions`` (labelled objects skipped);
-    ``instability-mass`` ranks ``image_uncertainty`` by unstable pixels (``unstable_mass``); ``random`` draws
+    ``instability-spread`` takes the same scores image by image, least labelled images first
+    (``rank_suggestions(spread=True)``); ``instability-mass`` ranks ``image_uncertainty`` by
+    unstable pixels (``unstable_mass``); ``random`` draws
     unlabelled GT objects uniformly (SPOCO's baseline: an annotator choosing objects at random);
     ``random-per-image`` draws them one at a time from the images with the fewest labelled objects;
     ``random-pred`` draws predicted objects uniformly under the same skipping rules.
@@ -291,7 +300,7 @@ def suggest(
     kw = dict(uncertainty_kwargs or {})
     items: dict[Key, ImageUncertainty] = {}
     for key, image in images.items():
-        if strategy == "instability":
+        if strategy in ("instability", "instability-spread"):
             items[key] = image_uncertainty(predictor, image, seed=seed, **kw)
         elif strategy == "instability-mass":
             items[key] = unstable_mass(image_uncertainty(predictor, image, seed=seed, **kw))
@@ -304,7 +313,8 @@ def suggest(
                 labels, _predicted_objects(labels), np.zeros(labels.shape, np.float32)
             )
     share = 1.0 if strategy == "random-pred" else random_share
-    return rank_suggestions(items, annotator.sparse, k, random_share=share, seed=seed)
+    spread = strategy == "instability-spread"
+    return rank_suggestions(items, annotator.sparse, k, random_share=share, seed=seed, spread=spread)
 
 
 # --------------------------------------------------------------------------- loop

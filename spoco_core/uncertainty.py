@@ -310,8 +310,13 @@ def rank_suggestions(
     seed: int = 0,
     max_per_image: int | None = None,
     min_distance: float | None = None,
+    spread: bool = False,
 ) -> list[Suggestion]:
     """Up to ``k`` objects to label next, most unstable first, then a random exploration share.
+
+    With ``spread`` the ranked pass fills up the images with the fewest labelled objects (plus
+    suggestions so far) first, taking each image's most unstable object: a few labels in every
+    image teach SPOCO more than many in some (benchmarks/RESULTS.md, stop 13).
 
     Objects already labelled (IoU > SKIP_IOU with a labelled object, or more than half on
     labelled/background pixels of the sparse labels) are skipped. Diversity: at most
@@ -333,7 +338,15 @@ def rank_suggestions(
     cap = max_per_image if max_per_image is not None else math.ceil(k / len(items)) + 1
     n_random = min(k, max(0, round(random_share * k)))
     picked: list[tuple[_Candidate, str]] = []
-    _greedy(candidates, picked, k - n_random, cap, min_distance, "ranked")
+    if spread:
+        counts = {c.image_rank: 0 for c in candidates}
+        for rank, key in enumerate(items):
+            sparse = labelled.get(key)
+            if sparse is not None and rank in counts:
+                counts[rank] = int(np.unique(np.asarray(sparse)[np.asarray(sparse) > 0]).size)
+        _fill_up(candidates, picked, k - n_random, cap, min_distance, counts)
+    else:
+        _greedy(candidates, picked, k - n_random, cap, min_distance, "ranked")
     chosen = {id(c) for c, _ in picked}
     rest = [c for c in candidates if id(c) not in chosen]
     order = np.random.default_rng(seed).permutation(len(rest))
@@ -362,6 +375,43 @@ def _greedy(
             continue
         picked.append((cand, source))
         added += 1
+
+
+def _fill_up(
+    ordered: Sequence[_Candidate],
+    picked: list[tuple[_Candidate, str]],
+    n: int,
+    cap: int,
+    min_distance: float | None,
+    counts: dict[int, int],
+) -> None:
+    """Append up to ``n`` candidates, each the best one left in an image with the lowest count
+    (labelled objects + picks); ties go to the image whose best candidate scores highest."""
+    queues: dict[int, list[_Candidate]] = {}
+    for cand in ordered:  # already best first
+        queues.setdefault(cand.image_rank, []).append(cand)
+    taken: dict[int, list[_Candidate]] = {rank: [] for rank in queues}
+    for c, _ in picked:
+        taken.setdefault(c.image_rank, []).append(c)
+    for _ in range(n):
+        best: tuple[tuple[int, float, int], _Candidate] | None = None
+        for rank, queue in queues.items():
+            same = taken[rank]
+            if len(same) >= cap:
+                queue.clear()
+            while queue and any(_too_close(queue[0], c, min_distance) for c in same):
+                queue.pop(0)
+            if queue:
+                order = (counts[rank], -queue[0].obj.score, rank)
+                if best is None or order < best[0]:
+                    best = (order, queue[0])
+        if best is None:
+            return
+        cand = best[1]
+        queues[cand.image_rank].pop(0)
+        taken[cand.image_rank].append(cand)
+        picked.append((cand, "ranked"))
+        counts[cand.image_rank] += 1
 
 
 def _too_close(a: _Candidate, b: _Candidate, min_distance: float | None) -> bool:

@@ -241,6 +241,27 @@ def test_ranking_caps_objects_per_image_and_spaces_them():
     assert [s.object_id for s in rank_suggestions({"t": touching}, None, k=2, random_share=0.0)] == [1]
 
 
+def test_spread_ranking_fills_up_the_least_labelled_images_first():
+    hot = grid_item([0.9, 0.9, 0.8, 0.8, 0.7])
+    warm = grid_item([0.5, 0.4, 0.3])
+    cold = grid_item([0.2, 0.1])
+    sparse_hot = np.zeros_like(hot.labels)
+    sparse_hot[90:95, 90:95] = 7  # two objects labelled in "hot" already (none of its predictions)
+    sparse_hot[0:3, 90:95] = 8
+    items = {"hot": hot, "warm": warm, "cold": cold}
+    labelled = {"hot": sparse_hot}
+    plain = rank_suggestions(items, labelled, k=4, random_share=0.0)
+    assert [s.key for s in plain] == ["hot", "hot", "hot", "warm"]
+    out = rank_suggestions(items, labelled, k=4, random_share=0.0, spread=True)
+    # counts start hot 2, warm 0, cold 0: warm (higher top score) and cold fill up before hot
+    assert [(s.key, s.object_id) for s in out] == [("warm", 1), ("cold", 1), ("warm", 2), ("cold", 2)]
+    assert all(s.source == "ranked" for s in out)
+    more = rank_suggestions(items, labelled, k=7, random_share=0.0, spread=True)
+    assert [s.key for s in more][4:] == ["hot", "warm", "hot"]  # cap ceil(7/3)+1 = 4 never binds here
+    again = rank_suggestions(items, labelled, k=7, random_share=0.0, spread=True)
+    assert [(s.key, s.object_id) for s in again] == [(s.key, s.object_id) for s in more]
+
+
 def test_random_share_is_seeded_and_drawn_from_the_rest():
     items = {i: grid_item(list(np.linspace(0.9, 0.1, 16) - i * 0.01)) for i in range(4)}
     out = rank_suggestions(items, None, k=10, random_share=0.3, seed=5)
