@@ -193,7 +193,11 @@ def main(argv: list[str] | None = None) -> int:
         ref = map_at(curve, counts[n])
         vs_random = "n/a" if ref is None else f"{result[n]['mAP'] / ref:.2f}"
         needs = random_needs(curve, result[n]["mAP"])
-        share = f"{counts[n] / float(needs):.2f}" if needs.isdigit() else "n/a"
+        share = "n/a"
+        if needs.isdigit():
+            share = f"{counts[n] / float(needs):.2f}"
+        elif needs.startswith(">"):  # random never got there: the ratio is below this
+            share = f"< {counts[n] / curve[-1][0]:.2f}"
         print(
             f"| {n} | {counts[n]} | {new_in} | {result[n]['mAP']:.3f} | {result[n]['SBD']:.3f} | "
             f"{vs_random} | {needs} | {share} |"
