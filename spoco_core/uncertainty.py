@@ -339,11 +339,10 @@ def rank_suggestions(
     n_random = min(k, max(0, round(random_share * k)))
     picked: list[tuple[_Candidate, str]] = []
     if spread:
-        counts = {c.image_rank: 0 for c in candidates}
+        counts = {}
         for rank, key in enumerate(items):
-            sparse = labelled.get(key)
-            if sparse is not None and rank in counts:
-                counts[rank] = int(np.unique(np.asarray(sparse)[np.asarray(sparse) > 0]).size)
+            sparse = np.asarray(labelled.get(key, np.zeros(0, np.int32)))
+            counts[rank] = int(np.unique(sparse[sparse > 0]).size)
         _fill_up(candidates, picked, k - n_random, cap, min_distance, counts)
     else:
         _greedy(candidates, picked, k - n_random, cap, min_distance, "ranked")
@@ -391,8 +390,6 @@ def _fill_up(
     for cand in ordered:  # already best first
         queues.setdefault(cand.image_rank, []).append(cand)
     taken: dict[int, list[_Candidate]] = {rank: [] for rank in queues}
-    for c, _ in picked:
-        taken.setdefault(c.image_rank, []).append(c)
     for _ in range(n):
         best: tuple[tuple[int, float, int], _Candidate] | None = None
         for rank, queue in queues.items():
