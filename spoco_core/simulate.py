@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from scipy import ndimage
@@ -75,15 +75,7 @@ Strategy = Literal[
     "random-per-image",
     "random-pred",
 ]
-STRATEGIES: tuple[str, ...] = (
-    "instability",
-    "instability-spread",
-    "instability-mass",
-    "confidence",
-    "random",
-    "random-per-image",
-    "random-pred",
-)
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 MATCH_IOU = 0.5  # a suggestion with this IoU to an unlabelled GT object is that object
 MATCH_FRACTION = 0.5  # ...or one whose pixels lie this much on a single unlabelled GT object
