@@ -28,7 +28,6 @@ checks that it runs.
 from __future__ import annotations
 
 import argparse
-import itertools
 import multiprocessing as mp
 import sys
 import time
@@ -42,11 +41,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from active_vs_random import map_at, objects_to_reach
 from sparse_vs_dense import Row, Setup, n_objects, score, train_row
 
 from spoco_core.infer import Predictor
 from spoco_core.metrics import iou_matrix
-from spoco_core.simulate import SimulatedAnnotator, suggest
+from spoco_core.simulate import RoundResult, SimulatedAnnotator, suggest
 from spoco_core.synthetic import background_squares, sparsify, training_set
 
 RANKED = ("instability", "instability-mass", "confidence")
@@ -125,19 +125,12 @@ def oracle(
     return out
 
 
-def random_needs(curve: list[tuple[int, float]], target: float) -> str:
-    """Objects random needs to reach ``target`` mAP (linear interpolation on its curve)."""
-    for (n0, m0), (n1, m1) in itertools.pairwise(curve):
-        if m0 < target <= m1:
-            return f"{n0 + (n1 - n0) * (target - m0) / (m1 - m0):.0f}"
-        if target <= m0:
-            return f"<= {n0}"
-    return f"> {curve[-1][0]}"
-
-
-def map_at(curve: list[tuple[int, float]], n: int) -> float | None:
-    xs, ys = zip(*curve, strict=True)
-    return float(np.interp(n, xs, ys)) if xs[0] <= n <= xs[-1] else None
+def random_needs(curve: list[RoundResult], target: float) -> str:
+    """Objects random needs to reach ``target`` mAP (active_vs_random's interpolation on its curve)."""
+    reach = objects_to_reach(curve, target)
+    if reach is None:
+        return f"> {curve[-1].n_objects}"
+    return f"<= {curve[0].n_objects}" if target <= curve[0].mAP else f"{reach:.0f}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,8 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             )
     result = dict(zip(names, scores, strict=True))
     counts = {n: n_objects(sets[n]) for n in names}
-    curve = [(n_objects(base), base_scores["mAP"])]
-    curve += sorted((counts[n], result[n]["mAP"]) for n in ("random", "random x2", "random x3"))
+    points = [(n_objects(base), base_scores)]
+    points += sorted(
+        ((counts[n], result[n]) for n in ("random", "random x2", "random x3")), key=lambda p: p[0]
+    )
+    curve = [RoundResult(i, n, 0, m["mAP"], m["AP50"], m["SBD"]) for i, (n, m) in enumerate(points)]
 
     print("| rule | labelled objects | images given new labels | mAP | SBD | mAP / random at equal objects "
           "| objects random needs for this mAP | this rule's objects / random's |")  # fmt: skip
@@ -197,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if needs.isdigit():
             share = f"{counts[n] / float(needs):.2f}"
         elif needs.startswith(">"):  # random never got there: the ratio is below this
-            share = f"< {counts[n] / curve[-1][0]:.2f}"
+            share = f"< {counts[n] / curve[-1].n_objects:.2f}"
         print(
             f"| {n} | {counts[n]} | {new_in} | {result[n]['mAP']:.3f} | {result[n]['SBD']:.3f} | "
             f"{vs_random} | {needs} | {share} |"
