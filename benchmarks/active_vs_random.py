@@ -87,7 +87,7 @@ from spoco_core.uncertainty import DEFAULT_N_TTA, image_uncertainty
 
 OUT = Path(__file__).resolve().parent / "out"
 TARGET_FRACTION = 0.9
-HEADLINE = "instability-mass"  # what the app ships (storage/predict_job.py)
+HEADLINE = "instability-spread"  # what the app ships (storage/predict_job.py)
 
 
 def make_set(n: int, size: int, seed: int, kind: str) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
@@ -280,13 +280,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test-n", type=int, default=16)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--kind", default="mixed")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--k", type=int, default=150, help="suggestions answered per round")
+    p.add_argument("--rounds", type=int, default=3, help="rounds after round 0 (with one --k for all)")
+    p.add_argument(
+        "--k",
+        default="150,300,600",
+        help="suggestions answered per round: one number for --rounds rounds, or one per round "
+        "separated by commas (their count sets --rounds; a growing schedule lets random reach the target)",
+    )
     p.add_argument("--init-objects", type=int, default=1, help="random objects per image in round 0")
     p.add_argument("--init-background", type=int, default=10, help="background squares per image")
     p.add_argument("--mark-side", type=int, default=12, help="side of a background square (px)")
     p.add_argument("--init-iters", type=int, default=1600, help="training iterations in round 0")
-    p.add_argument("--iters", type=int, default=800, help="training iterations per later round")
+    p.add_argument("--iters", type=int, default=1600, help="training iterations per later round")
     p.add_argument("--depth", type=int, default=3)
     p.add_argument("--base", type=int, default=16)
     p.add_argument("--patch", type=int, default=128, help="128 = whole images (sparse_vs_dense.py)")
@@ -306,7 +311,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--strategies",
-        default="instability-mass,instability,instability-spread,random,random-per-image,confidence",
+        default="instability-spread,instability-mass,random,random-per-image,confidence",
     )
     p.add_argument("--no-dense", action="store_true")
     p.add_argument("--report", type=Path, default=None, help="re-print the tables of a saved JSON run")
@@ -323,10 +328,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     if args.quick:
-        args.train_n, args.test_n, args.size, args.rounds, args.k = 3, 2, 64, 1, 3
+        args.train_n, args.test_n, args.size, args.rounds, args.k = 3, 2, 64, 1, "3"
         args.init_iters, args.iters, args.depth, args.base, args.patch = 4, 3, 2, 8, 32
         args.n_tta, args.timing_iters, args.init_background, args.mark_side = 1, 1, 2, 6
         args.eval_tta = 1
+    try:
+        ks = [int(v) for v in str(args.k).split(",")]
+    except ValueError:
+        p.error(f"--k takes numbers separated by commas, got {args.k!r}")
+    if min(ks) < 1:
+        p.error("--k must be >= 1")
+    if len(ks) > 1:
+        args.rounds = len(ks)
+    args.k_schedule = ks if len(ks) > 1 else ks * args.rounds
     return args
 
 
@@ -371,7 +385,7 @@ def run_task(kind: str, args: argparse.Namespace, round0: Path) -> tuple[str, ob
         rounds=args.rounds,
         k_per_round=sum(int(np.count_nonzero(np.unique(g))) for g in train_gt.values())
         if protocol
-        else args.k,
+        else args.k_schedule,
         iterations_per_round=args.iters,
         initial_objects_per_image=args.init_objects,
         seed=args.seed,
@@ -529,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     print(
         f"# active vs random: {args.train_n} train / {args.test_n} test images {args.size}x{args.size} "
-        f"({n_total} train objects), {args.rounds} rounds x {args.k} suggestions; round 0: "
+        f"({n_total} train objects), {args.rounds} rounds of {'/'.join(map(str, args.k_schedule))} "
+        "suggestions; round 0: "
         f"{args.init_objects} random object(s) + {args.init_background} background squares of "
         f"{args.mark_side} px per image; {args.init_iters} + {args.iters}/round iterations (warm start); "
         f"U-Net depth {args.depth} base {args.base}, batch {args.batch}, patch {args.patch}, lr {args.lr}, "
@@ -541,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     shared = tempfile.TemporaryDirectory(prefix="spoco-al-")
     round0 = Path(shared.name) / "round0.pt"  # round 0 is identical for every strategy: train it once
-    run_task("random", argparse.Namespace(**{**vars(args), "rounds": 0}), round0)
+    run_task("random", argparse.Namespace(**{**vars(args), "rounds": 0, "k_schedule": []}), round0)
     kinds = strategies + ([] if args.no_dense else ["dense", "dense-protocol"])
     order = sorted(kinds, key=lambda k: ("instability" not in k, k != "dense"))  # longest first
     done: dict[str, object] = {}

@@ -386,7 +386,7 @@ def run_active_learning(
     test_images: Mapping[Key, np.ndarray] | Sequence[np.ndarray],
     test_gt: Mapping[Key, np.ndarray] | Sequence[np.ndarray],
     rounds: int,
-    k_per_round: int,
+    k_per_round: int | Sequence[int],
     iterations_per_round: int,
     initial_objects_per_image: int = 1,
     seed: int = 0,
@@ -406,7 +406,8 @@ def run_active_learning(
     name: str | None = None,
 ) -> list[RoundResult]:
     """Round 0 trains from the same random objects per image for every strategy (same ``seed``);
-    each of ``rounds`` further rounds suggests ``k_per_round`` objects with the current model,
+    each of ``rounds`` further rounds suggests ``k_per_round`` objects (one number for every round,
+    or one per round: a growing schedule lets a slow strategy reach a target) with the current model,
     lets the simulated annotator answer them, retrains ``iterations_per_round`` steps warm-started
     from the previous checkpoint and evaluates on the test set. Returns one RoundResult per round
     (``rounds + 1`` in all). Images are (C, H, W) float32, GT dense labels (0 = background).
@@ -426,6 +427,9 @@ def run_active_learning(
     test_images, test_gt = _as_dict(test_images), _as_dict(test_gt)
     if train_images.keys() != train_gt.keys() or test_images.keys() != test_gt.keys():
         raise ValueError("images and ground truth must have the same keys")
+    ks = [k_per_round] * rounds if isinstance(k_per_round, int) else [int(k) for k in k_per_round]
+    if len(ks) != rounds or min(ks, default=1) < 1:
+        raise ValueError(f"k_per_round needs {rounds} positive numbers (one per round), got {k_per_round}")
     config = train_config or TrainConfig()
     seg_kw = dict(segment_kwargs or {})
     annotator = SimulatedAnnotator(train_gt, correct_merges=correct_merges, split_merges=split_merges)
@@ -449,7 +453,7 @@ def run_active_learning(
                     predictor,
                     train_images,
                     annotator,
-                    k_per_round,
+                    ks[r - 1],
                     seed=seed * 1000 + r,
                     random_share=random_share,
                     uncertainty_kwargs=uncertainty_kwargs,

@@ -35,7 +35,7 @@ def label_agreement(pred: np.ndarray, sparse: np.ndarray) -> list[float]:
 
 def run_prediction(ctx: JobContext) -> None:
     from spoco_core.infer import Predictor
-    from spoco_core.uncertainty import ImageUncertainty, image_uncertainty, rank_suggestions, unstable_mass
+    from spoco_core.uncertainty import ImageUncertainty, image_uncertainty, rank_suggestions
 
     params = ctx.params
     version = model_versions.get(ctx.db, int(params["model_version_id"]))
@@ -61,9 +61,9 @@ def run_prediction(ctx: JobContext) -> None:
         row = images.row(ctx.db, info.id)
         image = images.load_normalised(ctx.blobs, row["blob"], row["name"])
         embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
-        # ranked by unstable pixels: ahead of plain instability (which favours slivers) on average
-        # over two seeds of benchmarks/active_vs_random.py, mAP at equal labels 1.14x / 1.03x random
-        result = unstable_mass(image_uncertainty(embedder, image, seed=seed, min_size=min_size))
+        # ranked by instability (1 - mean best-match IoU), spread over the least labelled images:
+        # the best rule of benchmarks/active_vs_random.py and label_selection.py (RESULTS.md)
+        result = image_uncertainty(embedder, image, seed=seed, min_size=min_size)
         cache_hits += embedder.hits
         labels = np.asarray(result.labels, dtype=np.int32)
         result.pixel_map = None  # ranking does not read it; saves memory across a large project
@@ -82,7 +82,7 @@ def run_prediction(ctx: JobContext) -> None:
     if items and k > 0:
         ranked = [
             {"image_id": s.key, "object_id": s.object_id, "score": s.score, "bbox": s.bbox, "mask": s.mask}
-            for s in rank_suggestions(items, labelled, k=k, seed=seed)
+            for s in rank_suggestions(items, labelled, k=k, seed=seed, spread=True)
         ]
     metrics = {}
     if ious:

@@ -70,11 +70,12 @@ def test_top_k_as_json_with_masks(trained, tmp_path, capsys):
         y0, x0, y1, x1 = row["bbox"]
         ys, xs = np.nonzero(mask)
         assert (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1) == (y0, x0, y1, x1)
-        assert row["score"] == pytest.approx(row["unstable_pixels"], abs=0.01)  # default --score mass
+        assert row["score"] == row["instability"]  # default --score instability
         assert 0.0 <= row["unstable_pixels"] <= row["area"]
     assert sorted(p.name for p in masks.iterdir()) == sorted(Path(r["mask"]).name for r in rows)
-    ranked = [r["score"] for r in rows if r["source"] == "ranked"]
-    assert ranked == sorted(ranked, reverse=True)
+    # default --spread: nothing is labelled yet, so the first picks come from different images
+    ranked_images = [r["image"] for r in rows if r["source"] == "ranked"]
+    assert len(ranked_images) >= 2 and len(set(ranked_images)) == len(ranked_images)
 
     # same seed, same answer (here as a table)
     rc, table, err = _suggest(capsys, *args)
@@ -83,13 +84,13 @@ def test_top_k_as_json_with_masks(trained, tmp_path, capsys):
     assert lines[0].startswith("rank") and "instability" in lines[0] and "bbox" in lines[0]
     assert [line.split()[1:3] for line in lines[1:]] == [[r["image"], str(r["object_id"])] for r in rows]
 
-    # ranked by plain instability instead
-    rc, out, err = _suggest(capsys, *args, "--json", "--score", "instability")
+    # ranked by unstable pixels across the folder instead
+    rc, out, err = _suggest(capsys, *args, "--json", "--score", "mass", "--no-spread")
     assert rc == 0, err
-    plain = json.loads(out)
-    assert plain and all(r["score"] == r["instability"] for r in plain)
-    ranked_plain = [r["score"] for r in plain if r["source"] == "ranked"]
-    assert ranked_plain == sorted(ranked_plain, reverse=True)
+    mass = json.loads(out)
+    assert mass and all(r["score"] == pytest.approx(r["unstable_pixels"], abs=0.01) for r in mass)
+    ranked_mass = [r["score"] for r in mass if r["source"] == "ranked"]
+    assert ranked_mass == sorted(ranked_mass, reverse=True)
 
     # a labelled suggestion is not suggested again
     labels = tmp_path / "labels"
@@ -122,6 +123,7 @@ def test_help():
         "--random-share",
         "--seed",
         "--score",
+        "--spread",
     )
     for flag in flags:
         assert flag in result.stdout

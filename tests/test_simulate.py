@@ -166,7 +166,7 @@ TINY = TrainConfig(
 )
 
 
-def run_tiny(strategy, seed=0, **kwargs):
+def run_tiny(strategy, seed=0, k_per_round=3, **kwargs):
     (train, train_gt), (test, test_gt) = tiny_data()
     return run_active_learning(
         strategy,
@@ -175,7 +175,7 @@ def run_tiny(strategy, seed=0, **kwargs):
         test,
         test_gt,
         rounds=2,
-        k_per_round=3,
+        k_per_round=k_per_round,
         iterations_per_round=2,
         initial_objects_per_image=1,
         seed=seed,
@@ -205,6 +205,14 @@ def test_tiny_loop_runs_and_labels_about_k_per_round(strategy):
         assert results[-1].n_actions >= 3
     for r in results:
         assert 0.0 <= r.mAP <= 1.0 and 0.0 <= r.SBD <= 1.0
+
+
+def test_a_growing_schedule_of_suggestions_per_round():
+    results = run_tiny("random", k_per_round=[1, 4])
+    assert [r.n_objects for r in results] == [2, 3, 7]
+    assert [len(r.picks) for r in results] == [0, 1, 4]
+    with pytest.raises(ValueError, match="one per round"):
+        run_tiny("random", k_per_round=[1, 2, 3])
 
 
 def test_suggestions_are_deterministic_under_a_rerun():

@@ -51,11 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--score",
         choices=("instability", "mass"),
-        default="mass",
+        default="instability",
         help=(
-            "rank by unstable pixels per object (mass, default: large objects that split or merge "
-            "before slivers), or by instability, 1 - mean best-match IoU under perturbations"
+            "rank by instability, 1 - mean best-match IoU under perturbations (default), or by "
+            "unstable pixels per object (mass: large objects that split or merge before slivers)"
         ),
+    )
+    parser.add_argument(
+        "--spread",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="take each suggestion from the image with the fewest labelled objects so far (default: on)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--method", choices=METHODS, default="hdbscan", help="clustering (default: hdbscan)")
@@ -170,7 +176,9 @@ def run(args: argparse.Namespace) -> int:
             labelled[path.stem] = sparse
     if not items:
         return _fail("no image could be processed")
-    suggestions = rank_suggestions(items, labelled, args.top, random_share=args.random_share, seed=args.seed)
+    suggestions = rank_suggestions(
+        items, labelled, args.top, random_share=args.random_share, seed=args.seed, spread=args.spread
+    )
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
     rows = []
