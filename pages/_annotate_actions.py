@@ -50,7 +50,11 @@ def suggestion_actions(
     queue: list[Suggestion],
     shapes: list[Shape] | None,
 ) -> None:
-    st.markdown(f"**Suggested object** (yellow outline) · {sug.score:.0f} unstable pixels")
+    st.markdown(f"**Suggested object** (yellow outline) · instability {sug.score:.2f}")
+    st.caption(
+        "Unstable outlines are often part of an object or two touching ones: accept only if it is one "
+        "whole object; otherwise draw the right outline(s) and save them as the corrected object."
+    )
     c1, c2 = st.columns(2)
     try:
         if c1.button("Accept", type="primary", icon=":material/check:", key="ann_accept", width="stretch"):

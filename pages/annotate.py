@@ -30,9 +30,9 @@ def _pick_suggestion(queue: list[Suggestion], names: dict[int, str]) -> Suggesti
         st.session_state[SUG_KEY] = ids[0]
     by_id = {s.id: s for s in queue}
     chosen = st.selectbox(
-        "Suggestion (most uncertain first)",
+        "Suggestion (in the order worth labelling: least labelled images, most unstable objects)",
         ids,
-        format_func=lambda sid: f"{names.get(by_id[sid].image_id, '?')} · {by_id[sid].score:.0f} unstable px",
+        format_func=lambda sid: f"{names.get(by_id[sid].image_id, '?')} · {by_id[sid].score:.2f} instability",
         key=SUG_KEY,
     )
     return by_id[chosen]
