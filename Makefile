@@ -45,6 +45,7 @@ bench-quick: venv
 	$(PY) benchmarks/sparse_vs_dense.py --quick
 	$(PY) benchmarks/active_vs_random.py --quick
 	$(PY) benchmarks/label_selection.py --quick
+	$(PY) benchmarks/embed_speed.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -155,6 +155,15 @@ class _GlobalNorm:
         self.sums = {}
 
 
+def _inference_layout(net: EmbeddingUNet, device: torch.device) -> EmbeddingUNet:
+    """Channels-last weights on the CPU: oneDNN then runs this U-Net's forward pass about 1.8x
+    faster (benchmarks/embed_speed.py); training steps gain nothing, so only inference uses it.
+    The module is converted in place (a trainer's student keeps working in either layout)."""
+    if device.type == "cpu":
+        net.to(memory_format=torch.channels_last)
+    return net
+
+
 class Predictor:
     """Runs a trained student (and optionally its EMA teacher) on images in eval mode."""
 
@@ -167,8 +176,10 @@ class Predictor:
         foreground_trained: bool = True,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
-        self.student = student.to(self.device).eval()
-        self.teacher = teacher.to(self.device).eval() if teacher is not None else None
+        self.student = _inference_layout(student.to(self.device).eval(), self.device)
+        self.teacher = (
+            _inference_layout(teacher.to(self.device).eval(), self.device) if teacher is not None else None
+        )
         self.config = config or TrainConfig(model=student.config)
         self.foreground_trained = foreground_trained
 

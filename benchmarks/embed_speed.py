@@ -1,0 +1,96 @@
+"""Why ``Predictor`` keeps channels-last weights on the CPU: the U-Net forward and the suggestion
+ranking of one image, NCHW vs channels-last, side by side in one run (issue 5: ranking < 2 s).
+
+    python benchmarks/embed_speed.py [--quick] [--size 512] [--repeats 5] [--threads 2]
+
+Rows, same model (default ``UNetConfig()``, untrained: speed does not depend on the weights) and
+same synthetic image: one student forward pass (``Predictor.embed``) and the full
+``image_uncertainty`` (3 student views, the teacher, 6 clusterings), with the nets in PyTorch's
+default NCHW layout and in channels-last (what ``Predictor`` now does on the CPU). Times are
+medians of ``--repeats`` runs after one warm-up, the two layouts alternating so a busy machine
+slows both alike. Also checks that both layouts give the same labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from spoco_core.infer import Predictor
+from spoco_core.io import normalize_percentile
+from spoco_core.model import EmbeddingUNet, UNetConfig, make_teacher
+from spoco_core.synthetic import generate
+from spoco_core.uncertainty import image_uncertainty
+
+LAYOUTS = {
+    "NCHW (PyTorch default)": torch.contiguous_format,
+    "channels-last (Predictor)": torch.channels_last,
+}
+
+
+def seconds(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="128 px, small net, one repeat: checks it runs")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the issue's 2 CPU cores)")
+    args = parser.parse_args(argv)
+    config = UNetConfig()
+    if args.quick:
+        args.size, args.repeats, config = 128, 1, UNetConfig(depth=2, base_channels=8)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    student = EmbeddingUNet(config)
+    predictor = Predictor(student, make_teacher(student), device="cpu")
+    img, _ = generate(args.size, seed=11)
+    image = normalize_percentile(img.astype(np.float32))[None]
+
+    def use(layout: torch.memory_format) -> None:
+        for net in (predictor.student, predictor.teacher):
+            net.to(memory_format=layout)
+
+    times: dict[str, dict[str, list[float]]] = {name: {"embed": [], "rank": []} for name in LAYOUTS}
+    labels = {}
+    for name, layout in LAYOUTS.items():  # warm-up: oneDNN picks its kernels per layout once
+        use(layout)
+        labels[name] = image_uncertainty(predictor, image).labels
+    for _ in range(args.repeats):  # alternate the layouts: a busy machine slows both alike
+        for name, layout in LAYOUTS.items():
+            use(layout)
+            times[name]["embed"].append(seconds(lambda: predictor.embed(image)))
+            times[name]["rank"].append(seconds(lambda: image_uncertainty(predictor, image)))
+    same = all(np.array_equal(v, next(iter(labels.values()))) for v in labels.values())
+
+    print(
+        f"# U-Net forward and suggestion ranking on one {args.size}x{args.size} image, CPU, "
+        f"{args.threads} torch thread(s); {config}; median of {args.repeats} (layouts alternating)\n"
+    )
+    print("| layout | student forward (s) | ranking (s) | forward speed-up | ranking speed-up |")
+    print("|---|---:|---:|---:|---:|")
+    base = {k: float(np.median(v)) for k, v in times[next(iter(LAYOUTS))].items()}
+    for name in LAYOUTS:
+        med = {k: float(np.median(v)) for k, v in times[name].items()}
+        print(
+            f"| {name} | {med['embed']:.3f} | {med['rank']:.2f} | {base['embed'] / med['embed']:.2f}x | "
+            f"{base['rank'] / med['rank']:.2f}x |"
+        )
+    print(f"\nsame ranking labels in both layouts: {same}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
