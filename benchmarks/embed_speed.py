@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._timing import seconds
 from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
 from spoco_core.model import EmbeddingUNet, UNetConfig, make_teacher
@@ -34,12 +33,6 @@ LAYOUTS = {
     "NCHW (PyTorch default)": torch.contiguous_format,
     "channels-last (Predictor)": torch.channels_last,
 }
-
-
-def seconds(fn: Callable[[], object]) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def main(argv: list[str] | None = None) -> int:
