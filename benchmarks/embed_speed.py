@@ -1,14 +1,16 @@
-"""Why ``Predictor`` keeps channels-last weights on the CPU: the U-Net forward and the suggestion
-ranking of one image, NCHW vs channels-last, side by side in one run (issue 5: ranking < 2 s).
+"""Why ``Predictor`` keeps channels-last weights on the CPU and ranking embeds with the teacher
+beside the clustering: the U-Net forward and the suggestion ranking of one image, side by side in
+one run (issue 5: ranking < 2 s).
 
     python benchmarks/embed_speed.py [--quick] [--size 512] [--repeats 5] [--threads 2]
 
 Rows, same model (default ``UNetConfig()``, untrained: speed does not depend on the weights) and
 same synthetic image: one student forward pass (``Predictor.embed``) and the full
 ``image_uncertainty`` (3 student views, the teacher, 6 clusterings), with the nets in PyTorch's
-default NCHW layout and in channels-last (what ``Predictor`` now does on the CPU). Times are
-medians of ``--repeats`` runs after one warm-up, the two layouts alternating so a busy machine
-slows both alike. Also checks that both layouts give the same labels.
+default NCHW layout and in channels-last (what ``Predictor`` does on the CPU), the teacher embedded
+before the clustering or in a thread beside it (``image_uncertainty(overlap=True)``, the default).
+Times are medians of ``--repeats`` runs after one warm-up, the variants alternating so a busy
+machine slows all alike. Also checks that every variant gives the same labels and scores.
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from spoco_core.model import EmbeddingUNet, UNetConfig, make_teacher
 from spoco_core.synthetic import generate
 from spoco_core.uncertainty import image_uncertainty
 
-LAYOUTS = {
-    "NCHW (PyTorch default)": torch.contiguous_format,
-    "channels-last (Predictor)": torch.channels_last,
+VARIANTS = {  # name: (weight layout, teacher's forward pass beside the clustering)
+    "NCHW (PyTorch default), teacher first": (torch.contiguous_format, False),
+    "channels-last, teacher first": (torch.channels_last, False),
+    "channels-last, teacher beside clustering (default)": (torch.channels_last, True),
 }
 
 
@@ -56,32 +59,39 @@ def main(argv: list[str] | None = None) -> int:
         for net in (predictor.student, predictor.teacher):
             net.to(memory_format=layout)
 
-    times: dict[str, dict[str, list[float]]] = {name: {"embed": [], "rank": []} for name in LAYOUTS}
+    times: dict[str, dict[str, list[float]]] = {name: {"embed": [], "rank": []} for name in VARIANTS}
     labels = {}
-    for name, layout in LAYOUTS.items():  # warm-up: oneDNN picks its kernels per layout once
+    for name, (layout, overlap) in VARIANTS.items():  # warm-up: oneDNN picks its kernels per layout once
         use(layout)
-        labels[name] = image_uncertainty(predictor, image).labels
-    for _ in range(args.repeats):  # alternate the layouts: a busy machine slows both alike
-        for name, layout in LAYOUTS.items():
+        labels[name] = image_uncertainty(predictor, image, overlap=overlap)
+    for _ in range(args.repeats):  # alternate the variants: a busy machine slows all alike
+        for name, (layout, overlap) in VARIANTS.items():
             use(layout)
             times[name]["embed"].append(seconds(lambda: predictor.embed(image)))
-            times[name]["rank"].append(seconds(lambda: image_uncertainty(predictor, image)))
-    same = all(np.array_equal(v, next(iter(labels.values()))) for v in labels.values())
+            times[name]["rank"].append(
+                seconds(lambda o=overlap: image_uncertainty(predictor, image, overlap=o))
+            )
+    first = next(iter(labels.values()))
+    same = all(
+        np.array_equal(v.labels, first.labels)
+        and [o.score for o in v.objects] == [o.score for o in first.objects]
+        for v in labels.values()
+    )
 
     print(
         f"# U-Net forward and suggestion ranking on one {args.size}x{args.size} image, CPU, "
-        f"{args.threads} torch thread(s); {config}; median of {args.repeats} (layouts alternating)\n"
+        f"{args.threads} torch thread(s); {config}; median of {args.repeats} (variants alternating)\n"
     )
-    print("| layout | student forward (s) | ranking (s) | forward speed-up | ranking speed-up |")
+    print("| variant | student forward (s) | ranking (s) | forward speed-up | ranking speed-up |")
     print("|---|---:|---:|---:|---:|")
-    base = {k: float(np.median(v)) for k, v in times[next(iter(LAYOUTS))].items()}
-    for name in LAYOUTS:
+    base = {k: float(np.median(v)) for k, v in times[next(iter(VARIANTS))].items()}
+    for name in VARIANTS:
         med = {k: float(np.median(v)) for k, v in times[name].items()}
         print(
             f"| {name} | {med['embed']:.3f} | {med['rank']:.2f} | {base['embed'] / med['embed']:.2f}x | "
             f"{base['rank'] / med['rank']:.2f}x |"
         )
-    print(f"\nsame ranking labels in both layouts: {same}")
+    print(f"\nsame ranking labels and scores in every variant: {same}")
     return 0
 
 

@@ -93,6 +93,33 @@ def test_teacher_disagreement_makes_an_object_unstable():
     assert pm[gt == 2].mean() > 0.05 and pm[np.isin(gt, (1, 3, 4))].max() == 0
 
 
+@pytest.mark.parametrize("method", ["hdbscan", "consistency"])
+def test_teacher_beside_the_clustering_changes_nothing(method):
+    image, _, table = code_scene()
+    teacher = table.copy()
+    teacher[5] += 4.0
+    beside = image_uncertainty(CodeEmbedder(table, teacher), image, method=method)
+    first = image_uncertainty(CodeEmbedder(table, teacher), image, method=method, overlap=False)
+    np.testing.assert_array_equal(beside.labels, first.labels)
+    np.testing.assert_array_equal(beside.pixel_map, first.pixel_map)
+    assert beside.objects == first.objects
+    if method == "hdbscan":  # the teacher's split of disk 2 was counted
+        assert max(o.score for o in beside.objects) > 0.05
+
+
+class BrokenTeacher(CodeEmbedder):
+    def embed(self, image, which="student"):
+        if which == "teacher":
+            raise RuntimeError("teacher weights unreadable")
+        return super().embed(image, which)
+
+
+def test_a_failing_teacher_is_reported_not_swallowed_by_its_thread():
+    image, _, table = code_scene()
+    with pytest.raises(RuntimeError, match="teacher weights unreadable"):
+        image_uncertainty(BrokenTeacher(table), image)
+
+
 def test_image_uncertainty_is_deterministic_and_honours_background_marks():
     image, codes, table = code_scene(seed=1)
     marks = np.zeros(codes.shape, dtype=bool)
@@ -156,6 +183,9 @@ def test_real_network_through_the_predictor(tiny_net):
     assert all(0 <= o.score <= 1 and o.mean_fg is None for o in a.objects)
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_array_equal(a.pixel_map, b.pixel_map)
+    first = image_uncertainty(predictor, image, seed=0, n_tta=2, overlap=False)  # teacher not in a thread
+    np.testing.assert_array_equal(first.pixel_map, a.pixel_map)
+    assert first.objects == a.objects
     base = confidence_scores(predictor, image)
     np.testing.assert_array_equal(base.labels, a.labels)  # same reference clustering
 
