@@ -37,7 +37,7 @@ def run_quick(script: str, *extra: str) -> str:
         ("cluster_speed.py", "plain MeanShift"),
         ("sparse_vs_dense.py", "| dense (1.0) |"),
         ("label_selection.py", "| oracle-worst |"),
-        ("embed_speed.py", "same ranking labels and scores in every variant: True"),
+        ("embed_speed.py", "same labels and scores, teacher first or beside: True"),
     ],
 )
 def test_quick_benchmark_prints_a_table(script: str, expect: str) -> None:
@@ -49,3 +49,9 @@ def test_quick_active_vs_random_writes_its_plot(tmp_path: Path) -> None:
     assert "instability" in out and "random" in out
     assert (tmp_path / "active_vs_random.png").stat().st_size > 0
     assert (tmp_path / "active_vs_random.json").stat().st_size > 0
+
+
+def test_quick_ranking_timing_alone_prints_both_variants() -> None:
+    out = run_quick("active_vs_random.py", "--only-timing")
+    assert "ranking one 512x512 image" in out and "teacher embedded before" in out
+    assert "| round |" not in out  # no strategies were run
