@@ -86,7 +86,7 @@ class Setup:
     # 4 (TrainConfig's default): with ~3 labelled objects per image at 10 %, batch 2 fed the losses
     # ~6 objects a step and the 10 % row reached 0.87 +- 0.01 of dense over three seeds; batch 4:
     # 0.91 and 0.92 (two seeds), dense +0.026 and 10 % +0.047 (RESULTS.md, stop 14 (d)). Twice the
-    # time: 6 rows, 2 side by side, take ~35 min on stop 15's 2 cores (~20 min on stop 12's).
+    # time: 6 rows, 2 side by side, took 1931 s on stop 15's 2 cores (~20 min on stop 12's).
     batch_size: int = 4
     patch_size: int = 128  # whole images: 64 px patches gave worse embeddings (GroupNorm context)
     lr: float = 2e-3
