@@ -10,7 +10,9 @@ same synthetic image: one student forward pass (``Predictor.embed``) and the ful
 default NCHW layout and in channels-last (what ``Predictor`` does on the CPU), the teacher embedded
 before the clustering or in a thread beside it (``image_uncertainty(overlap=True)``, the default).
 Times are medians of ``--repeats`` runs after one warm-up, the variants alternating so a busy
-machine slows all alike. Also checks that every variant gives the same labels and scores.
+machine slows all alike. Also checks that every variant gives the same labels, and the two
+teacher placements the same scores (an untrained net: the gain of the thread is smaller here than
+with a trained one, see ``active_vs_random.py --only-timing``).
 """
 
 from __future__ import annotations

@@ -93,8 +93,8 @@ def image_uncertainty(
     ``n_tta = 0`` the reference is the plain embedding. All runs share ``seed``, so they cluster the
     same pixel subsample. ``delta_v`` defaults to ``predictor.delta_v`` (0.5 if it has none).
     With ``overlap`` the teacher's forward pass (torch, which releases the GIL) runs in a thread
-    while the student's runs are clustered (numpy/HDBSCAN): the same result, ~15 % less wall time
-    on 2 cores (benchmarks/embed_speed.py); ``False`` embeds with the teacher first.
+    while the student's runs are clustered (numpy/HDBSCAN): the same result, 1.1-1.2x faster on 2
+    cores (``benchmarks/active_vs_random.py --only-timing``); ``False`` embeds with the teacher first.
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
     grow = _grow(predictor)
