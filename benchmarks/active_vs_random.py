@@ -69,6 +69,7 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._timing import seconds
 from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
 from spoco_core.losses import LossConfig
@@ -216,22 +217,22 @@ def time_ranking(seed: int, train_iterations: int, repeats: int, threads: int = 
     image = normalize_percentile(img.astype(np.float32))[None]
     image_uncertainty(predictor, image[:, :128, :128], seed=seed)  # warm-up
     times: dict[bool, list[float]] = {True: [], False: []}
-    n_obj = 0
+    results = []
     for _ in range(repeats):
         for overlap in (True, False):
-            t0 = time.perf_counter()
-            result = image_uncertainty(predictor, image, seed=seed, overlap=overlap)
-            times[overlap].append(time.perf_counter() - t0)
-            n_obj = len(result.objects)
-    t0 = time.perf_counter()
-    predictor.embed(image)
-    embed_once = time.perf_counter() - t0
+            times[overlap].append(
+                seconds(
+                    lambda o=overlap: results.append(
+                        image_uncertainty(predictor, image, seed=seed, overlap=o)
+                    )
+                )
+            )
     return {
         "median_s": statistics.median(times[True]),
         "all_s": times[True],
         "teacher_first_median_s": statistics.median(times[False]),
-        "objects": n_obj,
-        "embed_s": embed_once,
+        "objects": len(results[-1].objects),
+        "embed_s": seconds(lambda: predictor.embed(image)),
     }
 
 
