@@ -9,8 +9,11 @@ the baseline this must beat, so ``confidence_scores`` gives a cheap alternative 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing as mp
+import os
+from collections.abc import Hashable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -83,6 +86,7 @@ def image_uncertainty(
     min_size: int = 30,
     max_samples: int = DEFAULT_MAX_SAMPLES,
     overlap: bool = True,
+    cluster_pool: Executor | None = None,
 ) -> ImageUncertainty:
     """Cluster the image under perturbations and score each reference object's instability.
 
@@ -95,41 +99,68 @@ def image_uncertainty(
     With ``overlap`` the teacher's forward pass (torch, which releases the GIL) runs in a thread
     while the student's runs are clustered (numpy/HDBSCAN): the same result, 1.1-1.2x faster on 2
     cores (``benchmarks/active_vs_random.py --only-timing``); ``False`` embeds with the teacher first.
+    HDBSCAN holds the GIL, so with ``cluster_pool`` (:func:`clustering_pool`, a second process) the
+    runs on the mean embedding (reference and bandwidths) are clustered there, beside the view and
+    teacher runs here: the same result on another core.
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
     grow = _grow(predictor)
     views, emb, fg = _reference(predictor, image, n_tta)
+    factors = [1.0] + [b for b in bandwidths if not math.isclose(b, 1.0)]
+    kw = {"background": background, "method": method, "min_size": min_size, "max_samples": max_samples}
+    kw |= {"seed": seed, "grow": grow}
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(_teacher, predictor, image)
         if not overlap:
             pending.result()
 
-        def run(e: np.ndarray, f: np.ndarray | None, factor: float = 1.0) -> np.ndarray:
-            teacher_emb = e
-            if method == "consistency":  # the only method that reads the teacher: wait for it
-                done = pending.result()
-                teacher_emb = done[0] if done is not None else e
-            return segment(
-                e,
-                fg_prob=f,
-                background=background,
-                method=method,
-                emb_teacher=teacher_emb,
-                delta_v=dv * factor,
-                min_size=min_size,
-                max_samples=max_samples,
-                seed=seed,
-                grow=grow,
-            )
+        def teacher_of(e: np.ndarray) -> np.ndarray:
+            if method != "consistency":
+                return e
+            done = pending.result()  # the only method that reads the teacher: wait for it
+            return done[0] if done is not None else e
 
-        reference = run(emb, fg)
-        runs = [run(emb, fg, b) for b in bandwidths if not math.isclose(b, 1.0)]
-        runs += [run(*view) for view in views[1:]]
+        mean_runs = None
+        if cluster_pool is not None:
+            mean_runs = cluster_pool.submit(_segment_scaled, emb, fg, teacher_of(emb), dv, factors, kw)
+        else:
+            mean_labels = _segment_scaled(emb, fg, teacher_of(emb), dv, factors, kw)
+        view_runs = [_segment_scaled(e, f, teacher_of(e), dv, [1.0], kw)[0] for e, f in views[1:]]
         teacher = pending.result()
-    if teacher is not None:
-        runs.append(run(*teacher))
+        if teacher is not None:
+            view_runs += _segment_scaled(*teacher, teacher[0], dv, [1.0], kw)
+        if mean_runs is not None:
+            mean_labels = mean_runs.result()
+    reference, runs = mean_labels[0], mean_labels[1:] + view_runs
     objects, pixel_map = score_runs(reference, runs, fg)
     return ImageUncertainty(labels=reference, objects=objects, pixel_map=pixel_map)
+
+
+def _segment_scaled(
+    emb: np.ndarray,
+    fg: np.ndarray | None,
+    emb_teacher: np.ndarray,
+    delta_v: float,
+    factors: Sequence[float],
+    kw: dict,
+) -> list[np.ndarray]:
+    """One clustering per delta_v factor; module-level so a process pool can run it (one transfer)."""
+    return [segment(emb, fg_prob=fg, emb_teacher=emb_teacher, delta_v=delta_v * f, **kw) for f in factors]
+
+
+@contextmanager
+def clustering_pool(min_cpus: int = 2) -> Iterator[ProcessPoolExecutor | None]:
+    """A one-process pool for :func:`image_uncertainty`'s ``cluster_pool``, shut down on exit; None
+    on fewer than ``min_cpus`` cores (nothing to run beside). Spawned (no fork of torch's threads);
+    the first task pays the start (~1-2 s of imports), so callers keep it for a whole project."""
+    if (os.cpu_count() or 1) < min_cpus:
+        yield None
+        return
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+    try:
+        yield pool
+    finally:
+        pool.shutdown(cancel_futures=True)
 
 
 def _reference(

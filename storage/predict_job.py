@@ -35,7 +35,7 @@ def label_agreement(pred: np.ndarray, sparse: np.ndarray) -> list[float]:
 
 def run_prediction(ctx: JobContext) -> None:
     from spoco_core.infer import Predictor
-    from spoco_core.uncertainty import ImageUncertainty, image_uncertainty, rank_suggestions
+    from spoco_core.uncertainty import ImageUncertainty, clustering_pool, image_uncertainty, rank_suggestions
 
     params = ctx.params
     version = model_versions.get(ctx.db, int(params["model_version_id"]))
@@ -52,31 +52,32 @@ def run_prediction(ctx: JobContext) -> None:
     labelled: dict[int, np.ndarray] = {}
     ious: list[float] = []
     cache_hits = 0
-    for n, info in enumerate(rows, start=1):
-        if ctx.should_cancel():
-            if ctx.stop.is_set():
-                raise JobStopped("worker stopped")
-            jobs.finish(ctx.db, ctx.job_id, "cancelled")
-            return
-        row = images.row(ctx.db, info.id)
-        image = images.load_normalised(ctx.blobs, row["blob"], row["name"])
-        embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
-        # ranked by instability (1 - mean best-match IoU), spread over the least labelled images:
-        # the best rule of benchmarks/active_vs_random.py and label_selection.py (RESULTS.md)
-        result = image_uncertainty(embedder, image, seed=seed, min_size=min_size)
-        cache_hits += embedder.hits
-        labels = np.asarray(result.labels, dtype=np.int32)
-        result.pixel_map = None  # ranking does not read it; saves memory across a large project
-        items[info.id] = result
-        rel = f"predictions/version-{version.id}/image-{info.id}.tif"
-        ctx.blobs.write_labels(rel, labels)
-        n_objects = len(np.unique(labels[labels > 0]))
-        predictions.store_prediction(ctx.db, info.id, version.id, rel, n_objects)
-        sparse = annotations.sparse_labels(ctx.db, info.id, (info.height, info.width))
-        if np.any(sparse != 0):
-            labelled[info.id] = sparse
-            ious += label_agreement(labels, sparse)
-        writer.add(n, len(rows))
+    with clustering_pool() as pool:  # HDBSCAN on a second core (uncertainty.clustering_pool)
+        for n, info in enumerate(rows, start=1):
+            if ctx.should_cancel():
+                if ctx.stop.is_set():
+                    raise JobStopped("worker stopped")
+                jobs.finish(ctx.db, ctx.job_id, "cancelled")
+                return
+            row = images.row(ctx.db, info.id)
+            image = images.load_normalised(ctx.blobs, row["blob"], row["name"])
+            embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
+            # ranked by instability (1 - mean best-match IoU), spread over the least labelled images:
+            # the best rule of benchmarks/active_vs_random.py and label_selection.py (RESULTS.md)
+            result = image_uncertainty(embedder, image, seed=seed, min_size=min_size, cluster_pool=pool)
+            cache_hits += embedder.hits
+            labels = np.asarray(result.labels, dtype=np.int32)
+            result.pixel_map = None  # ranking does not read it; saves memory across a large project
+            items[info.id] = result
+            rel = f"predictions/version-{version.id}/image-{info.id}.tif"
+            ctx.blobs.write_labels(rel, labels)
+            n_objects = len(np.unique(labels[labels > 0]))
+            predictions.store_prediction(ctx.db, info.id, version.id, rel, n_objects)
+            sparse = annotations.sparse_labels(ctx.db, info.id, (info.height, info.width))
+            if np.any(sparse != 0):
+                labelled[info.id] = sparse
+                ious += label_agreement(labels, sparse)
+            writer.add(n, len(rows))
     writer.flush()
     ranked = []
     if items and k > 0:

@@ -51,7 +51,8 @@ def test_quick_active_vs_random_writes_its_plot(tmp_path: Path) -> None:
     assert (tmp_path / "active_vs_random.json").stat().st_size > 0
 
 
-def test_quick_ranking_timing_alone_prints_both_variants() -> None:
+def test_quick_ranking_timing_alone_prints_every_placement() -> None:
     out = run_quick("active_vs_random.py", "--only-timing")
-    assert "ranking one 512x512 image" in out and "teacher embedded before" in out
+    assert "ranking one 512x512 image" in out and "same labels and scores in every placement" in out
+    assert all(f"| {name} |" in out for name in ("second process", "teacher beside", "teacher first"))
     assert "| round |" not in out  # no strategies were run

@@ -14,6 +14,7 @@ from spoco_core.model import EmbeddingUNet, UNetConfig, make_teacher
 from spoco_core.uncertainty import (
     ImageUncertainty,
     ObjectScore,
+    clustering_pool,
     confidence_scores,
     image_uncertainty,
     rank_suggestions,
@@ -107,6 +108,31 @@ def test_teacher_beside_the_clustering_changes_nothing(method):
         assert max(o.score for o in beside.objects) > 0.05
 
 
+@pytest.fixture(scope="module")
+def pool():
+    with clustering_pool(min_cpus=1) as p:  # a real spawned process, also on a 1-core machine
+        yield p
+
+
+@pytest.mark.parametrize("method", ["hdbscan", "consistency"])
+def test_clustering_in_a_second_process_changes_nothing(pool, method):
+    image, _, table = code_scene()
+    teacher = table.copy()
+    teacher[5] += 4.0
+    here = image_uncertainty(CodeEmbedder(table, teacher), image, method=method, overlap=False)
+    there = image_uncertainty(CodeEmbedder(table, teacher), image, method=method, cluster_pool=pool)
+    np.testing.assert_array_equal(there.labels, here.labels)
+    np.testing.assert_array_equal(there.pixel_map, here.pixel_map)
+    assert there.objects == here.objects
+    if method == "hdbscan":  # the teacher's split of disk 2 still counts
+        assert max(o.score for o in there.objects) > 0.05
+
+
+def test_clustering_pool_needs_spare_cores():
+    with clustering_pool(min_cpus=10**6) as none:
+        assert none is None
+
+
 class BrokenTeacher(CodeEmbedder):
     def embed(self, image, which="student"):
         if which == "teacher":
@@ -186,6 +212,10 @@ def test_real_network_through_the_predictor(tiny_net):
     first = image_uncertainty(predictor, image, seed=0, n_tta=2, overlap=False)  # teacher not in a thread
     np.testing.assert_array_equal(first.pixel_map, a.pixel_map)
     assert first.objects == a.objects
+    with clustering_pool(min_cpus=1) as pool:
+        apart = image_uncertainty(predictor, image, seed=0, n_tta=2, cluster_pool=pool)
+    np.testing.assert_array_equal(apart.pixel_map, a.pixel_map)
+    assert apart.objects == a.objects
     base = confidence_scores(predictor, image)
     np.testing.assert_array_equal(base.labels, a.labels)  # same reference clustering
 

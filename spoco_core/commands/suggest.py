@@ -17,6 +17,7 @@ from spoco_core.uncertainty import (
     DEFAULT_N_TTA,
     ImageUncertainty,
     Suggestion,
+    clustering_pool,
     image_uncertainty,
     rank_suggestions,
     unstable_mass,
@@ -152,28 +153,37 @@ def run(args: argparse.Namespace) -> int:
     items: dict[str, ImageUncertainty] = {}
     raw: dict[str, ImageUncertainty] = {}
     labelled: dict[str, np.ndarray] = {}
-    for path in tqdm(paths, desc="suggest", unit="img", file=sys.stderr):
-        if path.stem in items:
-            print(f"warning: {path.name} ignored, another image has the stem {path.stem}", file=sys.stderr)
-            continue
-        try:
-            image = read_image(path)
-            sparse = read_labels(label_files[path.stem]) if path.stem in label_files else None
-            if sparse is not None and sparse.shape != image.shape[1:]:
-                raise ValueError(
-                    f"{label_files[path.stem].name}: labels are {sparse.shape[0]}x{sparse.shape[1]} but "
-                    f"{path.name} is {image.shape[1]}x{image.shape[2]}"
+    with clustering_pool() as pool:  # HDBSCAN on a second core (uncertainty.clustering_pool)
+        for path in tqdm(paths, desc="suggest", unit="img", file=sys.stderr):
+            if path.stem in items:
+                print(
+                    f"warning: {path.name} ignored, another image has the stem {path.stem}", file=sys.stderr
                 )
-            item = image_uncertainty(
-                predictor, image, seed=args.seed, n_tta=args.n_tta, method=args.method, min_size=args.min_size
-            )
-            raw[path.stem] = item
-            items[path.stem] = unstable_mass(item) if args.score == "mass" else item
-        except (ImageReadError, ValueError) as exc:
-            print(f"error: {path.name} skipped: {exc}", file=sys.stderr)
-            continue
-        if sparse is not None:
-            labelled[path.stem] = sparse
+                continue
+            try:
+                image = read_image(path)
+                sparse = read_labels(label_files[path.stem]) if path.stem in label_files else None
+                if sparse is not None and sparse.shape != image.shape[1:]:
+                    raise ValueError(
+                        f"{label_files[path.stem].name}: labels are {sparse.shape[0]}x{sparse.shape[1]} but "
+                        f"{path.name} is {image.shape[1]}x{image.shape[2]}"
+                    )
+                item = image_uncertainty(
+                    predictor,
+                    image,
+                    seed=args.seed,
+                    n_tta=args.n_tta,
+                    method=args.method,
+                    min_size=args.min_size,
+                    cluster_pool=pool,
+                )
+                raw[path.stem] = item
+                items[path.stem] = unstable_mass(item) if args.score == "mass" else item
+            except (ImageReadError, ValueError) as exc:
+                print(f"error: {path.name} skipped: {exc}", file=sys.stderr)
+                continue
+            if sparse is not None:
+                labelled[path.stem] = sparse
     if not items:
         return _fail("no image could be processed")
     suggestions = rank_suggestions(
