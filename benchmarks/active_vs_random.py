@@ -198,10 +198,11 @@ def dense_reference(
     return scores
 
 
-PLACEMENTS = {  # name -> (overlap, cluster in a second process)
-    "second process": (True, True),  # the Studio's worker and the suggest CLI
-    "teacher beside": (True, False),
-    "teacher first": (False, False),
+PLACEMENTS = {  # name -> (teacher beside the clustering, a second process clusters, CPU bfloat16)
+    "second process": (True, True, None),  # the Studio's worker and the suggest CLI (bf16: if native)
+    "second process, float32 network": (True, True, False),
+    "teacher beside": (True, False, None),
+    "teacher first": (False, False, None),
 }
 
 
@@ -209,8 +210,9 @@ def time_ranking(seed: int, train_iterations: int, repeats: int, threads: int = 
     """Wall time of image_uncertainty (all perturbations) on a 512x512 image, default UNetConfig(),
     with ``threads`` torch threads (run after the strategies, when both cores are free), for each of
     PLACEMENTS in turn per repeat: the mean-embedding runs clustered in a second process (with the
-    teacher embedded beside the rest), everything here with the teacher beside, the teacher first.
-    Raises if the placements disagree on a single label or score."""
+    teacher embedded beside the rest), everything here with the teacher beside, the teacher first;
+    the network in bfloat16 where the CPU has it natively (infer.cpu_has_bf16) or in float32.
+    Raises if placements of the same precision disagree on a single label or score."""
     torch.set_num_threads(threads)
     images, gt = make_set(2, 256, seed + 7, "mixed")
     samples = [(images[k], np.where(gt[k] > 0, gt[k], -1).astype(np.int32)) for k in images]
@@ -219,33 +221,47 @@ def time_ranking(seed: int, train_iterations: int, repeats: int, threads: int = 
     )
     trainer = Trainer(cfg, samples)
     trainer.fit()
-    predictor = Predictor(
-        trainer.student, trainer.teacher, "cpu", trainer.config, foreground_trained=trainer.foreground_trained
-    )
+    predictors = {
+        bf16: Predictor(
+            trainer.student,
+            trainer.teacher,
+            "cpu",
+            trainer.config,
+            foreground_trained=trainer.foreground_trained,
+            cpu_bf16=bf16,
+        )
+        for bf16 in (None, False)
+    }
     img, _ = generate(512, seed=seed + 11)
     image = normalize_percentile(img.astype(np.float32))[None]
     times: dict[str, list[float]] = {name: [] for name in PLACEMENTS}
     results = {}
     with clustering_pool(min_cpus=1) as pool:
         for p in (pool, None):  # warm-up (the pool's process starts here)
-            image_uncertainty(predictor, image[:, :128, :128], seed=seed, cluster_pool=p)
+            image_uncertainty(predictors[None], image[:, :128, :128], seed=seed, cluster_pool=p)
         for _ in range(repeats):
-            for name, (overlap, apart) in PLACEMENTS.items():
+            for name, (overlap, apart, bf16) in PLACEMENTS.items():
 
-                def rank(o: bool = overlap, p: object = pool if apart else None, n: str = name) -> None:
-                    results[n] = image_uncertainty(predictor, image, seed=seed, overlap=o, cluster_pool=p)
+                def rank(
+                    o: bool = overlap, p: object = pool if apart else None, b: object = bf16, n: str = name
+                ) -> None:
+                    results[(n, b)] = image_uncertainty(
+                        predictors[b], image, seed=seed, overlap=o, cluster_pool=p
+                    )
 
                 times[name].append(seconds(rank))
-    first = results["second process"]
-    for name, other in results.items():
-        if not (np.array_equal(other.labels, first.labels) and other.objects == first.objects):
+    first = results[("second process", None)]
+    for (name, bf16), other in results.items():
+        same = np.array_equal(other.labels, first.labels) and other.objects == first.objects
+        if bf16 is None and not same:
             raise AssertionError(f"ranking '{name}' differs from 'second process'")
     return {
         "median_s": statistics.median(times["second process"]),
         "all_s": times["second process"],
         "medians_s": {name: statistics.median(t) for name, t in times.items()},
         "objects": len(first.objects),
-        "embed_s": seconds(lambda: predictor.embed(image)),
+        "embed_s": seconds(lambda: predictors[None].embed(image)),
+        "cpu_bf16": predictors[None].cpu_bf16,
     }
 
 
@@ -569,7 +585,8 @@ def print_timing(args: argparse.Namespace) -> dict:
         f"{args.timing_threads} thread(s)), as the Studio runs it (mean-embedding runs clustered in a "
         f"second process): median {timing['median_s']:.2f} s over {len(timing['all_s'])} runs "
         f"({', '.join(f'{t:.2f}' for t in timing['all_s'])}); one student embedding "
-        f"{timing['embed_s']:.2f} s; {timing['objects']} objects; same labels and scores in every placement\n"
+        f"{timing['embed_s']:.2f} s; network in {'bfloat16' if timing['cpu_bf16'] else 'float32'}; "
+        f"{timing['objects']} objects; same labels and scores in every placement of that precision\n"
     )
     print("| placement | median (s) | time / second process |")
     print("|---|---:|---:|")

@@ -1,18 +1,19 @@
-"""Why ``Predictor`` keeps channels-last weights on the CPU and ranking embeds with the teacher
-beside the clustering: the U-Net forward and the suggestion ranking of one image, side by side in
-one run (issue 5: ranking < 2 s).
+"""Why ``Predictor`` keeps channels-last weights and bfloat16 autocast on the CPU and ranking
+clusters beside the networks: the U-Net forward and the suggestion ranking of one image, side by
+side in one run (issue 5: ranking < 2 s).
 
     python benchmarks/embed_speed.py [--quick] [--size 512] [--repeats 5] [--threads 2]
 
 Rows, same model (default ``UNetConfig()``, untrained: speed does not depend on the weights) and
 same synthetic image: one student forward pass (``Predictor.embed``) and the full
 ``image_uncertainty`` (3 student views, the teacher, 6 clusterings), with the nets in PyTorch's
-default NCHW layout and in channels-last (what ``Predictor`` does on the CPU), the teacher embedded
-before the clustering or in a thread beside it (``image_uncertainty(overlap=True)``, the default).
-Times are medians of ``--repeats`` runs after one warm-up, the variants alternating so a busy
-machine slows all alike. Also checks that every variant gives the same labels, and the two
-teacher placements the same scores (an untrained net: the gain of the thread is smaller here than
-with a trained one, see ``active_vs_random.py --only-timing``).
+default NCHW layout or channels-last (what ``Predictor`` does on the CPU), in float32 or bfloat16
+autocast (``Predictor(cpu_bf16=...)``, by default on when the CPU has it natively), the teacher
+embedded before the clustering, in a thread beside it (``overlap=True``), or with the
+mean-embedding runs clustered in a second process (``cluster_pool``: the Studio's worker and the
+suggest CLI). Times are medians of ``--repeats`` runs after one warm-up, the variants alternating
+so a busy machine slows all alike. Also checks that the float32 variants give the same labels and
+the three placements of one precision the same labels and scores.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
 from spoco_core.model import EmbeddingUNet, UNetConfig, make_teacher
 from spoco_core.synthetic import generate
-from spoco_core.uncertainty import image_uncertainty
+from spoco_core.uncertainty import clustering_pool, image_uncertainty
 
-VARIANTS = {  # name: (weight layout, teacher's forward pass beside the clustering)
-    "NCHW (PyTorch default), teacher first": (torch.contiguous_format, False),
-    "channels-last, teacher first": (torch.channels_last, False),
-    "channels-last, teacher beside clustering (default)": (torch.channels_last, True),
+VARIANTS = {  # name: (weight layout, bfloat16, teacher beside the clustering, second process)
+    "NCHW (PyTorch default), float32, teacher first": (torch.contiguous_format, False, False, False),
+    "channels-last, float32, teacher first": (torch.channels_last, False, False, False),
+    "channels-last, float32, teacher beside clustering": (torch.channels_last, False, True, False),
+    "channels-last, bfloat16, teacher beside clustering": (torch.channels_last, True, True, False),
+    "channels-last, bfloat16, second process (the Studio's)": (torch.channels_last, True, True, True),
 }
 
 
@@ -57,28 +60,39 @@ def main(argv: list[str] | None = None) -> int:
     img, _ = generate(args.size, seed=11)
     image = normalize_percentile(img.astype(np.float32))[None]
 
-    def use(layout: torch.memory_format) -> None:
+    def use(layout: torch.memory_format, bf16: bool) -> None:
+        predictor.cpu_bf16 = bf16
         for net in (predictor.student, predictor.teacher):
             net.to(memory_format=layout)
 
     times: dict[str, dict[str, list[float]]] = {name: {"embed": [], "rank": []} for name in VARIANTS}
     labels = {}
-    for name, (layout, overlap) in VARIANTS.items():  # warm-up: oneDNN picks its kernels per layout once
-        use(layout)
-        labels[name] = image_uncertainty(predictor, image, overlap=overlap)
-    for _ in range(args.repeats):  # alternate the variants: a busy machine slows all alike
-        for name, (layout, overlap) in VARIANTS.items():
-            use(layout)
-            times[name]["embed"].append(seconds(lambda: predictor.embed(image)))
-            times[name]["rank"].append(
-                seconds(lambda o=overlap: image_uncertainty(predictor, image, overlap=o))
+    with clustering_pool(min_cpus=1) as pool:
+        for name, (layout, bf16, overlap, apart) in VARIANTS.items():  # warm-up: oneDNN's kernels, the pool
+            use(layout, bf16)
+            labels[name] = image_uncertainty(
+                predictor, image, overlap=overlap, cluster_pool=pool if apart else None
             )
+        for _ in range(args.repeats):  # alternate the variants: a busy machine slows all alike
+            for name, (layout, bf16, overlap, apart) in VARIANTS.items():
+                use(layout, bf16)
+                times[name]["embed"].append(seconds(lambda: predictor.embed(image)))
+                times[name]["rank"].append(
+                    seconds(
+                        lambda o=overlap, p=pool if apart else None: image_uncertainty(
+                            predictor, image, overlap=o, cluster_pool=p
+                        )
+                    )
+                )
     names = list(VARIANTS)
-    # float sums run in another order per layout, so only labels must agree across layouts; the
-    # teacher's thread changes nothing at all, so scores must agree too (same layout)
-    same_labels = all(np.array_equal(labels[n].labels, labels[names[0]].labels) for n in names)
-    a, b = labels[names[1]], labels[names[2]]
-    same_scores = np.array_equal(a.labels, b.labels) and a.objects == b.objects
+    # float sums run in another order per layout and precision, so only labels must agree across
+    # layouts; where the teacher is embedded or the clustering runs changes nothing at all, so
+    # scores must agree too (same layout and precision)
+    same_labels = all(np.array_equal(labels[n].labels, labels[names[0]].labels) for n in names[:3])
+    same_scores = all(
+        np.array_equal(labels[a].labels, labels[b].labels) and labels[a].objects == labels[b].objects
+        for a, b in ((names[1], names[2]), (names[3], names[4]))
+    )
 
     print(
         f"# U-Net forward and suggestion ranking on one {args.size}x{args.size} image, CPU, "
@@ -93,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {med['embed']:.3f} | {med['rank']:.2f} | {base['embed'] / med['embed']:.2f}x | "
             f"{base['rank'] / med['rank']:.2f}x |"
         )
-    print(f"\nsame ranking labels in every variant: {same_labels}")
-    print(f"same labels and scores, teacher first or beside: {same_scores}")
+    print(f"\nsame ranking labels in every float32 variant: {same_labels}")
+    print(f"same labels and scores, teacher first / beside / second process (one precision): {same_scores}")
     return 0
 
 

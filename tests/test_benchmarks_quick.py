@@ -37,7 +37,7 @@ def run_quick(script: str, *extra: str) -> str:
         ("cluster_speed.py", "plain MeanShift"),
         ("sparse_vs_dense.py", "| dense (1.0) |"),
         ("label_selection.py", "| oracle-worst |"),
-        ("embed_speed.py", "same labels and scores, teacher first or beside: True"),
+        ("embed_speed.py", "second process (one precision): True"),
     ],
 )
 def test_quick_benchmark_prints_a_table(script: str, expect: str) -> None:

@@ -46,7 +46,8 @@ def _train(tmp_path, marks: bool = True, depth: int = 2):
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):
     torch.set_num_threads(1)  # module fixtures run before the per-test thread setting
-    return Predictor.from_checkpoint(_train(tmp_path_factory.mktemp("m")), device="cpu")
+    # float32: these tests check the tiling's arithmetic, which bfloat16's 3 digits would blur
+    return Predictor.from_checkpoint(_train(tmp_path_factory.mktemp("m")), device="cpu", cpu_bf16=False)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +60,16 @@ def test_predictor_properties(predictor):
     assert predictor.in_channels == 1
     assert predictor.delta_v == pytest.approx(0.5)
     assert not predictor.student.training
+
+
+def test_bfloat16_on_the_cpu_stays_close_to_float32(predictor, image):
+    fast = Predictor(predictor.student, predictor.teacher, "cpu", predictor.config, cpu_bf16=True)
+    exact, approx = predictor.embed(image), fast.embed(image)
+    assert approx.emb.dtype == np.float32 and approx.emb.shape == exact.emb.shape
+    assert not np.array_equal(approx.emb, exact.emb)  # autocast really ran in bfloat16
+    err = np.abs(approx.emb - exact.emb)
+    assert err.mean() < 0.01 * predictor.delta_v and err.max() < 0.5 * predictor.delta_v
+    assert np.abs(approx.fg_prob - exact.fg_prob).max() < 0.05
 
 
 @pytest.mark.parametrize(("tile", "overlap"), [(128, 32), (96, 48), (64, 32)])
@@ -74,7 +85,7 @@ def test_tiles_match_a_single_pass(predictor, image, tile, overlap):
 def test_tiles_match_for_a_deeper_net(image):
     torch.manual_seed(0)
     net = EmbeddingUNet(UNetConfig(embedding_dim=4, base_channels=4, depth=3))
-    predictor = Predictor(net, device="cpu")
+    predictor = Predictor(net, device="cpu", cpu_bf16=False)
     crop = image[:, :200, :150]
     whole = predictor.embed(crop, tile=1024).emb
     for overlap in (64, 62):  # 62: the step is rounded to the pooling grid (multiples of 4)

@@ -15,6 +15,7 @@ from spoco_core.train import (
     ProgressEvent,
     TrainConfig,
     Trainer,
+    cpu_has_bf16,
     load_checkpoint,
     resolve_device,
 )
@@ -70,6 +71,22 @@ def trained(samples, tmp_path_factory):
 def test_resolve_device():
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("amp", [True, False])
+def test_cpu_precision_follows_the_hardware_and_still_learns(samples, amp):
+    """amp on the CPU means bfloat16 autocast where the CPU has it natively, float32 elsewhere;
+    either way the weights stay float32 and the loss falls."""
+    torch.set_num_threads(1)
+    trainer = Trainer(tiny_config(amp=amp, iterations=30, log_every=30, seed=1), samples)
+    assert trainer.amp_dtype == (torch.bfloat16 if amp and cpu_has_bf16() else None)
+    first = np.mean([trainer.step()["total"] for _ in range(5)])
+    for _ in range(20):
+        trainer.step()
+    last = np.mean([trainer.step()["total"] for _ in range(5)])
+    assert last < first
+    assert all(p.dtype == torch.float32 for p in trainer.student.parameters())
+    assert all(p.dtype == torch.float32 for p in trainer.teacher.parameters())
 
 
 def test_config_round_trips_through_dict():
