@@ -85,13 +85,12 @@ class Setup:
     iterations: int = 1600
     # 4 (TrainConfig's default): with ~3 labelled objects per image at 10 %, batch 2 fed the losses
     # ~6 objects a step and the 10 % row reached 0.87 +- 0.01 of dense over three seeds; batch 4:
-    # 0.91 and 0.92 (two seeds), dense +0.026 and 10 % +0.047 (RESULTS.md, stop 14 (d)). Twice the
-    # time: 6 rows, 2 side by side, took 1931 s on stop 15's 2 cores (~20 min on stop 12's).
+    # 0.91 and 0.92 (two seeds), dense +0.026 and 10 % +0.047 (RESULTS.md, stop 14 (d)).
     batch_size: int = 4
     # 96 px crops of the 128 px images (object-centred half of the time, augment.crop_or_pad): with
-    # the trainer's CPU bfloat16 this fits the 20-min budget (whole images: 1931 s on stop 15's 2
-    # cores, ratio 0.91; 96 px + bf16, stop 16 ad hoc: dense 0.698, 10% 0.633, ratio 0.91). 64 px
-    # patches gave worse embeddings (GroupNorm context).
+    # the trainer's CPU bfloat16 the six rows took 858 s, 10 % / dense 0.91 (whole images in float32:
+    # 1931 s, also 0.91; RESULTS.md, stop 16 (a)). 64 px patches gave worse embeddings (GroupNorm
+    # context).
     patch_size: int = 96
     lr: float = 2e-3
     ema_momentum: float = 0.999
