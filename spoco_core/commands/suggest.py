@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from concurrent.futures import Executor
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,29 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _score_image(
+    path: Path, label_path: Path | None, predictor: Predictor, args: argparse.Namespace, pool: Executor | None
+) -> tuple[ImageUncertainty, np.ndarray | None]:
+    """One image's instability and its sparse labels (None without a label file)."""
+    image = read_image(path)
+    sparse = read_labels(label_path) if label_path is not None else None
+    if sparse is not None and sparse.shape != image.shape[1:]:
+        raise ValueError(
+            f"{label_path.name}: labels are {sparse.shape[0]}x{sparse.shape[1]} but "
+            f"{path.name} is {image.shape[1]}x{image.shape[2]}"
+        )
+    item = image_uncertainty(
+        predictor,
+        image,
+        seed=args.seed,
+        n_tta=args.n_tta,
+        method=args.method,
+        min_size=args.min_size,
+        cluster_pool=pool,
+    )
+    return item, sparse
+
+
 def run(args: argparse.Namespace) -> int:
     problem = _check_args(args)
     if problem:
@@ -161,27 +185,12 @@ def run(args: argparse.Namespace) -> int:
                 )
                 continue
             try:
-                image = read_image(path)
-                sparse = read_labels(label_files[path.stem]) if path.stem in label_files else None
-                if sparse is not None and sparse.shape != image.shape[1:]:
-                    raise ValueError(
-                        f"{label_files[path.stem].name}: labels are {sparse.shape[0]}x{sparse.shape[1]} but "
-                        f"{path.name} is {image.shape[1]}x{image.shape[2]}"
-                    )
-                item = image_uncertainty(
-                    predictor,
-                    image,
-                    seed=args.seed,
-                    n_tta=args.n_tta,
-                    method=args.method,
-                    min_size=args.min_size,
-                    cluster_pool=pool,
-                )
-                raw[path.stem] = item
-                items[path.stem] = unstable_mass(item) if args.score == "mass" else item
+                item, sparse = _score_image(path, label_files.get(path.stem), predictor, args, pool)
             except (ImageReadError, ValueError) as exc:
                 print(f"error: {path.name} skipped: {exc}", file=sys.stderr)
                 continue
+            raw[path.stem] = item
+            items[path.stem] = unstable_mass(item) if args.score == "mass" else item
             if sparse is not None:
                 labelled[path.stem] = sparse
     if not items:
