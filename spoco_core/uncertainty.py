@@ -109,8 +109,8 @@ def image_uncertainty(
     factors = [1.0] + [b for b in bandwidths if not math.isclose(b, 1.0)]
     kw = {"background": background, "method": method, "min_size": min_size, "max_samples": max_samples}
     kw |= {"seed": seed, "grow": grow}
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(_teacher, predictor, image)
+    with ThreadPoolExecutor(max_workers=1) as thread:  # the teacher's forward pass
+        pending = thread.submit(_teacher, predictor, image)
         if not overlap:
             pending.result()
 
