@@ -211,7 +211,7 @@ def time_ranking(seed: int, train_iterations: int, repeats: int, threads: int = 
     with ``threads`` torch threads (run after the strategies, when both cores are free), for each of
     PLACEMENTS in turn per repeat: the mean-embedding runs clustered in a second process (with the
     teacher embedded beside the rest), everything here with the teacher beside, the teacher first;
-    the network in bfloat16 where the CPU has it natively (infer.cpu_has_bf16) or in float32.
+    the network in bfloat16 where the CPU has it natively (train.cpu_has_bf16) or in float32.
     Raises if placements of the same precision disagree on a single label or score."""
     torch.set_num_threads(threads)
     images, gt = make_set(2, 256, seed + 7, "mixed")
@@ -245,15 +245,13 @@ def time_ranking(seed: int, train_iterations: int, repeats: int, threads: int = 
                 def rank(
                     o: bool = overlap, p: object = pool if apart else None, b: object = bf16, n: str = name
                 ) -> None:
-                    results[(n, b)] = image_uncertainty(
-                        predictors[b], image, seed=seed, overlap=o, cluster_pool=p
-                    )
+                    results[n] = image_uncertainty(predictors[b], image, seed=seed, overlap=o, cluster_pool=p)
 
                 times[name].append(seconds(rank))
-    first = results[("second process", None)]
-    for (name, bf16), other in results.items():
+    first = results["second process"]
+    for name, other in results.items():
         same = np.array_equal(other.labels, first.labels) and other.objects == first.objects
-        if bf16 is None and not same:
+        if PLACEMENTS[name][2] is None and not same:
             raise AssertionError(f"ranking '{name}' differs from 'second process'")
     return {
         "median_s": statistics.median(times["second process"]),

@@ -94,37 +94,27 @@ def test_teacher_disagreement_makes_an_object_unstable():
     assert pm[gt == 2].mean() > 0.05 and pm[np.isin(gt, (1, 3, 4))].max() == 0
 
 
-@pytest.mark.parametrize("method", ["hdbscan", "consistency"])
-def test_teacher_beside_the_clustering_changes_nothing(method):
-    image, _, table = code_scene()
-    teacher = table.copy()
-    teacher[5] += 4.0
-    beside = image_uncertainty(CodeEmbedder(table, teacher), image, method=method)
-    first = image_uncertainty(CodeEmbedder(table, teacher), image, method=method, overlap=False)
-    np.testing.assert_array_equal(beside.labels, first.labels)
-    np.testing.assert_array_equal(beside.pixel_map, first.pixel_map)
-    assert beside.objects == first.objects
-    if method == "hdbscan":  # the teacher's split of disk 2 was counted
-        assert max(o.score for o in beside.objects) > 0.05
-
-
 @pytest.fixture(scope="module")
 def pool():
     with clustering_pool(min_cpus=1) as p:  # a real spawned process, also on a 1-core machine
         yield p
 
 
+@pytest.mark.parametrize("placement", ["teacher beside", "second process"])
 @pytest.mark.parametrize("method", ["hdbscan", "consistency"])
-def test_clustering_in_a_second_process_changes_nothing(pool, method):
+def test_where_the_runs_happen_changes_nothing(pool, method, placement):
+    """Teacher in a thread beside the clustering, or the mean-embedding runs clustered in a second
+    process: both give exactly what embedding the teacher first, all in this process, gives."""
     image, _, table = code_scene()
     teacher = table.copy()
     teacher[5] += 4.0
+    kw = {"cluster_pool": pool} if placement == "second process" else {}
+    there = image_uncertainty(CodeEmbedder(table, teacher), image, method=method, **kw)
     here = image_uncertainty(CodeEmbedder(table, teacher), image, method=method, overlap=False)
-    there = image_uncertainty(CodeEmbedder(table, teacher), image, method=method, cluster_pool=pool)
     np.testing.assert_array_equal(there.labels, here.labels)
     np.testing.assert_array_equal(there.pixel_map, here.pixel_map)
     assert there.objects == here.objects
-    if method == "hdbscan":  # the teacher's split of disk 2 still counts
+    if method == "hdbscan":  # the teacher's split of disk 2 was counted
         assert max(o.score for o in there.objects) > 0.05
 
 
@@ -196,7 +186,7 @@ def disk_image(shape=(48, 48)) -> np.ndarray:
     return img[None]
 
 
-def test_real_network_through_the_predictor(tiny_net):
+def test_real_network_through_the_predictor(tiny_net, pool):
     infer = pytest.importorskip("spoco_core.infer")
     # an untrained foreground head says "background" everywhere: use the largest-cluster rule
     predictor = infer.Predictor(tiny_net, make_teacher(tiny_net), device="cpu", foreground_trained=False)
@@ -212,8 +202,7 @@ def test_real_network_through_the_predictor(tiny_net):
     first = image_uncertainty(predictor, image, seed=0, n_tta=2, overlap=False)  # teacher not in a thread
     np.testing.assert_array_equal(first.pixel_map, a.pixel_map)
     assert first.objects == a.objects
-    with clustering_pool(min_cpus=1) as pool:
-        apart = image_uncertainty(predictor, image, seed=0, n_tta=2, cluster_pool=pool)
+    apart = image_uncertainty(predictor, image, seed=0, n_tta=2, cluster_pool=pool)
     np.testing.assert_array_equal(apart.pixel_map, a.pixel_map)
     assert apart.objects == a.objects
     base = confidence_scores(predictor, image)
