@@ -186,9 +186,18 @@ def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:
             hide_index=True,
             width="stretch",
         )
+        # Annotators may delete their own labels only, leads any (the Studio checks again).
+        lead = studio.role(user, image.project_id) == "lead"
+        deletable = [a.id for a in reversed(labels) if lead or a.author == user.username]
+        if not deletable:
+            st.caption("Only a lead of this project can delete colleagues' labels.")
+            return
         col_pick, col_go = st.columns([3, 1], vertical_alignment="bottom")
         target = col_pick.selectbox(
-            "Label", [a.id for a in reversed(labels)], format_func=lambda i: f"#{i}", key="ann_delete_pick"
+            "Your label" if not lead else "Label",
+            deletable,
+            format_func=lambda i: f"#{i}",
+            key="ann_delete_pick",
         )
         if col_go.button("Delete", icon=":material/delete:", key="ann_delete"):
             try:

@@ -38,17 +38,23 @@ def _pick_suggestion(queue: list[Suggestion], names: dict[int, str]) -> Suggesti
     return by_id[chosen]
 
 
+def _image_labels(images: list[ImageInfo]) -> dict[int, str]:
+    """The Image picker's option labels: the browser keeps a selectbox's choice by its label, so a
+    label must not change while the annotator works (no object counts); a name that several
+    images share gets the image id."""
+    seen: dict[str, int] = {}
+    for im in images:
+        seen[im.name] = seen.get(im.name, 0) + 1
+    return {im.id: im.name if seen[im.name] == 1 else f"{im.name} (#{im.id})" for im in images}
+
+
 def _pick_image(images: list[ImageInfo]) -> ImageInfo:
     ids = [im.id for im in images]
     if st.session_state.get(IMG_KEY) not in ids:
         st.session_state[IMG_KEY] = ids[0]
     by_id = {im.id: im for im in images}
-    chosen = st.selectbox(
-        "Image",
-        ids,
-        format_func=lambda iid: f"{by_id[iid].name} · {by_id[iid].n_objects} objects",
-        key=IMG_KEY,
-    )
+    labels = _image_labels(images)
+    chosen = st.selectbox("Image", ids, format_func=lambda iid: labels.get(iid, str(iid)), key=IMG_KEY)
     return by_id[chosen]
 
 

@@ -283,6 +283,61 @@ def test_annotate_saves_on_a_large_image_and_redraws(studio: Studio) -> None:
     assert len(studio.list_annotations(admin, image_id)) == 1
 
 
+def test_saves_stay_on_the_chosen_image_of_the_list(studio: Studio) -> None:
+    """Saving an object changes the image's object count; the Image picker must keep the image the
+    annotator chose (not jump back to the first one), so the next outline lands there too."""
+    admin = admin_of(studio)
+    project, first_id, _ = project_with_image(studio)
+    others = []
+    for seed, name in ((5, "cells_02.png"), (6, "cells_03.png")):
+        image, _ = generate(96, seed=seed)
+        others.append(studio.add_image(admin, project.id, name, png(image)).id)
+    at = open_annotate(studio, project)
+    assert at.radio(key="ann_mode").value == "Any image"
+    for image_id in others:
+        at.selectbox(key="ann_image").select(image_id).run()
+        for corner in (10.0, 50.0):
+            labels_before = at.selectbox(key="ann_image").options
+            square = [
+                (corner, corner),
+                (corner + 20, corner),
+                (corner + 20, corner + 20),
+                (corner, corner + 20),
+            ]
+            at.session_state[TEST_HOOK_KEY] = [square]
+            at.run()
+            at.button(key="ann_save_obj").click().run()
+            assert not at.exception, at.exception
+            assert at.selectbox(key="ann_image").value == image_id
+            # The browser keeps a selectbox's choice by its option label: a label that changes with
+            # the save (as an object count would) drops the choice back to the first image there.
+            assert at.selectbox(key="ann_image").options == labels_before
+        assert len(studio.list_annotations(admin, image_id)) == 2
+    assert studio.list_annotations(admin, first_id) == []
+
+
+def test_annotator_is_offered_delete_only_for_own_labels(studio: Studio) -> None:
+    admin = admin_of(studio)
+    project, image_id, labels = project_with_image(studio)
+    studio.create_user(admin, "ann", "ann-pass-123")
+    studio.add_member(admin, project.id, "ann", "annotator")
+    theirs = studio.add_annotation(admin, image_id, "object", labels == 1)
+    mine = studio.add_annotation(studio.find_user("ann"), image_id, "object", labels == 2)
+
+    at = logged_in(studio, "ann", "ann-pass-123")
+    at.switch_page("pages/annotate.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="ann_delete_pick").options == [f"#{mine.id}"]
+    at.button(key="ann_delete").click().run()
+    assert not at.exception, at.exception
+    assert not at.error
+    assert [a.id for a in studio.list_annotations(admin, image_id)] == [theirs.id]
+    assert "ann_delete" not in [b.key for b in at.button]  # only a colleague's label is left
+
+    lead = open_annotate(studio, project)
+    assert lead.selectbox(key="ann_delete_pick").options == [f"#{theirs.id}"]
+
+
 # ---------------------------------------------------------------------------------- train/export
 
 
