@@ -1,8 +1,14 @@
 """Image and label I/O in one place, so every entry point (web upload, CLI, worker) decodes alike.
 
-Every failure to turn bytes into a usable 2-D image -- corrupt, empty, unsupported, too large,
-a 3-D/4-D stack -- raises the single :class:`ImageReadError`, whose message names the file, so
-callers need one ``except`` and can show the user which file was at fault.
+Every failure to turn bytes into a usable image -- corrupt, empty, unsupported, too large -- raises
+the single :class:`ImageReadError`, whose message names the file, so callers need one ``except``
+and can show the user which file was at fault.
+
+Axes come from the file (:mod:`spoco_core.axes`): a Z-stack or time series is read as planes
+(:func:`read_planes`), channels only where the file declares them (or where
+:data:`spoco_core.axes.UNDECLARED_RULE` places them). :func:`probe` reads the header alone, and
+every limit (side, decoded bytes of a plane and of the whole file) is checked from it before a
+pixel is decoded. :func:`read_image` and :func:`read_image_raw` take one 2-D image and refuse a stack.
 """
 
 from __future__ import annotations
@@ -11,39 +17,71 @@ import io
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from spoco_core.axes import MAX_CHANNELS, ImageMeta, interpret, ome_pixel_size, to_canonical, unit_to_um
+
 __all__ = [
     "IMAGE_SUFFIXES",
+    "MAX_CHANNELS",
+    "ImageMeta",
     "ImageReadError",
+    "Limits",
+    "Plane",
+    "check_limits",
     "list_images",
     "normalize_percentile",
+    "probe",
     "read_image",
     "read_image_raw",
     "read_labels",
+    "read_planes",
     "to_channels",
     "to_display_rgb",
     "write_labels",
+    "write_plane_tiff",
 ]
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
-#: Largest number of channels a multi-channel TIFF may have; a longer axis is a stack, not channels.
-MAX_CHANNELS = 8
-
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _PIL_FORMATS = ("PNG", "JPEG")
 _ALPHA_EXTRASAMPLES = (1, 2)  # associated / unassociated alpha
+#: micrometres per TIFF ResolutionUnit (inch-based dpi is a scanner's or screen's, not a pixel size)
+_UM_PER_RESUNIT = {3: 1e4, 4: 1e3, 5: 1.0}
 
 Source = str | Path | bytes
 
 
 class ImageReadError(ValueError):
     """The one error for any image that cannot be used; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a file may cost once decoded; ``None`` = no limit.
+
+    ``max_side``: pixels per side of a plane; ``max_plane_bytes``: pixels x channels x bytes per
+    sample of one plane; ``max_bytes``: the same times the number of planes (the whole file)."""
+
+    max_side: int | None = None
+    max_plane_bytes: int | None = None
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class Plane:
+    """One 2-D image of a file: ``image`` is ``(C, H, W)`` in the file's dtype; ``index`` its position
+    along ``ImageMeta.plane_axes``; ``label`` e.g. ``"z 3/5"`` (``""`` when the file is one image)."""
+
+    index: tuple[int, ...]
+    label: str
+    image: np.ndarray
 
 
 def _display_name(src: Source, name: str | None) -> str:
@@ -54,17 +92,28 @@ def _display_name(src: Source, name: str | None) -> str:
     return Path(src).name
 
 
-def _load_bytes(src: Source, name: str) -> bytes:
+def _open_source(src: Source, name: str) -> tuple[io.BytesIO | Path, bytes]:
+    """A seekable source that is read lazily (a path stays a path) and its first four bytes."""
     if isinstance(src, bytes | bytearray | memoryview):
         data = bytes(src)
-    else:
-        try:
-            data = Path(src).read_bytes()
-        except OSError as exc:
-            raise ImageReadError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
-    if not data:
+        if not data:
+            raise ImageReadError(f"{name}: file is empty")
+        return io.BytesIO(data), data[:4]
+    path = Path(src)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        raise ImageReadError(f"{name}: cannot read file ({exc.strerror or exc})") from exc
+    if not head:
         raise ImageReadError(f"{name}: file is empty")
-    return data
+    return path, head
+
+
+def _rewind(source: io.BytesIO | Path) -> io.BytesIO | Path:
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    return source
 
 
 def _check_side(height: int, width: int, max_side: int | None, name: str) -> None:
@@ -76,57 +125,118 @@ def _check_side(height: int, width: int, max_side: int | None, name: str) -> Non
         )
 
 
-def _image_shape(shape: tuple[int, ...], name: str) -> tuple[int, ...]:
-    """Drop extra singleton axes (ImageJ hyperstacks) and reject anything but one 2-D image."""
-    dims = list(shape)
-    while len(dims) > 3 and 1 in dims:
-        dims.remove(1)
-    if len(dims) < 2 or 0 in dims:
-        raise ImageReadError(f"{name}: image has no usable pixels (shape {shape})")
-    if len(dims) > 3:
-        raise ImageReadError(f"{name}: {len(dims)}-D stacks are not supported (shape {shape})")
-    if len(dims) == 3 and min(dims) > MAX_CHANNELS:
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+def check_limits(meta: ImageMeta, limits: Limits | None, name: str | None = None) -> None:
+    """Raise :class:`ImageReadError` when ``meta`` (a header) describes more than ``limits`` allow."""
+    label = name or meta.name
+    if 0 in meta.source_shape:
+        raise ImageReadError(f"{label}: image has no usable pixels (shape {meta.source_shape})")
+    if meta.channels > MAX_CHANNELS:
         raise ImageReadError(
-            f"{name}: looks like a stack of planes, not channels (shape {shape}); "
-            f"at most {MAX_CHANNELS} channels are supported"
+            f"{label}: {meta.channels} channels ({meta.describe()}); at most {MAX_CHANNELS} are supported"
         )
-    return tuple(dims)
-
-
-def _to_channels_last(arr: np.ndarray) -> np.ndarray:
-    """Move the smallest axis of a 3-D array to the end (2-D arrays pass through)."""
-    if arr.ndim == 3:
-        arr = np.moveaxis(arr, int(np.argmin(arr.shape)), -1)
-    return np.ascontiguousarray(arr)
-
-
-def _hw_of(shape: tuple[int, ...]) -> tuple[int, int]:
-    if len(shape) == 2:
-        return shape[0], shape[1]
-    rest = list(shape)
-    del rest[int(np.argmin(shape))]
-    return rest[0], rest[1]
-
-
-def _decode_tiff(data: bytes, name: str, max_side: int | None) -> np.ndarray:
-    with tifffile.TiffFile(io.BytesIO(data)) as tif:
-        if not tif.series:
-            raise ImageReadError(f"{name}: TIFF contains no image")
-        series = tif.series[0]
-        shape = _image_shape(tuple(int(s) for s in series.shape), name)
-        _check_side(*_hw_of(shape), max_side, name)
-        page = series.pages[0] if series.pages else tif.pages[0]
-        drop_alpha = (
-            series.axes.endswith("S")
-            and series.shape[-1] == 4
-            and getattr(page, "photometric", None) == tifffile.PHOTOMETRIC.RGB
-            and any(int(e) in _ALPHA_EXTRASAMPLES for e in (getattr(page, "extrasamples", ()) or ()))
+    limits = limits or Limits()
+    _check_side(meta.height, meta.width, limits.max_side, label)
+    if limits.max_plane_bytes is not None and meta.plane_bytes > limits.max_plane_bytes:
+        raise ImageReadError(
+            f"{label}: one plane decodes to {_mib(meta.plane_bytes)} ({meta.describe()}, {meta.dtype}), "
+            f"above the limit of {_mib(limits.max_plane_bytes)}"
         )
-        arr = series.asarray().reshape(shape)
-    arr = _to_channels_last(arr)
-    if drop_alpha and arr.ndim == 3 and arr.shape[-1] == 4:
-        arr = arr[..., :3]
-    return arr
+    if limits.max_bytes is not None and meta.decoded_bytes > limits.max_bytes:
+        raise ImageReadError(
+            f"{label}: decodes to {_mib(meta.decoded_bytes)} ({meta.describe()}, {meta.dtype}), "
+            f"above the limit of {_mib(limits.max_bytes)}"
+        )
+
+
+def _tiff_pixel_size(tif: tifffile.TiffFile, page: object) -> tuple[float, float] | None:
+    if tif.is_ome:
+        found = ome_pixel_size(tif.ome_metadata)
+        if found:
+            return found
+    try:
+        res_x, res_y = (float(v) for v in page.resolution)  # pixels per unit
+        unit = int(page.resolutionunit)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if tif.is_imagej:
+        scale = unit_to_um((tif.imagej_metadata or {}).get("unit"))
+    else:
+        scale = _UM_PER_RESUNIT.get(unit)
+    if not scale or res_x <= 0 or res_y <= 0 or not np.isfinite([res_x, res_y]).all():
+        return None
+    return (scale / res_y, scale / res_x)
+
+
+def _probe_tiff(tif: tifffile.TiffFile, name: str) -> tuple[ImageMeta, object]:
+    if not tif.series:
+        raise ImageReadError(f"{name}: TIFF contains no image")
+    series = tif.series[0]
+    shape = tuple(int(s) for s in series.shape)
+    axes = str(series.axes)
+    try:
+        roles, assumed = interpret(axes, shape, imagej=bool(tif.is_imagej))
+    except ValueError as exc:
+        raise ImageReadError(f"{name}: unsupported TIFF layout ({exc})") from exc
+    page = series.pages[0] if series.pages else tif.pages[0]
+    drop_alpha = (
+        "S" in axes
+        and shape[axes.index("S")] == 4
+        and getattr(page, "photometric", None) == tifffile.PHOTOMETRIC.RGB
+        and any(int(e) in _ALPHA_EXTRASAMPLES for e in (getattr(page, "extrasamples", ()) or ()))
+    )
+    dtype = np.dtype(series.dtype)
+    if dtype.kind not in "biuf":
+        raise ImageReadError(f"{name}: unsupported pixel type {dtype}")
+    meta = ImageMeta(
+        name=name,
+        format="TIFF",
+        kind=str(getattr(series, "kind", "") or ""),
+        source_axes=axes,
+        source_shape=shape,
+        roles=roles,
+        dtype=str(dtype.newbyteorder("=")),
+        assumed=assumed,
+        pixel_size=_tiff_pixel_size(tif, page),
+        drop_alpha=drop_alpha,
+    )
+    return meta, series
+
+
+def _pil_layout(img: Image.Image, keep_palette: bool) -> tuple[int, str]:
+    """Channels and dtype :func:`_pil_to_array` will produce for this mode."""
+    mode = img.mode
+    if mode == "P" and keep_palette:
+        return 1, "uint8"
+    if mode.startswith("I;16"):
+        return 1, "uint16"
+    if mode == "I":
+        return 1, "int32"
+    if mode == "F":
+        return 1, "float32"
+    if mode in ("L", "1", "LA", "La"):
+        return 1, "uint8"
+    return 3, "uint8"
+
+
+def _probe_pil(img: Image.Image, name: str, keep_palette: bool) -> ImageMeta:
+    width, height = img.size  # header only: nothing decoded yet
+    if img.format == "JPEG" and img.getexif().get(0x0112) in (5, 6, 7, 8):
+        width, height = height, width  # EXIF rotation by 90 degrees
+    channels, dtype = _pil_layout(img, keep_palette)
+    gray = channels == 1
+    return ImageMeta(
+        name=name,
+        format=str(img.format or ""),
+        kind="",
+        source_axes="YX" if gray else "YXS",
+        source_shape=(height, width) if gray else (height, width, channels),
+        roles=("Y", "X") if gray else ("Y", "X", "C"),
+        dtype=dtype,
+    )
 
 
 def _pil_to_array(img: Image.Image, keep_palette: bool, name: str) -> np.ndarray:
@@ -146,62 +256,163 @@ def _pil_to_array(img: Image.Image, keep_palette: bool, name: str) -> np.ndarray
     raise ImageReadError(f"{name}: unsupported pixel mode {mode}")
 
 
-def _decode_pil(
-    data: bytes, name: str, max_side: int | None, formats: Sequence[str], keep_palette: bool
-) -> np.ndarray:
+def _pil_errors(name: str, exc: Exception) -> ImageReadError:
+    if isinstance(exc, UnidentifiedImageError):
+        return ImageReadError(f"{name}: not a supported image (PNG, JPEG or TIFF)")
+    if isinstance(exc, Image.DecompressionBombError):
+        return ImageReadError(f"{name}: image is too large to decode safely ({exc})")
+    return ImageReadError(f"{name}: corrupt or truncated image ({exc})")
+
+
+_PIL_FAILURES = (
+    UnidentifiedImageError,
+    Image.DecompressionBombError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+)
+
+
+def _read_pil(
+    source: io.BytesIO | Path,
+    name: str,
+    limits: Limits | None,
+    formats: Sequence[str],
+    keep_palette: bool,
+    header_only: bool = False,
+) -> tuple[ImageMeta, np.ndarray | None]:
+    """Header check, then (unless ``header_only``) decode to ``(C, H, W)``."""
     try:
-        with Image.open(io.BytesIO(data), formats=list(formats)) as img:
-            width, height = img.size  # header only: nothing decoded yet
-            _check_side(height, width, max_side, name)
+        with Image.open(_rewind(source), formats=list(formats)) as img:
+            meta = _probe_pil(img, name, keep_palette)
+            check_limits(meta, limits, name)
+            if header_only:
+                return meta, None
             img.load()
             if img.format == "JPEG":
                 img = ImageOps.exif_transpose(img)
             arr = _pil_to_array(img, keep_palette, name)
     except ImageReadError:
         raise
-    except UnidentifiedImageError as exc:
-        raise ImageReadError(f"{name}: not a supported image (PNG, JPEG or TIFF)") from exc
-    except Image.DecompressionBombError as exc:
-        raise ImageReadError(f"{name}: image is too large to decode safely ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageReadError(f"{name}: corrupt or truncated image ({exc})") from exc
+    except _PIL_FAILURES as exc:
+        raise _pil_errors(name, exc) from exc
+    arr = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+    chw = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    if (chw.shape[1], chw.shape[2]) != (meta.height, meta.width) or chw.shape[0] != meta.channels:
+        shape = (chw.shape[1], chw.shape[2]) if chw.shape[0] == 1 else (*chw.shape[1:], chw.shape[0])
+        meta = replace(meta, source_shape=shape, dtype=str(chw.dtype))
+    return meta, np.ascontiguousarray(chw)
+
+
+def _read(
+    src: Source,
+    name: str | None,
+    limits: Limits | None,
+    keep_palette: bool = False,
+    header_only: bool = False,
+) -> tuple[ImageMeta, list[Plane]]:
+    label = _display_name(src, name)
+    source, head = _open_source(src, label)
+    if head not in _TIFF_MAGIC:
+        meta, chw = _read_pil(source, label, limits, _PIL_FORMATS, keep_palette, header_only)
+        return meta, [] if chw is None else [Plane((), "", chw)]
+    try:
+        with tifffile.TiffFile(_rewind(source)) as tif:
+            meta, series = _probe_tiff(tif, label)
+            check_limits(meta, limits, label)
+            if header_only:
+                return meta, []
+            try:
+                stack = to_canonical(series.asarray(), meta)
+            except Exception as exc:
+                if meta.n_planes != 1:
+                    raise ImageReadError(f"{label}: cannot decode TIFF ({exc})") from exc
+                # tifffile lacks some codecs (LZW, JPEG) without imagecodecs; Pillow has them for
+                # ordinary gray/RGB TIFFs, so try it before giving up with tifffile's reason.
+                try:
+                    _, chw = _read_pil(source, label, limits, ("TIFF",), keep_palette)
+                except ImageReadError:
+                    raise ImageReadError(f"{label}: cannot decode TIFF ({exc})") from exc
+                return meta, [Plane((), "", chw)]
+    except ImageReadError:
+        raise
+    except Exception as exc:
+        raise ImageReadError(f"{label}: cannot decode TIFF ({exc})") from exc
+    stack = stack.astype(stack.dtype.newbyteorder("="), copy=False)
+    if stack.dtype == bool:
+        stack = stack.astype(np.uint8)
+    planes = [
+        Plane(index, meta.plane_label(index), np.ascontiguousarray(stack[index]))
+        for index in meta.plane_indices()
+    ]
+    return meta, planes
+
+
+def probe(src: Source, name: str | None = None, limits: Limits | None = None) -> ImageMeta:
+    """The file's layout from its header alone (nothing is decoded); with ``limits``, checked."""
+    meta, _ = _read(src, name, limits, header_only=True)
+    return meta
+
+
+def read_planes(
+    src: Source, name: str | None = None, limits: Limits | None = None
+) -> tuple[ImageMeta, list[Plane]]:
+    """Every 2-D plane of a file as ``(C, H, W)`` in the file's own dtype, after checking ``limits``
+    against the header. A 2-D image is one plane with label ``""``."""
+    return _read(src, name, limits)
+
+
+def _single(src: Source, name: str | None, limits: Limits | None, keep_palette: bool) -> np.ndarray:
+    meta, planes = _read(src, name, limits, keep_palette=keep_palette)
+    if len(planes) != 1:
+        raise ImageReadError(
+            f"{meta.name}: a stack of {meta.n_planes} planes ({meta.describe()}), not one 2-D image"
+        )
+    chw = planes[0].image
+    arr = chw[0] if chw.shape[0] == 1 else np.moveaxis(chw, 0, -1)
+    if arr.size == 0:
+        raise ImageReadError(f"{meta.name}: image has no usable pixels (shape {arr.shape})")
     return np.ascontiguousarray(arr)
 
 
-def _decode(src: Source, name: str | None, max_side: int | None, keep_palette: bool) -> np.ndarray:
-    label = _display_name(src, name)
-    data = _load_bytes(src, label)
-    if data[:4] in _TIFF_MAGIC:
-        try:
-            arr = _decode_tiff(data, label, max_side)
-        except ImageReadError:
-            raise
-        except Exception as exc:
-            # tifffile lacks some codecs (LZW, JPEG) without imagecodecs; Pillow has them for
-            # ordinary gray/RGB TIFFs, so try it before giving up with tifffile's reason.
-            try:
-                arr = _decode_pil(data, label, max_side, ("TIFF",), keep_palette)
-            except ImageReadError:
-                raise ImageReadError(f"{label}: cannot decode TIFF ({exc})") from exc
-    else:
-        arr = _decode_pil(data, label, max_side, _PIL_FORMATS, keep_palette)
-    if arr.dtype.kind not in "biuf":
-        raise ImageReadError(f"{label}: unsupported pixel type {arr.dtype}")
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8)
-    if arr.size == 0 or arr.ndim not in (2, 3):
-        raise ImageReadError(f"{label}: image has no usable pixels (shape {arr.shape})")
-    return arr
-
-
 def read_image_raw(src: Source, name: str | None = None, max_side: int | None = None) -> np.ndarray:
-    """Decode to ``(H, W)`` or ``(H, W, C)`` in the file's own dtype (alpha dropped).
+    """Decode one 2-D image to ``(H, W)`` or ``(H, W, C)`` in the file's own dtype (alpha dropped).
 
     ``name`` labels error messages when ``src`` is bytes (e.g. an upload's file name).
     ``max_side`` is checked against the header before the pixels are decoded, which stops
-    decompression bombs. 16-bit RGB PNGs come back as 8-bit (a Pillow limitation).
+    decompression bombs. A stack of planes is an :class:`ImageReadError` (see :func:`read_planes`).
+    16-bit RGB PNGs come back as 8-bit (a Pillow limitation).
     """
-    return _decode(src, name, max_side, keep_palette=False)
+    return _single(src, name, Limits(max_side=max_side), keep_palette=False)
+
+
+def write_plane_tiff(
+    image: np.ndarray, pixel_size: tuple[float, float] | None = None, compression: str | None = "zlib"
+) -> bytes:
+    """One plane ``(C, H, W)`` (or ``(H, W)``) as TIFF bytes that declare their axes (``CYX`` /
+    ``YX``) and, when known, the pixel size ``(y, x)`` in micrometres (resolution per centimetre).
+    The same input gives the same bytes."""
+    arr = np.asarray(image)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim not in (2, 3):
+        raise ValueError(f"expected (C, H, W) or (H, W), got shape {arr.shape}")
+    kwargs: dict = {}
+    if pixel_size is not None:
+        kwargs["resolution"] = (1e4 / pixel_size[1], 1e4 / pixel_size[0])
+        kwargs["resolutionunit"] = "CENTIMETER"
+    buf = io.BytesIO()
+    tifffile.imwrite(
+        buf,
+        arr,
+        photometric="minisblack",
+        metadata={"axes": "CYX" if arr.ndim == 3 else "YX"},
+        compression=compression,
+        software=None,
+        **kwargs,
+    )
+    return buf.getvalue()
 
 
 def normalize_percentile(arr: np.ndarray, low: float = 1, high: float = 99.8) -> np.ndarray:
@@ -282,7 +493,7 @@ def to_display_rgb(img: np.ndarray) -> np.ndarray:
 def read_labels(src: Source, name: str | None = None) -> np.ndarray:
     """Read an instance label image (TIFF or PNG, palette indices kept) as int32 ``(H, W)``."""
     label = _display_name(src, name)
-    arr = _decode(src, name, None, keep_palette=True)
+    arr = _single(src, name, None, keep_palette=True)
     if arr.ndim == 3:
         if arr.shape[-1] != 1:
             raise ImageReadError(f"{label}: label images must have one channel, got shape {arr.shape}")

@@ -14,9 +14,11 @@ from spoco_core.io import (
     ImageReadError,
     list_images,
     normalize_percentile,
+    probe,
     read_image,
     read_image_raw,
     read_labels,
+    read_planes,
     to_channels,
     to_display_rgb,
     write_labels,
@@ -75,16 +77,22 @@ def test_jpeg_gray_and_rgb_decode_close_to_original(tmp_path: Path) -> None:
 def test_multichannel_tiff_channels_first_and_last(tmp_path: Path) -> None:
     scales = np.array([1, 10, 100, 1000, 5000], np.uint16)[:, None, None]
     first = (RNG.integers(0, 10, (5, 48, 64)) * scales).astype(np.uint16)
-    tifffile.imwrite(tmp_path / "cfirst.tif", first)
+    tifffile.imwrite(tmp_path / "cfirst.tif", first, metadata={"axes": "CYX"})
     raw = read_image_raw(tmp_path / "cfirst.tif")
     assert raw.shape == (48, 64, 5) and raw.dtype == np.uint16
     assert np.array_equal(raw, np.moveaxis(first, 0, -1))
     _assert_normalised(read_image(tmp_path / "cfirst.tif"), 5)  # each channel on its own scale
 
+    # no axes in the file: a leading axis of <= 4 entries is channels, so is a trailing one
+    tifffile.imwrite(tmp_path / "bare.tif", first[:4], photometric="minisblack")
+    assert np.array_equal(read_image_raw(tmp_path / "bare.tif"), np.moveaxis(first[:4], 0, -1))
     last = np.moveaxis(first[:4], 0, -1)
     tifffile.imwrite(tmp_path / "clast.tiff", last, photometric="minisblack")
     assert np.array_equal(read_image_raw(tmp_path / "clast.tiff"), last)
     assert read_image(tmp_path / "clast.tiff").shape == (4, 48, 64)
+    for path in ("bare.tif", "clast.tiff"):
+        meta = probe(tmp_path / path)
+        assert meta.assumed and meta.axes == "CYX" and meta.channels == 4
 
 
 def test_tiff_16_bit_gray_rgba_and_lzw(tmp_path: Path) -> None:
@@ -147,15 +155,17 @@ def test_too_large_is_refused_from_the_header(tmp_path: Path) -> None:
         assert read_image(path, max_side=64).shape[1:] == (48, 64)
 
 
-def test_stacks_are_rejected(tmp_path: Path) -> None:
+def test_stacks_are_not_one_image(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "zstack.tif", np.zeros((20, 32, 32), np.uint8))
-    tifffile.imwrite(tmp_path / "czyx.tif", np.zeros((2, 3, 32, 32), np.uint8))
+    tifffile.imwrite(tmp_path / "czyx.tif", np.zeros((2, 3, 32, 32), np.uint8), photometric="minisblack")
     tifffile.imwrite(tmp_path / "hyper.tif", np.ones((1, 1, 2, 32, 32), np.uint8))
-    with pytest.raises(ImageReadError, match=r"zstack\.tif.*stack"):
+    with pytest.raises(ImageReadError, match=r"zstack\.tif.*stack of 20 planes"):
         read_image(tmp_path / "zstack.tif")
-    with pytest.raises(ImageReadError, match=r"czyx\.tif.*4-D"):
+    with pytest.raises(ImageReadError, match=r"czyx\.tif.*stack of 6 planes"):
         read_image(tmp_path / "czyx.tif")
     assert read_image(tmp_path / "hyper.tif").shape == (2, 32, 32)  # singleton axes are fine
+    meta, planes = read_planes(tmp_path / "czyx.tif")
+    assert meta.assumed and meta.axes == "ZTYX" and len(planes) == 6
 
 
 def test_normalize_percentile_per_channel_and_constant() -> None:
