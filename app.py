@@ -78,6 +78,8 @@ def main() -> None:
             session.log_out()
             st.rerun()
     role = _project_picker(studio, user)
+    with st.sidebar:
+        session.watch_projects(studio, user)
     st.navigation(_pages(user, role)).run()
 
 

@@ -16,6 +16,7 @@ USER_ID = "user_id"
 USERNAME = "username"
 PROJECT_ID = "project_id"
 SELECT_PROJECT = "_select_project"  # set by a page to switch the sidebar picker on the next run
+PROJECT_POLL_S = 5.0  # how often an open page re-reads the user's projects
 
 
 def data_dir() -> str:
@@ -76,6 +77,24 @@ def current_user(studio: Studio) -> User | None:
         log_out()
         return None
     return user
+
+
+def _project_access(studio: Studio, user: User) -> list[tuple[int, str | None]]:
+    return [(p.id, studio.role(user, p.id)) for p in studio.list_projects(user)]
+
+
+def watch_projects(studio: Studio, user: User) -> None:
+    """Rerun the app when the user's projects or roles change (a lead added them to a project,
+    made them lead, removed them), so the sidebar and the pages follow without a reload. A small
+    fragment re-reads the memberships every PROJECT_POLL_S seconds; it shows nothing."""
+    shown = _project_access(studio, user)
+
+    @st.fragment(run_every=PROJECT_POLL_S)
+    def _watch() -> None:
+        if _project_access(studio, user) != shown:
+            st.rerun(scope="app")
+
+    _watch()
 
 
 def current_project(studio: Studio, user: User) -> Project | None:

@@ -278,3 +278,117 @@ def test_browser_end_to_end(server: Server) -> None:
             )
         finally:
             browser.close()
+
+
+def _log_in(page, url: str, username: str, password: str) -> None:
+    page.goto(url)
+    page.get_by_role("textbox", name="Username").fill(username)
+    page.get_by_role("textbox", name="Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_role("heading", name="Projects").first.wait_for()
+
+
+def _settle(page, timeout: float = 30.0) -> None:
+    """Wait until the app has finished its reruns (Streamlit's "running" indicator is gone)."""
+    deadline = time.monotonic() + timeout
+    quiet_since = None
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 1.0:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the app kept rerunning")
+
+
+def _labels_on(data_dir: Path) -> dict[str, int]:
+    """Live annotation count per image name of the Demo project."""
+    annotations, images = _annotations(data_dir)
+    names = {im.id: im.name for im in images}
+    counts = dict.fromkeys(names.values(), 0)
+    for a in annotations:
+        counts[names[a.image_id]] += 1
+    return counts
+
+
+def _wait_count(data_dir: Path, name: str, expected: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _labels_on(data_dir)[name] == expected:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{name}: {_labels_on(data_dir)}, expected {expected}")
+
+
+def test_browser_saves_land_on_the_chosen_image(server: Server) -> None:
+    """In the "Any image" list, two outlines saved one after the other on the second image, then on
+    the third, all land on that image (the picker keeps it after each save)."""
+    from playwright.sync_api import sync_playwright
+
+    _, images = _annotations(server.data_dir)
+    before = _labels_on(server.data_dir)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(30_000)
+            shots = Shots(page)
+            _log_in(page, server.url, ADMIN, ADMIN_PW)
+            _go(page, "Annotate")
+            page.locator("label").filter(has_text="Any image").click()
+            _settle(page)
+            for image in images[1:3]:
+                page.get_by_role("combobox", name="Image").click()
+                page.get_by_role("option").filter(has_text=image.name).first.click()
+                _settle(page)
+                for n, (x0, y0) in enumerate([(0.1, 0.1), (0.55, 0.55)], start=1):
+                    _draw_polygon(page, [(x0, y0), (x0 + 0.25, y0), (x0 + 0.25, y0 + 0.25), (x0, y0 + 0.25)])
+                    page.get_by_text("1 outline(s) ready").wait_for()
+                    page.get_by_role("button", name="Save as object").click()
+                    _wait_count(server.data_dir, image.name, before[image.name] + n)
+                    page.get_by_text("0 outline(s) ready").wait_for()
+                    _settle(page)
+                    shots(f"saved_{image.name}_{n}")
+            after = _labels_on(server.data_dir)
+            assert after == {
+                name: count + (2 if name in (images[1].name, images[2].name) else 0)
+                for name, count in before.items()
+            }
+        finally:
+            browser.close()
+
+
+def test_browser_new_member_sees_the_project_without_reloading(server: Server) -> None:
+    """A user logged in before being added to a project sees it appear in the sidebar by itself."""
+    from playwright.sync_api import sync_playwright
+
+    from storage.service import Studio
+
+    studio = Studio.open(server.data_dir)
+    try:
+        studio.create_user(studio.find_user(ADMIN), "newbie", "newbie-pass-123")
+    finally:
+        studio.close()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(30_000)
+            _log_in(page, server.url, "newbie", "newbie-pass-123")
+            page.get_by_text("You are not in any project yet.").wait_for()
+            _settle(page)
+            studio = Studio.open(server.data_dir)
+            try:
+                project = next(p for p in studio.list_projects(studio.find_user(ADMIN)) if p.name == "Demo")
+                studio.add_member(studio.find_user(ADMIN), project.id, "newbie", "annotator")
+            finally:
+                studio.close()
+            page.get_by_role("link", name="Annotate").wait_for(timeout=20_000)
+            page.get_by_role("link", name="Annotate").click()
+            page.get_by_role("heading", name="Annotate").first.wait_for()
+            assert page.get_by_text("You are not in any project yet.").count() == 0
+        finally:
+            browser.close()
