@@ -9,6 +9,8 @@ from pathlib import Path
 DEFAULT_DATA_DIR = "./data"
 DEFAULT_MAX_SIDE = 8192
 DEFAULT_MAX_UPLOAD_MB = 512
+DEFAULT_MAX_PLANE_MB = 256
+DEFAULT_MAX_DECODED_MB = 2048
 DEFAULT_BCRYPT_ROUNDS = 12
 
 
@@ -29,17 +31,23 @@ class Settings:
     data_dir: Path
     max_side: int = DEFAULT_MAX_SIDE
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_MB * 1024 * 1024
+    max_plane_bytes: int = DEFAULT_MAX_PLANE_MB * 1024 * 1024
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_MB * 1024 * 1024
     bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS
 
     @classmethod
     def from_env(cls, data_dir: Path | str | None = None) -> Settings:
         """``SPOCO_DATA_DIR`` (default ./data), ``SPOCO_MAX_SIDE``, ``SPOCO_MAX_UPLOAD_MB``,
-        ``SPOCO_BCRYPT_ROUNDS`` (lower it only in tests)."""
+        ``SPOCO_MAX_PLANE_MB`` / ``SPOCO_MAX_DECODED_MB`` (decoded size of one plane / of a whole
+        file: pixels x channels x planes x bytes per sample), ``SPOCO_BCRYPT_ROUNDS`` (lower it
+        only in tests)."""
         root = data_dir if data_dir is not None else os.environ.get("SPOCO_DATA_DIR") or DEFAULT_DATA_DIR
         return cls(
             data_dir=Path(root).expanduser().resolve(),
             max_side=_env_int("SPOCO_MAX_SIDE", DEFAULT_MAX_SIDE),
             max_upload_bytes=_env_int("SPOCO_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024,
+            max_plane_bytes=_env_int("SPOCO_MAX_PLANE_MB", DEFAULT_MAX_PLANE_MB) * 1024 * 1024,
+            max_decoded_bytes=_env_int("SPOCO_MAX_DECODED_MB", DEFAULT_MAX_DECODED_MB) * 1024 * 1024,
             bcrypt_rounds=max(4, min(31, _env_int("SPOCO_BCRYPT_ROUNDS", DEFAULT_BCRYPT_ROUNDS))),
         )
 
