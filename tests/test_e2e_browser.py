@@ -392,3 +392,28 @@ def test_browser_new_member_sees_the_project_without_reloading(server: Server) -
             assert page.get_by_text("You are not in any project yet.").count() == 0
         finally:
             browser.close()
+
+
+def test_browser_shows_no_developer_options(server: Server) -> None:
+    """The served app (with the repository's .streamlit/config.toml) has no Deploy button and no
+    developer entries in its menu."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(30_000)
+            _log_in(page, server.url, ADMIN, ADMIN_PW)
+            _settle(page)
+            Shots(page)("toolbar")
+            assert page.get_by_role("button", name="Deploy").count() == 0
+            assert page.get_by_text("Deploy", exact=True).count() == 0
+            menu = page.locator('[data-testid="stMainMenu"]')
+            if menu.count():
+                menu.first.click()
+                page.wait_for_timeout(500)
+                for entry in ("Rerun", "Clear cache", "Developer options"):
+                    assert page.get_by_text(entry, exact=True).count() == 0, entry
+        finally:
+            browser.close()
