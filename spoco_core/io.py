@@ -126,7 +126,11 @@ def _check_side(height: int, width: int, max_side: int | None, name: str) -> Non
 
 
 def _mib(n: int) -> str:
-    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            value = n / scale
+            return f"{value:.1f} {unit}" if value < 10 and value != int(value) else f"{value:.0f} {unit}"
+    return f"{n} bytes"
 
 
 def check_limits(meta: ImageMeta, limits: Limits | None, name: str | None = None) -> None:

@@ -1,11 +1,14 @@
-"""Image uploads: clean the name, decode to validate (nothing is stored for a bad file), store the
-bytes once by content, and add the row; a second upload of the same content into a project returns
-the existing image. Also turns stored images into model input and display RGB."""
+"""Image uploads: clean the name, check the file's header against the limits, decode to validate
+(nothing is stored for a bad file), store the bytes once by content, and add the row; a second upload
+of the same content into a project returns the existing image. A stack (Z, T, ... planes, as the file
+declares them) becomes one image per plane, each stored as its own TIFF named
+``stack [z 3 of 5].tif``. Also turns stored images into model input and display RGB."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlite_utils import Database
@@ -14,6 +17,9 @@ from storage.blobs import BlobStore
 from storage.db import now, one
 from storage.errors import InputError, NotFound
 from storage.records import ImageInfo
+
+if TYPE_CHECKING:
+    from spoco_core.io import ImageMeta, Limits
 
 MAX_NAME_LENGTH = 200
 _SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
@@ -36,6 +42,30 @@ class Decoded:
     dtype: str
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One image to store: the original bytes of a 2-D upload, or one plane of a stack as TIFF."""
+
+    name: str
+    data: bytes
+    suffix: str
+    info: Decoded
+    plane: str = ""
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An upload's layout (``ImageMeta``) and the images it became, one per plane."""
+
+    meta: ImageMeta
+    images: list[Prepared]
+
+    @property
+    def layout(self) -> str:
+        """E.g. ``"ZCYX 5x2x512x512"``; ``"(axes assumed)"`` appended when the file declared none."""
+        return self.meta.describe()
+
+
 def clean_name(name: object) -> str:
     """Keep only the last path component (``../../x.png`` -> ``x.png``), drop control characters;
     empty names are an ``InputError``."""
@@ -52,30 +82,97 @@ def clean_name(name: object) -> str:
     return base
 
 
-def decode(data: bytes, name: str, max_side: int, max_bytes: int) -> Decoded:
-    """Decode fully (catches truncated files); every failure is an ``InputError`` naming the file."""
-    from spoco_core.io import ImageReadError, read_image_raw
+def plane_name(name: str, axes: str, shape: tuple[int, ...], index: tuple[int, ...]) -> str:
+    """``stack.tif`` plane z=2 of 5 -> ``stack [z 3 of 5].tif`` (a TIFF suffix: planes are stored as TIFF)."""
+    path = PurePosixPath(name)
+    suffix = path.suffix if path.suffix.lower() in (".tif", ".tiff") else ".tif"
+    where = ", ".join(f"{a.lower()} {i + 1} of {n}" for a, n, i in zip(axes, shape, index, strict=True))
+    return clean_name(f"{path.stem} [{where}]{suffix}")
 
-    if not isinstance(data, bytes | bytearray | memoryview):
+
+def _limits(max_side: int, max_plane_bytes: int | None, max_decoded_bytes: int | None) -> Limits:
+    from spoco_core.io import Limits
+
+    return Limits(max_side=max_side, max_plane_bytes=max_plane_bytes, max_bytes=max_decoded_bytes)
+
+
+def prepare(
+    source: bytes | Path,
+    name: str,
+    max_side: int,
+    max_bytes: int,
+    max_plane_bytes: int | None = None,
+    max_decoded_bytes: int | None = None,
+) -> Upload:
+    """Check and decode an upload (bytes, or a file on the server that is only read once its size
+    and header pass the limits); every failure is an ``InputError`` naming the file."""
+    from spoco_core.io import ImageReadError, read_planes, write_plane_tiff
+
+    if isinstance(source, Path):
+        try:
+            size = source.stat().st_size
+        except OSError as exc:
+            raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+    elif isinstance(source, bytes | bytearray | memoryview):
+        size = len(source)
+    else:
         raise InputError(f"{name}: upload must be bytes")
-    if len(data) == 0:
+    if size == 0:
         raise InputError(f"{name}: file is empty")
-    if len(data) > max_bytes:
+    if size > max_bytes:
         raise InputError(
-            f"{name}: file is {len(data) / 2**20:.0f} MiB, above the limit of {max_bytes / 2**20:.0f} MiB"
+            f"{name}: file is {size / 2**20:.0f} MiB, above the limit of {max_bytes / 2**20:.0f} MiB"
         )
+    src = source if isinstance(source, Path) else bytes(source)
     try:
-        arr = read_image_raw(bytes(data), name=name, max_side=max_side)
+        meta, planes = read_planes(
+            src, name=name, limits=_limits(max_side, max_plane_bytes, max_decoded_bytes)
+        )
     except ImageReadError as exc:
         raise InputError(str(exc)) from exc
     except Exception as exc:  # a decoder bug must not become a 500: it is still a file we cannot use
         raise InputError(f"{name}: cannot decode image ({exc})") from exc
-    h, w = int(arr.shape[0]), int(arr.shape[1])
-    if max(h, w) > max_side:
-        raise InputError(f"{name}: image is {h}x{w} pixels, larger than the limit of {max_side} per side")
-    return Decoded(
-        width=w, height=h, channels=1 if arr.ndim == 2 else int(arr.shape[2]), dtype=str(arr.dtype)
-    )
+    if not planes:
+        raise InputError(f"{name}: image has no usable pixels")
+    for plane in planes:
+        h, w = plane.image.shape[1:]
+        if max(h, w) > max_side:
+            raise InputError(f"{name}: image is {h}x{w} pixels, larger than the limit of {max_side} per side")
+
+    def decoded(img: np.ndarray) -> Decoded:
+        return Decoded(
+            width=int(img.shape[2]),
+            height=int(img.shape[1]),
+            channels=int(img.shape[0]),
+            dtype=str(img.dtype),
+        )
+
+    if len(planes) == 1:
+        if isinstance(src, Path):
+            try:
+                src = src.read_bytes()
+            except OSError as exc:
+                raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
+        return Upload(meta, [Prepared(name, src, blob_suffix(name), decoded(planes[0].image))])
+    prepared = [
+        Prepared(
+            name=plane_name(name, meta.plane_axes, meta.plane_shape, plane.index),
+            data=write_plane_tiff(plane.image, meta.pixel_size),
+            suffix=".tif",
+            info=decoded(plane.image),
+            plane=plane.label,
+        )
+        for plane in planes
+    ]
+    return Upload(meta, prepared)
+
+
+def decode(data: bytes, name: str, max_side: int, max_bytes: int) -> Decoded:
+    """Validate one 2-D upload; every failure is an ``InputError`` naming the file (a stack too)."""
+    upload = prepare(data, name, max_side, max_bytes)
+    if len(upload.images) != 1:
+        raise InputError(f"{name}: a stack of {len(upload.images)} planes ({upload.layout}), not one image")
+    return upload.images[0].info
 
 
 def blob_suffix(name: str) -> str:
@@ -167,6 +264,13 @@ def insert_or_existing(
         ],
     )
     return int(cur.lastrowid), True
+
+
+def layout(blobs: BlobStore, blob: str, name: str) -> ImageMeta:
+    """The stored file's ``ImageMeta`` (axes, assumed, pixel size) from its header alone."""
+    from spoco_core.io import probe
+
+    return probe(blobs.path(blob), name=name)
 
 
 def load_normalised(blobs: BlobStore, blob: str, name: str) -> np.ndarray:

@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlite_utils import Database
@@ -45,6 +46,9 @@ from storage.records import (
     Suggestion,
     User,
 )
+
+if TYPE_CHECKING:
+    from spoco_core.axes import ImageMeta
 
 RESOLUTIONS = ("accepted", "corrected", "background", "skipped")
 
@@ -245,26 +249,54 @@ class Studio:
     def add_image(self, actor: User, project_id: int, name: str, data: bytes) -> ImageInfo:
         """Lead only. Validates by decoding (``InputError`` naming the file; nothing stored), keeps the
         bare file name (suffix ``-1``, ``-2`` on a clash) and returns the existing image when the same
-        content is already in the project."""
+        content is already in the project. A stack becomes one image per plane (see ``add_upload``);
+        this returns the first."""
+        return self.add_upload(actor, project_id, name, data)[0][0]
+
+    def add_upload(
+        self, actor: User, project_id: int, name: str, data: bytes
+    ) -> tuple[list[ImageInfo], ImageMeta]:
+        """Lead only. Like ``add_image``; returns every image the upload became (a stack: one per
+        plane, ``stack [z 3 of 5].tif``) and the file's layout (axes, whether they were assumed,
+        pixel size). Limits (side, decoded bytes of a plane and of the file) are checked from the
+        header before decoding."""
         user = self._actor(actor)
         permissions.require_lead(self.db, user, int(project_id))
+        return self._add_upload(user, int(project_id), name, data)
+
+    def _add_upload(
+        self, user: User, project_id: int, name: str, source: bytes | Path
+    ) -> tuple[list[ImageInfo], ImageMeta]:
         clean = images.clean_name(name)
-        decoded = images.decode(data, clean, self.settings.max_side, self.settings.max_upload_bytes)
-        sha, blob = self.blobs.put_content(bytes(data), "images", images.blob_suffix(clean))
+        upload = images.prepare(
+            source,
+            clean,
+            self.settings.max_side,
+            self.settings.max_upload_bytes,
+            self.settings.max_plane_bytes,
+            self.settings.max_decoded_bytes,
+        )
+        stored = [(item, *self.blobs.put_content(item.data, "images", item.suffix)) for item in upload.images]
+        ids: list[int] = []
         with transaction(self.db) as db:
-            image_id, created = images.insert_or_existing(
-                db, int(project_id), user.id, clean, sha, blob, decoded
-            )
-            if created:
-                self._queue_prediction_for_new_images(db, int(project_id), user.id)
-        return images.get(self.db, image_id)
+            any_created = False
+            for item, sha, blob in stored:
+                image_id, created = images.insert_or_existing(
+                    db, project_id, user.id, item.name, sha, blob, item.info
+                )
+                ids.append(image_id)
+                any_created = any_created or created
+            if any_created:
+                self._queue_prediction_for_new_images(db, project_id, user.id)
+        return [images.get(self.db, i) for i in ids], upload.meta
 
     def add_images_from_folder(
         self, actor: User, project_id: int, folder: str | Path
     ) -> tuple[list[ImageInfo], list[str]]:
-        """Lead only. Every image file directly in a server folder (PNG, JPEG, TIFF); bad files are
-        reported in the error list, the rest are added. With ``SPOCO_IMPORT_ROOT`` set, only folders
-        inside it are allowed."""
+        """Lead only. Every image file directly in a server folder (PNG, JPEG, TIFF; a stack adds one
+        image per plane); bad files are reported in the error list, the rest are added. Each file's
+        size and header are checked against the limits before it is read. With
+        ``SPOCO_IMPORT_ROOT`` set, only folders inside it are allowed."""
         from spoco_core.io import list_images as list_image_files
 
         user = self._actor(actor)
@@ -279,12 +311,18 @@ class Studio:
         errors: list[str] = []
         for file in list_image_files(path):
             try:
-                added.append(self.add_image(user, int(project_id), file.name, file.read_bytes()))
+                added += self._add_upload(user, int(project_id), file.name, file)[0]
             except InputError as exc:
                 errors.append(str(exc))
             except OSError as exc:
                 errors.append(f"{file.name}: cannot read ({exc.strerror or exc})")
         return added, errors
+
+    def image_layout(self, actor: User, image_id: int) -> ImageMeta:
+        """The stored image's axes, channels, whether its axes were assumed, and pixel size (header only)."""
+        self._image_role(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        return images.layout(self.blobs, row["blob"], row["name"])
 
     def list_images(self, actor: User, project_id: int) -> list[ImageInfo]:
         permissions.require_member(self.db, self._actor(actor), int(project_id))

@@ -85,7 +85,11 @@ def test_sixteen_bit_and_multichannel_tiffs(world: World) -> None:
     gray16 = s.add_image(world.lead, world.project.id, "g16.tif", buf.getvalue())
     assert (gray16.width, gray16.height, gray16.channels, gray16.dtype) == (40, 30, 1, "uint16")
     buf = io.BytesIO()
-    tifffile.imwrite(buf, np.random.default_rng(0).integers(0, 4000, (4, 30, 40)).astype(np.uint16))
+    tifffile.imwrite(
+        buf,
+        np.random.default_rng(0).integers(0, 4000, (4, 30, 40)).astype(np.uint16),
+        metadata={"axes": "CYX"},
+    )
     multi = s.add_image(world.lead, world.project.id, "m.tif", buf.getvalue())
     assert multi.channels == 4
     img = s.load_image(world.annotator, multi.id)
@@ -108,3 +112,98 @@ def test_add_images_from_folder_reports_bad_files(world: World, tmp_path) -> Non
     assert len(errors) == 1 and "broken.jpg" in errors[0]
     with pytest.raises(InputError):
         world.studio.add_images_from_folder(world.lead, world.project.id, tmp_path / "missing")
+
+
+def _tiff(data: np.ndarray, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, data, **kwargs)
+    return buf.getvalue()
+
+
+def test_stack_upload_becomes_one_image_per_plane(world: World) -> None:
+    s = world.studio
+    data = np.random.default_rng(1).integers(0, 4000, (3, 2, 24, 32)).astype(np.uint16)
+    upload = _tiff(data, imagej=True, metadata={"axes": "ZCYX", "unit": "um"}, resolution=(2.0, 2.0))
+    infos, meta = s.add_upload(world.lead, world.project.id, "stack.tif", upload)
+    assert meta.axes == "ZCYX" and not meta.assumed
+    assert [i.name for i in infos] == [f"stack [z {z} of 3].tif" for z in (1, 2, 3)]
+    assert all((i.width, i.height, i.channels, i.dtype) == (32, 24, 2, "uint16") for i in infos)
+    for z, info in enumerate(infos):
+        img = s.load_image(world.annotator, info.id)
+        assert img.shape == (2, 24, 32)
+        _, stored = s.image_bytes(world.annotator, info.id)
+        plane = tifffile.imread(io.BytesIO(stored))
+        assert np.array_equal(plane, data[z])
+        layout = s.image_layout(world.annotator, info.id)
+        assert layout.axes == "CYX" and layout.pixel_size == pytest.approx((0.5, 0.5))
+    assert s.display_image(world.annotator, infos[1].id).shape == (24, 32, 3)
+    # the same stack again: the same three images, nothing new stored
+    again, _ = s.add_upload(world.lead, world.project.id, "copy.tif", upload)
+    assert [i.id for i in again] == [i.id for i in infos]
+    assert len(s.list_images(world.lead, world.project.id)) == 3
+    first = s.add_image(world.lead, world.project.id, "stack.tif", upload)
+    assert first.id == infos[0].id
+
+
+def test_time_series_planes_and_assumed_axes_are_reported(world: World) -> None:
+    s = world.studio
+    data = np.random.default_rng(2).integers(0, 255, (2, 3, 16, 20)).astype(np.uint8)
+    infos, meta = s.add_upload(
+        world.lead, world.project.id, "movie.tif", _tiff(data, imagej=True, metadata={"axes": "TZYX"})
+    )
+    assert len(infos) == 6 and infos[4].name == "movie [t 2 of 2, z 2 of 3].tif"
+    assert all(i.channels == 1 for i in infos)
+    bare, meta = s.add_upload(
+        world.lead, world.project.id, "bare.tif", _tiff(data[0], photometric="minisblack")
+    )
+    assert meta.assumed and meta.axes == "CYX" and "axes assumed" in meta.describe()
+    assert len(bare) == 1 and bare[0].channels == 3
+    assert s.image_layout(world.annotator, bare[0].id).assumed
+
+
+def test_limits_by_decoded_size(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SPOCO_MAX_PLANE_MB", "1")
+    monkeypatch.setenv("SPOCO_MAX_DECODED_MB", "2")
+    w = make_world(open_studio(tmp_path, monkeypatch))
+    plane = np.zeros((3, 512, 512), np.uint16)  # 1.5 MiB per plane, a few KiB compressed
+    with pytest.raises(InputError, match=r"big\.tif: one plane decodes to 1.5 MiB.*limit of 1 MiB"):
+        w.studio.add_image(
+            w.lead, w.project.id, "big.tif", _tiff(plane, compression="zlib", metadata={"axes": "CYX"})
+        )
+    stack = np.zeros((10, 512, 512), np.uint8)  # 256 KiB per plane, 2.5 MiB in all
+    with pytest.raises(InputError, match=r"long\.tif: decodes to 2.5 MiB.*limit of 2 MiB"):
+        w.studio.add_image(
+            w.lead,
+            w.project.id,
+            "long.tif",
+            _tiff(stack, compression="zlib", imagej=True, metadata={"axes": "ZYX"}),
+        )
+    assert _image_count(w.studio) == 0 and _blob_files(w.studio) == []
+    ok, _ = w.studio.add_upload(
+        w.lead,
+        w.project.id,
+        "ok.tif",
+        _tiff(stack[:4], compression="zlib", imagej=True, metadata={"axes": "ZYX"}),
+    )
+    assert len(ok) == 4
+
+
+def test_folder_import_splits_stacks_and_checks_headers_before_reading(world: World, tmp_path) -> None:
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    stack = np.random.default_rng(3).integers(0, 255, (4, 16, 16)).astype(np.uint8)
+    (folder / "z.tif").write_bytes(_tiff(stack, imagej=True, metadata={"axes": "ZYX"}))
+    (folder / "a.png").write_bytes(png_bytes(np.zeros((8, 8), np.uint8)))
+    tile = np.zeros((1024, 1024), np.float64)
+    tifffile.imwrite(  # 8192 x 8192 float64: 512 MiB decoded, about 1 MB on disk
+        folder / "huge.tif",
+        (tile for _ in range(64)),
+        shape=(8192, 8192),
+        dtype=np.float64,
+        tile=(1024, 1024),
+        compression="zlib",
+        compressionargs={"level": 1},
+    )
+    added, errors = world.studio.add_images_from_folder(world.lead, world.project.id, folder)
+    assert [i.name for i in added] == ["a.png"] + [f"z [z {k} of 4].tif" for k in (1, 2, 3, 4)]
+    assert len(errors) == 1 and "huge.tif" in errors[0] and "512 MiB" in errors[0]
