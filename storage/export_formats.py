@@ -1,0 +1,240 @@
+"""Instance labels in the formats microscopy tools open: ImageJ/Fiji ROI sets (roifile), QuPath
+GeoJSON, and label TIFFs that carry the pixel size.
+
+Outlines follow pixel edges (vertices on pixel corners, pixel ``(r, c)`` spans ``x in [c, c+1]``,
+``y in [r, r+1]``), so filling a polygon at pixel centres gives back exactly the object's pixels:
+
+- GeoJSON: one ``Polygon`` per object (holes as inner rings), a ``MultiPolygon`` when it has
+  several pieces, in pixel coordinates as QuPath reads them; ``objectType: annotation``,
+  classification ``object``.
+- ImageJ ROI: one traced polygon per object (as Fiji's wand tool makes). An object with holes or
+  several pieces is still one polygon: its loops are joined by zero-width bridges along pixel
+  edges, which fill to nothing under ImageJ's even-odd polygon filling.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+
+# direction -> (dx, dy); y grows downwards. Edges run with the object on their right-hand side.
+_E, _S, _W, _N = (1, 0), (0, 1), (-1, 0), (0, -1)
+
+
+def _right(d: tuple[int, int]) -> tuple[int, int]:
+    return (-d[1], d[0])
+
+
+def boundary_loops(mask: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """Every closed boundary of ``mask`` as ``(vertices (N, 2) int (x, y) on pixel corners, pixel
+    (row, col) on its inside)``. Outer boundaries run clockwise on screen (positive shoelace area
+    with y down), holes the other way; diagonal neighbours are separate pieces (4-connectivity)."""
+    m = np.pad(np.asarray(mask, dtype=bool), 1)
+    core = m[1:-1, 1:-1]
+    starts: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    sides = (
+        (core & ~m[:-2, 1:-1], _E, (0, 0)),  # top side: (c, r) -> (c+1, r)
+        (core & ~m[1:-1, 2:], _S, (1, 0)),  # right side: (c+1, r) -> (c+1, r+1)
+        (core & ~m[2:, 1:-1], _W, (1, 1)),  # bottom side: (c+1, r+1) -> (c, r+1)
+        (core & ~m[1:-1, :-2], _N, (0, 1)),  # left side: (c, r+1) -> (c, r)
+    )
+    for side, direction, (ox, oy) in sides:
+        rows, cols = np.nonzero(side)
+        for x, y in zip((cols + ox).tolist(), (rows + oy).tolist(), strict=True):
+            starts.setdefault((x, y), []).append(direction)
+    loops: list[tuple[np.ndarray, tuple[int, int]]] = []
+    while starts:
+        start = next(iter(starts))
+        first = starts[start][0]
+        closing = (first[1], -first[0])  # the incoming direction whose right turn is `first`
+        inside = _inside_pixel(start, first)
+        vertices: list[tuple[int, int]] = []
+        point, previous = start, None
+        while True:
+            if previous is not None and point == start and (start not in starts or previous == closing):
+                break
+            options = starts[point]
+            if previous is None:
+                direction = first
+            elif len(options) > 1:
+                direction = _right(previous) if _right(previous) in options else options[0]
+            else:
+                direction = options[0]
+            options.remove(direction)
+            if not options:
+                del starts[point]
+            if direction != previous:
+                vertices.append(point)
+            point = (point[0] + direction[0], point[1] + direction[1])
+            previous = direction
+        loops.append((np.asarray(_drop_collinear(vertices), dtype=np.int64), inside))
+    return loops
+
+
+def _drop_collinear(vertices: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Remove vertices in the middle of a straight run of the closed loop."""
+    v = np.asarray(vertices, dtype=np.int64)
+    if len(v) <= 3:
+        return vertices
+    before, after = v - np.roll(v, 1, axis=0), np.roll(v, -1, axis=0) - v
+    turn = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
+    return [vertices[i] for i in np.nonzero(turn != 0)[0]]
+
+
+def _inside_pixel(start: tuple[int, int], direction: tuple[int, int]) -> tuple[int, int]:
+    """(row, col) of the pixel on the right of the edge leaving ``start`` in ``direction``."""
+    x, y = start
+    if direction == _E:
+        return (y, x)
+    if direction == _S:
+        return (y, x - 1)
+    if direction == _W:
+        return (y - 1, x - 1)
+    return (y - 1, x)
+
+
+def signed_area(vertices: np.ndarray) -> float:
+    x, y = vertices[:, 0].astype(float), vertices[:, 1].astype(float)
+    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+
+
+def _object_crops(labels: np.ndarray) -> list[tuple[int, np.ndarray, int, int]]:
+    """``(object id, mask crop, row offset, col offset)`` for every object > 0."""
+    out = []
+    for k, sl in enumerate(ndimage.find_objects(np.clip(labels, 0, None).astype(np.int64)), start=1):
+        if sl is None:
+            continue
+        crop = labels[sl] == k
+        if crop.any():
+            out.append((k, crop, sl[0].start, sl[1].start))
+    return out
+
+
+def object_polygons(mask: np.ndarray, row0: int = 0, col0: int = 0) -> list[list[np.ndarray]]:
+    """Polygons of one object: per 4-connected piece ``[outer ring, *hole rings]`` as (x, y)."""
+    pieces, _ = ndimage.label(mask)
+    grouped: dict[int, list[np.ndarray]] = {}
+    outer: dict[int, np.ndarray] = {}
+    for vertices, (r, c) in boundary_loops(mask):
+        piece = int(pieces[r, c])
+        ring = vertices + np.array([col0, row0])
+        if signed_area(vertices) > 0:
+            outer[piece] = ring
+        else:
+            grouped.setdefault(piece, []).append(ring)
+    return [[outer[p], *grouped.get(p, [])] for p in sorted(outer)]
+
+
+def _closed(ring: np.ndarray) -> list[list[int]]:
+    pts = ring.tolist()
+    return [*pts, pts[0]]
+
+
+def geojson(labels: np.ndarray, pixel_size: tuple[float, float] | None = None) -> dict:
+    """A QuPath-compatible GeoJSON FeatureCollection: one feature per object (pixel coordinates)."""
+    features = []
+    for k, crop, r0, c0 in _object_crops(np.asarray(labels)):
+        polygons = [[_closed(ring) for ring in rings] for rings in object_polygons(crop, r0, c0)]
+        geometry = (
+            {"type": "Polygon", "coordinates": polygons[0]}
+            if len(polygons) == 1
+            else {"type": "MultiPolygon", "coordinates": polygons}
+        )
+        features.append(
+            {
+                "type": "Feature",
+                "geometry": geometry,
+                "properties": {
+                    "objectType": "annotation",
+                    "name": f"object {k}",
+                    "classification": {"name": "object", "color": [255, 200, 0]},
+                    "label_value": k,
+                    "isLocked": False,
+                },
+            }
+        )
+    collection: dict = {"type": "FeatureCollection", "features": features}
+    if pixel_size is not None:
+        collection["properties"] = {"pixel_size_um": {"y": pixel_size[0], "x": pixel_size[1]}}
+    return collection
+
+
+def geojson_bytes(labels: np.ndarray, pixel_size: tuple[float, float] | None = None) -> bytes:
+    return json.dumps(geojson(labels, pixel_size)).encode()
+
+
+def _bridge(a: np.ndarray, b: np.ndarray) -> list[list[int]]:
+    """Corner points from ``a`` to ``b`` along pixel edges (a horizontal then a vertical run)."""
+    return [[int(b[0]), int(a[1])]] if a[0] != b[0] and a[1] != b[1] else []
+
+
+def single_ring(rings: list[np.ndarray]) -> np.ndarray:
+    """All loops of an object as one polygon: each further loop is entered and left along the same
+    axis-aligned bridge, which encloses no pixel centre, so even-odd filling is unchanged."""
+    anchor = rings[0][0]
+    points: list[list[int]] = [list(map(int, p)) for p in rings[0]] + [list(map(int, anchor))]
+    for ring in rings[1:]:
+        there = _bridge(anchor, ring[0])
+        back = there[::-1]  # the same corner points, walked back
+        points += there + [list(map(int, p)) for p in ring] + [list(map(int, ring[0]))] + back
+        points.append(list(map(int, anchor)))
+    return np.asarray(points[:-1], dtype=np.int64)
+
+
+def roi_zip_bytes(labels: np.ndarray) -> bytes | None:
+    """An ImageJ/Fiji ROI set (``RoiSet.zip``): one traced polygon ROI ``object-0007.roi`` per
+    object; ``None`` when there is no object (ImageJ cannot open an empty set)."""
+    from roifile import ROI_TYPE, ImagejRoi
+
+    crops = _object_crops(np.asarray(labels))
+    if not crops:
+        return None
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for k, crop, r0, c0 in crops:
+            rings = [ring for piece in object_polygons(crop, r0, c0) for ring in piece]
+            roi = ImagejRoi.frompoints(single_ring(rings).astype(np.int32), name=f"object-{k:04d}")
+            roi.roitype = ROI_TYPE.TRACED
+            zf.writestr(f"object-{k:04d}.roi", roi.tobytes())
+    return buf.getvalue()
+
+
+def label_tiff_bytes(labels: np.ndarray, pixel_size: tuple[float, float] | None = None) -> bytes:
+    """Labels as a zlib TIFF; with ``pixel_size`` ``(y, x)`` µm, resolution tags per centimetre
+    (read by tifffile, Fiji/Bio-Formats and QuPath)."""
+    kwargs: dict = {}
+    if pixel_size is not None:
+        kwargs = {
+            "resolution": (1e4 / pixel_size[1], 1e4 / pixel_size[0]),
+            "resolutionunit": "CENTIMETER",
+        }
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, labels, compression="zlib", **kwargs)
+    return buf.getvalue()
+
+
+def stored_pixel_size(blobs: object, blob: str, name: str) -> tuple[float, float] | None:
+    """The pixel size ``(y, x)`` µm a stored image declares, from its header; None when unknown."""
+    from spoco_core.io import ImageReadError, probe
+
+    try:
+        return probe(blobs.path(blob), name=name).pixel_size  # type: ignore[attr-defined]
+    except (ImageReadError, OSError, ValueError):
+        return None
+
+
+def write_image_files(
+    zf: zipfile.ZipFile, stem: str, labels: np.ndarray, pixel_size: tuple[float, float] | None
+) -> None:
+    """One image's label TIFF (with its pixel size), ImageJ ROI set and QuPath GeoJSON into ``zf``:
+    ``labels/<stem>.tif``, ``rois/<stem>.zip`` (only when it has objects), ``geojson/<stem>.geojson``."""
+    zf.writestr(f"labels/{stem}.tif", label_tiff_bytes(labels, pixel_size))
+    rois = roi_zip_bytes(labels)
+    if rois is not None:
+        zf.writestr(f"rois/{stem}.zip", rois)
+    zf.writestr(f"geojson/{stem}.geojson", geojson_bytes(labels, pixel_size))
