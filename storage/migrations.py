@@ -179,7 +179,23 @@ def _v3_operations(db: Database) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_core, _v2_models, _v3_operations]
+def _v4_claims(db: Database) -> None:
+    """Suggestions claimed by one annotator at a time, under an expiring lease (storage/claims.py)."""
+    db.executescript(
+        """
+        CREATE TABLE suggestion_claims (
+            suggestion_id INTEGER PRIMARY KEY REFERENCES suggestions(id) ON DELETE CASCADE,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            claimed_at REAL NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX suggestion_claims_holder ON suggestion_claims(project_id, user_id);
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_core, _v2_models, _v3_operations, _v4_claims]
 LATEST = len(MIGRATIONS)
 
 

@@ -20,6 +20,7 @@ from sqlite_utils import Database
 from storage import (
     annotations,
     auth,
+    claims,
     images,
     jobs,
     liveness,
@@ -32,7 +33,7 @@ from storage import (
 from storage import versions as model_versions
 from storage.blobs import BlobStore
 from storage.config import Settings
-from storage.db import connect, scalar, transaction
+from storage.db import connect, now, scalar, transaction
 from storage.errors import Conflict, InputError, LoginThrottled, PermissionDenied
 from storage.migrations import migrate
 from storage.records import (
@@ -379,6 +380,7 @@ class Studio:
                 sug = predictions.suggestion_row(db, int(suggestion_id))
                 if int(sug["image_id"]) != int(image_id):
                     raise InputError(f"suggestion {suggestion_id} belongs to another image")
+                _require_unclaimed(db, int(suggestion_id), user)
             ann_id = annotations.insert(
                 db, int(image_id), kind, mask, source, user.id, seconds, suggestion_id=suggestion_id
             )
@@ -389,6 +391,7 @@ class Studio:
                     else ("accepted" if source == "accepted" else "corrected")
                 )
                 predictions.resolve(db, int(suggestion_id), status, user.id)
+                claims.drop(db, int(suggestion_id))
         return annotations.get(self.db, ann_id)
 
     def add_polygon(
@@ -644,7 +647,55 @@ class Studio:
         )
         if status not in RESOLUTIONS:
             raise InputError(f"status must be one of {', '.join(RESOLUTIONS)}, not {status!r}")
-        predictions.resolve(self.db, int(suggestion_id), status, user.id)
+        with transaction(self.db) as db:
+            _require_unclaimed(db, int(suggestion_id), user)
+            predictions.resolve(db, int(suggestion_id), status, user.id)
+            claims.drop(db, int(suggestion_id))
+
+    def claim_suggestion(
+        self,
+        actor: User,
+        project_id: int,
+        prefer: int | None = None,
+        limit: int = 50,
+        lease_s: float = claims.LEASE_S,
+    ) -> Suggestion | None:
+        """Any member: the suggestion the actor works on now, held for them alone under a lease
+        (``lease_s``, default ``claims.LEASE_S``) that each call renews. ``prefer`` if it is open
+        and no one else holds it, else the one the actor holds already, else the best-ranked open
+        one (of the first ``limit``) that no one else holds; None when none is left for them.
+        Taking one releases the actor's other claim in the project; while the lease lasts nobody
+        else is handed it or may answer it."""
+        user = self._actor(actor)
+        pid = int(project_id)
+        candidates = {s.id: s for s in self.suggestions(user, pid, limit=limit)}
+        with transaction(self.db) as db:
+            t = now()
+            holders = claims.live_holders(db, pid, t)
+            order = [int(prefer)] if prefer is not None else []
+            order += [sid for sid, uid in holders.items() if uid == user.id]
+            order += list(candidates)
+            for sid in order:
+                if sid not in candidates or holders.get(sid, user.id) != user.id:
+                    continue
+                if predictions.suggestion_row(db, sid)["status"] != "open":
+                    continue  # answered since the list was read
+                claims.take(db, pid, sid, user.id, t, float(lease_s))
+                return candidates[sid]
+            claims.release_all(db, pid, user.id)
+        return None
+
+    def release_suggestions(self, actor: User, project_id: int) -> None:
+        """Any member: give back the actor's claim in the project (others may be handed it)."""
+        user = self._actor(actor)
+        permissions.require_member(self.db, user, int(project_id))
+        with transaction(self.db) as db:
+            claims.release_all(db, int(project_id), user.id)
+
+    def suggestion_holders(self, actor: User, project_id: int) -> dict[int, tuple[str, float]]:
+        """Any member: ``{suggestion_id: (username, lease expiry as epoch seconds)}`` of live claims."""
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        return claims.holder_names(self.db, int(project_id), now())
 
     # ------------------------------------------------------------------ export
 
@@ -654,6 +705,12 @@ class Studio:
 
         permissions.require_lead(self.db, self._actor(actor), int(project_id))
         return build_zip(self.db, self.blobs, int(project_id))
+
+
+def _require_unclaimed(db: Database, suggestion_id: int, user: User) -> None:
+    holder = claims.other_holder(db, suggestion_id, user.id, now())
+    if holder is not None:
+        raise Conflict(f"{holder} is working on this suggested object; please take the next one")
 
 
 def _check_label_args(kind: str, source: str, seconds: float) -> tuple[str, str, float]:
