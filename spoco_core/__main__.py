@@ -14,9 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         try:
-            module = importlib.import_module(f"spoco_core.commands.{name}")
+            module = importlib.import_module(f"spoco_core.commands.{name.replace('-', '_')}")
         except ModuleNotFoundError as exc:
-            if exc.name != f"spoco_core.commands.{name}":
+            if exc.name != f"spoco_core.commands.{name.replace('-', '_')}":
                 raise
             continue
         module.register(sub)

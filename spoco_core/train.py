@@ -10,6 +10,7 @@ import os
 import random
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -63,6 +64,10 @@ class TrainConfig:
     """Everything that decides a training run; saved in the checkpoint so a run can be reproduced."""
 
     iterations: int = 500
+    minutes: float = 0.0
+    """> 0: train for this wall-clock time instead of ``iterations`` steps. The step count follows
+    from the speed measured over the first steps (``CALIBRATION_STEPS``), so a GPU does more steps
+    in the same time, and the cosine schedule spans the planned steps."""
     batch_size: int = 4
     patch_size: int = 128
     lr: float = 2e-4
@@ -233,6 +238,16 @@ def _init_distributed(device: torch.device) -> _Dist:
 # --------------------------------------------------------------------------- trainer
 
 
+CALIBRATION_STEPS = 6  # the first is a warm-up (allocations, autotuning); the rest set the rate
+OVERTIME = 1.25  # a time-budgeted run stops here even if the machine slowed down after calibration
+
+
+def planned_iterations(minutes: float, done: int, elapsed_s: float, rate: float) -> int:
+    """Steps a time-budgeted run makes in total: those done plus what the rest of the budget holds."""
+    left = max(0.0, minutes * 60.0 - elapsed_s)
+    return max(done + 1, done + int(left * max(rate, 0.0)))
+
+
 def _has_labels(labels: np.ndarray) -> bool:
     return bool(np.any(labels != 0))
 
@@ -300,9 +315,7 @@ class Trainer:
         )
         if ckpt_data is not None and ckpt_data.get("optimizer"):
             self._load_optimizer(ckpt_data["optimizer"])
-        self.scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=max(1, config.iterations), eta_min=config.lr * 0.01
-        )
+        self.scheduler = self._cosine(config.iterations)
 
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -354,6 +367,20 @@ class Trainer:
             group["lr"] = group["initial_lr"] = self.config.lr
             group["weight_decay"] = self.config.weight_decay
 
+    def _cosine(self, steps: int, already: int = 0) -> torch.optim.lr_scheduler.CosineAnnealingLR:
+        """A cosine schedule over ``steps``, advanced by the ``already`` steps made at the full rate."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr
+            group.pop("initial_lr", None)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.optimizer, T_max=max(1, steps), eta_min=self.config.lr * 0.01
+        )
+        with warnings.catch_warnings():  # stepping a schedule alone is the point here
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(already):
+                sched.step()
+        return sched
+
     def _amp_dtype(self) -> torch.dtype | None:
         """Mixed precision where the hardware has it: CUDA, or a CPU with native bfloat16 (the losses
         stay float32 either way, see losses.spoco_loss)."""
@@ -398,6 +425,16 @@ class Trainer:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)  # every rank must stop at the same step
         return bool(t.item() > 0)
 
+    def _agree(self, steps: int) -> int:
+        """Under torchrun every rank runs rank 0's planned step count (DDP needs equal step counts)."""
+        if not self.dist.enabled:
+            return steps
+        import torch.distributed as dist
+
+        t = torch.tensor([steps], device=self.device)
+        dist.broadcast(t, src=0)
+        return int(t.item())
+
     def step(self) -> dict[str, float]:
         """One optimiser step plus the EMA update; returns the loss terms as floats."""
         self.model.train()
@@ -428,22 +465,38 @@ class Trainer:
         return out
 
     def fit(self) -> TrainResult:
-        """Run this run's iterations; stops cleanly at the next step when cancellation is requested."""
-        total = self.config.iterations
+        """Run this run's iterations (or minutes); stops cleanly at the next step when cancellation is
+        requested."""
+        timed = self.config.minutes > 0
+        # a time budget plans its steps after calibration; until then the cosine schedule stays flat
+        total = CALIBRATION_STEPS if timed else self.config.iterations
         history: list[dict] = []
         window: list[dict[str, float]] = []
         cancelled = False
         done = 0
-        t_last = time.perf_counter()
+        start = t_last = time.perf_counter()
+        t_warm = start
         n_last = 0
         try:
-            for i in range(1, total + 1):
+            i = 0
+            while i < total:
+                i += 1
                 if self._cancel_requested():
                     cancelled = True
+                    break
+                overtime = time.perf_counter() - start > self.config.minutes * 60.0 * OVERTIME
+                if timed and overtime and not self.dist.enabled:  # ranks must stop together: no cut
                     break
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
                 terms = self.step()
                 done = i
+                if timed and i == 1:
+                    t_warm = time.perf_counter()
+                if timed and i == CALIBRATION_STEPS:
+                    now = time.perf_counter()
+                    rate = (i - 1) / max(now - t_warm, 1e-9)
+                    total = self._agree(planned_iterations(self.config.minutes, i, now - start, rate))
+                    self.scheduler = self._cosine(total, already=i)
                 history.append({"iteration": i, "step": self.iteration, "lr": lr, **terms})
                 window.append(terms)
                 if i % max(1, self.config.log_every) == 0 or i == total:

@@ -241,3 +241,16 @@ def test_channels_converted_and_foreground_flag(samples):
     assert all(img.shape[0] == 1 for img, _ in trainer.samples)
     assert not trainer.foreground_trained  # no background marks: the head learnt nothing
     assert trainer.fit().iterations_done == 2
+
+
+def test_time_budget_plans_steps_from_measured_speed_and_anneals(samples):
+    """A time-budgeted run plans its step count after calibration (the progress total), and its cosine schedule reaches the floor at the last planned step."""
+    events: list[ProgressEvent] = []
+    trainer = Trainer(tiny_config(minutes=0.05, iterations=1), samples, progress=events.append)
+    result = trainer.fit()
+    assert result.iterations_done > 1  # not the iteration count: the budget decided
+    assert events[-1].total == result.iterations_done == events[-1].iteration
+    lrs = [h["lr"] for h in result.history]
+    assert lrs[0] == pytest.approx(1e-3)
+    assert lrs[-1] < 0.2 * lrs[0]  # annealed over the planned steps, not stuck at the start rate
+    assert totals(result.history)[-5:].mean() < totals(result.history)[:5].mean()

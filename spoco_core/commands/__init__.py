@@ -1,3 +1,3 @@
 """One module per CLI sub-command; each has ``register(subparsers)`` and ``run(args) -> int``."""
 
-COMMANDS = ("synth", "evaluate", "train", "segment", "suggest")
+COMMANDS = ("synth", "evaluate", "train", "segment", "suggest", "fetch-data")
