@@ -50,6 +50,7 @@ from storage.records import (
 
 if TYPE_CHECKING:
     from spoco_core.axes import ImageMeta
+    from storage.imports import ImportReport
 
 RESOLUTIONS = ("accepted", "corrected", "background", "skipped")
 
@@ -698,6 +699,26 @@ class Studio:
         return claims.holder_names(self.db, int(project_id), now())
 
     # ------------------------------------------------------------------ export
+
+    def import_labels(
+        self, actor: User, project_id: int, name: str, data: bytes, image_id: int | None = None
+    ) -> ImportReport:
+        """Lead only: existing annotations (label image, COCO JSON, ImageJ ROI set; see
+        ``storage.imports``) become human labels authored by the lead, matched to images by name or
+        given ``image_id``. Labels identical to ones already there are skipped."""
+        from storage.imports import import_file
+
+        user = self._actor(actor)
+        permissions.require_lead(self.db, user, int(project_id))
+        return import_file(
+            self.db,
+            user.id,
+            int(project_id),
+            images.clean_name(name),
+            bytes(data),
+            image_id=image_id,
+            max_bytes=self.settings.max_decoded_bytes,
+        )
 
     def export_zip(self, actor: User, project_id: int) -> bytes:
         """Lead only: labels/, sparse/, coco.json, annotations.json, counts.csv (see storage.export)."""

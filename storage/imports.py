@@ -1,0 +1,329 @@
+"""Existing annotations into a project, as human labels authored by the importing lead.
+
+Accepted files:
+
+- a label image (TIFF or PNG): each value ``k > 0`` is one object, ``0`` unlabelled, ``-1`` a
+  background mark (as in the export's ``sparse/`` TIFFs); it must have the image's height and width;
+- COCO instance JSON: every annotation (RLE or polygons, decoded with pycocotools) becomes an
+  object of the project image whose name matches the COCO ``file_name``;
+- an ImageJ/Fiji ROI set (``.zip`` of ``.roi`` files) or one ``.roi``: each area ROI (polygon,
+  freehand, traced, rectangle, oval, composite) is filled at pixel centres (even-odd, as ImageJ
+  fills) and becomes an object; lines and points are reported and skipped;
+- a ``.zip`` of label images (e.g. an export's ``labels/`` folder), each matched by name.
+
+A file is matched to an image by name: the same stem (``cells.png`` <- ``cells.tif``), also after
+dropping a ``_labels`` / ``_label`` / ``_masks`` / ``_mask`` / ``_cp_masks`` / ``_rois`` / ``_RoiSet``
+ending; or to the image the caller names. A label identical to one already on the image is skipped,
+so importing the same file twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import numpy as np
+from sqlite_utils import Database
+
+from storage import annotations, images, masks
+from storage.db import transaction
+from storage.errors import InputError
+from storage.records import ImageInfo
+
+IMPORT_SOURCE = "drawn"
+"""Imported labels count as drawn by the importing lead."""
+
+MAX_ZIP_ENTRIES = 100_000
+_LABEL_SUFFIXES = (".tif", ".tiff", ".png")
+_NAME_ENDINGS = ("_cp_masks", "_labels", "_label", "_masks", "_mask", "_rois", "_roiset", "-labels", "-masks")
+
+
+@dataclass
+class ImportReport:
+    """What an import added: per image name the objects and background marks; what it skipped."""
+
+    added: dict[str, tuple[int, int]] = field(default_factory=dict)
+    skipped_duplicates: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def n_objects(self) -> int:
+        return sum(n for n, _ in self.added.values())
+
+    @property
+    def n_background(self) -> int:
+        return sum(b for _, b in self.added.values())
+
+
+@dataclass
+class _Labels:
+    """Parsed labels for one image: object masks and background masks."""
+
+    objects: list[np.ndarray] = field(default_factory=list)
+    background: list[np.ndarray] = field(default_factory=list)
+
+
+def _stem_keys(name: str) -> list[str]:
+    stem = PurePosixPath(name.replace("\\", "/")).name
+    for suffix in (".ome.tiff", ".ome.tif", *_LABEL_SUFFIXES, ".jpg", ".jpeg", ".json", ".zip", ".roi"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    keys = [stem]
+    for ending in _NAME_ENDINGS:
+        if stem.lower().endswith(ending) and len(stem) > len(ending):
+            keys.append(stem[: -len(ending)])
+            break
+    return keys
+
+
+def match_image(project_images: list[ImageInfo], name: str) -> ImageInfo:
+    """The project image ``name`` refers to (exact name, else stem); ``InputError`` if none or several."""
+    base = PurePosixPath(name.replace("\\", "/")).name
+    exact = [i for i in project_images if i.name == base]
+    if len(exact) == 1:
+        return exact[0]
+    for key in _stem_keys(base):
+        found = [i for i in project_images if _stem_keys(i.name)[0] == key]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            names = ", ".join(i.name for i in found)
+            raise InputError(f"{name}: matches several images ({names}); choose the image")
+    raise InputError(f"{name}: no image of this project has that name")
+
+
+def parse_label_image(data: bytes, name: str, shape: tuple[int, int], max_bytes: int | None) -> _Labels:
+    from spoco_core.io import ImageReadError, Limits, probe, read_labels
+
+    try:
+        probe(data, name=name, limits=Limits(max_plane_bytes=max_bytes, max_bytes=max_bytes))
+        labels = read_labels(data, name=name)
+    except ImageReadError as exc:
+        raise InputError(str(exc)) from exc
+    if labels.shape != shape:
+        raise InputError(
+            f"{name}: labels are {labels.shape[0]}x{labels.shape[1]}, the image is {shape[0]}x{shape[1]}"
+        )
+    if labels.size and labels.min() < -1:
+        raise InputError(f"{name}: label values below -1 (only -1 = background, 0 = unlabelled)")
+    out = _Labels()
+    if (labels == -1).any():
+        out.background.append(labels == -1)
+    ids = np.unique(labels[labels > 0])
+    if ids.size:
+        from scipy import ndimage
+
+        for k, sl in enumerate(ndimage.find_objects(np.where(labels > 0, labels, 0)), start=1):
+            if sl is None:
+                continue
+            crop = labels[sl] == k
+            if crop.any():
+                mask = np.zeros(shape, dtype=bool)
+                mask[sl] = crop
+                out.objects.append(mask)
+    return out
+
+
+def _fill_polygon(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Pixels whose centre is inside the (x, y) polygon, as ImageJ fills polygon ROIs."""
+    from skimage.draw import polygon
+
+    pts = np.asarray(points, dtype=float)
+    rr, cc = polygon(pts[:, 1] - 0.5, pts[:, 0] - 0.5, shape)
+    mask = np.zeros(shape, dtype=bool)
+    mask[rr, cc] = True
+    return mask
+
+
+def parse_rois(rois: list, name: str, shape: tuple[int, int], report: ImportReport) -> _Labels:
+    from roifile import ROI_TYPE
+
+    areas = {ROI_TYPE.POLYGON, ROI_TYPE.FREEHAND, ROI_TYPE.TRACED, ROI_TYPE.RECT, ROI_TYPE.OVAL}
+    out = _Labels()
+    for roi in rois:
+        label = roi.name or "unnamed"
+        if roi.roitype not in areas and not roi.composite:
+            report.errors.append(f"{name}: ROI {label} is a {roi.roitype.name.lower()}, not an area; skipped")
+            continue
+        mask = np.zeros(shape, dtype=bool)
+        for ring in roi.coordinates(multi=True):
+            if len(ring) >= 3:
+                mask ^= _fill_polygon(ring, shape)
+        if mask.any():
+            out.objects.append(mask)
+        else:
+            report.errors.append(f"{name}: ROI {label} covers no pixel of the image; skipped")
+    return out
+
+
+def _read_rois(data: bytes, name: str) -> list:
+    from roifile import ImagejRoi
+
+    try:
+        if name.lower().endswith(".roi"):
+            return [ImagejRoi.frombytes(data)]
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return [
+                ImagejRoi.frombytes(zf.read(i)) for i in zf.infolist() if i.filename.lower().endswith(".roi")
+            ]
+    except (ValueError, zipfile.BadZipFile, OSError, KeyError) as exc:
+        raise InputError(f"{name}: not a readable ImageJ ROI file ({exc})") from exc
+
+
+def parse_coco(data: bytes, name: str) -> dict[str, tuple[tuple[int, int], list[np.ndarray]]]:
+    """``{file_name: ((H, W), [object masks])}`` from COCO instance JSON."""
+    from pycocotools import mask as coco_mask
+
+    try:
+        doc = json.loads(data)
+        by_id = {
+            int(im["id"]): (str(im["file_name"]), (int(im["height"]), int(im["width"])))
+            for im in doc["images"]
+        }
+        anns = list(doc.get("annotations", []))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{name}: not COCO instance JSON ({exc})") from exc
+    out: dict[str, tuple[tuple[int, int], list[np.ndarray]]] = {
+        file_name: (shape, []) for file_name, shape in by_id.values()
+    }
+    for ann in anns:
+        try:
+            file_name, (h, w) = by_id[int(ann["image_id"])]
+            seg = ann["segmentation"]
+            if isinstance(seg, list):  # polygons
+                rle = coco_mask.merge(coco_mask.frPyObjects(seg, h, w))
+            elif isinstance(seg.get("counts"), list):  # uncompressed RLE
+                rle = coco_mask.frPyObjects(seg, h, w)
+            else:
+                rle = {"size": list(seg["size"]), "counts": str(seg["counts"]).encode("ascii")}
+            mask = coco_mask.decode(rle).astype(bool)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"{name}: annotation {ann.get('id', '?')} cannot be decoded ({exc})") from exc
+        if mask.shape != (h, w):
+            raise InputError(f"{name}: annotation {ann.get('id', '?')} is not {h}x{w}")
+        if mask.any():
+            out[file_name][1].append(mask)
+    return out
+
+
+def _image_shape(info: ImageInfo) -> tuple[int, int]:
+    return (info.height, info.width)
+
+
+def import_file(
+    db: Database,
+    user_id: int,
+    project_id: int,
+    name: str,
+    data: bytes,
+    image_id: int | None = None,
+    max_bytes: int | None = None,
+) -> ImportReport:
+    """Parse ``data`` (see the module docstring) and add its labels; ``InputError`` when nothing in
+    it can be used. ``image_id``: the image a single label image or ROI set belongs to."""
+    if not data:
+        raise InputError(f"{name}: file is empty")
+    project_images = images.list_for_project(db, project_id)
+    target = None
+    if image_id is not None:
+        target = next((i for i in project_images if i.id == int(image_id)), None)
+        if target is None:
+            raise InputError(f"image {image_id} is not in this project")
+    report = ImportReport()
+    parsed: list[tuple[ImageInfo, _Labels]] = []
+    lower = name.lower()
+
+    def one_image(entry_name: str) -> ImageInfo:
+        return target if target is not None else match_image(project_images, entry_name)
+
+    if lower.endswith(".json"):
+        for file_name, (shape, objects) in parse_coco(data, name).items():
+            if not objects:
+                continue
+            try:
+                info = match_image(project_images, file_name)
+            except InputError as exc:
+                report.errors.append(str(exc))
+                continue
+            if _image_shape(info) != shape:
+                report.errors.append(
+                    f"{file_name}: COCO says {shape[0]}x{shape[1]}, {info.name} is {info.height}x{info.width}"
+                )
+                continue
+            parsed.append((info, _Labels(objects=objects)))
+    elif lower.endswith(".roi"):
+        info = one_image(name)
+        parsed.append((info, parse_rois(_read_rois(data, name), name, _image_shape(info), report)))
+    elif lower.endswith(".zip"):
+        entries = _zip_entries(data, name, max_bytes)
+        if any(e.lower().endswith(".roi") for e in entries):
+            info = one_image(name)
+            parsed.append((info, parse_rois(_read_rois(data, name), name, _image_shape(info), report)))
+        else:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                for entry in entries:
+                    if not entry.lower().endswith(_LABEL_SUFFIXES) or entry.startswith("sparse/"):
+                        continue
+                    try:
+                        info = match_image(project_images, entry)
+                        labels = parse_label_image(zf.read(entry), entry, _image_shape(info), max_bytes)
+                    except InputError as exc:
+                        report.errors.append(str(exc))
+                        continue
+                    parsed.append((info, labels))
+    elif lower.endswith(_LABEL_SUFFIXES):
+        info = one_image(name)
+        parsed.append((info, parse_label_image(data, name, _image_shape(info), max_bytes)))
+    else:
+        raise InputError(f"{name}: import label images (TIFF, PNG), COCO JSON or ImageJ ROIs (.roi, .zip)")
+    for info, labels in parsed:
+        _store(db, info, labels, user_id, report)
+    if not report.added and report.errors and not report.skipped_duplicates:
+        raise InputError("; ".join(report.errors))
+    return report
+
+
+def _zip_entries(data: bytes, name: str, max_bytes: int | None) -> list[str]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = zf.infolist()
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{name}: not a zip file") from exc
+    if len(infos) > MAX_ZIP_ENTRIES:
+        raise InputError(f"{name}: {len(infos)} entries, at most {MAX_ZIP_ENTRIES}")
+    total = sum(i.file_size for i in infos)
+    if max_bytes is not None and total > max_bytes:
+        raise InputError(
+            f"{name}: unpacks to {total / 2**20:.0f} MiB, above the limit of {max_bytes / 2**20:.0f} MiB"
+        )
+    return [i.filename for i in infos if not i.is_dir()]
+
+
+def _store(db: Database, info: ImageInfo, labels: _Labels, user_id: int, report: ImportReport) -> None:
+    with transaction(db) as tx:
+        existing = {
+            (r["kind"], r["rle"])
+            for r in tx.query(
+                "SELECT kind, rle FROM annotations WHERE image_id = ? AND deleted_at IS NULL", [info.id]
+            )
+        }
+        n_obj = n_bg = 0
+        for kind, group in (("background", labels.background), ("object", labels.objects)):
+            for mask in group:
+                key = (kind, masks.to_json(masks.encode(mask)))
+                if key in existing:
+                    report.skipped_duplicates += 1
+                    continue
+                existing.add(key)
+                annotations.insert(tx, info.id, kind, mask, IMPORT_SOURCE, user_id, 0.0)
+                if kind == "object":
+                    n_obj += 1
+                else:
+                    n_bg += 1
+    if n_obj or n_bg:
+        prev = report.added.get(info.name, (0, 0))
+        report.added[info.name] = (prev[0] + n_obj, prev[1] + n_bg)
