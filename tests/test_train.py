@@ -244,7 +244,8 @@ def test_channels_converted_and_foreground_flag(samples):
 
 
 def test_time_budget_plans_steps_from_measured_speed_and_anneals(samples):
-    """A time-budgeted run plans its step count after calibration (the progress total), and its cosine schedule reaches the floor at the last planned step."""
+    """A time-budgeted run plans its step count after calibration (the progress total), and its
+    cosine schedule reaches the floor at the last planned step."""
     events: list[ProgressEvent] = []
     trainer = Trainer(tiny_config(minutes=0.05, iterations=1), samples, progress=events.append)
     result = trainer.fit()
