@@ -4,6 +4,8 @@ Every action is saved at once, with the seconds spent on it."""
 
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from pages import _annotate_actions as actions
@@ -13,29 +15,68 @@ from pages import _timer as timer
 from pages._canvas import draw_shapes
 from pages._text import md
 from pages._view_controls import view_controls
-from storage.records import ImageInfo, Suggestion
+from storage.records import ImageInfo, Project, Suggestion, User
+from storage.service import Studio
 
 QUEUE_LIMIT = 50
 TOOLS = {"polygon": "Polygon", "freedraw": "Free-hand", "rect": "Rectangle"}
 SUG_KEY = "ann_suggestion"
 IMG_KEY = "ann_image"
+HOLDS = "_ann_holds_suggestion"  # this session holds a claimed suggestion (released on leaving the queue)
 
 
-def _pick_suggestion(queue: list[Suggestion], names: dict[int, str]) -> Suggestion:
-    ids = [s.id for s in queue]
+def _sug_label(sug: Suggestion, names: dict[int, str]) -> str:
+    return f"{names.get(sug.image_id, '?')} · {sug.score:.2f} instability · #{sug.id}"
+
+
+def _claim(
+    studio: Studio, user: User, project: Project, queue: list[Suggestion]
+) -> tuple[Suggestion | None, list[Suggestion], dict[int, tuple[str, float]]]:
+    """The suggestion this annotator holds now (claimed for them, the lease renewed on every run),
+    the ones they may switch to (not held by a colleague) and who holds what."""
     pending = st.session_state.pop(actions.PENDING_SUG, None)
-    if pending in ids:
-        st.session_state[SUG_KEY] = pending
-    elif st.session_state.get(SUG_KEY) not in ids:
-        st.session_state[SUG_KEY] = ids[0]
-    by_id = {s.id: s for s in queue}
-    chosen = st.selectbox(
+    prefer = pending if pending is not None else st.session_state.get(SUG_KEY)
+    held = studio.claim_suggestion(user, project.id, prefer=prefer, limit=QUEUE_LIMIT)
+    st.session_state[HOLDS] = held is not None
+    holders = studio.suggestion_holders(user, project.id)
+    free = [s for s in queue if (held is not None and s.id == held.id) or s.id not in holders]
+    if held is not None and all(s.id != held.id for s in free):
+        free.insert(0, held)
+    return held, free, holders
+
+
+def _pick_suggestion(held: Suggestion, free: list[Suggestion], names: dict[int, str]) -> None:
+    st.session_state[SUG_KEY] = held.id
+    by_id = {s.id: s for s in free}
+    st.selectbox(
         "Suggestion (in the order worth labelling: least labelled images, most unstable objects)",
-        ids,
-        format_func=lambda sid: f"{names.get(by_id[sid].image_id, '?')} · {by_id[sid].score:.2f} instability",
+        list(by_id),
+        format_func=lambda sid: _sug_label(by_id[sid], names) if sid in by_id else str(sid),
         key=SUG_KEY,
+        help="Each suggested object is held for one annotator at a time; a colleague's are not listed.",
     )
-    return by_id[chosen]
+
+
+def _who_holds_what(
+    user: User, queue: list[Suggestion], holders: dict[int, tuple[str, float]], names: dict[int, str]
+) -> None:
+    others = sum(1 for sid, (name, _) in holders.items() if name != user.username)
+    with st.expander(f"Queue: {len(queue)} open · {others} held by colleagues", expanded=False):
+        by_id = {s.id: s for s in queue}
+        rows = []
+        for sid, (name, expires) in sorted(holders.items(), key=lambda kv: kv[1][0]):
+            sug = by_id.get(sid)
+            rows.append(
+                {
+                    "held by": "you" if name == user.username else name,
+                    "suggestion": _sug_label(sug, names) if sug else f"#{sid}",
+                    "lease left (min)": max(0, round((expires - time.time()) / 60)),
+                }
+            )
+        if rows:
+            st.dataframe(rows, hide_index=True, width="stretch")
+        else:
+            st.caption("No one holds a suggestion right now.")
 
 
 def _image_labels(images: list[ImageInfo]) -> dict[int, str]:
@@ -59,23 +100,37 @@ def _pick_image(images: list[ImageInfo]) -> ImageInfo:
 
 
 def _choose_item(
-    images: list[ImageInfo], queue: list[Suggestion], has_model: bool
-) -> tuple[ImageInfo, Suggestion | None]:
-    """The image (and suggested object, in queue mode) the annotator works on now."""
+    studio: Studio,
+    user: User,
+    project: Project,
+    images: list[ImageInfo],
+    queue: list[Suggestion],
+    has_model: bool,
+) -> tuple[ImageInfo, Suggestion | None, list[Suggestion]]:
+    """The image (and suggested object, in queue mode) the annotator works on now, and the
+    suggestions they may move on to."""
     by_id = {im.id: im for im in images}
+    names = {im.id: im.name for im in images}
     modes = ["Suggestion queue", "Any image"]
     mode = st.radio("Work on", modes, horizontal=True, key="ann_mode", index=0 if queue else 1)
     if mode == modes[0] and queue:
-        sug = _pick_suggestion(queue, {im.id: im.name for im in images})
-        return by_id[sug.image_id], sug
-    if mode == modes[0]:
+        held, free, holders = _claim(studio, user, project, queue)
+        if held is not None and held.image_id in by_id:
+            _pick_suggestion(held, free, names)
+            _who_holds_what(user, queue, holders, names)
+            return by_id[held.image_id], held, free
+        st.info("Colleagues hold every open suggestion right now; pick any image meanwhile.")
+        _who_holds_what(user, queue, holders, names)
+    elif mode == modes[0]:
         reason = (
             "the model has none left, or the worker is still computing them."
             if has_model
             else "no model yet; a lead starts training on the Train page."
         )
         st.info(f"No open suggestions: {reason}")
-    return _pick_image(images), None
+    elif st.session_state.pop(HOLDS, False):
+        studio.release_suggestions(user, project.id)  # left the queue: a colleague may take it
+    return _pick_image(images), None, []
 
 
 def _progress(image: ImageInfo, images: list[ImageInfo], queue: list[Suggestion]) -> None:
@@ -98,7 +153,7 @@ def main() -> None:
 
     left, right = st.columns([3, 2], gap="medium")
     with right:
-        image, sug = _choose_item(images, queue, model is not None)
+        image, sug, free = _choose_item(studio, user, project, images, queue, model is not None)
         timer.show((image.id, sug.id if sug else None))
         _progress(image, images, queue)
         settings = view_controls(image.width, image.height, sug.bbox if sug else None)
@@ -127,7 +182,7 @@ def main() -> None:
 
     with right:
         if sug is not None:
-            actions.suggestion_actions(studio, user, image, sug, queue, shapes)
+            actions.suggestion_actions(studio, user, image, sug, free, shapes)
         actions.drawing_actions(studio, user, image, shapes)
         actions.labels_panel(studio, user, image)
 

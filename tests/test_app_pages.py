@@ -338,6 +338,57 @@ def test_annotator_is_offered_delete_only_for_own_labels(studio: Studio) -> None
     assert lead.selectbox(key="ann_delete_pick").options == [f"#{theirs.id}"]
 
 
+def test_two_annotators_in_two_sessions_are_handed_different_objects(studio: Studio) -> None:
+    """Two users, each in their own app session on the same data directory, work the queue at
+    once: each is shown a suggestion the other does not hold, and sees who holds the other."""
+    admin = admin_of(studio)
+    project, image_id, labels = project_with_image(studio)
+    object_ids = [int(i) for i in np.unique(labels) if i > 0][:3]
+    blob = studio.blobs.write_labels(f"predictions/test-{image_id}.tif", labels)
+    items = []
+    for oid in object_ids:
+        ys, xs = np.nonzero(labels == oid)
+        bbox = (int(ys.min()), int(xs.min()), int(ys.max()) + 1, int(xs.max()) + 1)
+        items.append(
+            {"image_id": image_id, "object_id": oid, "score": 0.9, "bbox": bbox, "mask": labels == oid}
+        )
+    with transaction(studio.db) as db:
+        version_id = versions.register(db, project.id, "checkpoints/none.pt", None, 1, 1, {}, None, None)
+        predictions.store_prediction(db, image_id, version_id, blob, int(labels.max()))
+        predictions.replace_open_suggestions(db, project.id, version_id, items)
+    for name in ("anna", "bert"):
+        studio.create_user(admin, name, f"{name}-pass-123")
+        studio.add_member(admin, project.id, name, "annotator")
+
+    sessions = {}
+    for name in ("anna", "bert"):
+        at = logged_in(studio, name, f"{name}-pass-123")
+        at.switch_page("pages/annotate.py").run()
+        assert not at.exception, at.exception
+        sessions[name] = at
+    shown = {name: at.selectbox(key="ann_suggestion").value for name, at in sessions.items()}
+    assert shown["anna"] != shown["bert"]
+    bert_options = sessions["bert"].selectbox(key="ann_suggestion").options
+    assert not any(o.endswith(f"#{shown['anna']}") for o in bert_options), bert_options
+    holders = studio.suggestion_holders(admin, project.id)
+    assert {sid: who for sid, (who, _) in holders.items()} == {shown["anna"]: "anna", shown["bert"]: "bert"}
+    sessions["anna"].run()
+    held_by = [v for df in sessions["anna"].dataframe if "held by" in df.value for v in df.value["held by"]]
+    assert sorted(held_by) == ["bert", "you"]  # the queue shows who holds what
+
+    for name, at in sessions.items():
+        at.button(key="ann_accept").click().run()
+        assert not at.exception, at.exception
+        assert any("Accepted" in x.value for x in at.success), name
+    accepted = studio.list_annotations(admin, image_id)
+    assert len(accepted) == 2
+    masks = {oid: labels == oid for oid in object_ids}
+    got = sorted(next(oid for oid, m in masks.items() if np.array_equal(a.mask, m)) for a in accepted)
+    assert len(set(got)) == 2
+    (left,) = studio.suggestions(admin, project.id)
+    assert left.object_id not in got
+
+
 # ---------------------------------------------------------------------------------- train/export
 
 
