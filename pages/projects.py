@@ -3,6 +3,8 @@ server folder) and members; for everyone in it, the images and who labelled how 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from pages import _render as render
@@ -12,6 +14,9 @@ from pages._text import fmt_time, md
 from storage.errors import StudioError
 from storage.records import Project, User
 from storage.service import Studio
+
+if TYPE_CHECKING:
+    from spoco_core.axes import ImageMeta
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff"]
 THUMBS_PER_PAGE = 24
@@ -45,26 +50,41 @@ def _create_project(studio: Studio, user: User) -> None:
 _REPORT = "_upload_report"
 
 
-def _report(added: int, errors: list[str]) -> None:
+def _report(added: int, errors: list[str], notes: list[str] | None = None) -> None:
     """Remember the per-file outcome and rerun, so the counts and the image table include the new
     images; the outcome is shown on that run."""
-    st.session_state[_REPORT] = (added, errors)
+    st.session_state[_REPORT] = (added, errors, notes or [])
     st.rerun()
 
 
 def _show_report() -> None:
-    """Successes counted, every failure listed (escaped: it names the file)."""
-    added, errors = st.session_state.pop(_REPORT, (0, []))
+    """Successes counted, notes (stacks split into planes, assumed axes), every failure listed
+    (escaped: it names the file)."""
+    added, errors, notes = st.session_state.pop(_REPORT, (0, [], []))
     if added:
         st.success(f"Added {added} image(s).")
+    for note in notes:
+        st.info(md(note))
     for error in errors:
         st.error(md(error))
+
+
+def _upload_note(name: str, n_images: int, meta: ImageMeta) -> str | None:
+    """What the reader made of a file: its planes, and the axes it assumed when the file had none."""
+    layout = meta.describe()
+    if n_images > 1:
+        return f"{name}: {layout}, added as {n_images} images, one per plane."
+    if meta.assumed:
+        return f"{name}: the file declares no axes; read as {layout}."
+    return None
 
 
 def _add_images(studio: Studio, user: User, project: Project) -> None:
     st.subheader("Add images")
     _show_report()
-    upload_tab, folder_tab = st.tabs(["Upload files", "From a server folder"])
+    upload_tab, folder_tab, import_tab = st.tabs(
+        ["Upload files", "From a server folder", "Import existing labels"]
+    )
     with upload_tab, st.form("upload_images", clear_on_submit=True):
         files = st.file_uploader(
             "PNG, JPEG or TIFF (16-bit and multi-channel TIFF are fine)",
@@ -73,16 +93,18 @@ def _add_images(studio: Studio, user: User, project: Project) -> None:
             key="upload_files",
         )
         if st.form_submit_button("Add uploaded images", type="primary") and files:
-            added, errors = 0, []
+            added, errors, notes = 0, [], []
             progress = st.progress(0.0)
             for i, file in enumerate(files, start=1):
                 try:
-                    studio.add_image(user, project.id, file.name, file.getvalue())
-                    added += 1
+                    infos, meta = studio.add_upload(user, project.id, file.name, file.getvalue())
+                    added += len(infos)
+                    if note := _upload_note(file.name, len(infos), meta):
+                        notes.append(note)
                 except StudioError as exc:
                     errors.append(str(exc))
                 progress.progress(i / len(files))
-            _report(added, errors)
+            _report(added, errors, notes)
     with folder_tab, st.form("folder_images"):
         folder = st.text_input("Folder on the server", key="upload_folder")
         if st.form_submit_button("Add images from folder") and folder.strip():
@@ -91,6 +113,49 @@ def _add_images(studio: Studio, user: User, project: Project) -> None:
                 _report(len(infos), errors)
             except StudioError as exc:
                 show_error(exc)
+    with import_tab:
+        _import_labels(studio, user, project)
+
+
+IMPORT_TYPES = ["tif", "tiff", "png", "json", "zip", "roi"]
+
+
+def _import_labels(studio: Studio, user: User, project: Project) -> None:
+    """Label images, COCO JSON or ImageJ ROI sets become labels authored by this lead."""
+    images = studio.list_images(user, project.id)
+    with st.form("import_labels", clear_on_submit=True):
+        files = st.file_uploader(
+            "Label images (TIFF/PNG, 0 = unlabelled), COCO instance JSON, ImageJ ROI sets (.zip, .roi)",
+            type=IMPORT_TYPES,
+            accept_multiple_files=True,
+            key="import_files",
+        )
+        choice = st.selectbox(
+            "Image (for a single label image or ROI set whose name differs)",
+            [None, *images],
+            format_func=lambda i: "match by file name" if i is None else i.name,
+            key="import_image",
+        )
+        if not st.form_submit_button("Import labels") or not files:
+            return
+    lines, errors = [], []
+    for file in files:
+        try:
+            report = studio.import_labels(
+                user, project.id, file.name, file.getvalue(), image_id=choice.id if choice else None
+            )
+        except StudioError as exc:
+            errors.append(str(exc))
+            continue
+        for name, (n_obj, n_bg) in report.added.items():
+            lines.append(f"{name}: {n_obj} object(s), {n_bg} background mark(s)")
+        if report.skipped_duplicates:
+            lines.append(f"{file.name}: {report.skipped_duplicates} label(s) already there, skipped")
+        errors += report.errors
+    for line in lines:
+        st.success(md(line))
+    for error in errors:
+        st.error(md(error))
 
 
 def _members(studio: Studio, user: User, project: Project) -> None:
