@@ -5,7 +5,8 @@
   labels painted over it (predicted objects mostly covered by human labels are dropped first);
 - ``coco.json``: COCO instances (RLE masks, category 1 "object") for exactly those objects;
 - ``rois/<stem>.zip``: the same objects as an ImageJ/Fiji ROI set; ``geojson/<stem>.geojson``: as
-  QuPath GeoJSON; the label TIFF carries the image's pixel size when known (``storage.export_formats``);
+  QuPath GeoJSON; ``ome-zarr/<stem>.zarr/``: the image with these labels as OME-Zarr; the label TIFF
+  carries the image's pixel size when known (``storage.export_formats``);
 - ``sparse/<stem>.tif``: the sparse annotations alone, int32 (0 unknown, -1 background, k objects);
 - ``annotations.json``: who labelled what, how (source), when and in how many seconds;
 - ``counts.csv``: per image n_predicted, n_labelled_objects, n_background_marks, n_exported_objects.
@@ -109,12 +110,7 @@ def build_zip(db: Database, blobs: BlobStore, project_id: int) -> bytes:
                 if prow is not None and blobs.exists(prow["labels_blob"]):
                     pred = blobs.read_labels(prow["labels_blob"])
             final = merge_labels(pred, sparse)
-            export_formats.write_image_files(
-                zf,
-                stem,
-                final.astype(_label_dtype(final)),
-                export_formats.stored_pixel_size(blobs, row["blob"], row["name"]),
-            )
+            export_formats.write_image_files(zf, stem, final.astype(_label_dtype(final)), blobs, row)
             zf.writestr(f"sparse/{stem}.tif", _tiff_bytes(sparse.astype(np.int32)))
             coco["images"].append(
                 {

@@ -7,6 +7,7 @@ Outlines follow pixel edges (vertices on pixel corners, pixel ``(r, c)`` spans `
 - GeoJSON: one ``Polygon`` per object (holes as inner rings), a ``MultiPolygon`` when it has
   several pieces, in pixel coordinates as QuPath reads them; ``objectType: annotation``,
   classification ``object``.
+- OME-Zarr 0.4: the image and its labels (``labels/objects``), scaled by the pixel size.
 - ImageJ ROI: one traced polygon per object (as Fiji's wand tool makes). An object with holes or
   several pieces is still one polygon: its loops are joined by zero-width bridges along pixel
   edges, which fill to nothing under ImageJ's even-odd polygon filling.
@@ -15,8 +16,10 @@ Outlines follow pixel edges (vertices on pixel corners, pixel ``(r, c)`` spans `
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import zipfile
+from pathlib import PurePosixPath
 
 import numpy as np
 import tifffile
@@ -228,13 +231,98 @@ def stored_pixel_size(blobs: object, blob: str, name: str) -> tuple[float, float
         return None
 
 
-def write_image_files(
-    zf: zipfile.ZipFile, stem: str, labels: np.ndarray, pixel_size: tuple[float, float] | None
+OME_ZARR_CHUNK = 1024
+
+
+def _zarr_array(
+    zf: zipfile.ZipFile, prefix: str, arr: np.ndarray, chunks: tuple[int, ...], attrs: dict
 ) -> None:
-    """One image's label TIFF (with its pixel size), ImageJ ROI set and QuPath GeoJSON into ``zf``:
-    ``labels/<stem>.tif``, ``rois/<stem>.zip`` (only when it has objects), ``geojson/<stem>.geojson``."""
+    """A Zarr v2 group holding array ``0`` (uncompressed chunks, ``/`` separator; the zip deflates)."""
+    zf.writestr(f"{prefix}/.zgroup", json.dumps({"zarr_format": 2}))
+    zf.writestr(f"{prefix}/.zattrs", json.dumps(attrs, indent=1))
+    arr = np.ascontiguousarray(arr)
+    zf.writestr(
+        f"{prefix}/0/.zarray",
+        json.dumps(
+            {
+                "zarr_format": 2,
+                "shape": list(arr.shape),
+                "chunks": list(chunks),
+                "dtype": arr.dtype.str,
+                "compressor": None,
+                "fill_value": 0,
+                "order": "C",
+                "filters": None,
+                "dimension_separator": "/",
+            },
+            indent=1,
+        ),
+    )
+    grid = [range(0, n, c) for n, c in zip(arr.shape, chunks, strict=True)]
+    for origin in itertools.product(*grid):
+        block = arr[tuple(slice(o, o + c) for o, c in zip(origin, chunks, strict=True))]
+        pad = [(0, c - b) for b, c in zip(block.shape, chunks, strict=True)]
+        if any(p for _, p in pad):
+            block = np.pad(block, pad)
+        key = "/".join(str(o // c) for o, c in zip(origin, chunks, strict=True))
+        zf.writestr(f"{prefix}/0/{key}", np.ascontiguousarray(block).tobytes())
+
+
+def _multiscales(name: str, pixel_size: tuple[float, float] | None) -> list[dict]:
+    unit = {"unit": "micrometer"} if pixel_size is not None else {}
+    scale = [1.0, *(pixel_size if pixel_size is not None else (1.0, 1.0))]
+    return [
+        {
+            "version": "0.4",
+            "name": name,
+            "axes": [
+                {"name": "c", "type": "channel"},
+                {"name": "y", "type": "space", **unit},
+                {"name": "x", "type": "space", **unit},
+            ],
+            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
+        }
+    ]
+
+
+def write_ome_zarr(
+    zf: zipfile.ZipFile,
+    prefix: str,
+    image: np.ndarray,
+    labels: np.ndarray,
+    pixel_size: tuple[float, float] | None,
+) -> None:
+    """OME-Zarr 0.4 (NGFF) under ``prefix`` (e.g. ``ome-zarr/cells.zarr``): the image ``(C, H, W)`` in
+    its own dtype, axes ``c y x`` scaled by the pixel size in micrometres, and the instance labels
+    as the label image ``labels/objects`` (``c`` of size 1)."""
+    name = PurePosixPath(prefix).stem
+    h, w = image.shape[1:]
+    chunk = (1, min(h, OME_ZARR_CHUNK), min(w, OME_ZARR_CHUNK))
+    _zarr_array(zf, prefix, image, chunk, {"multiscales": _multiscales(name, pixel_size)})
+    zf.writestr(f"{prefix}/labels/.zgroup", json.dumps({"zarr_format": 2}))
+    zf.writestr(f"{prefix}/labels/.zattrs", json.dumps({"labels": ["objects"]}))
+    attrs = {
+        "multiscales": _multiscales("objects", pixel_size),
+        "image-label": {"version": "0.4", "source": {"image": "../../"}},
+    }
+    _zarr_array(zf, f"{prefix}/labels/objects", labels[None], chunk, attrs)
+
+
+def write_image_files(zf: zipfile.ZipFile, stem: str, labels: np.ndarray, blobs: object, row: dict) -> None:
+    """One image's files into ``zf``: ``labels/<stem>.tif`` (with the image's pixel size),
+    ``rois/<stem>.zip`` (ImageJ ROI set, only when there are objects), ``geojson/<stem>.geojson``
+    (QuPath) and ``ome-zarr/<stem>.zarr`` (the image and its labels)."""
+    from spoco_core.io import ImageReadError, read_planes
+
+    pixel_size = stored_pixel_size(blobs, row["blob"], row["name"])
     zf.writestr(f"labels/{stem}.tif", label_tiff_bytes(labels, pixel_size))
     rois = roi_zip_bytes(labels)
     if rois is not None:
         zf.writestr(f"rois/{stem}.zip", rois)
     zf.writestr(f"geojson/{stem}.geojson", geojson_bytes(labels, pixel_size))
+    try:
+        _, planes = read_planes(blobs.path(row["blob"]), name=row["name"])  # type: ignore[attr-defined]
+    except ImageReadError:
+        return
+    if len(planes) == 1 and planes[0].image.shape[1:] == labels.shape:
+        write_ome_zarr(zf, f"ome-zarr/{stem}.zarr", planes[0].image, labels, pixel_size)

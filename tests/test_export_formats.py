@@ -144,3 +144,46 @@ def test_no_objects_no_roi_set_but_geojson_is_empty() -> None:
     empty = np.zeros((8, 8), np.uint16)
     assert roi_zip_bytes(empty) is None
     assert geojson(empty)["features"] == []
+
+
+def test_ome_zarr_image_and_labels_read_with_zarr_and_validated(world: World, tmp_path: Path) -> None:
+    import zarr
+    from ome_zarr_models.v04.image import Image as OmeImage
+    from ome_zarr_models.v04.image_label import ImageLabel
+
+    zf, objects = _project_export(world)
+    zf.extractall(tmp_path)
+    root = tmp_path / "ome-zarr" / "cells.zarr"
+    group = zarr.open_group(root, mode="r", zarr_format=2)
+    image = OmeImage.from_zarr(group)  # validates the NGFF 0.4 metadata
+    (multiscale,) = image.attributes.multiscales
+    assert [a.name for a in multiscale.axes] == ["c", "y", "x"]
+    scale = multiscale.datasets[0].coordinateTransformations[0].scale
+    assert list(scale) == pytest.approx([1.0, 0.65, 0.65], rel=1e-5)
+    pixels = np.asarray(group["0"])
+    with tifffile.TiffFile(io.BytesIO(world.studio.image_bytes(world.lead, 1)[1])) as tif:
+        assert np.array_equal(pixels, tif.asarray()[None])
+    labels_group = zarr.open_group(root / "labels" / "objects", mode="r", zarr_format=2)
+    ImageLabel.from_zarr(labels_group)
+    assert dict(zarr.open_group(root / "labels", mode="r", zarr_format=2).attrs)["labels"] == ["objects"]
+    labels = np.asarray(labels_group["0"])[0]
+    _match_all([labels == k for k in range(1, int(labels.max()) + 1)], objects)
+
+
+def test_ome_zarr_edge_chunks_read_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import zarr
+
+    from storage import export_formats
+
+    monkeypatch.setattr(export_formats, "OME_ZARR_CHUNK", 16)
+    image = np.random.default_rng(3).integers(0, 2**15, (3, 40, 50)).astype(np.int16)
+    labels = np.random.default_rng(4).integers(0, 70000, (40, 50)).astype(np.uint32)
+    with zipfile.ZipFile(tmp_path / "x.zip", "w") as zf:
+        export_formats.write_ome_zarr(zf, "ome-zarr/x.zarr", image, labels, None)
+    with zipfile.ZipFile(tmp_path / "x.zip") as zf:
+        zf.extractall(tmp_path)
+        assert "ome-zarr/x.zarr/0/2/2/3" in zf.namelist()
+    group = zarr.open_group(tmp_path / "ome-zarr" / "x.zarr", mode="r", zarr_format=2)
+    assert np.array_equal(np.asarray(group["0"]), image)
+    assert np.array_equal(np.asarray(group["labels/objects/0"])[0], labels)
+    assert "unit" not in group.attrs["multiscales"][0]["axes"][1]
