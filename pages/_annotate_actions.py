@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages import _select as select
 from pages import _timer as timer
 from pages._canvas import clear_canvas
 from pages._fabric import Shape
@@ -99,6 +100,44 @@ def suggestion_actions(
             _save_shapes(studio, user, image, shapes, "object", "corrected", sug.id)
     except StudioError as exc:
         show_error(exc)
+
+
+def selection_actions(studio: Studio, user: User, image: ImageInfo, sel: select.Selected | None) -> None:
+    """One more click keeps the clicked object as a labelled object or marks it background."""
+    if sel is None:
+        st.markdown("**Click an object** on the image to select it.")
+        st.caption("Coloured outlines are the model's objects, yellow the suggested one.")
+        return
+    st.markdown(f"**Selected {sel.what}** (magenta) · {int(sel.mask.sum())} pixels")
+    c1, c2 = st.columns(2)
+    choice = None
+    if c1.button(
+        "Accept as object", type="primary", icon=":material/check:", key="ann_sel_accept", width="stretch"
+    ):
+        choice = ("object", "accepted", "Accepted the selected object.")
+    if c2.button("Mark as background", icon=":material/block:", key="ann_sel_bg", width="stretch"):
+        choice = ("background", "corrected", "Marked the selected object as background.")
+    if st.button("Clear selection", icon=":material/deselect:", key="ann_sel_clear", width="stretch"):
+        select.clear()
+        st.rerun()
+    if choice is None:
+        return
+    kind, source, message = choice
+    try:
+        studio.add_annotation(
+            user,
+            image.id,
+            kind,
+            sel.mask,
+            source=source,
+            seconds=timer.elapsed(),
+            suggestion_id=sel.suggestion_id,
+        )
+    except StudioError as exc:
+        show_error(exc)
+        return
+    select.clear()
+    _done(message)
 
 
 def _save_shapes(

@@ -23,6 +23,7 @@ from storage.service import Studio
 
 OBJECT_RGB = np.array([40, 220, 90], dtype=np.float32)  # labelled objects: green
 BACKGROUND_RGB = np.array([230, 60, 60], dtype=np.float32)  # background marks: red
+SELECTED_RGB = np.array([255, 40, 255], dtype=np.float32)  # the object clicked on: magenta
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -106,9 +107,10 @@ def render_view(
     predicted: np.ndarray | None = None,
     sparse: np.ndarray | None = None,
     suggestion_mask: np.ndarray | None = None,
+    selected_mask: np.ndarray | None = None,
 ) -> Image.Image:
     """The on-screen picture: adjusted image, the user's labels tinted, the model's predicted
-    outlines, and the suggested object highlighted."""
+    outlines, the suggested object highlighted and the object clicked on tinted magenta."""
     rgb = _adjust(_sample(base, view), brightness, contrast)
     if sparse is not None and sparse.any():
         rgb = _tint(rgb, _sample(sparse, view))
@@ -116,4 +118,10 @@ def render_view(
         labels = _sample(predicted, view) if predicted is not None else np.zeros(rgb.shape[:2], np.int32)
         highlight = _sample(suggestion_mask, view) if suggestion_mask is not None else None
         rgb = outline_overlay(rgb, labels, highlight=highlight, alpha=0.9)
+    if selected_mask is not None:
+        sel = _sample(selected_mask, view).astype(bool)
+        out = rgb.astype(np.float32)
+        out[sel] = out[sel] * 0.6 + SELECTED_RGB * 0.4
+        out[boundaries(sel.astype(np.int32))] = SELECTED_RGB
+        rgb = out.astype(np.uint8)
     return Image.fromarray(rgb)

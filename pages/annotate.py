@@ -10,6 +10,7 @@ import streamlit as st
 
 from pages import _annotate_actions as actions
 from pages import _render as render
+from pages import _select as select
 from pages import _session as session
 from pages import _timer as timer
 from pages._canvas import draw_shapes
@@ -19,7 +20,7 @@ from storage.records import ImageInfo, Project, Suggestion, User
 from storage.service import Studio
 
 QUEUE_LIMIT = 50
-TOOLS = {"polygon": "Polygon", "freedraw": "Free-hand", "rect": "Rectangle"}
+TOOLS = {"polygon": "Polygon", "freedraw": "Free-hand", "rect": "Rectangle", "click": "Click objects"}
 SUG_KEY = "ann_suggestion"
 IMG_KEY = "ann_image"
 HOLDS = "_ann_holds_suggestion"  # this session holds a claimed suggestion (released on leaving the queue)
@@ -157,30 +158,50 @@ def main() -> None:
         timer.show((image.id, sug.id if sug else None))
         _progress(image, images, queue)
         settings = view_controls(image.width, image.height, sug.bbox if sug else None)
-        tool = st.radio("Drawing tool", list(TOOLS), format_func=TOOLS.get, horizontal=True, key="ann_tool")
+        tool = st.radio("Tool", list(TOOLS), format_func=TOOLS.get, horizontal=True, key="ann_tool")
 
     with left:
         st.caption(
             f"{md(image.name)} · {image.width}×{image.height} · model "
             + (f"v{model.version}" if model else "none yet")
         )
+        model_id = model.id if model else None
+        predicted = render.prediction(studio, user, image.id, model_id)
+        sparse = studio.sparse_labels(user, image.id)
+        selected = None
+        if tool == "click":
+            # Suggested objects on this image that the annotator may answer (a colleague's are not).
+            clickable = free if sug is not None else [s for s in queue if s.image_id == image.id]
+            if miss := select.handle_click(
+                image.id, settings.viewport, model_id, predicted, sparse, clickable
+            ):
+                st.info(miss)
+            selected = select.current(image.id, model_id, predicted, clickable)
         view = render.render_view(
             render.display_rgb(studio, user, image.id),
             settings.viewport,
             settings.brightness,
             settings.contrast,
-            predicted=render.prediction(studio, user, image.id, model.id if model else None),
-            sparse=studio.sparse_labels(user, image.id),
+            predicted=predicted,
+            sparse=sparse,
             suggestion_mask=sug.mask if sug else None,
+            selected_mask=selected.mask if selected else None,
         )
-        shapes = draw_shapes(view, tool, key=actions.canvas_key(image), viewport=settings.viewport)
+        shapes = None
+        if tool == "click":
+            select.click_view(view, image.id)
+        else:
+            shapes = draw_shapes(view, tool, key=actions.canvas_key(image), viewport=settings.viewport)
         st.caption(
             "Polygon: click to add corners, click the first corner to close. "
-            "Free-hand: drag a closed outline. Green = labelled objects, red = background, "
-            "coloured lines = model prediction, yellow = suggestion."
+            "Free-hand: drag a closed outline. Click objects: click one, then accept it or mark it "
+            "background. Green = labelled objects, red = background, coloured lines = model "
+            "prediction, yellow = suggestion, magenta = selected."
         )
 
     with right:
+        if tool == "click":
+            actions.selection_actions(studio, user, image, selected)
         if sug is not None:
             actions.suggestion_actions(studio, user, image, sug, free, shapes)
         actions.drawing_actions(studio, user, image, shapes)

@@ -15,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 from streamlit.testing.v1 import AppTest
 
 from pages._canvas import TEST_HOOK_KEY
+from pages._select import CLICK_TEST_HOOK
 from spoco_core.synthetic import generate
 from storage import predictions, versions
 from storage.db import transaction
@@ -387,6 +389,54 @@ def test_two_annotators_in_two_sessions_are_handed_different_objects(studio: Stu
     assert len(set(got)) == 2
     (left,) = studio.suggestions(admin, project.id)
     assert left.object_id not in got
+
+
+def inside(mask: np.ndarray) -> tuple[float, float]:
+    """An (x, y) image point well inside a mask (its pixel farthest from the outline)."""
+    y, x = np.unravel_index(np.argmax(ndimage.distance_transform_edt(mask)), mask.shape)
+    return float(x) + 0.5, float(y) + 0.5
+
+
+def test_click_an_object_then_accept_it_or_mark_it_background(studio: Studio) -> None:
+    """Click tool: a click selects the model's object (or the suggested one) under it; one more
+    click saves it as a labelled object, or as background (which answers the suggestion)."""
+    project, image_id, labels = project_with_image(studio)
+    sizes = np.bincount(labels.ravel())
+    suggested, other = (int(i) for i in np.argsort(sizes[1:])[::-1][:2] + 1)  # the two largest
+    store_model_output(studio, project.id, image_id, labels, suggested)
+    at = open_annotate(studio, project)
+    at.radio(key="ann_tool").set_value("click").run()
+    assert not at.exception, at.exception
+    assert "Click an object" in texts(at)
+
+    at.session_state[CLICK_TEST_HOOK] = inside(labels == other)
+    at.run()
+    assert "Selected predicted object" in texts(at)
+    at.button(key="ann_sel_accept").click().run()
+    assert not at.exception, at.exception
+    admin = admin_of(studio)
+    (kept,) = studio.list_annotations(admin, image_id)
+    assert (kept.kind, kept.source, kept.author) == ("object", "accepted", ADMIN)
+    assert np.array_equal(kept.mask, labels == other)
+    assert len(studio.suggestions(admin, project.id)) == 1  # a predicted object is not the suggestion
+
+    at.session_state[CLICK_TEST_HOOK] = inside(labels == other)  # now labelled
+    at.run()
+    assert "labelled already" in texts(at)
+    at.session_state[CLICK_TEST_HOOK] = inside(labels == 0)
+    at.run()
+    assert "No object there" in texts(at)
+
+    at.session_state[CLICK_TEST_HOOK] = inside(labels == suggested)
+    at.run()
+    assert "Selected suggested object" in texts(at)
+    at.button(key="ann_sel_bg").click().run()
+    assert not at.exception, at.exception
+    background = next(a for a in studio.list_annotations(admin, image_id) if a.id != kept.id)
+    assert background.kind == "background"
+    assert np.array_equal(background.mask, labels == suggested)
+    assert studio.suggestions(admin, project.id) == []  # answered
+    assert any("background" in x.value for x in at.success)
 
 
 # ---------------------------------------------------------------------------------- train/export

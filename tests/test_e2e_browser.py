@@ -417,3 +417,68 @@ def test_browser_shows_no_developer_options(server: Server) -> None:
                     assert page.get_by_text(entry, exact=True).count() == 0, entry
         finally:
             browser.close()
+
+
+def test_browser_click_an_object_and_accept_it(server: Server) -> None:
+    """Click tool: a click on an object of the model's outlines selects it, one more click keeps it.
+    The model's output is stored the way the worker stores it (a version and a prediction), so no
+    training is needed here."""
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from storage import predictions, versions
+    from storage.db import transaction
+    from storage.service import Studio
+
+    studio = Studio.open(server.data_dir)
+    try:
+        admin = studio.find_user(ADMIN)
+        project = next(p for p in studio.list_projects(admin) if p.name == "Demo")
+        image = studio.list_images(admin, project.id)[0]
+        free = studio.sparse_labels(admin, image.id) == 0
+        predicted = np.zeros((image.height, image.width), np.int32)
+        # Two square "objects" where nothing is labelled yet.
+        ys, xs = np.nonzero(free[20:-20, 20:-20])
+        cy, cx = int(ys[len(ys) // 2]) + 20, int(xs[len(xs) // 2]) + 20
+        predicted[cy - 6 : cy + 7, cx - 6 : cx + 7] = 1
+        predicted[5:15, 5:15] = 2
+        blob = studio.blobs.write_labels(f"predictions/e2e-{image.id}.tif", predicted)
+        with transaction(studio.db) as db:
+            vid = versions.register(db, project.id, "checkpoints/none.pt", None, 1, 1, {}, None, None)
+            predictions.store_prediction(db, image.id, vid, blob, 2)
+    finally:
+        studio.close()
+    before = {a.id for a in _annotations(server.data_dir)[0]}
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(30_000)
+            shots = Shots(page)
+            _log_in(page, server.url, ADMIN, ADMIN_PW)
+            _go(page, "Annotate")
+            page.locator("label").filter(has_text="Any image").click()
+            _settle(page)
+            page.locator("label").filter(has_text="Click objects").click()
+            _settle(page)
+            picture = page.frame_locator('iframe[src*="streamlit_image_coordinates"]').locator("#image")
+            picture.wait_for()
+            box = picture.bounding_box()
+            assert box is not None
+            scale = box["width"] / image.width
+            picture.click(position={"x": (cx + 0.5) * scale, "y": (cy + 0.5) * scale})
+            page.get_by_text("Selected predicted object").wait_for()
+            _settle(page)
+            shots("click_selected")
+            page.get_by_role("button", name="Accept as object").click()
+            page.get_by_text("Accepted the selected object.").wait_for()
+            _settle(page)
+            shots("click_accepted")
+        finally:
+            browser.close()
+
+    new = [a for a in _annotations(server.data_dir)[0] if a.id not in before]
+    assert len(new) == 1
+    assert (new[0].kind, new[0].source, new[0].image_id) == ("object", "accepted", image.id)
+    assert np.array_equal(new[0].mask, predicted == 1)

@@ -1,0 +1,137 @@
+"""Click an object shown on the image (a suggested object, or any object the model predicted) to
+select it; the Annotate page then keeps it as a labelled object or marks it background with one
+more click.
+
+The clickable view is `streamlit-image-coordinates` (a maintained component): it reports the last
+click in screen pixels of the shown view, which the viewport maps back to image pixels. The
+selection lives in session state as ids (the suggestion, or the model version and object id), so
+its mask is always the stored one.
+
+Test hook: `AppTest` cannot click into a component, so an image point `(x, y)` put in
+`st.session_state[CLICK_TEST_HOOK]` is taken as the next click (once).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from pages._viewport import Viewport
+from storage.records import Suggestion
+
+CLICK_TEST_HOOK = "_click_test_point"
+SELECTED = "_ann_selected"
+_SEEN = "_ann_clicks_seen"  # {component key: unix time of the last click acted on}
+
+
+@dataclass(frozen=True)
+class Selected:
+    """The object the annotator clicked on, with the mask that accepting it would save."""
+
+    image_id: int
+    mask: np.ndarray
+    what: str  # "suggested object" | "predicted object"
+    suggestion_id: int | None = None
+
+
+def click_key(image_id: int) -> str:
+    return f"ann_click_{image_id}"
+
+
+def _new_click(key: str, viewport: Viewport) -> tuple[int, int] | None:
+    """The image pixel of a click made since the last run, else None. The component's value is in
+    session state before it is drawn, so the view drawn on this run already shows the selection."""
+    hooked = st.session_state.pop(CLICK_TEST_HOOK, None)
+    if hooked is not None:
+        return math.floor(hooked[0]), math.floor(hooked[1])
+    value = st.session_state.get(key)
+    if not isinstance(value, dict) or "x" not in value:
+        return None
+    seen = st.session_state.setdefault(_SEEN, {})
+    if seen.get(key) == value.get("unix_time"):
+        return None
+    seen[key] = value.get("unix_time")
+    # The browser may show the picture at another size than it was rendered (a narrow column).
+    sx = viewport.out_w / max(1.0, float(value.get("width") or viewport.out_w))
+    sy = viewport.out_h / max(1.0, float(value.get("height") or viewport.out_h))
+    x, y = viewport.to_image(float(value["x"]) * sx, float(value["y"]) * sy)
+    return math.floor(x), math.floor(y)
+
+
+def handle_click(
+    image_id: int,
+    viewport: Viewport,
+    model_id: int | None,
+    predicted: np.ndarray | None,
+    sparse: np.ndarray,
+    suggestions: list[Suggestion],
+) -> str | None:
+    """Select the object under a new click (an open suggestion first, else the model's object);
+    returns a message when the click selected nothing."""
+    point = _new_click(click_key(image_id), viewport)
+    if point is None:
+        return None
+    x, y = point
+    height, width = sparse.shape
+    if not (0 <= x < width and 0 <= y < height):
+        return None
+    if sparse[y, x] != 0:
+        st.session_state.pop(SELECTED, None)
+        return "That pixel is labelled already (green: object, red: background)."
+    for sug in suggestions:
+        if sug.image_id == image_id and sug.mask[y, x]:
+            st.session_state[SELECTED] = {"image_id": image_id, "suggestion_id": sug.id}
+            return None
+    if predicted is not None and model_id is not None and predicted[y, x] > 0:
+        st.session_state[SELECTED] = {
+            "image_id": image_id,
+            "model_id": model_id,
+            "object_id": int(predicted[y, x]),
+        }
+        return None
+    st.session_state.pop(SELECTED, None)
+    if predicted is None:
+        return "No object there: without a model's outlines only suggested objects can be clicked."
+    return "No object there: the model sees background at that pixel."
+
+
+def current(
+    image_id: int, model_id: int | None, predicted: np.ndarray | None, suggestions: list[Suggestion]
+) -> Selected | None:
+    """The selection on this image, if its object still exists (a new model version, an answered
+    suggestion or another image drop it)."""
+    sel = st.session_state.get(SELECTED)
+    if not sel or sel.get("image_id") != image_id:
+        return None
+    if "suggestion_id" in sel:
+        for sug in suggestions:
+            if sug.id == sel["suggestion_id"]:
+                return Selected(image_id, sug.mask, "suggested object", sug.id)
+        return None
+    if predicted is None or sel.get("model_id") != model_id:
+        return None
+    mask = predicted == sel["object_id"]
+    return Selected(image_id, mask, "predicted object") if mask.any() else None
+
+
+def clear() -> None:
+    st.session_state.pop(SELECTED, None)
+
+
+def click_view(view: Image.Image, image_id: int) -> None:
+    """Show the rendered view; a click on it reruns the page with the click's position."""
+    # Imported here: the package registers a component at import time, which fails outside a running app.
+    from streamlit_image_coordinates import streamlit_image_coordinates
+
+    streamlit_image_coordinates(
+        view,
+        width=view.width,
+        key=click_key(image_id),
+        image_format="JPEG",
+        jpeg_quality=90,
+        cursor="pointer",
+    )
