@@ -330,10 +330,14 @@ def _read(
             try:
                 stack = to_canonical(series.asarray(), meta)
             except Exception as exc:
-                if meta.n_planes != 1:
-                    raise ImageReadError(f"{label}: cannot decode TIFF ({exc})") from exc
                 # tifffile lacks some codecs (LZW, JPEG) without imagecodecs; Pillow has them for
                 # ordinary gray/RGB TIFFs, so try it before giving up with tifffile's reason.
+                if meta.n_planes != 1:
+                    pages = [int(page.index) for page in series.pages]
+                    stack = _pil_pages(source, pages, meta)
+                    if stack is None:
+                        raise ImageReadError(f"{label}: cannot decode TIFF ({exc})") from exc
+                    return meta, _split(stack, meta)
                 try:
                     _, chw = _read_pil(source, label, limits, ("TIFF",), keep_palette)
                 except ImageReadError:
@@ -343,14 +347,35 @@ def _read(
         raise
     except Exception as exc:
         raise ImageReadError(f"{label}: cannot decode TIFF ({exc})") from exc
+    return meta, _split(stack, meta)
+
+
+def _split(stack: np.ndarray, meta: ImageMeta) -> list[Plane]:
     stack = stack.astype(stack.dtype.newbyteorder("="), copy=False)
     if stack.dtype == bool:
         stack = stack.astype(np.uint8)
-    planes = [
+    return [
         Plane(index, meta.plane_label(index), np.ascontiguousarray(stack[index]))
         for index in meta.plane_indices()
     ]
-    return meta, planes
+
+
+def _pil_pages(source: io.BytesIO | Path, pages: list[int], meta: ImageMeta) -> np.ndarray | None:
+    """The series decoded page by page with Pillow, as ``(*plane_shape, C, H, W)``; None if Pillow
+    cannot read it or the pages do not add up to the series."""
+    try:
+        with Image.open(_rewind(source), formats=["TIFF"]) as img:
+            arrays = []
+            for index in pages:
+                img.seek(index)
+                arr = np.asarray(img)
+                arrays.append(arr.astype(arr.dtype.newbyteorder("="), copy=False))
+        stack = np.stack(arrays)
+        if stack.size != int(np.prod(meta.source_shape)) or stack.dtype != np.dtype(meta.dtype):
+            return None
+        return to_canonical(stack.reshape(meta.source_shape), meta)
+    except (*_PIL_FAILURES, ValueError):
+        return None
 
 
 def probe(src: Source, name: str | None = None, limits: Limits | None = None) -> ImageMeta:

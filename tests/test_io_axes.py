@@ -238,3 +238,18 @@ def test_huge_png_header_is_refused_before_decoding(tmp_path: Path) -> None:
         read_planes(png, name="big.png", limits=Limits(max_side=8192))
     meta = probe(png, name="big.png")
     assert (meta.height, meta.width, meta.channels) == (9000, 9000, 3)
+
+
+def test_lzw_imagej_stack_is_read_page_by_page_with_pillow(tmp_path: Path) -> None:
+    """tifffile needs imagecodecs for LZW; Pillow decodes the pages, the axes still come from ImageJ."""
+    data = _stack((3, 20, 24))
+    frames = [Image.fromarray(plane) for plane in data]
+    description = "ImageJ=1.54f\nimages=3\nslices=3\nunit=micron\nloop=false\n"
+    path = tmp_path / "lzw_stack.tif"
+    frames[0].save(
+        path, save_all=True, append_images=frames[1:], compression="tiff_lzw", tiffinfo={270: description}
+    )
+    meta, planes = read_planes(path)
+    assert (meta.axes, meta.n_planes, meta.assumed) == ("ZYX", 3, False)
+    for z, plane in enumerate(planes):
+        assert plane.label == f"z {z + 1}/3" and np.array_equal(plane.image[0], data[z])
