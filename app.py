@@ -75,6 +75,7 @@ def main() -> None:
         st.markdown("**SPOCO Studio**")
         st.text(f"Logged in as {user.username}" + (" (admin)" if user.is_admin else ""))
         if st.button("Log out", key="logout", icon=":material/logout:"):
+            session.release_claims(studio, user)
             session.log_out()
             st.rerun()
     role = _project_picker(studio, user)

@@ -62,6 +62,14 @@ def log_in(user: User) -> None:
     st.session_state[USERNAME] = user.username
 
 
+def release_claims(studio: Studio, user: User) -> None:
+    """Give back the suggestion the user holds in the open project, so a colleague is handed it
+    now rather than when its lease runs out."""
+    project_id = st.session_state.get(PROJECT_ID)
+    if project_id is not None and studio.role(user, project_id) is not None:
+        studio.release_suggestions(user, project_id)
+
+
 def log_out() -> None:
     for key in list(st.session_state.keys()):
         del st.session_state[key]

@@ -389,6 +389,19 @@ def test_two_annotators_in_two_sessions_are_handed_different_objects(studio: Stu
     assert len(set(got)) == 2
     (left,) = studio.suggestions(admin, project.id)
     assert left.object_id not in got
+    # The last one is held by whoever's page asked first; the other waits, until that one logs out.
+    holders = {who for who, _ in studio.suggestion_holders(admin, project.id).values()}
+    assert len(holders) == 1
+    (holder,) = holders
+    waiting = "bert" if holder == "anna" else "anna"
+    sessions[waiting].run()
+    assert "Colleagues hold every open suggestion" in texts(sessions[waiting])
+    sessions[holder].run()  # (AppTest: settle the rerun the accept made before the next click)
+    sessions[holder].sidebar.button(key="logout").click().run()
+    assert "user_id" not in sessions[holder].session_state
+    assert studio.suggestion_holders(admin, project.id) == {}
+    sessions[waiting].run()
+    assert sessions[waiting].selectbox(key="ann_suggestion").value == left.id
 
 
 def inside(mask: np.ndarray) -> tuple[float, float]:
