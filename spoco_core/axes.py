@@ -92,6 +92,8 @@ class ImageMeta:
     resulting layout as planes, then ``C`` (when more than one channel), then ``YX``. ``assumed``:
     some axis was undeclared and placed by :data:`UNDECLARED_RULE`. ``pixel_size``: ``(y, x)`` in
     micrometres when the file says so. ``drop_alpha``: an RGBA alpha sample is left out.
+    ``plane``: for one plane stored on its own (``io.write_plane_tiff``), its place in the stack it
+    came from, e.g. ``"z 3/5"``.
     """
 
     name: str
@@ -104,6 +106,7 @@ class ImageMeta:
     assumed: bool = False
     pixel_size: tuple[float, float] | None = None
     drop_alpha: bool = False
+    plane: str = ""
 
     @property
     def itemsize(self) -> int:

@@ -175,6 +175,15 @@ def _tiff_pixel_size(tif: tifffile.TiffFile, page: object) -> tuple[float, float
     return (scale / res_y, scale / res_x)
 
 
+def _stored_plane(tif: tifffile.TiffFile) -> str:
+    """The ``plane`` a file written by :func:`write_plane_tiff` records, else ``""``."""
+    try:
+        found = (tif.shaped_metadata or ({},))[0].get("plane", "")
+    except (AttributeError, IndexError, TypeError):
+        return ""
+    return found if isinstance(found, str) else ""
+
+
 def _probe_tiff(tif: tifffile.TiffFile, name: str) -> tuple[ImageMeta, object]:
     if not tif.series:
         raise ImageReadError(f"{name}: TIFF contains no image")
@@ -205,6 +214,7 @@ def _probe_tiff(tif: tifffile.TiffFile, name: str) -> tuple[ImageMeta, object]:
         dtype=str(dtype.newbyteorder("=")),
         assumed=assumed,
         pixel_size=_tiff_pixel_size(tif, page),
+        plane=_stored_plane(tif),
         drop_alpha=drop_alpha,
     )
     return meta, series
@@ -417,10 +427,14 @@ def read_image_raw(src: Source, name: str | None = None, max_side: int | None = 
 
 
 def write_plane_tiff(
-    image: np.ndarray, pixel_size: tuple[float, float] | None = None, compression: str | None = "zlib"
+    image: np.ndarray,
+    pixel_size: tuple[float, float] | None = None,
+    compression: str | None = "zlib",
+    plane: str = "",
 ) -> bytes:
     """One plane ``(C, H, W)`` (or ``(H, W)``) as TIFF bytes that declare their axes (``CYX`` /
-    ``YX``) and, when known, the pixel size ``(y, x)`` in micrometres (resolution per centimetre).
+    ``YX``), when known the pixel size ``(y, x)`` in micrometres (resolution per centimetre), and
+    the plane's place in its stack (``plane``, e.g. ``"z 3/5"``; :attr:`ImageMeta.plane` on reading).
     The same input gives the same bytes."""
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[0] == 1:
@@ -436,7 +450,7 @@ def write_plane_tiff(
         buf,
         arr,
         photometric="minisblack",
-        metadata={"axes": "CYX" if arr.ndim == 3 else "YX"},
+        metadata={"axes": "CYX" if arr.ndim == 3 else "YX", **({"plane": plane} if plane else {})},
         compression=compression,
         software=None,
         **kwargs,

@@ -157,7 +157,7 @@ def prepare(
     prepared = [
         Prepared(
             name=plane_name(name, meta.plane_axes, meta.plane_shape, plane.index),
-            data=write_plane_tiff(plane.image, meta.pixel_size),
+            data=write_plane_tiff(plane.image, meta.pixel_size, plane=plane.label),
             suffix=".tif",
             info=decoded(plane.image),
             plane=plane.label,
@@ -165,14 +165,6 @@ def prepare(
         for plane in planes
     ]
     return Upload(meta, prepared)
-
-
-def decode(data: bytes, name: str, max_side: int, max_bytes: int) -> Decoded:
-    """Validate one 2-D upload; every failure is an ``InputError`` naming the file (a stack too)."""
-    upload = prepare(data, name, max_side, max_bytes)
-    if len(upload.images) != 1:
-        raise InputError(f"{name}: a stack of {len(upload.images)} planes ({upload.layout}), not one image")
-    return upload.images[0].info
 
 
 def blob_suffix(name: str) -> str:

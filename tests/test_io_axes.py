@@ -162,7 +162,9 @@ def test_plane_tiff_declares_axes_and_pixel_size_and_is_deterministic() -> None:
     with tifffile.TiffFile(io.BytesIO(data)) as tif:
         assert tif.series[0].axes == "CYX"
     gray = read_planes(write_plane_tiff(plane[:1]), name="g.tif")[0]
-    assert gray.axes == "YX" and gray.pixel_size is None
+    assert gray.axes == "YX" and gray.pixel_size is None and gray.plane == ""
+    placed = probe(write_plane_tiff(plane, plane="t 2/4 z 1/3"), name="p.tif")
+    assert placed.plane == "t 2/4 z 1/3" and placed.axes == "CYX"
 
 
 def test_limits_by_decoded_size_from_the_header(tmp_path: Path) -> None:

@@ -136,6 +136,7 @@ def test_stack_upload_becomes_one_image_per_plane(world: World) -> None:
         assert np.array_equal(plane, data[z])
         layout = s.image_layout(world.annotator, info.id)
         assert layout.axes == "CYX" and layout.pixel_size == pytest.approx((0.5, 0.5))
+        assert layout.plane == f"z {z + 1}/3"
     assert s.display_image(world.annotator, infos[1].id).shape == (24, 32, 3)
     # the same stack again: the same three images, nothing new stored
     again, _ = s.add_upload(world.lead, world.project.id, "copy.tif", upload)
@@ -207,3 +208,11 @@ def test_folder_import_splits_stacks_and_checks_headers_before_reading(world: Wo
     added, errors = world.studio.add_images_from_folder(world.lead, world.project.id, folder)
     assert [i.name for i in added] == ["a.png"] + [f"z [z {k} of 4].tif" for k in (1, 2, 3, 4)]
     assert len(errors) == 1 and "huge.tif" in errors[0] and "512 MiB" in errors[0]
+
+
+def test_identical_planes_stay_separate_images(world: World) -> None:
+    blank = np.zeros((4, 16, 16), np.uint8)
+    infos, _ = world.studio.add_upload(
+        world.lead, world.project.id, "blank.tif", _tiff(blank, imagej=True, metadata={"axes": "ZYX"})
+    )
+    assert len({i.id for i in infos}) == 4
