@@ -73,13 +73,33 @@ def validate(mask: object, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
+# A drawn outline has at most a few thousand vertices (a freehand stroke keeps the mouse samples).
+MAX_POLYGON_VERTICES = 20_000
+
+
 def polygon(points: Sequence[Sequence[float]], shape: tuple[int, int]) -> np.ndarray:
     """Rasterise a polygon given as (x, y) vertices, clipped to the image; its outline pixels count as
     inside so thin shapes keep what the annotator drew. Degenerate polygons (fewer than 3 distinct
-    vertices, no area) and polygons entirely outside the image are an ``InputError``."""
+    vertices, no area), polygons entirely outside the image, with more than ``MAX_POLYGON_VERTICES``
+    vertices or reaching farther than one image side beyond the image are an ``InputError``.
+
+    The outline is clipped to a rectangle one pixel larger than the image before it is rasterised, so
+    the work and memory depend on the image and the number of vertices, never on how far away the
+    vertices lie."""
+    from matplotlib.path import Path as MplPath
+    from matplotlib.transforms import Bbox
     from skimage.draw import polygon as fill
     from skimage.draw import polygon_perimeter
 
+    if isinstance(points, np.ndarray):
+        n = points.shape[0] if points.ndim else 0
+    else:
+        try:
+            n = len(points)
+        except TypeError as exc:
+            raise InputError("polygon points must be a list of (x, y) numbers") from exc
+    if n > MAX_POLYGON_VERTICES:
+        raise InputError(f"polygon has {n} points; at most {MAX_POLYGON_VERTICES} are accepted")
     try:
         pts = np.asarray(points, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -89,15 +109,30 @@ def polygon(points: Sequence[Sequence[float]], shape: tuple[int, int]) -> np.nda
     if len(np.unique(pts, axis=0)) < 3:
         raise InputError("polygon needs at least 3 distinct points")
     xs, ys = pts[:, 0], pts[:, 1]
+    h, w = shape
+    if xs.max() < -0.5 or ys.max() < -0.5 or xs.min() > w - 0.5 or ys.min() > h - 0.5:
+        raise InputError("polygon lies entirely outside the image")
+    reach = max(h, w)
+    if xs.min() < -reach or ys.min() < -reach or xs.max() > w + reach or ys.max() > h + reach:
+        raise InputError(
+            f"polygon reaches too far outside the image: points may lie at most {reach} px beyond "
+            f"its {w} x {h} px"
+        )
     area = 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
     if not area > 1e-6 or not math.isfinite(area):
         raise InputError("polygon is degenerate: its points enclose no area")
-    h, w = shape
+    # Sutherland-Hodgman clipping (matplotlib's C++ path code) to the image plus a 1-px rim: every
+    # pixel centre keeps its inside/outside status, outline parts on the rim fall outside the image.
+    clipped = MplPath(pts, closed=True).clip_to_bbox(Bbox([[-1.0, -1.0], [w, h]]), inside=True)
     mask = np.zeros((h, w), dtype=bool)
-    rr, cc = fill(ys, xs, shape=(h, w))
-    mask[rr, cc] = True
-    rr, cc = polygon_perimeter(np.round(ys).astype(int), np.round(xs).astype(int), shape=(h, w), clip=False)
-    mask[rr, cc] = True
+    for part in clipped.to_polygons(closed_only=False):
+        if len(part) < 3:
+            continue
+        px, py = part[:, 0], part[:, 1]
+        rr, cc = fill(py, px, shape=(h, w))
+        mask[rr, cc] = True
+        rr, cc = polygon_perimeter(np.round(py).astype(int), np.round(px).astype(int), shape=(h, w))
+        mask[rr, cc] = True
     if not mask.any():
         raise InputError("polygon lies entirely outside the image")
     return mask

@@ -1,0 +1,84 @@
+"""Hostile and broken inputs against the storage layer: forged polygons, escaping imports, flooding
+log-ins, spreadsheet formulas, out-of-range API arguments, damaged checkpoints and databases."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from storage import masks
+from storage.errors import InputError
+from tests.test_storage_support import World, png_bytes
+
+SIDE = 256
+
+
+@pytest.fixture
+def big_image(world: World) -> int:
+    return world.studio.add_image(
+        world.lead, world.project.id, "big.png", png_bytes(np.zeros((SIDE, SIDE), np.uint8))
+    ).id
+
+
+def _measure(fn) -> tuple[float, float, object]:
+    """(seconds, peak MB traced, result or the exception raised)."""
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        out: object = fn()
+    except Exception as exc:  # the caller inspects it
+        out = exc
+    seconds = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return seconds, peak / 2**20, out
+
+
+# ------------------------------------------------------------------ forged polygons
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        [(5, 5), (1e7, 5), (5, 1e7)],  # covers part of the image, reaches 1e7 px out
+        [(-1e7, -1e7), (1e7, -1e7), (0, 1e7)],  # covers the whole image
+        [(1e7, 1e7), (1e7 + 50, 1e7), (1e7, 1e7 + 50)],  # entirely 1e7 px away
+    ],
+)
+def test_far_away_polygon_costs_little_time_and_memory(world: World, big_image: int, points) -> None:
+    s = world.studio
+    seconds, peak_mb, out = _measure(lambda: s.add_polygon(world.annotator, big_image, "object", points))
+    assert isinstance(out, InputError), out
+    assert "outside" in str(out)
+    assert peak_mb < 50, f"{peak_mb:.0f} MB"
+    assert seconds < 2.0, f"{seconds:.1f} s"  # ~0.01 s here; rasterising the outline took minutes
+    assert s.list_annotations(world.annotator, big_image) == []
+
+
+def test_polygon_reaching_out_is_clipped_like_the_image(world: World, big_image: int) -> None:
+    s = world.studio
+    ann = s.add_polygon(
+        world.annotator, big_image, "object", [(-200, -250), (100, -250), (100, 100), (-200, 100)]
+    )
+    assert ann.mask[:101, :101].all() and ann.mask.sum() == 101 * 101
+    # a triangle whose far corners lie outside: every pixel centre left of the hypotenuse x + y = 400
+    tri = masks.polygon([(0, 0), (400, 0), (0, 400)], (SIDE, SIDE))
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    assert np.array_equal(tri[xx + yy < 399], np.ones(int((xx + yy < 399).sum()), bool))
+    assert not tri[xx + yy > 401].any()
+
+
+def test_polygon_vertex_count_is_capped(world: World, big_image: int) -> None:
+    s = world.studio
+    t = np.linspace(0, 2 * np.pi, 4000, endpoint=False)
+    circle = [(128 + 60 * np.cos(a), 128 + 60 * np.sin(a)) for a in t]
+    drawn = s.add_polygon(world.annotator, big_image, "object", circle)  # a long freehand stroke
+    assert abs(int(drawn.mask.sum()) - np.pi * 60**2) < 0.05 * np.pi * 60**2
+    t = np.linspace(0, 2 * np.pi, masks.MAX_POLYGON_VERTICES + 1, endpoint=False)
+    forged = [(128 + 60 * np.cos(a), 128 + 60 * np.sin(a)) for a in t]
+    with pytest.raises(InputError, match="at most"):
+        s.add_polygon(world.annotator, big_image, "object", forged)
+    assert len(s.list_annotations(world.annotator, big_image)) == 1
