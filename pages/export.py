@@ -18,12 +18,16 @@ One zip file for the whole project:
 - `labels/<image>.tif`: a **16-bit instance label image per image** (0 = background, 1..n =
   objects): the current model's prediction, with background marks set to 0 and the objects people
   outlined painted over it;
+- `rois/<image>.zip`: the same objects as an **ImageJ/Fiji ROI set** (open it in the ROI Manager);
+- `geojson/<image>.geojson`: the same objects as **QuPath GeoJSON** (pixel coordinates);
 - `coco.json`: the same objects as **COCO instances** with RLE masks, for detection and
   segmentation tool chains;
 - `sparse/<image>.tif`: **the sparse annotations alone** (int32: 0 unknown, -1 background, k objects);
 - `annotations.json`: who labelled what, how (drawn, accepted, corrected), when and in how many seconds;
 - `counts.csv`: per image the predicted, labelled and exported object counts.
 
+Label images carry the pixel size when the uploaded file declared one. Optionally,
+`ome-zarr/<image>.zarr/`: **the image itself with its labels as OME-Zarr** (a larger download).
 Images without a model prediction yet export only their human labels.
 """
 
@@ -34,10 +38,12 @@ def main() -> None:
     studio, user, project = session.require_project(role="lead")
     st.title("Export")
     st.markdown(_EXPLAINED)
+    ome_zarr = st.checkbox("Include the images as OME-Zarr", key="export_ome_zarr")
     if st.button("Prepare export", type="primary", key="export_prepare"):
         with st.spinner("Collecting label images, COCO JSON and annotations…"):
             try:
-                st.session_state[_PREPARED] = (project.id, time.time(), studio.export_zip(user, project.id))
+                data = studio.export_zip(user, project.id, ome_zarr=ome_zarr)
+                st.session_state[_PREPARED] = (project.id, time.time(), data)
             except StudioError as exc:
                 show_error(exc)
     prepared = st.session_state.get(_PREPARED)

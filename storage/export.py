@@ -5,7 +5,8 @@
   labels painted over it (predicted objects mostly covered by human labels are dropped first);
 - ``coco.json``: COCO instances (RLE masks, category 1 "object") for exactly those objects;
 - ``rois/<stem>.zip``: the same objects as an ImageJ/Fiji ROI set; ``geojson/<stem>.geojson``: as
-  QuPath GeoJSON; ``ome-zarr/<stem>.zarr/``: the image with these labels as OME-Zarr; the label TIFF
+  QuPath GeoJSON; ``ome-zarr/<stem>.zarr/`` (``ome_zarr=True``): the image with these labels as
+  OME-Zarr; the label TIFF
   carries the image's pixel size when known (``storage.export_formats``);
 - ``sparse/<stem>.tif``: the sparse annotations alone, int32 (0 unknown, -1 background, k objects);
 - ``annotations.json``: who labelled what, how (source), when and in how many seconds;
@@ -87,7 +88,7 @@ def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat()
 
 
-def build_zip(db: Database, blobs: BlobStore, project_id: int) -> bytes:
+def build_zip(db: Database, blobs: BlobStore, project_id: int, ome_zarr: bool = False) -> bytes:
     project = projects.get(db, project_id)
     version = model_versions.current(db, project_id)
     rows = list(db.query("SELECT * FROM images WHERE project_id = ? ORDER BY id", [project_id]))
@@ -110,7 +111,9 @@ def build_zip(db: Database, blobs: BlobStore, project_id: int) -> bytes:
                 if prow is not None and blobs.exists(prow["labels_blob"]):
                     pred = blobs.read_labels(prow["labels_blob"])
             final = merge_labels(pred, sparse)
-            export_formats.write_image_files(zf, stem, final.astype(_label_dtype(final)), blobs, row)
+            export_formats.write_image_files(
+                zf, stem, final.astype(_label_dtype(final)), blobs, row, ome_zarr=ome_zarr
+            )
             zf.writestr(f"sparse/{stem}.tif", _tiff_bytes(sparse.astype(np.int32)))
             coco["images"].append(
                 {

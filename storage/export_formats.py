@@ -308,10 +308,12 @@ def write_ome_zarr(
     _zarr_array(zf, f"{prefix}/labels/objects", labels[None], chunk, attrs)
 
 
-def write_image_files(zf: zipfile.ZipFile, stem: str, labels: np.ndarray, blobs: object, row: dict) -> None:
+def write_image_files(
+    zf: zipfile.ZipFile, stem: str, labels: np.ndarray, blobs: object, row: dict, ome_zarr: bool = False
+) -> None:
     """One image's files into ``zf``: ``labels/<stem>.tif`` (with the image's pixel size),
     ``rois/<stem>.zip`` (ImageJ ROI set, only when there are objects), ``geojson/<stem>.geojson``
-    (QuPath) and ``ome-zarr/<stem>.zarr`` (the image and its labels)."""
+    (QuPath) and, with ``ome_zarr``, ``ome-zarr/<stem>.zarr`` (the image itself and its labels)."""
     from spoco_core.io import ImageReadError, read_planes
 
     pixel_size = stored_pixel_size(blobs, row["blob"], row["name"])
@@ -320,6 +322,8 @@ def write_image_files(zf: zipfile.ZipFile, stem: str, labels: np.ndarray, blobs:
     if rois is not None:
         zf.writestr(f"rois/{stem}.zip", rois)
     zf.writestr(f"geojson/{stem}.geojson", geojson_bytes(labels, pixel_size))
+    if not ome_zarr:
+        return
     try:
         _, planes = read_planes(blobs.path(row["blob"]), name=row["name"])  # type: ignore[attr-defined]
     except ImageReadError:

@@ -720,12 +720,13 @@ class Studio:
             max_bytes=self.settings.max_decoded_bytes,
         )
 
-    def export_zip(self, actor: User, project_id: int) -> bytes:
-        """Lead only: labels/, sparse/, coco.json, annotations.json, counts.csv (see storage.export)."""
+    def export_zip(self, actor: User, project_id: int, ome_zarr: bool = False) -> bytes:
+        """Lead only: labels/, rois/, geojson/, sparse/, coco.json, annotations.json, counts.csv, with
+        ``ome_zarr`` also every image and its labels as OME-Zarr (see storage.export)."""
         from storage.export import build_zip
 
         permissions.require_lead(self.db, self._actor(actor), int(project_id))
-        return build_zip(self.db, self.blobs, int(project_id))
+        return build_zip(self.db, self.blobs, int(project_id), ome_zarr=bool(ome_zarr))
 
 
 def _require_unclaimed(db: Database, suggestion_id: int, user: User) -> None:

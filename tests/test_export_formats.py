@@ -61,7 +61,7 @@ def test_outlines_fill_back_to_exactly_the_pixels_of_random_masks() -> None:
         assert np.array_equal(_fill(single_ring(rings), mask.shape), mask)
 
 
-def _project_export(world: World) -> tuple[zipfile.ZipFile, list[np.ndarray]]:
+def _project_export(world: World, ome_zarr: bool = False) -> tuple[zipfile.ZipFile, list[np.ndarray]]:
     s = world.studio
     image = np.random.default_rng(1).integers(0, 4000, (H, W)).astype(np.uint16)
     buf = io.BytesIO()
@@ -70,7 +70,8 @@ def _project_export(world: World) -> tuple[zipfile.ZipFile, list[np.ndarray]]:
     objects = _objects()
     for mask in objects:
         s.add_annotation(world.lead, info.id, "object", mask)
-    return zipfile.ZipFile(io.BytesIO(s.export_zip(world.lead, world.project.id))), objects
+    data = s.export_zip(world.lead, world.project.id, ome_zarr=ome_zarr)
+    return zipfile.ZipFile(io.BytesIO(data)), objects
 
 
 def _match_all(found: list[np.ndarray], objects: list[np.ndarray]) -> None:
@@ -151,7 +152,9 @@ def test_ome_zarr_image_and_labels_read_with_zarr_and_validated(world: World, tm
     from ome_zarr_models.v04.image import Image as OmeImage
     from ome_zarr_models.v04.image_label import ImageLabel
 
-    zf, objects = _project_export(world)
+    zf, objects = _project_export(world, ome_zarr=True)
+    plain = zipfile.ZipFile(io.BytesIO(world.studio.export_zip(world.lead, world.project.id)))
+    assert not any(n.startswith("ome-zarr/") for n in plain.namelist())  # only when asked for
     zf.extractall(tmp_path)
     root = tmp_path / "ome-zarr" / "cells.zarr"
     group = zarr.open_group(root, mode="r", zarr_format=2)
