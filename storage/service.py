@@ -297,15 +297,30 @@ class Studio:
     ) -> tuple[list[ImageInfo], list[str]]:
         """Lead only. Every image file directly in a server folder (PNG, JPEG, TIFF; a stack adds one
         image per plane); bad files are reported in the error list, the rest are added. Each file's
-        size and header are checked against the limits before it is read. With
-        ``SPOCO_IMPORT_ROOT`` set, only folders inside it are allowed."""
+        size and header are checked against the limits before it is read.
+
+        Confined to ``SPOCO_IMPORT_ROOT``: without it server-folder import is off
+        (``PermissionDenied``); a relative folder is taken inside it; the folder and every file are
+        resolved (links followed) and whatever resolves outside the root is refused, a file as an
+        entry of the error list."""
         from spoco_core.io import list_images as list_image_files
 
         user = self._actor(actor)
         permissions.require_lead(self.db, user, int(project_id))
+        root = import_root()
+        if root is None:
+            raise PermissionDenied(
+                "importing from a server folder is off: the server's administrator sets "
+                "SPOCO_IMPORT_ROOT to the folder it may read"
+            )
         path = Path(folder).expanduser()
-        root = os.environ.get("SPOCO_IMPORT_ROOT")
-        if root and not path.resolve().is_relative_to(Path(root).resolve()):
+        if not path.is_absolute():
+            path = root / path
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError) as exc:
+            raise InputError(f"{folder} is not a folder on the server") from exc
+        if not path.is_relative_to(root):
             raise PermissionDenied(f"folders must be inside {root}")
         if not path.is_dir():
             raise InputError(f"{folder} is not a folder on the server")
@@ -313,7 +328,18 @@ class Studio:
         errors: list[str] = []
         for file in list_image_files(path):
             try:
-                added += self._add_upload(user, int(project_id), file.name, file)[0]
+                real = file.resolve(strict=True)
+            except (OSError, RuntimeError) as exc:
+                errors.append(f"{file.name}: cannot read ({getattr(exc, 'strerror', None) or exc})")
+                continue
+            if not real.is_relative_to(root):
+                errors.append(f"{file.name}: links outside {root}; skipped")
+                continue
+            if not real.is_file():
+                errors.append(f"{file.name}: not a regular file; skipped")
+                continue
+            try:
+                added += self._add_upload(user, int(project_id), file.name, real)[0]
             except InputError as exc:
                 errors.append(str(exc))
             except OSError as exc:
@@ -747,3 +773,11 @@ def _check_label_args(kind: str, source: str, seconds: float) -> tuple[str, str,
     if not math.isfinite(seconds) or seconds < 0:
         raise InputError("seconds must be a finite number >= 0")
     return kind, source, seconds
+
+
+def import_root() -> Path | None:
+    """The resolved ``SPOCO_IMPORT_ROOT``, or None when unset (server-folder import is then off)."""
+    raw = os.environ.get("SPOCO_IMPORT_ROOT", "").strip()
+    if not raw:
+        return None
+    return Path(raw).expanduser().resolve()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from storage import masks
-from storage.errors import InputError
+from storage.errors import InputError, PermissionDenied
 from tests.test_storage_support import World, png_bytes
 
 SIDE = 256
@@ -82,3 +82,47 @@ def test_polygon_vertex_count_is_capped(world: World, big_image: int) -> None:
     with pytest.raises(InputError, match="at most"):
         s.add_polygon(world.annotator, big_image, "object", forged)
     assert len(s.list_annotations(world.annotator, big_image)) == 1
+
+
+# ------------------------------------------------------------------ server-folder import
+
+
+def _png_folder(folder, names, first: int = 0) -> None:
+    """Small PNGs of distinct contents (the Studio stores equal contents once)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for k, name in enumerate(names, start=first):
+        (folder / name).write_bytes(png_bytes(np.full((8, 8), k, np.uint8)))
+
+
+def test_folder_import_is_off_without_an_import_root(world: World, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("SPOCO_IMPORT_ROOT", raising=False)
+    _png_folder(tmp_path / "incoming", ["a.png"])
+    with pytest.raises(PermissionDenied, match="SPOCO_IMPORT_ROOT"):
+        world.studio.add_images_from_folder(world.lead, world.project.id, tmp_path / "incoming")
+    monkeypatch.setenv("SPOCO_IMPORT_ROOT", "  ")
+    with pytest.raises(PermissionDenied):
+        world.studio.add_images_from_folder(world.admin, world.project.id, tmp_path / "incoming")
+    assert world.studio.list_images(world.lead, world.project.id) == []
+
+
+def test_folder_import_reads_nothing_outside_the_root(world: World, tmp_path, monkeypatch) -> None:
+    root, secret = tmp_path / "root", tmp_path / "secret"
+    _png_folder(root / "incoming", ["a.png"])
+    _png_folder(secret, ["s.png", "t.png"], first=10)
+    (root / "incoming" / "leak.png").symlink_to(secret / "s.png")
+    (root / "linked").symlink_to(secret, target_is_directory=True)
+    _png_folder(root / "other", ["o.png"], first=20)
+    (root / "incoming" / "inside.png").symlink_to(root / "other" / "o.png")  # stays inside: fine
+    monkeypatch.setenv("SPOCO_IMPORT_ROOT", str(root))
+    s = world.studio
+    added, errors = s.add_images_from_folder(world.lead, world.project.id, root / "incoming")
+    assert sorted(i.name for i in added) == ["a.png", "inside.png"]
+    assert len(errors) == 1 and "leak.png" in errors[0] and "outside" in errors[0]
+    for folder in (root / "linked", secret, root / ".." / "secret", "../secret"):
+        with pytest.raises(PermissionDenied, match="inside"):
+            s.add_images_from_folder(world.lead, world.project.id, folder)
+    _png_folder(root / "more", ["m.png"], first=30)
+    added, _ = s.add_images_from_folder(world.lead, world.project.id, "more")  # relative to the root
+    assert [i.name for i in added] == ["m.png"]
+    names = sorted(i.name for i in s.list_images(world.lead, world.project.id))
+    assert names == ["a.png", "inside.png", "m.png"]

@@ -100,7 +100,8 @@ def test_sixteen_bit_and_multichannel_tiffs(world: World) -> None:
     assert name == "g16.tif" and data[:4] == b"II*\x00"
 
 
-def test_add_images_from_folder_reports_bad_files(world: World, tmp_path) -> None:
+def test_add_images_from_folder_reports_bad_files(world: World, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SPOCO_IMPORT_ROOT", str(tmp_path))
     folder = tmp_path / "incoming"
     folder.mkdir()
     (folder / "a.png").write_bytes(png_bytes(np.zeros((8, 8), np.uint8)))
@@ -189,7 +190,10 @@ def test_limits_by_decoded_size(tmp_path, monkeypatch) -> None:
     assert len(ok) == 4
 
 
-def test_folder_import_splits_stacks_and_checks_headers_before_reading(world: World, tmp_path) -> None:
+def test_folder_import_splits_stacks_and_checks_headers_before_reading(
+    world: World, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setenv("SPOCO_IMPORT_ROOT", str(tmp_path))
     folder = tmp_path / "incoming"
     folder.mkdir()
     stack = np.random.default_rng(3).integers(0, 255, (4, 16, 16)).astype(np.uint8)
