@@ -117,7 +117,7 @@ def _add_images(studio: Studio, user: User, project: Project) -> None:
         _import_labels(studio, user, project)
 
 
-IMPORT_TYPES = ["tif", "tiff", "png", "json", "zip", "roi"]
+IMPORT_TYPES = ["tif", "tiff", "png", "json", "geojson", "zip", "roi"]
 
 
 def _import_labels(studio: Studio, user: User, project: Project) -> None:
@@ -125,7 +125,8 @@ def _import_labels(studio: Studio, user: User, project: Project) -> None:
     images = studio.list_images(user, project.id)
     with st.form("import_labels", clear_on_submit=True):
         files = st.file_uploader(
-            "Label images (TIFF/PNG, 0 = unlabelled), COCO instance JSON, ImageJ ROI sets (.zip, .roi)",
+            "Label images (TIFF/PNG, 0 = unlabelled), COCO instance JSON, QuPath GeoJSON, "
+            "ImageJ ROI sets (.zip, .roi)",
             type=IMPORT_TYPES,
             accept_multiple_files=True,
             key="import_files",

@@ -6,6 +6,8 @@ Accepted files:
   background mark (as in the export's ``sparse/`` TIFFs); it must have the image's height and width;
 - COCO instance JSON: every annotation (RLE or polygons, decoded with pycocotools) becomes an
   object of the project image whose name matches the COCO ``file_name``;
+- GeoJSON (QuPath's export: Polygon / MultiPolygon features in pixel coordinates, holes as inner
+  rings), filled at pixel centres, for the one image the file is named after (or the caller names);
 - an ImageJ/Fiji ROI set (``.zip`` of ``.roi`` files) or one ``.roi``: each area ROI (polygon,
   freehand, traced, rectangle, oval, composite) is filled at pixel centres (even-odd, as ImageJ
   fills) and becomes an object; lines and points are reported and skipped;
@@ -68,7 +70,17 @@ class _Labels:
 
 def _stem_keys(name: str) -> list[str]:
     stem = PurePosixPath(name.replace("\\", "/")).name
-    for suffix in (".ome.tiff", ".ome.tif", *_LABEL_SUFFIXES, ".jpg", ".jpeg", ".json", ".zip", ".roi"):
+    for suffix in (
+        ".ome.tiff",
+        ".ome.tif",
+        *_LABEL_SUFFIXES,
+        ".jpg",
+        ".jpeg",
+        ".geojson",
+        ".json",
+        ".zip",
+        ".roi",
+    ):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -210,6 +222,56 @@ def parse_coco(data: bytes, name: str) -> dict[str, tuple[tuple[int, int], list[
     return out
 
 
+def _geojson_features(data: bytes) -> list[dict] | None:
+    """The features of GeoJSON (a FeatureCollection, one Feature, or QuPath's plain list of
+    features); None when ``data`` is not GeoJSON (e.g. COCO)."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        return [f for f in doc.get("features", []) if isinstance(f, dict)]
+    if isinstance(doc, dict) and doc.get("type") == "Feature":
+        return [doc]
+    if isinstance(doc, list) and doc and all(isinstance(f, dict) and f.get("type") == "Feature" for f in doc):
+        return doc
+    return None
+
+
+def parse_geojson(features: list[dict], name: str, shape: tuple[int, int], report: ImportReport) -> _Labels:
+    """Polygon / MultiPolygon features (holes as inner rings) in pixel coordinates, as QuPath
+    writes them, filled at pixel centres; other geometries are reported and skipped."""
+    out = _Labels()
+    for n, feature in enumerate(features, start=1):
+        geometry = feature.get("geometry") or {}
+        kind = geometry.get("type")
+        label = (feature.get("properties") or {}).get("name") or f"feature {n}"
+        try:
+            if kind == "Polygon":
+                polygons = [geometry["coordinates"]]
+            elif kind == "MultiPolygon":
+                polygons = list(geometry["coordinates"])
+            else:
+                report.errors.append(
+                    f"{name}: {label} is a {kind or 'feature without geometry'}, not an area; skipped"
+                )
+                continue
+            mask = np.zeros(shape, dtype=bool)
+            for rings in polygons:
+                area = _fill_polygon(np.asarray(rings[0], dtype=float)[:, :2], shape)
+                for hole in rings[1:]:
+                    area &= ~_fill_polygon(np.asarray(hole, dtype=float)[:, :2], shape)
+                mask |= area
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            report.errors.append(f"{name}: {label} has unreadable coordinates ({exc}); skipped")
+            continue
+        if mask.any():
+            out.objects.append(mask)
+        else:
+            report.errors.append(f"{name}: {label} covers no pixel of the image; skipped")
+    return out
+
+
 def _image_shape(info: ImageInfo) -> tuple[int, int]:
     return (info.height, info.width)
 
@@ -240,7 +302,11 @@ def import_file(
     def one_image(entry_name: str) -> ImageInfo:
         return target if target is not None else match_image(project_images, entry_name)
 
-    if lower.endswith(".json"):
+    geo = _geojson_features(data) if lower.endswith((".json", ".geojson")) else None
+    if geo is not None:
+        info = one_image(name)
+        parsed.append((info, parse_geojson(geo, name, _image_shape(info), report)))
+    elif lower.endswith(".json"):
         for file_name, (shape, objects) in parse_coco(data, name).items():
             if not objects:
                 continue
@@ -279,7 +345,9 @@ def import_file(
         info = one_image(name)
         parsed.append((info, parse_label_image(data, name, _image_shape(info), max_bytes)))
     else:
-        raise InputError(f"{name}: import label images (TIFF, PNG), COCO JSON or ImageJ ROIs (.roi, .zip)")
+        raise InputError(
+            f"{name}: import label images (TIFF, PNG), COCO JSON, GeoJSON or ImageJ ROIs (.roi, .zip)"
+        )
     for info, labels in parsed:
         _store(db, info, labels, user_id, report)
     if not report.added and report.errors and not report.skipped_duplicates:

@@ -4,6 +4,7 @@ into another project gives back every object (IoU >= 0.99) as labels authored by
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 
 import numpy as np
@@ -48,7 +49,9 @@ def _assert_same_objects(found: list[np.ndarray], objects: list[np.ndarray]) -> 
         assert best >= 0.99
 
 
-@pytest.mark.parametrize("entry", ["labels/cells.tif", "rois/cells.zip", "coco.json"])
+@pytest.mark.parametrize(
+    "entry", ["labels/cells.tif", "rois/cells.zip", "coco.json", "geojson/cells.geojson"]
+)
 def test_export_imports_back_into_a_new_project(world: World, entry: str) -> None:
     zf, objects = _export(world)
     image_id = _target(world)
@@ -132,3 +135,23 @@ def test_bad_imports_are_refused(world: World) -> None:
     with pytest.raises(PermissionDenied):
         s.import_labels(world.annotator, world.project.id, "cells.tif", _tiff(np.ones((H, W), np.uint16)))
     assert s.list_annotations(world.admin, image_id) == []
+
+
+def test_qupath_feature_list_points_are_skipped(world: World) -> None:
+    image_id = _target(world)
+    square = [[[10, 10], [20, 10], [20, 20], [10, 20], [10, 10]]]
+    features = [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": square}, "properties": {}},
+        {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [3, 3]},
+            "properties": {"name": "p"},
+        },
+    ]
+    report = world.studio.import_labels(
+        world.admin, world.other_project.id, "cells.geojson", json.dumps(features).encode()
+    )
+    assert report.added == {"cells.png": (1, 0)}
+    assert len(report.errors) == 1 and "Point" in report.errors[0]
+    (mask,) = _imported_objects(world, image_id)
+    assert mask.sum() == 100 and mask[10:20, 10:20].all()
