@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -209,9 +210,13 @@ def test_folder_import_splits_stacks_and_checks_headers_before_reading(
         compression="zlib",
         compressionargs={"level": 1},
     )
+    tracemalloc.start()
     added, errors = world.studio.add_images_from_folder(world.lead, world.project.id, folder)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     assert [i.name for i in added] == ["a.png"] + [f"z [z {k} of 4].tif" for k in (1, 2, 3, 4)]
     assert len(errors) == 1 and "huge.tif" in errors[0] and "512 MiB" in errors[0]
+    assert peak < 100 * 2**20  # the 512 MiB file was refused from its header, never decoded
 
 
 def test_identical_planes_stay_separate_images(world: World) -> None:
