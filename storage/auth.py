@@ -3,6 +3,10 @@
 Throttling is per username and lives in the database, so it holds across browser sessions, app
 restarts and processes: after ``FREE_FAILURES`` failures each further failure locks the username for
 a delay that doubles up to ``MAX_DELAY_S``. A success clears the count.
+
+Only names that could be usernames are counted (``users.USERNAME_RE``, at most 64 characters); a
+day after its last failure an unlocked name is forgotten, and the table never holds more than
+``MAX_FAILURE_ROWS`` names (the oldest unlocked ones go first), so typed names cannot fill the database.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import secrets
 import bcrypt
 from sqlite_utils import Database
 
-from storage.db import now, one, transaction
+from storage.db import now, one, scalar, transaction
 from storage.errors import InputError
 
 FREE_FAILURES = 3
@@ -21,6 +25,8 @@ BASE_DELAY_S = 1.0
 MAX_DELAY_S = 60.0
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt>=5: rejects) anything longer
 MIN_PASSWORD_LENGTH = 8
+FAILURE_MEMORY_S = 24 * 3600.0
+MAX_FAILURE_ROWS = 10_000
 
 
 def check_password_rules(password: str) -> None:
@@ -80,7 +86,26 @@ def record_failure(db: Database, username: str) -> float:
             "last_failure_at = excluded.last_failure_at, locked_until = excluded.locked_until",
             [username, failures, t, t + delay],
         )
+        purge_failures(db, t)
     return delay
+
+
+def purge_failures(db: Database, t: float | None = None) -> int:
+    """Forget names whose last failure is older than ``FAILURE_MEMORY_S`` and that are not locked,
+    then beyond ``MAX_FAILURE_ROWS`` the oldest (unlocked ones first); returns how many rows went."""
+    t = now() if t is None else t
+    gone = db.execute(
+        "DELETE FROM login_failures WHERE last_failure_at < ? AND locked_until <= ?",
+        [t - FAILURE_MEMORY_S, t],
+    ).rowcount
+    excess = int(scalar(db, "SELECT COUNT(*) FROM login_failures") or 0) - MAX_FAILURE_ROWS
+    if excess > 0:
+        gone += db.execute(
+            "DELETE FROM login_failures WHERE rowid IN "
+            "(SELECT rowid FROM login_failures ORDER BY locked_until > ?, last_failure_at LIMIT ?)",
+            [t, excess],
+        ).rowcount
+    return max(0, gone)
 
 
 def clear_failures(db: Database, username: str) -> None:

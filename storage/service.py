@@ -129,6 +129,9 @@ class Studio:
         name = username.strip() if isinstance(username, str) else ""
         if not name or not isinstance(password, str) or not password:
             raise PermissionDenied("wrong username or password")
+        if not users.USERNAME_RE.match(name):
+            # no account can have this name: nothing to check, nothing to count or store
+            raise PermissionDenied("wrong username or password")
         wait = auth.retry_after(self.db, name)
         if wait > 0:
             raise LoginThrottled(wait)

@@ -9,9 +9,9 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from storage import masks
+from storage import auth, masks
 from storage.errors import InputError, PermissionDenied
-from tests.test_storage_support import World, png_bytes
+from tests.test_storage_support import PASSWORD, World, png_bytes
 
 SIDE = 256
 
@@ -126,3 +126,38 @@ def test_folder_import_reads_nothing_outside_the_root(world: World, tmp_path, mo
     assert [i.name for i in added] == ["m.png"]
     names = sorted(i.name for i in s.list_images(world.lead, world.project.id))
     assert names == ["a.png", "inside.png", "m.png"]
+
+
+# ------------------------------------------------------------------ failed log-ins
+
+
+def test_failed_login_names_are_bounded(world: World) -> None:
+    s = world.studio
+    huge = "x" * 1_000_000
+    for name in (huge, "a" * 65, "robert'); --", "admin\x00"):
+        with pytest.raises(PermissionDenied, match="wrong"):
+            s.authenticate(name, "some password")
+    with pytest.raises(PermissionDenied, match="wrong"):
+        s.authenticate("nobody", "some password")  # could be a user: counted
+    stored = [r[0] for r in s.db.execute("SELECT username FROM login_failures").fetchall()]
+    assert stored == ["nobody"]
+    assert s.settings.db_path.stat().st_size < 1_000_000
+    assert s.authenticate("admin", PASSWORD).is_admin
+
+
+def test_failed_login_names_are_purged(world: World) -> None:
+    s = world.studio
+    t = time.time()
+    day = auth.FAILURE_MEMORY_S
+    rows = [(f"old{k}", 5, t - day - 60 - k, t - day) for k in range(50)]  # unlocked, a day ago
+    rows += [("locked-long", 9, t - day - 60, t + 3600)]  # still locked: kept
+    rows += [(f"recent{k}", 1, t - 600 - k, 0.0) for k in range(auth.MAX_FAILURE_ROWS + 20)]
+    with s.db.conn:
+        s.db.conn.executemany("INSERT INTO login_failures VALUES (?, ?, ?, ?)", rows)
+    with pytest.raises(PermissionDenied):
+        s.authenticate("lena", "not her password")
+    names = {r[0] for r in s.db.execute("SELECT username FROM login_failures").fetchall()}
+    assert len(names) <= auth.MAX_FAILURE_ROWS
+    assert not any(n.startswith("old") for n in names)
+    assert {"lena", "locked-long", "recent0"} <= names
+    assert f"recent{auth.MAX_FAILURE_ROWS + 19}" not in names  # the oldest went first
