@@ -32,6 +32,7 @@ __all__ = [
     "interpret",
     "ome_pixel_size",
     "plane_label",
+    "plane_position",
     "to_canonical",
     "unit_to_um",
 ]
@@ -93,7 +94,7 @@ class ImageMeta:
     some axis was undeclared and placed by :data:`UNDECLARED_RULE`. ``pixel_size``: ``(y, x)`` in
     micrometres when the file says so. ``drop_alpha``: an RGBA alpha sample is left out.
     ``plane``: for one plane stored on its own (``io.write_plane_tiff``), its place in the stack it
-    came from, e.g. ``"z 3/5"``.
+    came from, e.g. ``"z 3/5"``, and ``stack`` an identifier of that stack.
     """
 
     name: str
@@ -107,6 +108,7 @@ class ImageMeta:
     pixel_size: tuple[float, float] | None = None
     drop_alpha: bool = False
     plane: str = ""
+    stack: str = ""
 
     @property
     def itemsize(self) -> int:
@@ -171,6 +173,17 @@ class ImageMeta:
         sizes = [*self.plane_shape, *([self.channels] if self.channels > 1 else []), self.height, self.width]
         text = f"{self.axes} {'x'.join(str(s) for s in sizes)}"
         return text + (" (axes assumed)" if self.assumed else "")
+
+
+def plane_position(label: str) -> tuple[int, ...]:
+    """``"t 2/4 z 1/3"`` -> ``(1, 0)``: a plane label back to its 0-based index (``()`` if none)."""
+    out = []
+    for part in label.split()[1::2]:
+        try:
+            out.append(int(part.split("/")[0]) - 1)
+        except ValueError:
+            return ()
+    return tuple(out)
 
 
 def plane_label(plane_axes: str, plane_shape: tuple[int, ...], index: tuple[int, ...]) -> str:

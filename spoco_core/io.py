@@ -175,10 +175,10 @@ def _tiff_pixel_size(tif: tifffile.TiffFile, page: object) -> tuple[float, float
     return (scale / res_y, scale / res_x)
 
 
-def _stored_plane(tif: tifffile.TiffFile) -> str:
-    """The ``plane`` a file written by :func:`write_plane_tiff` records, else ``""``."""
+def _stored(tif: tifffile.TiffFile, key: str) -> str:
+    """What a file written by :func:`write_plane_tiff` records under ``key``, else ``""``."""
     try:
-        found = (tif.shaped_metadata or ({},))[0].get("plane", "")
+        found = (tif.shaped_metadata or ({},))[0].get(key, "")
     except (AttributeError, IndexError, TypeError):
         return ""
     return found if isinstance(found, str) else ""
@@ -214,7 +214,8 @@ def _probe_tiff(tif: tifffile.TiffFile, name: str) -> tuple[ImageMeta, object]:
         dtype=str(dtype.newbyteorder("=")),
         assumed=assumed,
         pixel_size=_tiff_pixel_size(tif, page),
-        plane=_stored_plane(tif),
+        plane=_stored(tif, "plane"),
+        stack=_stored(tif, "stack"),
         drop_alpha=drop_alpha,
     )
     return meta, series
@@ -431,11 +432,13 @@ def write_plane_tiff(
     pixel_size: tuple[float, float] | None = None,
     compression: str | None = "zlib",
     plane: str = "",
+    stack: str = "",
 ) -> bytes:
     """One plane ``(C, H, W)`` (or ``(H, W)``) as TIFF bytes that declare their axes (``CYX`` /
     ``YX``), when known the pixel size ``(y, x)`` in micrometres (resolution per centimetre), and
-    the plane's place in its stack (``plane``, e.g. ``"z 3/5"``; :attr:`ImageMeta.plane` on reading).
-    The same input gives the same bytes."""
+    the plane's place in its stack (``plane``, e.g. ``"z 3/5"``) and which stack it came from
+    (``stack``, any identifier); :attr:`ImageMeta.plane` / ``stack`` on reading. The same input
+    gives the same bytes."""
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
@@ -450,7 +453,11 @@ def write_plane_tiff(
         buf,
         arr,
         photometric="minisblack",
-        metadata={"axes": "CYX" if arr.ndim == 3 else "YX", **({"plane": plane} if plane else {})},
+        metadata={
+            "axes": "CYX" if arr.ndim == 3 else "YX",
+            **({"plane": plane} if plane else {}),
+            **({"stack": stack} if stack else {}),
+        },
         compression=compression,
         software=None,
         **kwargs,

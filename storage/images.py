@@ -6,6 +6,7 @@ declares them) becomes one image per plane, each stored as its own TIFF named
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
@@ -154,10 +155,11 @@ def prepare(
             except OSError as exc:
                 raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from exc
         return Upload(meta, [Prepared(name, src, blob_suffix(name), decoded(planes[0].image))])
+    stack = _content_hash(src)
     prepared = [
         Prepared(
             name=plane_name(name, meta.plane_axes, meta.plane_shape, plane.index),
-            data=write_plane_tiff(plane.image, meta.pixel_size, plane=plane.label),
+            data=write_plane_tiff(plane.image, meta.pixel_size, plane=plane.label, stack=stack),
             suffix=".tif",
             info=decoded(plane.image),
             plane=plane.label,
@@ -165,6 +167,51 @@ def prepare(
         for plane in planes
     ]
     return Upload(meta, prepared)
+
+
+def _content_hash(src: bytes | Path) -> str:
+    """sha256 of an upload (a file on the server is hashed in chunks, not read whole)."""
+    digest = hashlib.sha256()
+    if isinstance(src, Path):
+        try:
+            with src.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+        except OSError as exc:
+            raise InputError(f"{src.name}: cannot read ({exc.strerror or exc})") from exc
+    else:
+        digest.update(src)
+    return digest.hexdigest()
+
+
+def stack_planes(db: Database, blobs: BlobStore, image_id: int) -> list[ImageInfo]:
+    """Every image of the same uploaded stack as ``image_id`` (itself included), in plane order
+    (``t`` then ``z``, as the file had them); ``[image]`` for an image that is not a plane."""
+    from spoco_core.axes import plane_position
+    from spoco_core.io import ImageReadError, probe
+
+    me = row(db, image_id)
+
+    def meta_of(r: dict) -> ImageMeta | None:
+        try:
+            return probe(blobs.path(r["blob"]), name=r["name"])
+        except (ImageReadError, OSError, ValueError):
+            return None
+
+    mine = meta_of(me)
+    if mine is None or not mine.stack:
+        return [get(db, image_id)]
+    stem = me["name"].split(" [", 1)[0]
+    candidates = db.query(
+        "SELECT * FROM images WHERE project_id = ? AND name LIKE ? ESCAPE '\\' AND blob LIKE '%.tif'",
+        [me["project_id"], _like_prefix(stem) + " [%"],
+    )
+    found = []
+    for r in candidates:
+        meta = mine if r["id"] == me["id"] else meta_of(r)
+        if meta is not None and meta.stack == mine.stack:
+            found.append((plane_position(meta.plane), int(r["id"])))
+    return [get(db, i) for _, i in sorted(found)]
 
 
 def blob_suffix(name: str) -> str:

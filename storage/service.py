@@ -355,6 +355,12 @@ class Studio:
         row = images.row(self.db, int(image_id))
         return images.layout(self.blobs, row["blob"], row["name"])
 
+    def stack_planes(self, actor: User, image_id: int) -> list[ImageInfo]:
+        """The images of the stack ``image_id`` is a plane of, in plane order (for plane
+        navigation); ``[image]`` when it is not a plane of a stack."""
+        self._image_role(actor, image_id)
+        return images.stack_planes(self.db, self.blobs, int(image_id))
+
     def list_images(self, actor: User, project_id: int) -> list[ImageInfo]:
         permissions.require_member(self.db, self._actor(actor), int(project_id))
         return images.list_for_project(self.db, int(project_id))

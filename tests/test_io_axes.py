@@ -14,7 +14,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from spoco_core.axes import UNDECLARED_RULE, interpret
+from spoco_core.axes import UNDECLARED_RULE, interpret, plane_position
 from spoco_core.io import (
     ImageReadError,
     Limits,
@@ -163,8 +163,9 @@ def test_plane_tiff_declares_axes_and_pixel_size_and_is_deterministic() -> None:
         assert tif.series[0].axes == "CYX"
     gray = read_planes(write_plane_tiff(plane[:1]), name="g.tif")[0]
     assert gray.axes == "YX" and gray.pixel_size is None and gray.plane == ""
-    placed = probe(write_plane_tiff(plane, plane="t 2/4 z 1/3"), name="p.tif")
-    assert placed.plane == "t 2/4 z 1/3" and placed.axes == "CYX"
+    placed = probe(write_plane_tiff(plane, plane="t 2/4 z 1/3", stack="abc"), name="p.tif")
+    assert (placed.plane, placed.stack, placed.axes) == ("t 2/4 z 1/3", "abc", "CYX")
+    assert plane_position(placed.plane) == (1, 0) and plane_position("") == ()
 
 
 def test_limits_by_decoded_size_from_the_header(tmp_path: Path) -> None:

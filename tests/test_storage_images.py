@@ -140,6 +140,7 @@ def test_stack_upload_becomes_one_image_per_plane(world: World) -> None:
         assert layout.axes == "CYX" and layout.pixel_size == pytest.approx((0.5, 0.5))
         assert layout.plane == f"z {z + 1}/3"
     assert s.display_image(world.annotator, infos[1].id).shape == (24, 32, 3)
+    assert [i.id for i in s.stack_planes(world.annotator, infos[2].id)] == [i.id for i in infos]
     # the same stack again: the same three images, nothing new stored
     again, _ = s.add_upload(world.lead, world.project.id, "copy.tif", upload)
     assert [i.id for i in again] == [i.id for i in infos]
@@ -155,12 +156,23 @@ def test_time_series_planes_and_assumed_axes_are_reported(world: World) -> None:
         world.lead, world.project.id, "movie.tif", _tiff(data, imagej=True, metadata={"axes": "TZYX"})
     )
     assert len(infos) == 6 and infos[4].name == "movie [t 2 of 2, z 2 of 3].tif"
+    # the same name again with other pixels: another stack, planes named apart and not mixed up
+    other, _ = s.add_upload(
+        world.lead,
+        world.project.id,
+        "movie.tif",
+        _tiff(data[:, :, ::-1], imagej=True, metadata={"axes": "TZYX"}),
+    )
+    assert other[0].name == "movie [t 1 of 2, z 1 of 3]-1.tif"
+    assert [i.id for i in s.stack_planes(world.annotator, infos[0].id)] == [i.id for i in infos]
+    assert [i.id for i in s.stack_planes(world.annotator, other[5].id)] == [i.id for i in other]
     assert all(i.channels == 1 for i in infos)
     bare, meta = s.add_upload(
         world.lead, world.project.id, "bare.tif", _tiff(data[0], photometric="minisblack")
     )
     assert meta.assumed and meta.axes == "CYX" and "axes assumed" in meta.describe()
     assert len(bare) == 1 and bare[0].channels == 3
+    assert s.stack_planes(world.annotator, bare[0].id) == bare
     assert s.image_layout(world.annotator, bare[0].id).assumed
 
 
