@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from storage.records import Job
 
 ACTIVE = ("queued", "running")
@@ -13,15 +14,17 @@ ACTIVE = ("queued", "running")
 
 @dataclass(frozen=True)
 class Preset:
-    """Default iteration count and extra job params for the "Start training" form."""
+    """Default budget and extra job params for the "Start training" form: ``minutes`` > 0 trains for
+    that time (the steps follow from the machine's speed), else ``iterations`` steps."""
 
     iterations: int
     params: dict[str, Any]
+    minutes: float = 0.0
 
 
 # SPOCO_TRAIN_PRESET=tiny gives seconds-long jobs on a CPU (browser test, demos on a laptop).
 PRESETS: dict[str, Preset] = {
-    "default": Preset(iterations=200, params={}),
+    "default": Preset(iterations=200, params={}, minutes=DEFAULT_TRAIN_MINUTES),
     "tiny": Preset(iterations=6, params={"batch_size": 1, "patch_size": 64}),
 }
 

@@ -25,25 +25,42 @@ def _gpu_name() -> str | None:
 def _start_form(studio: Studio, user: User, project: Project) -> None:
     defaults = jobs.preset()
     with st.form("start_training"):
-        iterations = st.number_input(
-            "Iterations",
-            min_value=1,
-            max_value=100_000,
-            value=defaults.iterations,
-            step=50,
-            key="train_iters",
-        )
+        if defaults.minutes > 0:
+            minutes = st.number_input(
+                "Training time (minutes)",
+                min_value=0.5,
+                max_value=24 * 60.0,
+                value=float(defaults.minutes),
+                step=1.0,
+                key="train_minutes",
+                help="The steps follow from the machine's measured speed: a GPU does more in the same time.",
+            )
+            budget = {"minutes": float(minutes)}
+        else:
+            iterations = st.number_input(
+                "Iterations",
+                min_value=1,
+                max_value=100_000,
+                value=defaults.iterations,
+                step=50,
+                key="train_iters",
+            )
+            budget = {"iterations": int(iterations)}
         started = st.form_submit_button("Start training", type="primary")
     if not started:
         return
+    params = {**defaults.params, **budget}
     try:
-        job = studio.enqueue_training(user, project.id, iterations=int(iterations), params=defaults.params)
+        job = studio.enqueue_training(
+            user, project.id, iterations=int(params.pop("iterations", defaults.iterations)), params=params
+        )
     except StudioError as exc:
         show_error(exc)
         return
     if not session.worker_disabled():
         studio.ensure_worker()
-    st.success(f"Training job {job.id} queued ({job.total or int(iterations)} iterations).")
+    what = f"{budget['minutes']:g} minutes" if "minutes" in budget else f"{job.total} iterations"
+    st.success(f"Training job {job.id} queued ({what}).")
 
 
 def _prediction_status(all_jobs: list[Job]) -> None:

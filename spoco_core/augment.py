@@ -51,6 +51,27 @@ def crop_or_pad(
     return image[:, y0 : y0 + patch, x0 : x0 + patch], labels[y0 : y0 + patch, x0 : x0 + patch]
 
 
+def rescale(image: np.ndarray, labels: np.ndarray, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a square crop (C,s,s) and its labels (s,s) to ``patch``: bilinear for the image, nearest
+    pixel centre for the labels, so every object keeps one id and no id is invented."""
+    side = labels.shape[0]
+    if side == patch:
+        return image, labels
+    src = np.minimum(((np.arange(patch) + 0.5) * side / patch).astype(np.int64), side - 1)
+    lab = labels[np.ix_(src, src)]
+    zoom = (1.0, patch / side, patch / side)
+    img = ndimage.zoom(image, zoom, order=1, mode="nearest", grid_mode=True)
+    return img[:, :patch, :patch].astype(np.float32, copy=False), lab
+
+
+def scale_factor(rng: np.random.Generator, jitter: float) -> float:
+    """Log-uniform in [1/(1+jitter), 1+jitter]: objects appear up to that much smaller or larger."""
+    if jitter <= 0:
+        return 1.0
+    top = np.log1p(jitter)
+    return float(np.exp(rng.uniform(-top, top)))
+
+
 def geometric(
     image: np.ndarray, labels: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -99,14 +120,19 @@ def sample_views(
     photometric_strength: float = 1.0,
     paste_pool: list[ObjectCut] | None = None,
     n_paste: int = 0,
+    scale_jitter: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(view_f (C,p,p), view_g (C,p,p), labels (p,p) int64): one geometry, two photometric draws.
 
     With a ``paste_pool``, ``n_paste`` labelled objects are pasted into the crop first
-    (spoco_core.copy_paste), so both views and the labels carry them."""
+    (spoco_core.copy_paste), so both views and the labels carry them. ``scale_jitter`` > 0 crops a
+    window up to (1 + jitter) times larger or smaller than ``patch`` and resizes it to ``patch``, so
+    the network meets objects at sizes the labelled ones did not have."""
     if image.ndim != 3 or image.shape[1:] != labels.shape:
         raise ValueError(f"expected image (C,H,W) and labels (H,W), got {image.shape} and {labels.shape}")
-    crop, lab = crop_or_pad(image.astype(np.float32, copy=False), labels.astype(np.int64), patch, rng)
+    side = max(8, round(patch * scale_factor(rng, scale_jitter)))
+    crop, lab = crop_or_pad(image.astype(np.float32, copy=False), labels.astype(np.int64), side, rng)
+    crop, lab = rescale(crop, lab, patch)
     if paste_pool and n_paste > 0:
         crop, lab = paste_objects(crop, lab, paste_pool, rng, n_paste)
     crop, lab = geometric(crop, lab, rng)

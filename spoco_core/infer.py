@@ -14,7 +14,7 @@ from torch import nn
 
 from spoco_core.io import to_channels
 from spoco_core.model import EmbeddingUNet
-from spoco_core.train import TrainConfig, cpu_has_bf16, load_checkpoint, resolve_device
+from spoco_core.train import TrainConfig, cpu_has_bf16, load_checkpoint, min_object_size, resolve_device
 
 
 @dataclass
@@ -217,6 +217,11 @@ class Predictor:
         return float(self.config.loss.delta_v)
 
     @property
+    def min_size(self) -> int:
+        """Smallest object (px) kept: a fraction of the labelled objects' median area."""
+        return min_object_size(self.config.object_area)
+
+    @property
     def grow(self) -> int:
         """px to grow clustered objects by: the rim its foreground head was taught to leave out."""
         return int(self.config.loss.core_margin) if self.foreground_trained else 0
@@ -347,6 +352,6 @@ class Predictor:
             method=method,
             emb_teacher=teacher,
             delta_v=self.delta_v,
-            **{"grow": self.grow, **cluster_kwargs},
+            **{"grow": self.grow, "min_size": self.min_size, **cluster_kwargs},
         )
         return np.asarray(labels, dtype=np.int32)

@@ -78,8 +78,12 @@ class TrainConfig:
     amp: bool = True  # mixed precision on CUDA, bfloat16 on CPUs that have it natively (_amp_dtype)
     log_every: int = 10
     paste_objects: int = 1  # labelled objects pasted next to labelled ones per patch (copy_paste.py)
+    scale_jitter: float = 0.0  # patches zoomed by up to (1 + this) either way (augment.sample_views)
     model: UNetConfig = field(default_factory=UNetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    object_area: float = 0.0
+    """Median area (px) of the labelled objects, measured by the Trainer: segmentation drops
+    fragments under ``MIN_SIZE_FRACTION`` of it (see :func:`min_object_size`). 0 = unknown."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -238,6 +242,25 @@ def _init_distributed(device: torch.device) -> _Dist:
 # --------------------------------------------------------------------------- trainer
 
 
+MIN_SIZE_FRACTION = 0.1  # real nuclei (~600 px): fragments under 60 px were most false objects
+MIN_SIZE_FLOOR = 15  # px; the smallest object segmentation ever keeps
+MIN_SIZE_UNKNOWN = 30  # px; when the labelled objects' size is unknown (older checkpoints)
+
+
+def min_object_size(object_area: float) -> int:
+    """Smallest object (px) segmentation keeps, from the labelled objects' median area."""
+    if object_area <= 0:
+        return MIN_SIZE_UNKNOWN
+    return max(MIN_SIZE_FLOOR, round(MIN_SIZE_FRACTION * object_area))
+
+
+def median_object_area(samples: Sequence[Sample]) -> float:
+    """Median pixel count of the labelled objects (label >= 1) over all samples; 0 without any."""
+    areas = [np.bincount(lab[lab > 0].ravel())[1:] for _, lab in samples if np.any(lab > 0)]
+    areas = [a[a > 0] for a in areas]
+    return float(np.median(np.concatenate(areas))) if areas else 0.0
+
+
 CALIBRATION_STEPS = 6  # the first is a warm-up (allocations, autotuning); the rest set the rate
 OVERTIME = 1.25  # a time-budgeted run stops here even if the machine slowed down after calibration
 
@@ -298,6 +321,7 @@ class Trainer:
             prev_fg_trained = bool(ckpt_data.get("foreground_trained", True))
 
         self.samples = self._prepare_samples(samples, config.model.in_channels)
+        config.object_area = median_object_area(self.samples) or config.object_area
         self.paste_pool = []  # complete labelled objects to paste (copy_paste.py)
         if config.paste_objects > 0:
             self.paste_pool = object_pool(self.samples, config.patch_size // 2, rng=self.rng)
@@ -403,7 +427,7 @@ class Trainer:
             image, labels = self.samples[int(self.rng.integers(len(self.samples)))]
             vf, vg, lab = sample_views(
                 image, labels, self.config.patch_size, self.rng, paste_pool=self.paste_pool,
-                n_paste=self.config.paste_objects,
+                n_paste=self.config.paste_objects, scale_jitter=self.config.scale_jitter,
             )  # fmt: skip
             views_f.append(vf)
             views_g.append(vg)

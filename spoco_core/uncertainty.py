@@ -83,7 +83,7 @@ def image_uncertainty(
     method: Method = "hdbscan",
     background: np.ndarray | None = None,
     delta_v: float | None = None,
-    min_size: int = 30,
+    min_size: int | None = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
     overlap: bool = True,
     cluster_pool: Executor | None = None,
@@ -104,6 +104,7 @@ def image_uncertainty(
     teacher runs here: the same result on another core.
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
+    min_size = _min_size(predictor, min_size)
     grow = _grow(predictor)
     views, emb, fg = _reference(predictor, image, n_tta)
     factors = [1.0] + [b for b in bandwidths if not math.isclose(b, 1.0)]
@@ -169,6 +170,11 @@ def _reference(
     """The original and ``n_tta`` flipped views, and their mean: what both scorers cluster."""
     views = embed_views(predictor, image, 1 + min(max(0, n_tta), len(VIEWS)))
     return views, *average_views(views)
+
+
+def _min_size(predictor: Embedder, min_size: int | None) -> int:
+    """The caller's smallest object, else the predictor's (``Predictor.min_size``), else 30 px."""
+    return int(min_size if min_size is not None else getattr(predictor, "min_size", 30))
 
 
 def _grow(predictor: Embedder) -> int:
@@ -285,7 +291,7 @@ def confidence_scores(
     method: Method = "hdbscan",
     background: np.ndarray | None = None,
     delta_v: float | None = None,
-    min_size: int = 30,
+    min_size: int | None = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> ImageUncertainty:
     """Baseline: score = 1 - mean foreground probability of each object (one clustering run).
@@ -295,6 +301,7 @@ def confidence_scores(
     views, squashed to [0, 1] as v / (v + delta_v^2), averaged per object.
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
+    min_size = _min_size(predictor, min_size)
     views, emb, fg = _reference(predictor, image, n_tta)
     labels = segment(
         emb,

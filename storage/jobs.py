@@ -21,6 +21,7 @@ STALE_AFTER_S = 15.0
 # name -> (type, min, max); the Studio accepts exactly these keys in ``params``
 TRAIN_PARAMS: dict[str, tuple[type, float | None, float | None]] = {
     "iterations": (int, 1, 1_000_000),
+    "minutes": (float, 0.0, 24 * 60.0),
     "batch_size": (int, 1, 256),
     "patch_size": (int, 8, 4096),
     "base_channels": (int, 1, 512),

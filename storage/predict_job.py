@@ -40,7 +40,7 @@ def run_prediction(ctx: JobContext) -> None:
     params = ctx.params
     version = model_versions.get(ctx.db, int(params["model_version_id"]))
     seed = int(params.get("seed", 0))
-    min_size = int(params.get("min_size", 30))
+    min_size = int(params["min_size"]) if "min_size" in params else None
     k = int(params.get("n_suggestions", DEFAULT_SUGGESTIONS))
     predictor = Predictor.from_checkpoint(
         ctx.blobs.path(version.checkpoint), device=params.get("device", "auto")

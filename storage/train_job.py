@@ -47,14 +47,14 @@ def build_config(params: dict, in_channels: int) -> TrainConfig:
             setattr(model, key, int(params[key]))
     iterations = int(params.get("iterations", 200))
     config = TrainConfig(iterations=iterations, model=model, log_every=max(1, min(10, iterations // 100)))
-    for key in ("batch_size", "patch_size", "lr", "weight_decay", "seed", "device", "amp"):
+    for key in ("minutes", "batch_size", "patch_size", "lr", "weight_decay", "seed", "device", "amp"):
         if key in params:
             setattr(config, key, params[key])
     return config
 
 
 def run_training(ctx: JobContext) -> None:
-    from spoco_core.train import Trainer
+    from spoco_core.train import CALIBRATION_STEPS, Trainer
 
     params = ctx.params
     parent = model_versions.current(ctx.db, ctx.project_id)
@@ -64,19 +64,20 @@ def run_training(ctx: JobContext) -> None:
         raise ValueError("no labelled images: label at least one object first")
     in_channels = max(int(img.shape[0]) for img, _ in samples)
     config = build_config(params, in_channels)
-    writer = ProgressWriter(ctx.db, ctx.job_id, config.iterations)
-    writer.add(0, config.iterations)
+    first_total = CALIBRATION_STEPS if config.minutes > 0 else config.iterations  # a budget plans later
+    writer = ProgressWriter(ctx.db, ctx.job_id, first_total)
+    writer.add(0, first_total)
 
     def progress(event: ProgressEvent) -> None:
         writer.add(event.iteration, event.total, {**event.losses, "its_per_s": event.its_per_s})
 
     log.info(
-        "job %s: training project %s on %d images (%d objects), %d iterations, warm start: %s",
+        "job %s: training project %s on %d images (%d objects), %s, warm start: %s",
         ctx.job_id,
         ctx.project_id,
         n_images,
         n_objects,
-        config.iterations,
+        f"{config.minutes:g} min" if config.minutes > 0 else f"{config.iterations} iterations",
         parent.version if parent else None,
     )
     started = time.monotonic()

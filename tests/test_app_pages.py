@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from pages._canvas import TEST_HOOK_KEY
 from pages._select import CLICK_TEST_HOOK
+from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.synthetic import generate
 from storage import predictions, versions
 from storage.db import transaction
@@ -465,11 +466,12 @@ def test_train_page_enqueues_a_job_and_shows_it(studio: Studio) -> None:
     at.switch_page("pages/train.py").run()
     assert not at.exception, at.exception
     assert any("Device:" in c.value for c in at.caption)
-    at.number_input(key="train_iters").set_value(30)
+    assert at.number_input(key="train_minutes").value == DEFAULT_TRAIN_MINUTES  # a time budget
+    at.number_input(key="train_minutes").set_value(2.0)
     at.button(key="FormSubmitter:start_training-Start training").click().run()
     assert not at.exception, at.exception
     (job,) = studio.list_jobs(admin, project.id)
-    assert (job.kind, job.status, job.total) == ("train", "queued", 30)
+    assert (job.kind, job.status, job.params["minutes"]) == ("train", "queued", 2.0)
     shown = texts(at)
     assert f"Job {job.id}" in shown and "queued" in shown
 

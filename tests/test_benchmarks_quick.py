@@ -56,3 +56,20 @@ def test_quick_ranking_timing_alone_prints_every_placement() -> None:
     assert "ranking one 512x512 image" in out and "same labels and scores in every placement" in out
     assert all(f"| {name} |" in out for name in ("second process", "teacher beside", "teacher first"))
     assert "| round |" not in out  # no strategies were run
+
+
+def test_quick_real_nuclei_prints_every_row_or_says_why_not() -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.real_nuclei", "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if proc.stdout.startswith("skipped:"):
+        pytest.skip(proc.stdout.strip())  # offline: the data could not be fetched
+    rows = ("| classical", "| dense |", "| 30 % + marks |", "| 10 % + marks, long |", "| instability | 1 |")
+    assert all(row in proc.stdout for row in rows), proc.stdout

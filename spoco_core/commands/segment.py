@@ -30,7 +30,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="clustering: hdbscan, meanshift, or consistency (drops clusters the EMA teacher disagrees with)",
     )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--min-size", type=int, default=30, help="smallest object in pixels (default: 30)")
+    parser.add_argument(
+        "--min-size",
+        type=int,
+        default=None,
+        help="smallest object in pixels (default: a tenth of the median labelled object in training)",
+    )
     parser.add_argument(
         "--tile", type=int, default=1024, help="images larger than this are embedded in tiles (default: 1024)"
     )
@@ -52,6 +57,8 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.min_size is not None and args.min_size < 1:
+        return _fail("--min-size must be >= 1")
     if not args.images.is_dir():
         return _fail(f"--images {args.images} is not a folder")
     if not args.model.is_file():
@@ -72,9 +79,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {exc}; skipped", file=sys.stderr)
             failed += 1
             continue
-        labels = predictor.segment(
-            image, method=args.method, tile=args.tile, min_size=args.min_size, tta=args.tta
-        )
+        sizes = {} if args.min_size is None else {"min_size": args.min_size}
+        labels = predictor.segment(image, method=args.method, tile=args.tile, tta=args.tta, **sizes)
         write_labels(args.out / f"{path.stem}.tif", labels)
     done = len(images) - failed
     print(f"wrote {done} label images to {args.out}" + (f"; {failed} unreadable" if failed else ""))

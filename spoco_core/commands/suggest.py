@@ -67,7 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--method", choices=METHODS, default="hdbscan", help="clustering (default: hdbscan)")
-    parser.add_argument("--min-size", type=int, default=30, help="smallest object in pixels (default: 30)")
+    parser.add_argument(
+        "--min-size",
+        type=int,
+        default=None,
+        help="smallest object in pixels (default: a tenth of the median labelled object in training)",
+    )
     parser.add_argument(
         "--n-tta",
         type=int,
@@ -92,6 +97,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return f"--labels {args.labels} is not a folder"
     if args.top < 1:
         return "--top must be >= 1"
+    if args.min_size is not None and args.min_size < 1:
+        return "--min-size must be >= 1"
     if not 0.0 <= args.random_share <= 1.0:
         return "--random-share must be in [0, 1]"
     if not 0 <= args.n_tta <= 7:

