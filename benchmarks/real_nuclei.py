@@ -261,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         dense = by_name.get("dense, long" if row.minutes == long_minutes else "dense")
         ratio = f"{out['mAP'] / dense['mAP']:.2f}" if dense and row.fraction > 0 and dense["mAP"] else "-"
         print(
-            f"| {row.name} | {row.minutes or '-'} | {out['iterations']} | {out['labelled']} | {out['mAP']:.3f} | "
-            f"{out['AP50']:.3f} | {out['SBD']:.3f} | {out['objects']} / {n_ref} | {ratio} | "
-            f"{out['seconds']:.0f} |"
+            f"| {row.name} | {row.minutes or '-'} | {out['iterations']} | {out['labelled']} | "
+            f"{out['mAP']:.3f} | {out['AP50']:.3f} | {out['SBD']:.3f} | {out['objects']} / {n_ref} | "
+            f"{ratio} | {out['seconds']:.0f} |"
         )
     if al:
         print(

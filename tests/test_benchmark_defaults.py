@@ -14,4 +14,3 @@ def test_real_nuclei_trains_with_the_defaults_and_its_declared_overrides_only() 
     want = asdict(replace(TrainConfig(), minutes=2.5, seed=3, **real_nuclei.OVERRIDES))
     assert got == want
     assert set(real_nuclei.OVERRIDES) <= {"device"}  # nothing that changes what is learned
-
