@@ -66,22 +66,55 @@ def _label_dtype(labels: np.ndarray) -> type:
     return np.uint16 if (labels.max() if labels.size else 0) <= np.iinfo(np.uint16).max else np.uint32
 
 
+# Characters Windows, macOS or common unzip tools cannot create in a file name, and the device
+# names Windows reserves whatever the suffix.
+_UNSAFE_CHARS = frozenset('<>:"/\\|?*')
+_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"com{i}" for i in range(10)] + [f"lpt{i}" for i in range(10)]
+)
+MAX_STEM_CHARS = 100
+
+
+def safe_stem(stem: str) -> str:
+    """A file stem every common system can extract: printable, none of ``<>:"/\\|?*``, no
+    leading or trailing dots and spaces, no reserved device name, at most ``MAX_STEM_CHARS``."""
+    out = "".join("_" if ch in _UNSAFE_CHARS or not ch.isprintable() else ch for ch in stem)
+    out = out[:MAX_STEM_CHARS].strip(" .")
+    if not out:
+        return "image"
+    if out.split(".")[0].strip().lower() in _RESERVED:
+        out = f"_{out}"
+    return out
+
+
 def _stems(names: list[str]) -> list[str]:
-    """File stems, made unique (``a.png`` and ``a.tif`` -> ``a`` and ``a-tif``)."""
+    """Safe file stems (``safe_stem``), unique ignoring case (``a.png`` and ``A.tif`` -> ``a`` and
+    ``A-tif``): case-insensitive file systems would otherwise merge them."""
     used: set[str] = set()
     out = []
     for name in names:
-        path = PurePosixPath(name)
-        stem = path.stem or "image"
-        if stem in used:
-            stem = f"{stem}-{path.suffix.lstrip('.') or 'x'}"
+        path = PurePosixPath(name.replace("\\", "/"))
+        stem = safe_stem(path.stem)
+        if stem.lower() in used:
+            stem = f"{stem}-{safe_stem(path.suffix.lstrip('.')) if path.suffix.strip('.') else 'x'}"
         base, n = stem, 1
-        while stem in used:
+        while stem.lower() in used:
             stem = f"{base}-{n}"
             n += 1
-        used.add(stem)
+        used.add(stem.lower())
         out.append(stem)
     return out
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A text cell a spreadsheet shows as text: one starting like a formula (``= + - @``, tab,
+    carriage return) gets a leading apostrophe; numbers pass unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _iso(ts: float) -> str:
@@ -145,7 +178,7 @@ def build_zip(db: Database, blobs: BlobStore, project_id: int, ome_zarr: bool = 
             n_pred = len(np.unique(pred[pred > 0])) if pred is not None else 0
             counts.append(
                 {
-                    "image": row["name"],
+                    "image": csv_cell(row["name"]),
                     "n_predicted": n_pred,
                     "n_labelled_objects": int(sparse.max()) if sparse.size and sparse.max() > 0 else 0,
                     "n_background_marks": sum(1 for m in records if m["kind"] == "background"),

@@ -3,8 +3,11 @@ log-ins, spreadsheet formulas, out-of-range API arguments, damaged checkpoints a
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 import tracemalloc
+import zipfile
 
 import numpy as np
 import pytest
@@ -161,3 +164,38 @@ def test_failed_login_names_are_purged(world: World) -> None:
     assert not any(n.startswith("old") for n in names)
     assert {"lena", "locked-long", "recent0"} <= names
     assert f"recent{auth.MAX_FAILURE_ROWS + 19}" not in names  # the oldest went first
+
+
+# ------------------------------------------------------------------ export
+
+
+def test_export_names_are_extractable_and_counts_are_not_formulas(world: World) -> None:
+    s, lead, pid = world.studio, world.lead, world.project.id
+    names = [
+        '=HYPERLINK("evil.example";"click").png',
+        "+1-2.png",
+        "@SUM(A1).png",
+        "con.png",
+        "Lpt1.tif",
+        'a:b?c*d"e<f>g|h.png',
+        "cells.png",
+        "CELLS.tif",
+        "x" * 200 + ".png",
+    ]
+    for k, name in enumerate(names):
+        s.add_image(lead, pid, name, png_bytes(np.full((8, 8), k, np.uint8)))
+    with zipfile.ZipFile(io.BytesIO(s.export_zip(lead, pid))) as zf:
+        entries = zf.namelist()
+        rows = list(csv.DictReader(io.StringIO(zf.read("counts.csv").decode())))
+    for entry in entries:
+        for part in entry.split("/"):
+            assert not set(part) & set('<>:"\\|?*'), entry
+            assert part == part.strip(" ."), entry
+            assert part.split(".")[0].lower() not in {"con", "prn", "aux", "nul", "lpt1", "com1"}, entry
+            assert len(part) <= 120, entry
+    stems = [e.split("/", 1)[1].rsplit(".", 1)[0] for e in entries if e.startswith("labels/")]
+    assert len(stems) == len(names) == len({st.lower() for st in stems})
+    cells = [r["image"] for r in rows]
+    assert len(cells) == len(names)
+    assert all(not c.startswith(("=", "+", "-", "@")) for c in cells)
+    assert cells[0] == "'" + names[0] and cells[6] == "cells.png"
