@@ -4,6 +4,8 @@ Accepted files:
 
 - a label image (TIFF or PNG): each value ``k > 0`` is one object, ``0`` unlabelled, ``-1`` a
   background mark (as in the export's ``sparse/`` TIFFs); it must have the image's height and width;
+  a stack of label planes goes plane by plane onto the images of the stack upload of that name
+  (``stack_masks.tif`` plane z 3 -> ``stack [z 3 of 5].tif``);
 - COCO instance JSON: every annotation (RLE or polygons, decoded with pycocotools) becomes an
   object of the project image whose name matches the COCO ``file_name``;
 - GeoJSON (QuPath's export: Polygon / MultiPolygon features in pixel coordinates, holes as inner
@@ -116,6 +118,19 @@ def parse_label_image(data: bytes, name: str, shape: tuple[int, int], max_bytes:
         labels = read_labels(data, name=name)
     except ImageReadError as exc:
         raise InputError(str(exc)) from exc
+    return _masks_of(labels, name, shape)
+
+
+def _masks_of(labels: np.ndarray, name: str, shape: tuple[int, int]) -> _Labels:
+    """Object masks (values > 0) and the background mask (-1) of a label image of ``shape``."""
+    from scipy import ndimage
+
+    if labels.dtype.kind == "f":
+        if not (np.isfinite(labels).all() and np.array_equal(labels, np.round(labels))):
+            raise InputError(f"{name}: label image has non-integer values")
+    elif labels.dtype.kind not in "biu":
+        raise InputError(f"{name}: label images hold integers, not {labels.dtype}")
+    labels = labels.astype(np.int64)
     if labels.shape != shape:
         raise InputError(
             f"{name}: labels are {labels.shape[0]}x{labels.shape[1]}, the image is {shape[0]}x{shape[1]}"
@@ -125,18 +140,48 @@ def parse_label_image(data: bytes, name: str, shape: tuple[int, int], max_bytes:
     out = _Labels()
     if (labels == -1).any():
         out.background.append(labels == -1)
-    ids = np.unique(labels[labels > 0])
-    if ids.size:
-        from scipy import ndimage
+    for k, sl in enumerate(ndimage.find_objects(np.where(labels > 0, labels, 0)), start=1):
+        if sl is None:
+            continue
+        crop = labels[sl] == k
+        if crop.any():
+            mask = np.zeros(shape, dtype=bool)
+            mask[sl] = crop
+            out.objects.append(mask)
+    return out
 
-        for k, sl in enumerate(ndimage.find_objects(np.where(labels > 0, labels, 0)), start=1):
-            if sl is None:
-                continue
-            crop = labels[sl] == k
-            if crop.any():
-                mask = np.zeros(shape, dtype=bool)
-                mask[sl] = crop
-                out.objects.append(mask)
+
+def _label_stack(
+    data: bytes, name: str, project_images: list[ImageInfo], max_bytes: int | None, report: ImportReport
+) -> list[tuple[ImageInfo, _Labels]]:
+    """A stack of label planes onto the images a stack upload became (``stack [z 3 of 5].tif``):
+    plane by plane, matched by the stack's name and the plane's place."""
+    from spoco_core.io import ImageReadError, Limits, read_planes
+
+    try:
+        meta, planes = read_planes(
+            data, name=name, limits=Limits(max_plane_bytes=max_bytes, max_bytes=max_bytes)
+        )
+    except ImageReadError as exc:
+        raise InputError(str(exc)) from exc
+    if meta.channels != 1:
+        raise InputError(f"{name}: label images must have one channel ({meta.describe()})")
+    by_name = {i.name: i for i in project_images}
+    out = []
+    for plane in planes:
+        wanted = [
+            images.plane_name(f"{key}.tif", meta.plane_axes, meta.plane_shape, plane.index)
+            for key in _stem_keys(name)
+        ]
+        wanted += [w[: -len(".tif")] + ".tiff" for w in wanted]
+        info = next((by_name[w] for w in wanted if w in by_name), None)
+        if info is None:
+            report.errors.append(f"{name}: no image named {wanted[0]} for plane {plane.label}")
+            continue
+        try:
+            out.append((info, _masks_of(plane.image[0], f"{name} [{plane.label}]", _image_shape(info))))
+        except InputError as exc:
+            report.errors.append(str(exc))
     return out
 
 
@@ -342,8 +387,11 @@ def import_file(
                         continue
                     parsed.append((info, labels))
     elif lower.endswith(_LABEL_SUFFIXES):
-        info = one_image(name)
-        parsed.append((info, parse_label_image(data, name, _image_shape(info), max_bytes)))
+        if target is None and _n_planes(data, name) > 1:
+            parsed += _label_stack(data, name, project_images, max_bytes, report)
+        else:
+            info = one_image(name)
+            parsed.append((info, parse_label_image(data, name, _image_shape(info), max_bytes)))
     else:
         raise InputError(
             f"{name}: import label images (TIFF, PNG), COCO JSON, GeoJSON or ImageJ ROIs (.roi, .zip)"
@@ -353,6 +401,15 @@ def import_file(
     if not report.added and report.errors and not report.skipped_duplicates:
         raise InputError("; ".join(report.errors))
     return report
+
+
+def _n_planes(data: bytes, name: str) -> int:
+    from spoco_core.io import ImageReadError, probe
+
+    try:
+        return probe(data, name=name).n_planes
+    except ImageReadError:
+        return 1  # parse_label_image reports why
 
 
 def _zip_entries(data: bytes, name: str, max_bytes: int | None) -> list[str]:

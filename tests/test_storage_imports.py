@@ -155,3 +155,22 @@ def test_qupath_feature_list_points_are_skipped(world: World) -> None:
     assert len(report.errors) == 1 and "Point" in report.errors[0]
     (mask,) = _imported_objects(world, image_id)
     assert mask.sum() == 100 and mask[10:20, 10:20].all()
+
+
+def test_label_stack_goes_plane_by_plane_onto_the_stack_images(world: World) -> None:
+    s = world.studio
+    stack = np.random.default_rng(6).integers(0, 255, (3, 20, 24)).astype(np.uint8)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, stack, imagej=True, metadata={"axes": "ZYX"})
+    planes, _ = s.add_upload(world.admin, world.other_project.id, "embryo.tif", buf.getvalue())
+    labels = np.zeros((3, 20, 24), np.uint16)
+    labels[0, 2:6, 2:6] = 1
+    labels[1, 2:6, 2:6] = 1
+    labels[1, 10:15, 10:20] = 2
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, labels, imagej=True, metadata={"axes": "ZYX"})
+    report = s.import_labels(world.admin, world.other_project.id, "embryo_masks.tif", buf.getvalue())
+    assert report.added == {"embryo [z 1 of 3].tif": (1, 0), "embryo [z 2 of 3].tif": (2, 0)}
+    for z, info in enumerate(planes):
+        sparse = s.sparse_labels(world.admin, info.id)
+        assert np.array_equal(sparse > 0, labels[z] > 0)
