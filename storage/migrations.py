@@ -195,7 +195,21 @@ def _v4_claims(db: Database) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_core, _v2_models, _v3_operations, _v4_claims]
+def _v5_channels(db: Database) -> None:
+    """Per project: which channels feed the model and how each is shown (storage/channels.py)."""
+    db.executescript(
+        """
+        CREATE TABLE project_channels (
+            project_id INTEGER PRIMARY KEY REFERENCES projects(id) ON DELETE CASCADE,
+            settings TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            updated_by INTEGER REFERENCES users(id)
+        );
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_core, _v2_models, _v3_operations, _v4_claims, _v5_channels]
 LATEST = len(MIGRATIONS)
 
 
