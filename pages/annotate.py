@@ -37,7 +37,7 @@ def _claim(
     the ones they may switch to (not held by a colleague) and who holds what."""
     pending = st.session_state.pop(actions.PENDING_SUG, None)
     prefer = pending if pending is not None else st.session_state.get(SUG_KEY)
-    held = studio.claim_suggestion(user, project.id, prefer=prefer, limit=QUEUE_LIMIT)
+    held = studio.claim_suggestion(user, project.id, prefer=prefer, queue=queue)
     st.session_state[HOLDS] = held is not None
     holders = studio.suggestion_holders(user, project.id)
     free = [s for s in queue if (held is not None and s.id == held.id) or s.id not in holders]

@@ -31,6 +31,7 @@ from storage import (
     users,
 )
 from storage import versions as model_versions
+from storage.arguments import MAX_DESCRIPTION, check_integer_arguments, multi_line
 from storage.blobs import BlobStore
 from storage.config import Settings
 from storage.db import connect, now, scalar, transaction
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from storage.imports import ImportReport
 
 RESOLUTIONS = ("accepted", "corrected", "background", "skipped")
+MAX_LABEL_SECONDS = 24 * 3600.0  # time booked on one label (the Annotate page books at most an hour)
 
 
 class Studio:
@@ -215,7 +217,9 @@ class Studio:
         permissions.require_can_create_project(self.db, user)
         clean = projects.check_name(name)
         with transaction(self.db) as db:
-            project_id = projects.insert(db, user, clean, (description or "").strip())
+            project_id = projects.insert(
+                db, user, clean, multi_line(description, "description", MAX_DESCRIPTION)
+            )
         return projects.get(self.db, project_id)
 
     def list_projects(self, actor: User) -> list[Project]:
@@ -695,16 +699,22 @@ class Studio:
         prefer: int | None = None,
         limit: int = 50,
         lease_s: float = claims.LEASE_S,
+        queue: Sequence[Suggestion] | None = None,
     ) -> Suggestion | None:
         """Any member: the suggestion the actor works on now, held for them alone under a lease
         (``lease_s``, default ``claims.LEASE_S``) that each call renews. ``prefer`` if it is open
         and no one else holds it, else the one the actor holds already, else the best-ranked open
         one (of the first ``limit``) that no one else holds; None when none is left for them.
         Taking one releases the actor's other claim in the project; while the lease lasts nobody
-        else is handed it or may answer it."""
+        else is handed it or may answer it. ``queue``: what ``suggestions(actor, project_id)``
+        returned just before, to save reading (and decoding) it twice; each pick is checked here."""
         user = self._actor(actor)
         pid = int(project_id)
-        candidates = {s.id: s for s in self.suggestions(user, pid, limit=limit)}
+        if queue is None:
+            queue = self.suggestions(user, pid, limit=limit)
+        else:
+            permissions.require_member(self.db, user, pid)
+        candidates = {s.id: s for s in queue}
         with transaction(self.db) as db:
             t = now()
             holders = claims.live_holders(db, pid, t)
@@ -714,8 +724,9 @@ class Studio:
             for sid in order:
                 if sid not in candidates or holders.get(sid, user.id) != user.id:
                     continue
-                if predictions.suggestion_row(db, sid)["status"] != "open":
-                    continue  # answered since the list was read
+                row = predictions.suggestion_row(db, sid)
+                if int(row["project_id"]) != pid or row["status"] != "open":
+                    continue  # another project's, or answered since the list was read
                 claims.take(db, pid, sid, user.id, t, float(lease_s))
                 return candidates[sid]
             claims.release_all(db, pid, user.id)
@@ -779,8 +790,8 @@ def _check_label_args(kind: str, source: str, seconds: float) -> tuple[str, str,
         seconds = float(seconds or 0.0)
     except (TypeError, ValueError) as exc:
         raise InputError("seconds must be a number") from exc
-    if not math.isfinite(seconds) or seconds < 0:
-        raise InputError("seconds must be a finite number >= 0")
+    if not math.isfinite(seconds) or not 0 <= seconds <= MAX_LABEL_SECONDS:
+        raise InputError(f"seconds must be a number from 0 to {MAX_LABEL_SECONDS:.0f}")
     return kind, source, seconds
 
 
@@ -790,3 +801,6 @@ def import_root() -> Path | None:
     if not raw:
         return None
     return Path(raw).expanduser().resolve()
+
+
+check_integer_arguments(Studio)  # ids, limit, prefer: whole numbers, never a truncated float

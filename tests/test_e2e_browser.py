@@ -246,6 +246,7 @@ def test_browser_end_to_end(server: Server) -> None:
             shots("suggestion")
             page.get_by_role("button", name="Accept").click()
             page.get_by_text("Accepted the suggested object.").wait_for()
+            _settle(page)  # clicks on the canvas while the page still reruns are not kept
             shots("accepted")
 
             _draw_polygon(page, [(0.1, 0.1), (0.3, 0.1), (0.3, 0.28), (0.1, 0.28)])

@@ -12,7 +12,7 @@ import pytest
 
 from storage import predictions, versions
 from storage.db import transaction
-from storage.errors import Conflict
+from storage.errors import Conflict, PermissionDenied
 from storage.service import Studio
 from tests.test_storage_support import PASSWORD, World, synthetic_png
 
@@ -135,3 +135,17 @@ def test_an_expired_lease_frees_the_object(world: World) -> None:
     time.sleep(0.4)  # anna went away
     assert s.claim_suggestion(bert, pid, prefer=first).id == first
     assert s.claim_suggestion(anna, pid).id != first
+
+
+def test_a_passed_queue_is_checked(world: World) -> None:
+    """The page passes the queue it already read; a suggestion of another project in it (or one
+    answered meanwhile) is never claimed, and a non-member is refused."""
+    s, pid = world.studio, world.project.id
+    ids = _open_suggestions(world, n_images=1)
+    queue = s.suggestions(world.admin, pid, limit=100)
+    assert s.claim_suggestion(world.admin, world.other_project.id, queue=queue) is None
+    assert s.suggestion_holders(world.admin, pid) == {}
+    s.resolve_suggestion(world.lead, ids[0], "skipped")
+    assert s.claim_suggestion(world.annotator, pid, queue=queue).id == ids[1]
+    with pytest.raises(PermissionDenied):
+        s.claim_suggestion(world.outsider, pid, queue=queue)
