@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
+from storage.arguments import MAX_PROJECT_NAME, single_line
 from storage.db import now, one
 from storage.errors import InputError, NotFound
 from storage.records import ROLES, Project, User
@@ -22,10 +23,8 @@ def to_project(row: dict) -> Project:
 
 
 def check_name(name: str) -> str:
-    name = name.strip() if isinstance(name, str) else ""
-    if not name or len(name) > 200:
-        raise InputError("project name must be 1-200 characters")
-    return name
+    """1-200 characters, no control or format characters (``InputError``)."""
+    return single_line(name, "project name", MAX_PROJECT_NAME)
 
 
 def insert(db: Database, creator: User, name: str, description: str) -> int:

@@ -199,3 +199,53 @@ def test_export_names_are_extractable_and_counts_are_not_formulas(world: World) 
     assert len(cells) == len(names)
     assert all(not c.startswith(("=", "+", "-", "@")) for c in cells)
     assert cells[0] == "'" + names[0] and cells[6] == "cells.png"
+
+
+# ------------------------------------------------------------------ service API arguments
+
+
+def test_project_names_and_descriptions_are_checked(world: World) -> None:
+    s = world.studio
+    for name in ("Cells\x00", "Cells\nLeaves", "evil\u202egnp.exe", "tab\there", "\x1b[31mred"):
+        with pytest.raises(InputError, match="control"):
+            s.create_project(world.admin, name)
+    with pytest.raises(InputError, match="at most 2000"):
+        s.create_project(world.admin, "Long", "x" * 2001)
+    with pytest.raises(InputError, match="control"):
+        s.create_project(world.admin, "Bell", "ding\x07")
+    ok = s.create_project(world.lead, "  Nuclei 2024 – día 1 ", "line one\r\nline two\tend")
+    assert ok.name == "Nuclei 2024 – día 1" and ok.description == "line one\nline two\tend"
+    names = {p.name for p in s.list_projects(world.admin)}
+    assert names == {"Cells", "Leaves", "Nuclei 2024 – día 1"}
+
+
+def test_label_seconds_are_bounded(world: World, big_image: int) -> None:
+    s = world.studio
+    mask = np.zeros((SIDE, SIDE), bool)
+    mask[10:20, 10:20] = True
+    for seconds in (1e308, float("inf"), -1, 86_401):
+        with pytest.raises(InputError, match="seconds"):
+            s.add_annotation(world.annotator, big_image, "object", mask, seconds=seconds)
+    ann = s.add_annotation(world.annotator, big_image, "object", mask, seconds=3599.5)
+    with pytest.raises(InputError, match="seconds"):
+        s.edit_annotation(world.annotator, ann.id, mask, seconds=1e12)
+    assert [a.seconds for a in s.list_annotations(world.annotator, big_image)] == [3599.5]
+
+
+def test_ids_must_be_whole_numbers(world: World, big_image: int) -> None:
+    s, lead = world.studio, world.lead
+    pid = world.project.id
+    for bad in (pid + 0.9, float(pid), True, "1; DROP TABLE images", 2**70, -1, [pid]):
+        with pytest.raises(InputError, match="project_id"):
+            s.list_images(lead, bad)
+    with pytest.raises(InputError, match="image_id"):
+        s.get_image(lead, big_image + 0.5)
+    with pytest.raises(InputError, match="image_id"):
+        s.add_polygon(
+            world.annotator, image_id=big_image + 0.2, kind="object", points=[(1, 1), (9, 1), (9, 9)]
+        )
+    with pytest.raises(InputError, match="limit"):
+        s.suggestions(lead, pid, limit=1e308)
+    assert s.get_image(lead, np.int64(big_image)).id == big_image  # numpy integers are whole numbers
+    assert s.get_image(lead, str(big_image)).id == big_image
+    assert [p.id for p in [s.get_project(lead, pid)]] == [pid]
