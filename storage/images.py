@@ -312,22 +312,28 @@ def layout(blobs: BlobStore, blob: str, name: str) -> ImageMeta:
     return probe(blobs.path(blob), name=name)
 
 
-def load_normalised(blobs: BlobStore, blob: str, name: str) -> np.ndarray:
-    """(C, H, W) float32, percentile-normalised: the layout every model function takes."""
+def load_normalised(blobs: BlobStore, blob: str, name: str, channels: tuple[int, ...] = ()) -> np.ndarray:
+    """(C, H, W) float32, percentile-normalised: the layout every model function takes; with
+    ``channels`` (a project's model channels) only those, in that order."""
     from spoco_core.io import read_image
+    from storage.channels import select_model_channels
 
-    return read_image(blobs.path(blob), name=name)
+    return select_model_channels(read_image(blobs.path(blob), name=name), tuple(channels))
 
 
-def load_display(blobs: BlobStore, blob: str, name: str) -> np.ndarray:
-    """uint8 (H, W, 3): 8-bit gray and RGB shown as they are; everything else (16-bit, float,
-    multi-channel) contrast-stretched the same way the model sees it."""
+def load_display(blobs: BlobStore, blob: str, name: str, display: tuple = ()) -> np.ndarray:
+    """uint8 (H, W, 3). With ``display`` (a project's ``ChannelDisplay`` per channel) each shown
+    channel in its colour and contrast window; else 8-bit gray and RGB shown as they are and
+    everything else (16-bit, float, multi-channel) contrast-stretched the way the model sees it."""
     from spoco_core.io import normalize_percentile, read_image_raw, to_display_rgb
+    from storage.channels import render
 
     raw = read_image_raw(blobs.path(blob), name=name)
+    chw = raw[None] if raw.ndim == 2 else np.moveaxis(raw, -1, 0)
+    if display:
+        return render(chw, tuple(display))
     if raw.dtype == np.uint8 and raw.ndim == 2:
         return np.ascontiguousarray(np.repeat(raw[..., None], 3, axis=2))
     if raw.dtype == np.uint8 and raw.ndim == 3 and raw.shape[2] == 3:
         return np.ascontiguousarray(raw)
-    chw = raw[None] if raw.ndim == 2 else np.moveaxis(raw, -1, 0)
     return to_display_rgb(normalize_percentile(chw))

@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from storage import annotations, images, jobs, predictions
+from storage import annotations, channels, images, jobs, predictions
 from storage import versions as model_versions
 from storage.db import transaction
 from storage.embedding_cache import CachedEmbedder, embedding_rel
@@ -46,6 +46,7 @@ def run_prediction(ctx: JobContext) -> None:
         ctx.blobs.path(version.checkpoint), device=params.get("device", "auto")
     )
     rows = images.list_for_project(ctx.db, ctx.project_id)
+    chosen = channels.get(ctx.db, ctx.project_id).model_channels
     writer = ProgressWriter(ctx.db, ctx.job_id, len(rows))
     writer.add(0, len(rows))
     items: dict[int, ImageUncertainty] = {}
@@ -60,7 +61,7 @@ def run_prediction(ctx: JobContext) -> None:
                 jobs.finish(ctx.db, ctx.job_id, "cancelled")
                 return
             row = images.row(ctx.db, info.id)
-            image = images.load_normalised(ctx.blobs, row["blob"], row["name"])
+            image = images.load_normalised(ctx.blobs, row["blob"], row["name"], chosen)
             embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
             # ranked by instability (1 - mean best-match IoU), spread over the least labelled images:
             # the best rule of benchmarks/active_vs_random.py and label_selection.py (RESULTS.md)

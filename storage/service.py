@@ -51,6 +51,7 @@ from storage.records import (
 
 if TYPE_CHECKING:
     from spoco_core.axes import ImageMeta
+    from storage.channels import ChannelSettings
     from storage.imports import ImportReport
 
 RESOLUTIONS = ("accepted", "corrected", "background", "skipped")
@@ -374,16 +375,49 @@ class Studio:
         return images.get(self.db, int(image_id))
 
     def load_image(self, actor: User, image_id: int) -> np.ndarray:
-        """(C, H, W) float32, percentile-normalised: model input."""
-        self._image_role(actor, image_id)
+        """(C, H, W) float32, percentile-normalised: model input (the project's model channels)."""
+        from storage import channels
+
+        _, project_id, _ = self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
-        return images.load_normalised(self.blobs, row["blob"], row["name"])
+        chosen = channels.get(self.db, project_id).model_channels
+        return images.load_normalised(self.blobs, row["blob"], row["name"], chosen)
 
     def display_image(self, actor: User, image_id: int) -> np.ndarray:
-        """uint8 (H, W, 3) for rendering."""
-        self._image_role(actor, image_id)
+        """uint8 (H, W, 3) for rendering (the project's channel colours and contrast, when set)."""
+        from storage import channels
+
+        _, project_id, _ = self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
-        return images.load_display(self.blobs, row["blob"], row["name"])
+        display = channels.get(self.db, project_id).display
+        return images.load_display(self.blobs, row["blob"], row["name"], display)
+
+    def channel_settings(self, actor: User, project_id: int) -> ChannelSettings:
+        """Any member: which channels feed the model and how each is shown (storage.channels)."""
+        from storage import channels
+
+        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        return channels.get(self.db, int(project_id))
+
+    def set_channel_settings(
+        self, actor: User, project_id: int, settings: ChannelSettings
+    ) -> ChannelSettings:
+        """Lead only. Model channels apply to training and prediction jobs started from now on (the
+        cached embeddings of the project's images are dropped when they change)."""
+        from storage import channels
+
+        user = self._actor(actor)
+        permissions.require_lead(self.db, user, int(project_id))
+        clean = channels.validate(settings)
+        with transaction(self.db) as db:
+            before = channels.get(db, int(project_id))
+            channels.put(db, int(project_id), clean, user.id)
+        if before.model_channels != clean.model_channels:
+            ids = {i.id for i in images.list_for_project(self.db, int(project_id))}
+            for path in (self.blobs.root / "embeddings").glob("version-*/image-*.npz"):
+                if int(path.stem.split("-", 1)[1]) in ids:
+                    path.unlink(missing_ok=True)
+        return clean
 
     def image_bytes(self, actor: User, image_id: int) -> tuple[str, bytes]:
         """The original upload as ``(name, bytes)``."""

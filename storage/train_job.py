@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from storage import annotations, images, jobs
+from storage import annotations, channels, images, jobs
 from storage import versions as model_versions
 from storage.db import one, transaction
 from storage.job_context import JobContext, JobStopped, ProgressWriter
@@ -26,12 +26,13 @@ def collect_samples(ctx: JobContext) -> tuple[list[tuple[np.ndarray, np.ndarray]
     counts recorded with the model version."""
     samples = []
     n_objects = 0
+    chosen = channels.get(ctx.db, ctx.project_id).model_channels
     for image_id in annotations.labelled_image_ids(ctx.db, ctx.project_id):
         row = images.row(ctx.db, image_id)
         labels = annotations.sparse_labels(ctx.db, image_id, (int(row["height"]), int(row["width"])))
         if not np.any(labels != 0):
             continue
-        samples.append((images.load_normalised(ctx.blobs, row["blob"], row["name"]), labels))
+        samples.append((images.load_normalised(ctx.blobs, row["blob"], row["name"], chosen), labels))
         n_objects += int(labels.max()) if labels.max() > 0 else 0
     return samples, n_objects, len(samples)
 
