@@ -91,3 +91,21 @@ def test_display_colours_and_contrast(world: World) -> None:
     blue = STACK[2].astype(np.float64)
     saturated = blue >= np.percentile(blue, 50)
     assert np.all(rgb[..., 2][saturated] >= 254)  # above the window's top: full colour
+
+
+def test_changing_model_channels_drops_cached_embeddings(world: World) -> None:
+    s = world.studio
+    image_id = _three_channel_image(world)
+    other = s.add_image(world.admin, world.other_project.id, "x.tif", _tiff_bytes())
+    mine = s.blobs.write_bytes(f"embeddings/version-1/image-{image_id}.npz", b"cached")
+    theirs = s.blobs.write_bytes(f"embeddings/version-2/image-{other.id}.npz", b"cached")
+    s.set_channel_settings(world.lead, world.project.id, ChannelSettings(display=(ChannelDisplay(),)))
+    assert s.blobs.exists(mine)  # display only: the model's input is unchanged
+    s.set_channel_settings(world.lead, world.project.id, ChannelSettings(model_channels=(1,)))
+    assert not s.blobs.exists(mine) and s.blobs.exists(theirs)
+
+
+def _tiff_bytes() -> bytes:
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, STACK[:1])
+    return buf.getvalue()
