@@ -159,6 +159,62 @@ def _import_labels(studio: Studio, user: User, project: Project) -> None:
         st.error(md(error))
 
 
+def _channels(studio: Studio, user: User, project: Project) -> None:
+    """Which channels feed the model, and each channel's colour and contrast on screen."""
+    from storage.channels import (
+        DEFAULT_COLOURS,
+        MAX_CHANNELS,
+        MAX_MODEL_CHANNELS,
+        ChannelDisplay,
+        ChannelSettings,
+        default_display,
+    )
+
+    n = min(MAX_CHANNELS, max((i.channels for i in studio.list_images(user, project.id)), default=1))
+    current = studio.channel_settings(user, project.id)
+    with st.expander("Channels"), st.form("channels"):
+        model = st.multiselect(
+            f"Channels that feed the model (at most {MAX_MODEL_CHANNELS}; none: all, as stored)",
+            list(range(n)),
+            default=[c for c in current.model_channels if c < n],
+            format_func=lambda c: f"channel {c + 1}",
+            max_selections=MAX_MODEL_CHANNELS,
+            key="channels_model",
+        )
+        custom = st.checkbox(
+            "Show channels in these colours and contrast windows",
+            value=bool(current.display),
+            key="channels_custom",
+        )
+        shown = current.display or default_display(n)
+        rows = []
+        for c in range(n):
+            d = shown[c] if c < len(shown) else ChannelDisplay(DEFAULT_COLOURS[c % len(DEFAULT_COLOURS)])
+            left, middle, right = st.columns([1, 1, 3])
+            visible = left.checkbox(f"channel {c + 1}", value=d.visible, key=f"channel_visible_{c}")
+            colour = middle.color_picker(f"colour {c + 1}", value=d.colour, key=f"channel_colour_{c}")
+            low, high = right.slider(
+                f"contrast {c + 1} (percentiles)",
+                0.0,
+                100.0,
+                (d.low, d.high),
+                step=0.1,
+                key=f"channel_contrast_{c}",
+            )
+            rows.append(ChannelDisplay(colour, low, high, visible))
+        if not st.form_submit_button("Save channels"):
+            return
+    try:
+        studio.set_channel_settings(
+            user, project.id, ChannelSettings(tuple(model), tuple(rows) if custom else ())
+        )
+    except StudioError as exc:
+        show_error(exc)
+        return
+    st.cache_data.clear()  # the cached renderings used the old colours
+    st.success("Channels saved; model channels apply to the next training and prediction.")
+
+
 def _members(studio: Studio, user: User, project: Project) -> None:
     st.subheader("Members")
     members = studio.list_members(user, project.id)
@@ -260,6 +316,7 @@ def main() -> None:
     _stats(studio, user, project)
     if role == "lead":
         _add_images(studio, user, project)
+        _channels(studio, user, project)
         _members(studio, user, project)
     _images(studio, user, project)
 

@@ -43,3 +43,23 @@ def test_stack_upload_becomes_planes_and_labels_import(studio: Studio) -> None: 
     anns = studio.list_annotations(admin_of(studio), image_id)
     assert len(anns) == n_objects and all(a.author == "admin" for a in anns)
     assert any(f"{n_objects} object(s)" in s.value.replace("\\", "") for s in at.success)
+
+
+def test_lead_chooses_model_channels_and_colours(studio: Studio) -> None:  # noqa: F811
+    project, _, _ = project_with_image(studio)
+    data = np.random.default_rng(1).integers(0, 4000, (3, 32, 40)).astype(np.uint16)
+    studio.add_image(admin_of(studio), project.id, "c3.tif", _tiff(data, metadata={"axes": "CYX"}))
+    at = logged_in(studio)
+    at.session_state["project_id"] = project.id
+    at.run()
+    at.multiselect(key="channels_model").set_value([2, 0])
+    at.checkbox(key="channels_custom").check()
+    at.checkbox(key="channel_visible_1").uncheck()
+    at.color_picker(key="channel_colour_0").pick("#ff8800")
+    at.button(key="FormSubmitter:channels-Save channels").click().run()
+    assert not at.exception, at.exception
+    settings = studio.channel_settings(admin_of(studio), project.id)
+    assert settings.model_channels == (2, 0)
+    assert [d.visible for d in settings.display] == [True, False, True]
+    assert settings.display[0].colour == "#ff8800"
+    assert any("Channels saved" in s.value for s in at.success)
