@@ -12,7 +12,9 @@ Accepted files:
   rings), filled at pixel centres, for the one image the file is named after (or the caller names);
 - an ImageJ/Fiji ROI set (``.zip`` of ``.roi`` files) or one ``.roi``: each area ROI (polygon,
   freehand, traced, rectangle, oval, composite) is filled at pixel centres (even-odd, as ImageJ
-  fills) and becomes an object; lines and points are reported and skipped;
+  fills) and becomes an object; lines and points are reported and skipped. Named after a stack
+  upload (``embryo_RoiSet.zip`` for ``embryo [z 2 of 5].tif`` ...), or given one of its planes, each
+  ROI goes to the plane its stack position names (every plane when it has none, as ImageJ shows it);
 - a ``.zip`` of label images (e.g. an export's ``labels/`` folder), each matched by name.
 
 A file is matched to an image by name: the same stem (``cells.png`` <- ``cells.tif``), also after
@@ -33,6 +35,7 @@ import numpy as np
 from sqlite_utils import Database
 
 from storage import annotations, images, masks
+from storage.blobs import BlobStore
 from storage.db import transaction
 from storage.errors import InputError
 from storage.records import ImageInfo
@@ -321,6 +324,75 @@ def _image_shape(info: ImageInfo) -> tuple[int, int]:
     return (info.height, info.width)
 
 
+@dataclass(frozen=True)
+class _Plane:
+    """Where an image sits in its stack: plane axes (``"TZ"``), their sizes, its index."""
+
+    axes: str
+    shape: tuple[int, ...]
+    index: tuple[int, ...]
+
+
+def _plane_of(blobs: BlobStore, info: ImageInfo, blob: str) -> _Plane | None:
+    from spoco_core.axes import plane_position
+    from spoco_core.io import ImageReadError, probe
+
+    try:
+        label = probe(blobs.path(blob), name=info.name).plane
+    except (ImageReadError, OSError, ValueError):
+        return None
+    parts = label.split()
+    if not parts:
+        return None
+    try:
+        axes = "".join(p.upper() for p in parts[0::2])
+        shape = tuple(int(p.split("/")[1]) for p in parts[1::2])
+    except (IndexError, ValueError):
+        return None
+    return _Plane(axes, shape, plane_position(label))
+
+
+def _roi_targets(
+    db: Database, blobs: BlobStore, project_images: list[ImageInfo], target: ImageInfo | None, name: str
+) -> list[tuple[ImageInfo, _Plane | None]]:
+    """The images a ROI set goes onto: the named (or given) image, or, for a stack upload's name,
+    every plane image of it (each ROI then goes to the plane its position names)."""
+    by_id = {i.id: i for i in project_images}
+
+    def placed(info: ImageInfo) -> tuple[ImageInfo, _Plane | None]:
+        return info, _plane_of(blobs, info, images.row(db, info.id)["blob"])
+
+    if target is not None:
+        return [placed(target)]
+    try:
+        return [placed(match_image(project_images, name))]
+    except InputError as missing:
+        for key in _stem_keys(name):
+            first = next((i for i in project_images if i.name.startswith(f"{key} [")), None)
+            if first is not None:
+                planes = images.stack_planes(db, blobs, first.id)
+                return [placed(by_id.get(p.id, p)) for p in planes]
+        raise missing
+
+
+def _roi_on_plane(roi: object, plane: _Plane, n_channels: int) -> bool:
+    """Whether an ImageJ ROI belongs on this plane: hyperstack positions (z, t; 0 = every) or the
+    flat stack position (channels fastest, then z, then t, as ImageJ counts; 0 = every plane)."""
+    z, t = int(getattr(roi, "z_position", 0) or 0), int(getattr(roi, "t_position", 0) or 0)
+    flat = int(getattr(roi, "position", 0) or 0)
+    sizes = dict(zip(plane.axes, plane.shape, strict=True))
+    here = dict(zip(plane.axes, plane.index, strict=True))
+    if not (z or t) and flat:
+        f, n_z = flat - 1, sizes.get("Z", 1)
+        z, t = (f // max(1, n_channels)) % n_z + 1, f // (max(1, n_channels) * n_z) + 1
+        if "T" not in sizes:
+            t = 0
+    for axis, wanted in (("Z", z), ("T", t)):
+        if wanted and axis in here and here[axis] != wanted - 1:
+            return False
+    return True
+
+
 def import_file(
     db: Database,
     user_id: int,
@@ -329,6 +401,8 @@ def import_file(
     data: bytes,
     image_id: int | None = None,
     max_bytes: int | None = None,
+    *,
+    blobs: BlobStore,
 ) -> ImportReport:
     """Parse ``data`` (see the module docstring) and add its labels; ``InputError`` when nothing in
     it can be used. ``image_id``: the image a single label image or ROI set belongs to."""
@@ -366,26 +440,28 @@ def import_file(
                 )
                 continue
             parsed.append((info, _Labels(objects=objects)))
-    elif lower.endswith(".roi"):
-        info = one_image(name)
-        parsed.append((info, parse_rois(_read_rois(data, name), name, _image_shape(info), report)))
+    elif lower.endswith(".roi") or (
+        lower.endswith(".zip")
+        and any(e.lower().endswith(".roi") for e in _zip_entries(data, name, max_bytes))
+    ):
+        rois = _read_rois(data, name)
+        for info, plane in _roi_targets(db, blobs, project_images, target, name):
+            mine = [r for r in rois if plane is None or _roi_on_plane(r, plane, info.channels)]
+            if mine:
+                parsed.append((info, parse_rois(mine, name, _image_shape(info), report)))
     elif lower.endswith(".zip"):
         entries = _zip_entries(data, name, max_bytes)
-        if any(e.lower().endswith(".roi") for e in entries):
-            info = one_image(name)
-            parsed.append((info, parse_rois(_read_rois(data, name), name, _image_shape(info), report)))
-        else:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                for entry in entries:
-                    if not entry.lower().endswith(_LABEL_SUFFIXES) or entry.startswith("sparse/"):
-                        continue
-                    try:
-                        info = match_image(project_images, entry)
-                        labels = parse_label_image(zf.read(entry), entry, _image_shape(info), max_bytes)
-                    except InputError as exc:
-                        report.errors.append(str(exc))
-                        continue
-                    parsed.append((info, labels))
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for entry in entries:
+                if not entry.lower().endswith(_LABEL_SUFFIXES) or entry.startswith("sparse/"):
+                    continue
+                try:
+                    info = match_image(project_images, entry)
+                    labels = parse_label_image(zf.read(entry), entry, _image_shape(info), max_bytes)
+                except InputError as exc:
+                    report.errors.append(str(exc))
+                    continue
+                parsed.append((info, labels))
     elif lower.endswith(_LABEL_SUFFIXES):
         if target is None and _n_planes(data, name) > 1:
             parsed += _label_stack(data, name, project_images, max_bytes, report)

@@ -798,6 +798,7 @@ class Studio:
             bytes(data),
             image_id=image_id,
             max_bytes=self.settings.max_decoded_bytes,
+            blobs=self.blobs,
         )
 
     def export_zip(self, actor: User, project_id: int, ome_zarr: bool = False) -> bytes:

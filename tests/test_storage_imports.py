@@ -174,3 +174,34 @@ def test_label_stack_goes_plane_by_plane_onto_the_stack_images(world: World) -> 
     for z, info in enumerate(planes):
         sparse = s.sparse_labels(world.admin, info.id)
         assert np.array_equal(sparse > 0, labels[z] > 0)
+
+
+def _roi(x0: int, position: int = 0, z: int = 0) -> roifile.ImagejRoi:
+    roi = roifile.ImagejRoi.frompoints(np.array([[x0, 2], [x0 + 4, 2], [x0 + 4, 6], [x0, 6]]), name=f"r{x0}")
+    roi.roitype = roifile.ROI_TYPE.POLYGON
+    roi.position, roi.z_position = position, z
+    return roi
+
+
+def test_roi_set_of_a_stack_goes_to_the_planes_its_positions_name(world: World) -> None:
+    s = world.studio
+    stack = np.random.default_rng(8).integers(0, 255, (3, 20, 24)).astype(np.uint8)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, stack, imagej=True, metadata={"axes": "ZYX"})
+    planes, _ = s.add_upload(world.admin, world.other_project.id, "embryo.tif", buf.getvalue())
+    rois = [_roi(0), _roi(6, position=2), _roi(12, position=3), _roi(18, z=3)]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for roi in rois:
+            zf.writestr(f"{roi.name}.roi", roi.tobytes())
+    report = s.import_labels(world.admin, world.other_project.id, "embryo_RoiSet.zip", buf.getvalue())
+    assert report.added == {
+        "embryo [z 1 of 3].tif": (1, 0),
+        "embryo [z 2 of 3].tif": (2, 0),
+        "embryo [z 3 of 3].tif": (3, 0),
+    }
+    third = s.sparse_labels(world.admin, planes[2].id)
+    assert third[3, 1] > 0 and third[3, 13] > 0 and third[3, 19] > 0 and third[3, 7] == 0
+    # given one plane, only its ROIs (and those on every plane) go there
+    s.import_labels(world.admin, world.other_project.id, "x.zip", buf.getvalue(), image_id=planes[1].id)
+    assert len(s.list_annotations(world.admin, planes[1].id)) == 2  # the same two: skipped as duplicates
