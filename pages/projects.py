@@ -87,7 +87,7 @@ def _add_images(studio: Studio, user: User, project: Project) -> None:
     )
     with upload_tab, st.form("upload_images", clear_on_submit=True):
         files = st.file_uploader(
-            "PNG, JPEG or TIFF (16-bit and multi-channel TIFF are fine)",
+            "PNG, JPEG or TIFF (16-bit, multi-channel, ImageJ and OME-TIFF stacks: one image per plane)",
             type=UPLOAD_TYPES,
             accept_multiple_files=True,
             key="upload_files",
