@@ -16,6 +16,18 @@ from storage.records import ImageInfo, Suggestion, User
 from storage.service import Studio
 
 PENDING_SUG = "_ann_pending_suggestion"
+# Keyboard shortcuts (Streamlit's own button shortcuts); listed on the page by `shortcuts_help`.
+KEYS = {
+    "accept": "A",
+    "background": "B",
+    "skip": "S",
+    "next": "N",
+    "clear_selection": "Esc",
+    "save_object": "O",
+    "save_background": "Shift+B",
+    "undo": "Mod+Z",
+    "next_image": "Shift+Right",
+}
 FLASH = "_ann_last_action"  # kept until the next action: the canvas triggers extra reruns of its own
 
 
@@ -50,7 +62,10 @@ def suggestion_actions(
     sug: Suggestion,
     queue: list[Suggestion],
     shapes: list[Shape] | None,
+    answer_keys: bool = True,
 ) -> None:
+    """`answer_keys`: Accept / Mark as background take the A / B keys (not while a clicked
+    object is selected: the keys are that object's then)."""
     st.markdown(f"**Suggested object** (yellow outline) · instability {sug.score:.2f}")
     st.caption(
         "Unstable outlines are often part of an object or two touching ones: accept only if it is one "
@@ -58,7 +73,14 @@ def suggestion_actions(
     )
     c1, c2 = st.columns(2)
     try:
-        if c1.button("Accept", type="primary", icon=":material/check:", key="ann_accept", width="stretch"):
+        if c1.button(
+            "Accept",
+            type="primary",
+            icon=":material/check:",
+            key="ann_accept",
+            width="stretch",
+            shortcut=KEYS["accept"] if answer_keys else None,
+        ):
             studio.add_annotation(
                 user,
                 image.id,
@@ -69,7 +91,13 @@ def suggestion_actions(
                 suggestion_id=sug.id,
             )
             _done("Accepted the suggested object.")
-        if c2.button("Mark as background", icon=":material/block:", key="ann_sug_bg", width="stretch"):
+        if c2.button(
+            "Mark as background",
+            icon=":material/block:",
+            key="ann_sug_bg",
+            width="stretch",
+            shortcut=KEYS["background"] if answer_keys else None,
+        ):
             studio.add_annotation(
                 user,
                 image.id,
@@ -80,7 +108,9 @@ def suggestion_actions(
                 suggestion_id=sug.id,
             )
             _done("Marked the suggested object as background.")
-        if c1.button("Skip", icon=":material/skip_next:", key="ann_skip", width="stretch"):
+        if c1.button(
+            "Skip", icon=":material/skip_next:", key="ann_skip", width="stretch", shortcut=KEYS["skip"]
+        ):
             studio.resolve_suggestion(user, sug.id, "skipped")
             _done("Skipped.")
         later = [s.id for s in queue if s.id != sug.id]
@@ -90,6 +120,7 @@ def suggestion_actions(
             key="ann_next",
             width="stretch",
             disabled=not later,
+            shortcut=KEYS["next"],
         ):
             ids = [s.id for s in queue]
             st.session_state[PENDING_SUG] = ids[(ids.index(sug.id) + 1) % len(ids)]
@@ -105,24 +136,49 @@ def suggestion_actions(
 def selection_actions(studio: Studio, user: User, image: ImageInfo, sel: select.Selected | None) -> None:
     """One more click keeps the clicked object as a labelled object or marks it background."""
     if sel is None:
-        st.markdown("**Click an object** on the image to select it.")
+        st.markdown("**Click an object** on the image.")
         st.caption("Coloured outlines are the model's objects, yellow the suggested one.")
         return
     st.markdown(f"**Selected {sel.what}** (magenta) · {int(sel.mask.sum())} pixels")
     c1, c2 = st.columns(2)
     choice = None
     if c1.button(
-        "Accept as object", type="primary", icon=":material/check:", key="ann_sel_accept", width="stretch"
+        "Accept as object",
+        type="primary",
+        icon=":material/check:",
+        key="ann_sel_accept",
+        width="stretch",
+        shortcut=KEYS["accept"],
     ):
-        choice = ("object", "accepted", "Accepted the selected object.")
-    if c2.button("Mark as background", icon=":material/block:", key="ann_sel_bg", width="stretch"):
-        choice = ("background", "corrected", "Marked the selected object as background.")
-    if st.button("Clear selection", icon=":material/deselect:", key="ann_sel_clear", width="stretch"):
+        choice = "object"
+    if c2.button(
+        "Mark as background",
+        icon=":material/block:",
+        key="ann_sel_bg",
+        width="stretch",
+        shortcut=KEYS["background"],
+    ):
+        choice = "background"
+    if st.button(
+        "Clear selection",
+        icon=":material/deselect:",
+        key="ann_sel_clear",
+        width="stretch",
+        shortcut=KEYS["clear_selection"],
+    ):
         select.clear()
         st.rerun()
-    if choice is None:
-        return
-    kind, source, message = choice
+    if choice is not None:
+        answer_selected(studio, user, image, sel, choice)
+
+
+def answer_selected(studio: Studio, user: User, image: ImageInfo, sel: select.Selected, kind: str) -> None:
+    """Save the selected object as a labelled object (`kind` "object") or as background."""
+    source, message = (
+        ("accepted", f"Accepted the {sel.what}.")
+        if kind == "object"
+        else ("corrected", f"Marked the {sel.what} as background.")
+    )
     try:
         studio.add_annotation(
             user,
@@ -184,10 +240,16 @@ def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[S
         key="ann_save_obj",
         disabled=not shapes,
         width="stretch",
+        shortcut=KEYS["save_object"],
     ):
         _save_shapes(studio, user, image, shapes or [], "object", "drawn")
     if c2.button(
-        "Save as background", icon=":material/block:", key="ann_save_bg", disabled=not shapes, width="stretch"
+        "Save as background",
+        icon=":material/block:",
+        key="ann_save_bg",
+        disabled=not shapes,
+        width="stretch",
+        shortcut=KEYS["save_background"],
     ):
         _save_shapes(studio, user, image, shapes or [], "background", "drawn")
     if c1.button(
@@ -195,12 +257,37 @@ def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[S
     ):
         clear_canvas(canvas_key(image))
         st.rerun()
-    if c2.button("Undo my last change", icon=":material/undo:", key="ann_undo", width="stretch"):
+    if c2.button(
+        "Undo",
+        icon=":material/undo:",
+        key="ann_undo",
+        width="stretch",
+        shortcut=KEYS["undo"],
+        help="Undo my last change on this image",
+    ):
         try:
             undone = studio.undo_last(user, image.id)
             _done("Undone." if undone else "Nothing of yours to undo on this image.")
         except StudioError as exc:
             show_error(exc)
+
+
+def shortcuts_help() -> None:
+    """The page's keyboard shortcuts (also shown on each button)."""
+    with st.expander("Keyboard shortcuts", icon=":material/keyboard:", expanded=False):
+        rows = [
+            ("accept", "accept the selected (clicked) object, else the suggested one"),
+            ("background", "mark the selected object, else the suggested one, as background"),
+            ("skip", "skip the suggested object"),
+            ("next", "next suggestion (keep this one open)"),
+            ("clear_selection", "clear the selection"),
+            ("save_object", "save the drawing as object(s)"),
+            ("save_background", "save the drawing as background"),
+            ("undo", "undo my last change on this image (Ctrl on Windows/Linux, Cmd on a Mac)"),
+            ("next_image", "next image of the list (Any image)"),
+        ]
+        lines = ["| key | does |", "| --- | --- |"] + [f"| `{KEYS[k]}` | {what} |" for k, what in rows]
+        st.markdown("\n".join(lines))
 
 
 def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:

@@ -69,34 +69,34 @@ def handle_click(
     predicted: np.ndarray | None,
     sparse: np.ndarray,
     suggestions: list[Suggestion],
-) -> str | None:
-    """Select the object under a new click (an open suggestion first, else the model's object);
-    returns a message when the click selected nothing."""
+) -> tuple[bool, str | None]:
+    """Select the object under a new click (an open suggestion first, else the model's object).
+    Returns whether this run's click selected an object, and a message when it selected none."""
     point = _new_click(click_key(image_id), viewport)
     if point is None:
-        return None
+        return False, None
     x, y = point
     height, width = sparse.shape
     if not (0 <= x < width and 0 <= y < height):
-        return None
+        return False, None
     if sparse[y, x] != 0:
         st.session_state.pop(SELECTED, None)
-        return "That pixel is labelled already (green: object, red: background)."
+        return False, "That pixel is labelled already (green: object, red: background)."
     for sug in suggestions:
         if sug.image_id == image_id and sug.mask[y, x]:
             st.session_state[SELECTED] = {"image_id": image_id, "suggestion_id": sug.id}
-            return None
+            return True, None
     if predicted is not None and model_id is not None and predicted[y, x] > 0:
         st.session_state[SELECTED] = {
             "image_id": image_id,
             "model_id": model_id,
             "object_id": int(predicted[y, x]),
         }
-        return None
+        return True, None
     st.session_state.pop(SELECTED, None)
     if predicted is None:
-        return "No object there: without a model's outlines only suggested objects can be clicked."
-    return "No object there: the model sees background at that pixel."
+        return False, "No object there: without a model's outlines only suggested objects can be clicked."
+    return False, "No object there: the model sees background at that pixel."
 
 
 def current(

@@ -20,9 +20,11 @@ from storage.records import ImageInfo, Project, Suggestion, User
 from storage.service import Studio
 
 QUEUE_LIMIT = 50
+ON_CLICK = {"select": "selects it", "object": "accepts it as object", "background": "marks it background"}
 TOOLS = {"polygon": "Polygon", "freedraw": "Free-hand", "rect": "Rectangle", "click": "Click objects"}
 SUG_KEY = "ann_suggestion"
 IMG_KEY = "ann_image"
+NEXT_IMG = "_ann_next_image"  # set by the Next button, applied before the picker is drawn
 HOLDS = "_ann_holds_suggestion"  # this session holds a claimed suggestion (released on leaving the queue)
 
 
@@ -92,11 +94,26 @@ def _image_labels(images: list[ImageInfo]) -> dict[int, str]:
 
 def _pick_image(images: list[ImageInfo]) -> ImageInfo:
     ids = [im.id for im in images]
-    if st.session_state.get(IMG_KEY) not in ids:
+    pending = st.session_state.pop(NEXT_IMG, None)
+    if pending in ids:
+        st.session_state[IMG_KEY] = pending
+    elif st.session_state.get(IMG_KEY) not in ids:
         st.session_state[IMG_KEY] = ids[0]
     by_id = {im.id: im for im in images}
     labels = _image_labels(images)
-    chosen = st.selectbox("Image", ids, format_func=lambda iid: labels.get(iid, str(iid)), key=IMG_KEY)
+    col_pick, col_next = st.columns([3, 2], vertical_alignment="bottom")
+    chosen = col_pick.selectbox("Image", ids, format_func=lambda iid: labels.get(iid, str(iid)), key=IMG_KEY)
+    if col_next.button(
+        "Next",
+        icon=":material/arrow_forward:",
+        key="ann_next_image",
+        help="Next image of the list",
+        width="stretch",
+        shortcut=actions.KEYS["next_image"],
+        disabled=len(ids) < 2,
+    ):
+        st.session_state[NEXT_IMG] = ids[(ids.index(chosen) + 1) % len(ids)]
+        st.rerun()
     return by_id[chosen]
 
 
@@ -159,6 +176,16 @@ def main() -> None:
         _progress(image, images, queue)
         settings = view_controls(image.width, image.height, sug.bbox if sug else None)
         tool = st.radio("Tool", list(TOOLS), format_func=TOOLS.get, horizontal=True, key="ann_tool")
+        on_click = "select"
+        if tool == "click":
+            on_click = st.radio(
+                "A click on an object",
+                list(ON_CLICK),
+                format_func=ON_CLICK.get,
+                horizontal=True,
+                key="ann_on_click",
+                help="Select it, then accept it or mark it background; or save it at once.",
+            )
 
     with left:
         st.caption(
@@ -172,11 +199,14 @@ def main() -> None:
         if tool == "click":
             # Suggested objects on this image that the annotator may answer (a colleague's are not).
             clickable = free if sug is not None else [s for s in queue if s.image_id == image.id]
-            if miss := select.handle_click(
+            picked, miss = select.handle_click(
                 image.id, settings.viewport, model_id, predicted, sparse, clickable
-            ):
+            )
+            if miss:
                 st.info(miss)
             selected = select.current(image.id, model_id, predicted, clickable)
+            if picked and selected is not None and on_click != "select":
+                actions.answer_selected(studio, user, image, selected, on_click)  # saves and reruns
         view = render.render_view(
             render.display_rgb(studio, user, image.id),
             settings.viewport,
@@ -203,9 +233,11 @@ def main() -> None:
         if tool == "click":
             actions.selection_actions(studio, user, image, selected)
         if sug is not None:
-            actions.suggestion_actions(studio, user, image, sug, free, shapes)
+            answer_keys = not (tool == "click" and selected is not None)
+            actions.suggestion_actions(studio, user, image, sug, free, shapes, answer_keys)
         actions.drawing_actions(studio, user, image, shapes)
         actions.labels_panel(studio, user, image)
+        actions.shortcuts_help()
 
 
 main()

@@ -319,6 +319,24 @@ def test_saves_stay_on_the_chosen_image_of_the_list(studio: Studio) -> None:
     assert studio.list_annotations(admin, first_id) == []
 
 
+def test_next_image_button_walks_the_list_and_keys_are_listed(studio: Studio) -> None:
+    admin = admin_of(studio)
+    project, first_id, _ = project_with_image(studio)
+    image, _ = generate(96, seed=5)
+    second_id = studio.add_image(admin, project.id, "cells_02.png", png(image)).id
+    at = open_annotate(studio, project)
+    assert at.selectbox(key="ann_image").value == first_id
+    assert at.button(key="ann_next_image").proto.shortcut == "shift+right"
+    at.button(key="ann_next_image").click().run()
+    assert at.selectbox(key="ann_image").value == second_id
+    at.button(key="ann_next_image").click().run()
+    assert at.selectbox(key="ann_image").value == first_id  # wraps around
+    assert at.button(key="ann_undo").proto.shortcut == "ctrl+z"
+    shown = texts(at)
+    for key in ("`A`", "`B`", "`S`", "`N`", "`Esc`", "`O`", "`Mod+Z`", "`Shift+Right`"):
+        assert key in shown, key
+
+
 def test_annotator_is_offered_delete_only_for_own_labels(studio: Studio) -> None:
     admin = admin_of(studio)
     project, image_id, labels = project_with_image(studio)
@@ -416,7 +434,7 @@ def test_click_an_object_then_accept_it_or_mark_it_background(studio: Studio) ->
     click saves it as a labelled object, or as background (which answers the suggestion)."""
     project, image_id, labels = project_with_image(studio)
     sizes = np.bincount(labels.ravel())
-    suggested, other = (int(i) for i in np.argsort(sizes[1:])[::-1][:2] + 1)  # the two largest
+    suggested, other, third = (int(i) for i in np.argsort(sizes[1:])[::-1][:3] + 1)  # the largest
     store_model_output(studio, project.id, image_id, labels, suggested)
     at = open_annotate(studio, project)
     at.radio(key="ann_tool").set_value("click").run()
@@ -426,6 +444,15 @@ def test_click_an_object_then_accept_it_or_mark_it_background(studio: Studio) ->
     at.session_state[CLICK_TEST_HOOK] = inside(labels == other)
     at.run()
     assert "Selected predicted object" in texts(at)
+    # The A / B keys answer the selected object now, not the suggestion.
+    assert (at.button(key="ann_sel_accept").proto.shortcut, at.button(key="ann_sel_bg").proto.shortcut) == (
+        "a",
+        "b",
+    )
+    assert (at.button(key="ann_accept").proto.shortcut, at.button(key="ann_sug_bg").proto.shortcut) == (
+        "",
+        "",
+    )
     at.button(key="ann_sel_accept").click().run()
     assert not at.exception, at.exception
     admin = admin_of(studio)
@@ -451,6 +478,17 @@ def test_click_an_object_then_accept_it_or_mark_it_background(studio: Studio) ->
     assert np.array_equal(background.mask, labels == suggested)
     assert studio.suggestions(admin, project.id) == []  # answered
     assert any("background" in x.value for x in at.success)
+
+    # "A click on an object accepts it": one click per object.
+    at.radio(key="ann_on_click").set_value("object").run()
+    at.session_state[CLICK_TEST_HOOK] = inside(labels == third)
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Accepted the predicted object" in x.value for x in at.success)
+    newest = max(studio.list_annotations(admin, image_id), key=lambda a: a.id)
+    assert (newest.kind, newest.source) == ("object", "accepted")
+    assert np.array_equal(newest.mask, labels == third)
+    assert len(studio.list_annotations(admin, image_id)) == 3
 
 
 # ---------------------------------------------------------------------------------- train/export

@@ -420,10 +420,26 @@ def test_browser_shows_no_developer_options(server: Server) -> None:
             browser.close()
 
 
+def _free_squares(free, n: int, half: int = 6) -> list[tuple[int, int]]:
+    """Centres of `n` squares of side 2*half+1 on unlabelled pixels, apart from each other."""
+    import numpy as np
+    from scipy import ndimage
+
+    ok = ndimage.binary_erosion(free, np.ones((2 * half + 1, 2 * half + 1)), border_value=0)
+    centres: list[tuple[int, int]] = []
+    for y, x in zip(*np.nonzero(ok), strict=True):
+        if all(abs(y - cy) > 3 * half and abs(x - cx) > 3 * half for cy, cx in centres):
+            centres.append((int(y), int(x)))
+            if len(centres) == n:
+                return centres
+    raise AssertionError("no room for the test objects")
+
+
 def test_browser_click_an_object_and_accept_it(server: Server) -> None:
-    """Click tool: a click on an object of the model's outlines selects it, one more click keeps it.
-    The model's output is stored the way the worker stores it (a version and a prediction), so no
-    training is needed here."""
+    """The model's output is stored the way the worker stores it (a version, a prediction of
+    three square objects, the third one suggested), so no training is needed. Then: the A key
+    accepts the suggestion; the Click objects tool selects an object with a click and keeps it
+    with a click on Accept; with "a click accepts it" one click keeps an object."""
     import numpy as np
     from playwright.sync_api import sync_playwright
 
@@ -436,20 +452,29 @@ def test_browser_click_an_object_and_accept_it(server: Server) -> None:
         admin = studio.find_user(ADMIN)
         project = next(p for p in studio.list_projects(admin) if p.name == "Demo")
         image = studio.list_images(admin, project.id)[0]
-        free = studio.sparse_labels(admin, image.id) == 0
+        centres = _free_squares(studio.sparse_labels(admin, image.id) == 0, 3)
         predicted = np.zeros((image.height, image.width), np.int32)
-        # Two square "objects" where nothing is labelled yet.
-        ys, xs = np.nonzero(free[20:-20, 20:-20])
-        cy, cx = int(ys[len(ys) // 2]) + 20, int(xs[len(xs) // 2]) + 20
-        predicted[cy - 6 : cy + 7, cx - 6 : cx + 7] = 1
-        predicted[5:15, 5:15] = 2
+        for k, (cy, cx) in enumerate(centres, start=1):
+            predicted[cy - 6 : cy + 7, cx - 6 : cx + 7] = k
+        (y3, x3) = centres[2]
+        suggested = {
+            "image_id": image.id,
+            "object_id": 3,
+            "score": 0.9,
+            "bbox": (y3 - 6, x3 - 6, y3 + 7, x3 + 7),
+            "mask": predicted == 3,
+        }
         blob = studio.blobs.write_labels(f"predictions/e2e-{image.id}.tif", predicted)
         with transaction(studio.db) as db:
             vid = versions.register(db, project.id, "checkpoints/none.pt", None, 1, 1, {}, None, None)
-            predictions.store_prediction(db, image.id, vid, blob, 2)
+            predictions.store_prediction(db, image.id, vid, blob, 3)
+            predictions.replace_open_suggestions(db, project.id, vid, [suggested])
     finally:
         studio.close()
     before = {a.id for a in _annotations(server.data_dir)[0]}
+
+    def new_labels() -> list:
+        return sorted((a for a in _annotations(server.data_dir)[0] if a.id not in before), key=lambda a: a.id)
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -459,8 +484,13 @@ def test_browser_click_an_object_and_accept_it(server: Server) -> None:
             shots = Shots(page)
             _log_in(page, server.url, ADMIN, ADMIN_PW)
             _go(page, "Annotate")
-            page.locator("label").filter(has_text="Any image").click()
+            page.get_by_role("button", name="Accept").first.wait_for()
             _settle(page)
+            page.keyboard.press("a")
+            page.get_by_text("Accepted the suggested object.").wait_for()
+            _settle(page)
+            shots("key_accepted")
+
             page.locator("label").filter(has_text="Click objects").click()
             _settle(page)
             picture = page.frame_locator('iframe[src*="streamlit_image_coordinates"]').locator("#image")
@@ -468,18 +498,31 @@ def test_browser_click_an_object_and_accept_it(server: Server) -> None:
             box = picture.bounding_box()
             assert box is not None
             scale = box["width"] / image.width
-            picture.click(position={"x": (cx + 0.5) * scale, "y": (cy + 0.5) * scale})
+
+            def click(k: int) -> None:
+                cy, cx = centres[k - 1]
+                picture.click(position={"x": (cx + 0.5) * scale, "y": (cy + 0.5) * scale})
+
+            click(1)
             page.get_by_text("Selected predicted object").wait_for()
             _settle(page)
             shots("click_selected")
             page.get_by_role("button", name="Accept as object").click()
-            page.get_by_text("Accepted the selected object.").wait_for()
+            page.get_by_text("Accepted the predicted object.").wait_for()
+            _settle(page)
+
+            page.locator("label").filter(has_text="accepts it as object").click()
+            _settle(page)
+            click(2)
+            deadline = time.monotonic() + 30
+            while len(new_labels()) < 3 and time.monotonic() < deadline:
+                time.sleep(0.3)
             _settle(page)
             shots("click_accepted")
         finally:
             browser.close()
 
-    new = [a for a in _annotations(server.data_dir)[0] if a.id not in before]
-    assert len(new) == 1
-    assert (new[0].kind, new[0].source, new[0].image_id) == ("object", "accepted", image.id)
-    assert np.array_equal(new[0].mask, predicted == 1)
+    new = new_labels()
+    assert [(a.kind, a.source, a.image_id) for a in new] == [("object", "accepted", image.id)] * 3
+    for label, k in zip(new, (3, 1, 2), strict=True):
+        assert np.array_equal(label.mask, predicted == k), k
