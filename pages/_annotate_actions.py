@@ -288,6 +288,10 @@ def shortcuts_help() -> None:
         ]
         lines = ["| key | does |", "| --- | --- |"] + [f"| `{KEYS[k]}` | {what} |" for k, what in rows]
         st.markdown("\n".join(lines))
+        st.caption(
+            "The keys act on the page, not inside the picture: after a click on the picture (Click "
+            "objects), click beside it first, or use the buttons."
+        )
 
 
 def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:
