@@ -1,15 +1,29 @@
-"""Zoom/pan and brightness/contrast controls for the annotation view."""
+"""Zoom/pan, brightness/contrast and outline controls for the annotation view, kept per image.
+
+A view that shows only part of the image (a large image, or zoomed in) gets an overview: the whole
+image small, the part on screen framed; a click on it centres the view there (the overview is
+`streamlit-image-coordinates`, as the Click objects tool).
+
+Test hook: an image point `(x, y)` put in `st.session_state[OVERVIEW_TEST_HOOK]` is taken as the
+next click on the overview (once).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import streamlit as st
+from PIL import Image, ImageDraw
 
 from pages._viewport import DISPLAY_SIDE, Viewport, crop_size, make_viewport, needs_pan
 
 ZOOMS = [1, 2, 4, 8]
 DISPLAY_SIDES = [400, 500, 600, 700, 800, 1000]
+OVERVIEW_SIDE = 240
+OVERVIEW_TEST_HOOK = "_overview_test_point"
+_BY_IMAGE = "_ann_view_by_image"  # {image id: {setting: value}}, outlives the widgets
+_SEEN = "_ann_overview_seen"
 
 
 @dataclass(frozen=True)
@@ -17,36 +31,127 @@ class ViewSettings:
     viewport: Viewport
     brightness: float
     contrast: float
+    outlines: bool = True
 
 
 def _pan_to(bbox: tuple[int, int, int, int], width: int, height: int, zoom: float) -> tuple[float, float]:
     """Pan fractions that centre the crop on a bounding box (y0, x0, y1, x1)."""
     y0, x0, y1, x1 = bbox
+    return _pan_to_point((x0 + x1) / 2, (y0 + y1) / 2, width, height, zoom)
+
+
+def _pan_to_point(cx: float, cy: float, width: int, height: int, zoom: float) -> tuple[float, float]:
+    """Pan fractions that centre the crop on the image point (cx, cy)."""
     crop_w, crop_h = crop_size(width, height, zoom)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     px = 0.5 if width == crop_w else (cx - crop_w / 2) / (width - crop_w)
     py = 0.5 if height == crop_h else (cy - crop_h / 2) / (height - crop_h)
     return min(max(px, 0.0), 1.0), min(max(py, 0.0), 1.0)
 
 
-def view_controls(width: int, height: int, focus: tuple[int, int, int, int] | None) -> ViewSettings:
-    """Render the controls; `focus` (a suggestion's bbox) can steer the crop automatically."""
-    with st.expander("View: zoom, pan, brightness, contrast", expanded=needs_pan(width, height)):
-        zoom = st.select_slider("Zoom", ZOOMS, value=1, format_func=lambda z: f"{z}×", key="ann_zoom")
+def _overview_click(key: str, width: int, height: int) -> tuple[float, float] | None:
+    """The image point of a click on the overview made since the last run, else None."""
+    hooked = st.session_state.pop(OVERVIEW_TEST_HOOK, None)
+    if hooked is not None:
+        return float(hooked[0]), float(hooked[1])
+    value = st.session_state.get(key)
+    if not isinstance(value, dict) or "x" not in value:
+        return None
+    seen = st.session_state.setdefault(_SEEN, {})
+    if seen.get(key) == value.get("unix_time"):
+        return None
+    seen[key] = value.get("unix_time")
+    shown_w = float(value.get("width") or 1)
+    shown_h = float(value.get("height") or 1)
+    return float(value["x"]) / shown_w * width, float(value["y"]) / shown_h * height
+
+
+def _widget(kind, label: str, key: str, default, saved: dict, name: str, **kwargs):
+    """A widget whose value is remembered per image: a new key per image, created with the value
+    the image had (no `value=` when session state already holds one, as after an overview click)."""
+    if key not in st.session_state:
+        kwargs["value"] = saved.get(name, default)
+    value = kind(label, key=key, **kwargs)
+    saved[name] = value
+    return value
+
+
+def overview(base: np.ndarray, view: Viewport, image_id: int) -> None:
+    """The whole image small with the part on screen framed; a click there centres the view."""
+    from streamlit_image_coordinates import streamlit_image_coordinates
+
+    height, width = base.shape[:2]
+    step = max(1, int(np.ceil(max(height, width) / OVERVIEW_SIDE)))
+    small = Image.fromarray(np.ascontiguousarray(base[::step, ::step]))
+    sx, sy = small.width / width, small.height / height
+    frame = (view.x0 * sx, view.y0 * sy, (view.x0 + view.w) * sx - 1, (view.y0 + view.h) * sy - 1)
+    ImageDraw.Draw(small).rectangle(frame, outline=(255, 220, 0), width=2)
+    st.caption(
+        f"Overview: showing x {view.x0}–{view.x0 + view.w}, y {view.y0}–{view.y0 + view.h} "
+        f"of {width}×{height}; click to centre the view there."
+    )
+    streamlit_image_coordinates(small, width=small.width, key=f"ann_overview_{image_id}", cursor="crosshair")
+
+
+def view_controls(
+    image_id: int, width: int, height: int, focus: tuple[int, int, int, int] | None
+) -> ViewSettings:
+    """Render the controls (each image keeps its own); `focus` (a suggestion's bbox) can steer
+    the crop automatically."""
+    saved = st.session_state.setdefault(_BY_IMAGE, {}).setdefault(image_id, {})
+    zoom_key, pan_keys = f"ann_zoom_{image_id}", (f"ann_pan_x_{image_id}", f"ann_pan_y_{image_id}")
+    clicked = _overview_click(f"ann_overview_{image_id}", width, height)
+    if clicked is not None:  # centre there: set the pan sliders before they are drawn
+        zoom_now = st.session_state.get(zoom_key, saved.get("zoom", 1))
+        pan = _pan_to_point(clicked[0], clicked[1], width, height, zoom_now)
+        for key, value in zip(pan_keys, pan, strict=True):
+            st.session_state[key] = round(value * 100)
+        st.session_state["ann_follow"] = False
+    with st.expander("View: zoom, pan, brightness, contrast, outlines", expanded=needs_pan(width, height)):
+        zoom = _widget(
+            st.select_slider, "Zoom", zoom_key, 1, saved, "zoom", options=ZOOMS, format_func=lambda z: f"{z}×"
+        )
         pannable = needs_pan(width, height) or zoom > 1
         follow = False
         if pannable and focus is not None:
-            follow = st.toggle("Centre on the suggested object", value=True, key="ann_follow")
+            initial = {} if "ann_follow" in st.session_state else {"value": True}
+            follow = st.toggle("Centre on the suggested object", key="ann_follow", **initial)
         if follow and focus is not None:
             pan_x, pan_y = _pan_to(focus, width, height, zoom)
         elif pannable:
-            pan_x = st.slider("Pan left ↔ right", 0, 100, 50, key="ann_pan_x") / 100
-            pan_y = st.slider("Pan top ↕ bottom", 0, 100, 50, key="ann_pan_y") / 100
+            pan_x = _widget(
+                st.slider, "Pan left ↔ right", pan_keys[0], 50, saved, "pan_x", min_value=0, max_value=100
+            )
+            pan_y = _widget(
+                st.slider, "Pan top ↕ bottom", pan_keys[1], 50, saved, "pan_y", min_value=0, max_value=100
+            )
+            pan_x, pan_y = pan_x / 100, pan_y / 100
         else:
             pan_x = pan_y = 0.5
-        brightness = st.slider("Brightness", -0.5, 0.5, 0.0, 0.05, key="ann_brightness")
-        contrast = st.slider("Contrast", 0.5, 3.0, 1.0, 0.1, key="ann_contrast")
+        brightness = _widget(
+            st.slider,
+            "Brightness",
+            f"ann_brightness_{image_id}",
+            0.0,
+            saved,
+            "brightness",
+            min_value=-0.5,
+            max_value=0.5,
+            step=0.05,
+        )
+        contrast = _widget(
+            st.slider,
+            "Contrast",
+            f"ann_contrast_{image_id}",
+            1.0,
+            saved,
+            "contrast",
+            min_value=0.5,
+            max_value=3.0,
+            step=0.1,
+        )
+        outlines = st.toggle("Show the model's outlines", value=True, key="ann_outlines")
         side = st.select_slider(
             "Display size (px)", DISPLAY_SIDES, value=DISPLAY_SIDE, key="ann_display_side"
         )
-    return ViewSettings(make_viewport(width, height, zoom, pan_x, pan_y, side), brightness, contrast)
+    viewport = make_viewport(width, height, zoom, pan_x, pan_y, side)
+    return ViewSettings(viewport, brightness, contrast, outlines)

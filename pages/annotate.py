@@ -15,7 +15,7 @@ from pages import _session as session
 from pages import _timer as timer
 from pages._canvas import draw_shapes
 from pages._text import md
-from pages._view_controls import view_controls
+from pages._view_controls import overview, view_controls
 from storage.records import ImageInfo, Project, Suggestion, User
 from storage.service import Studio
 
@@ -174,7 +174,10 @@ def main() -> None:
         image, sug, free = _choose_item(studio, user, project, images, queue, model is not None)
         timer.show((image.id, sug.id if sug else None))
         _progress(image, images, queue)
-        settings = view_controls(image.width, image.height, sug.bbox if sug else None)
+        settings = view_controls(image.id, image.width, image.height, sug.bbox if sug else None)
+        shown = settings.viewport
+        if shown.w < image.width or shown.h < image.height:
+            overview(render.display_rgb(studio, user, image.id), shown, image.id)
         tool = st.radio("Tool", list(TOOLS), format_func=TOOLS.get, horizontal=True, key="ann_tool")
         on_click = "select"
         if tool == "click":
@@ -212,7 +215,7 @@ def main() -> None:
             settings.viewport,
             settings.brightness,
             settings.contrast,
-            predicted=predicted,
+            predicted=predicted if settings.outlines else None,
             sparse=sparse,
             suggestion_mask=sug.mask if sug else None,
             selected_mask=selected.mask if selected else None,

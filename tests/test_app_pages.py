@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from pages._canvas import TEST_HOOK_KEY
 from pages._select import CLICK_TEST_HOOK
+from pages._view_controls import OVERVIEW_TEST_HOOK
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.synthetic import generate
 from storage import predictions, versions
@@ -335,6 +336,38 @@ def test_next_image_button_walks_the_list_and_keys_are_listed(studio: Studio) ->
     shown = texts(at)
     for key in ("`A`", "`B`", "`S`", "`N`", "`Esc`", "`O`", "`Mod+Z`", "`Shift+Right`"):
         assert key in shown, key
+
+
+def test_view_settings_are_kept_per_image_and_the_overview_pans(studio: Studio) -> None:
+    admin = admin_of(studio)
+    project, first_id, _ = project_with_image(studio)
+    image, _ = generate(96, seed=5)
+    second_id = studio.add_image(admin, project.id, "cells_02.png", png(image)).id
+    at = open_annotate(studio, project)
+    at.select_slider(key=f"ann_zoom_{first_id}").set_value(2).run()
+    at.slider(key=f"ann_contrast_{first_id}").set_value(2.0).run()
+    assert not at.exception, at.exception
+
+    def shown() -> str:
+        return next(c.value for c in at.caption if c.value.startswith("Overview"))
+
+    assert "x 24–72, y 24–72 of 96×96" in shown()  # zoom 2: the central half
+    at.session_state[OVERVIEW_TEST_HOOK] = (10.0, 10.0)
+    at.run()
+    assert "x 0–48, y 0–48" in shown()
+    at.session_state[OVERVIEW_TEST_HOOK] = (90.0, 60.0)
+    at.run()
+    assert "x 48–96, y 36–84" in shown()
+    assert not at.warning, [w.value for w in at.warning]
+
+    at.selectbox(key="ann_image").select(second_id).run()
+    assert at.select_slider(key=f"ann_zoom_{second_id}").value == 1
+    assert at.slider(key=f"ann_contrast_{second_id}").value == 1.0
+    assert not any(c.value.startswith("Overview") for c in at.caption)  # the whole image is shown
+    at.selectbox(key="ann_image").select(first_id).run()
+    assert at.select_slider(key=f"ann_zoom_{first_id}").value == 2
+    assert at.slider(key=f"ann_contrast_{first_id}").value == 2.0
+    assert "x 48–96, y 36–84" in shown()
 
 
 def test_annotator_is_offered_delete_only_for_own_labels(studio: Studio) -> None:

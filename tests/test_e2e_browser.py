@@ -526,3 +526,33 @@ def test_browser_click_an_object_and_accept_it(server: Server) -> None:
     assert [(a.kind, a.source, a.image_id) for a in new] == [("object", "accepted", image.id)] * 3
     for label, k in zip(new, (3, 1, 2), strict=True):
         assert np.array_equal(label.mask, predicted == k), k
+
+
+def test_browser_overview_click_centres_the_view(server: Server) -> None:
+    """Zoomed in, the overview frames the part on screen; a click on it moves the view there."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(30_000)
+            shots = Shots(page)
+            _log_in(page, server.url, ADMIN, ADMIN_PW)
+            _go(page, "Annotate")
+            _settle(page)
+            page.get_by_text("View: zoom, pan, brightness, contrast, outlines").click()
+            zoom = page.get_by_role("slider", name="Zoom")
+            zoom.focus()
+            page.keyboard.press("ArrowRight")
+            page.get_by_text("Overview: showing x 40–120, y 40–120 of 160×160", exact=False).wait_for()
+            _settle(page)
+            small = page.frame_locator('iframe[src*="streamlit_image_coordinates"]').locator("#image")
+            box = small.bounding_box()
+            assert box is not None
+            small.click(position={"x": 3, "y": box["height"] - 3})  # bottom-left corner
+            page.get_by_text("Overview: showing x 0–80, y 80–160", exact=False).wait_for()
+            _settle(page)
+            shots("overview")
+        finally:
+            browser.close()
