@@ -594,6 +594,7 @@ class Studio:
         pid = int(project_id)
         permissions.require_lead(self.db, user, pid)
         checked = jobs.check_train_params(params, iterations)
+        _check_training_memory(self.db, pid, checked)
         if not annotations.labelled_image_ids(self.db, pid):
             raise InputError("nothing to train on yet: label at least one object first")
         with transaction(self.db) as db:
@@ -836,6 +837,28 @@ def import_root() -> Path | None:
     if not raw:
         return None
     return Path(raw).expanduser().resolve()
+
+
+def _check_training_memory(db: Database, project_id: int, params: dict) -> None:
+    """``InputError`` when the network and batch these parameters ask for exceed the memory budget
+    (``spoco_core.budget``; defaults for what they leave out, the widest image's channels)."""
+    from spoco_core.budget import check_training_memory
+    from spoco_core.model import UNetConfig
+    from spoco_core.train import TrainConfig
+
+    model, train = UNetConfig(), TrainConfig()
+    channels = scalar(db, "SELECT MAX(channels) FROM images WHERE project_id = ?", [project_id])
+    try:
+        check_training_memory(
+            int(channels or 1),
+            int(params.get("base_channels", model.base_channels)),
+            int(params.get("depth", model.depth)),
+            int(params.get("batch_size", train.batch_size)),
+            int(params.get("patch_size", train.patch_size)),
+            int(params.get("embedding_dim", model.embedding_dim)),
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
 
 
 check_integer_arguments(Studio)  # ids, limit, prefer: whole numbers, never a truncated float

@@ -249,3 +249,23 @@ def test_ids_must_be_whole_numbers(world: World, big_image: int) -> None:
     assert s.get_image(lead, np.int64(big_image)).id == big_image  # numpy integers are whole numbers
     assert s.get_image(lead, str(big_image)).id == big_image
     assert [p.id for p in [s.get_project(lead, pid)]] == [pid]
+
+
+# ------------------------------------------------------------------ training memory budget
+
+
+def test_training_parameters_are_bounded_by_memory(world: World, big_image: int, monkeypatch) -> None:
+    monkeypatch.delenv("SPOCO_TRAIN_MEMORY_GB", raising=False)
+    s, pid = world.studio, world.project.id
+    mask = np.zeros((SIDE, SIDE), bool)
+    mask[10:30, 10:30] = True
+    s.add_annotation(world.lead, big_image, "object", mask)
+    for params in (
+        {"base_channels": 512, "depth": 8},  # each within its own bounds
+        {"batch_size": 256, "patch_size": 4096},
+    ):
+        with pytest.raises(InputError, match="memory"):
+            s.enqueue_training(world.lead, pid, iterations=5, params=params)
+    assert s.list_jobs(world.lead, pid) == []
+    job = s.enqueue_training(world.lead, pid, iterations=5, params={"base_channels": 32, "depth": 5})
+    assert job.status == "queued"

@@ -148,7 +148,10 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--iterations, --batch-size, --patch-size, --base-channels and --depth must be >= 1"
     if args.paste_objects < 0 or args.core_margin < 0:
         return "--paste-objects and --core-margin must be >= 0"
-    return None
+    from spoco_core.budget import training_problem  # network + batch within SPOCO_TRAIN_MEMORY_GB
+
+    a = args
+    return training_problem(3, a.base_channels, a.depth, a.batch_size, a.patch_size, a.embedding_dim)
 
 
 def run(args: argparse.Namespace) -> int:
