@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,8 +59,10 @@ def run_training(ctx: JobContext) -> None:
     from spoco_core.train import CALIBRATION_STEPS, Trainer
 
     params = ctx.params
-    parent = model_versions.current(ctx.db, ctx.project_id)
-    init = ctx.blobs.path(parent.checkpoint) if parent and ctx.blobs.exists(parent.checkpoint) else None
+    parent, notes = model_versions.warm_start(ctx.db, ctx.blobs, ctx.project_id, _loads)
+    init = ctx.blobs.path(parent.checkpoint) if parent else None
+    if notes:
+        log.warning("job %s: %s", ctx.job_id, "; ".join(notes))
     samples, n_objects, n_images = collect_samples(ctx)
     if not samples:
         raise ValueError("no labelled images: label at least one object first")
@@ -103,6 +106,8 @@ def run_training(ctx: JobContext) -> None:
         "train_seconds": round(time.monotonic() - started, 2),
         "device": str(trainer.device),
     }
+    if notes:
+        metrics["warm_start_note"] = "; ".join(notes)
     with transaction(ctx.db) as db:
         row = one(db, "SELECT status, cancel_requested FROM jobs WHERE id = ?", [ctx.job_id])
         if row is None or row["status"] != "running":
@@ -131,3 +136,10 @@ def run_training(ctx: JobContext) -> None:
                 predict_params[key] = params[key]
         jobs.enqueue(db, ctx.project_id, "predict", predict_params, ctx.row["created_by"])
     log.info("job %s: done, model version id %s", ctx.job_id, version_id)
+
+
+def _loads(path: Path) -> None:
+    """Raises when the checkpoint cannot be rebuilt (the warm start then falls back)."""
+    from spoco_core.train import load_checkpoint
+
+    load_checkpoint(path, device="cpu")

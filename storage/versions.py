@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 from sqlite_utils import Database
 
+from storage.blobs import BlobStore
 from storage.db import dumps, loads, now, one, scalar
 from storage.errors import InputError, NotFound
 from storage.records import ModelVersion
@@ -107,3 +111,41 @@ def merge_metrics(db: Database, version_id: int, extra: dict) -> None:
         return
     metrics = {**loads(row["metrics"], {}), **extra}
     db.execute("UPDATE model_versions SET metrics = ? WHERE id = ?", [dumps(metrics), version_id])
+
+
+def warm_start(
+    db: Database, blobs: BlobStore, project_id: int, check: Callable[[Path], object]
+) -> tuple[ModelVersion | None, list[str]]:
+    """The version a training job starts from: the current one if its checkpoint ``check``s out,
+    else the newest older version whose checkpoint does (the last good one); None when there is no
+    usable version. Also what was skipped, one sentence per version; each skipped version's metrics
+    get ``checkpoint_error`` so the version list shows it."""
+    cur = current(db, project_id)
+    if cur is None:
+        return None, []
+    older = [v for v in list_for_project(db, project_id) if v.version < cur.version]
+    notes: list[str] = []
+    for version in [cur, *older]:
+        problem = _checkpoint_problem(blobs, version.checkpoint, check)
+        if problem is None:
+            if notes:
+                notes.append(f"started from version {version.version}, the last good one")
+            return version, notes
+        notes.append(f"version {version.version}: checkpoint {problem}")
+        merge_metrics(db, version.id, {"checkpoint_error": problem})
+    notes.append("no usable version: started from scratch")
+    return None, notes
+
+
+def _checkpoint_problem(blobs: BlobStore, rel: str, check: Callable[[Path], object]) -> str | None:
+    try:
+        path = blobs.path(rel)
+    except ValueError:
+        return "path is invalid"
+    if not path.is_file():
+        return "is missing"
+    try:
+        check(path)
+    except Exception as exc:  # a damaged file raises whatever its decoder raises
+        return f"is damaged ({type(exc).__name__}: {str(exc)[:200]})"
+    return None

@@ -1,0 +1,58 @@
+"""Recovery with a real worker process: damaged and missing checkpoints, temp files left by a killed
+writer, a prediction job killed mid-way, database backups."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from storage import versions as model_versions
+from storage.db import transaction
+from tests.test_storage_worker import TINY, World, env, project, start_worker  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.slow
+
+
+def _train_once(w: World, log) -> int:
+    """Queue a training job, run a worker until the queue is empty; the new version's id."""
+    s = w.studio
+    job = s.enqueue_training(w.lead, w.project.id, params=TINY)
+    proc = start_worker(s.data_dir, log, "--once")
+    assert proc.wait(180) == 0, log.read_text()[-3000:]
+    done = s.get_job(w.lead, job.id)
+    assert done.status == "done", (done.error, log.read_text()[-3000:])
+    return int(done.model_version_id)
+
+
+def test_training_falls_back_to_the_last_good_checkpoint(request, tmp_path) -> None:
+    w: World = request.getfixturevalue("project")
+    s = w.studio
+    log = tmp_path / "worker.log"
+    v1_id = _train_once(w, log)
+    v1 = model_versions.get(s.db, v1_id)
+    # a second version whose checkpoint file is damaged (a disk error, a half-copied backup)
+    damaged_rel = f"checkpoints/project-{w.project.id}/damaged.pt"
+    shutil.copyfile(s.blobs.path(v1.checkpoint), s.blobs.path(damaged_rel))
+    data = s.blobs.path(damaged_rel).read_bytes()
+    s.blobs.path(damaged_rel).write_bytes(data[: len(data) // 3] + b"\0" * 64)
+    with transaction(s.db) as db:
+        v2_id = model_versions.register(db, w.project.id, damaged_rel, v1.id, 6, 2, {}, None, None)
+
+    v3_id = _train_once(w, log)  # used to fail: every training loaded the damaged current model
+    v3 = model_versions.get(s.db, v3_id)
+    assert v3.version == 3 and v3.parent_id == v1.id and v3.is_current
+    assert "version 2: checkpoint is damaged" in v3.metrics["warm_start_note"]
+    assert "version 1" in v3.metrics["warm_start_note"]
+    assert "damaged" in model_versions.get(s.db, v2_id).metrics["checkpoint_error"]
+
+    # a version whose checkpoint is gone: no silent start from scratch under its name
+    with transaction(s.db) as db:
+        v4_id = model_versions.register(
+            db, w.project.id, f"checkpoints/project-{w.project.id}/gone.pt", v3.id, 6, 2, {}, None, None
+        )
+    v5 = model_versions.get(s.db, _train_once(w, log))
+    assert v5.parent_id == v3.id
+    assert "version 4: checkpoint is missing" in v5.metrics["warm_start_note"]
+    assert model_versions.get(s.db, v4_id).metrics["checkpoint_error"] == "is missing"
+    assert "warm_start_note" not in v1.metrics and "last good" in log.read_text()
