@@ -8,10 +8,14 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+
+TEMP_MAX_AGE_S = 300.0
+"""A temp file untouched this long was left by a writer that was killed (a write takes seconds)."""
 
 
 def sha256_hex(data: bytes) -> str:
@@ -94,3 +98,23 @@ class BlobStore:
 
     def remove(self, rel: str) -> None:
         self.path(rel).unlink(missing_ok=True)
+
+    def sweep_temp_files(self, older_than_s: float = TEMP_MAX_AGE_S) -> list[Path]:
+        """Remove the temp files of writes that never finished (``.<name>.<random>...tmp`` or
+        ``.tif``, as the atomic writes here, ``Trainer.save`` and ``write_labels`` name them) that
+        have not been modified for ``older_than_s``; returns what was removed. Stored blobs never
+        start with a dot."""
+        cutoff = time.time() - older_than_s
+        removed = []
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                if not (name.startswith(".") and name.endswith((".tmp", ".tif"))):
+                    continue
+                path = Path(folder) / name
+                try:
+                    if path.is_file() and not path.is_symlink() and path.stat().st_mtime < cutoff:
+                        path.unlink()
+                        removed.append(path)
+                except OSError:
+                    continue  # gone meanwhile, or not ours to remove
+        return removed

@@ -4,6 +4,7 @@ One process, one job at a time, never inside the web app. It registers itself (`
 and a heartbeat thread refreshes its row and its running job every 2 s. On start and between jobs
 it fails the running jobs of dead workers ('worker died'; their project's current model is kept).
 A failing job is marked failed with the last line of its traceback and the worker goes on.
+On start and every ``SWEEP_S`` it removes temp files that killed writers left in the blob store.
 SIGTERM/SIGINT stop the current job at its next step (marked failed: 'worker stopped') and exit.
 A worker the web app started (``--parent-pid``) exits once that server is gone and no job runs,
 so stopping the app leaves no orphan behind; a worker started by hand runs until stopped.
@@ -31,6 +32,7 @@ from storage.migrations import migrate
 log = logging.getLogger("storage.worker")
 HEARTBEAT_S = 2.0
 STALE_CHECK_S = 5.0
+SWEEP_S = 600.0  # how often abandoned temp files are looked for (and at start)
 
 
 class Worker:
@@ -55,11 +57,15 @@ class Worker:
         log.info("worker %s started (pid %s, data %s)", self.worker_id, self.pid, self.settings.data_dir)
         try:
             self.recover()
-            checked = time.monotonic()
+            self.sweep()
+            checked = swept = time.monotonic()
             while not self.stop.is_set():
                 if time.monotonic() - checked >= STALE_CHECK_S:
                     self.recover()
                     checked = time.monotonic()
+                if time.monotonic() - swept >= SWEEP_S:
+                    self.sweep()
+                    swept = time.monotonic()
                 row = jobs.claim(self.db, self.pid, self.host)
                 if row is None:
                     if once or self._orphaned(parent_pid):
@@ -89,6 +95,16 @@ class Worker:
         for job_id in failed:
             log.warning("job %s: its worker died; marked failed", job_id)
         return failed
+
+    def sweep(self) -> None:
+        """Remove temp files that killed writers left in the blob store."""
+        try:
+            removed = self.blobs.sweep_temp_files()
+        except OSError as exc:
+            log.warning("could not sweep temp files: %s", exc)
+            return
+        for path in removed:
+            log.info("removed abandoned temp file %s", path.relative_to(self.blobs.root))
 
     def execute(self, row: dict) -> None:
         from storage.predict_job import run_prediction

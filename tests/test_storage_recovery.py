@@ -3,7 +3,9 @@ writer, a prediction job killed mid-way, database backups."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 
 import pytest
 
@@ -56,3 +58,29 @@ def test_training_falls_back_to_the_last_good_checkpoint(request, tmp_path) -> N
     assert "version 4: checkpoint is missing" in v5.metrics["warm_start_note"]
     assert model_versions.get(s.db, v4_id).metrics["checkpoint_error"] == "is missing"
     assert "warm_start_note" not in v1.metrics and "last good" in log.read_text()
+
+
+def test_worker_removes_temp_files_that_killed_writers_left(studio, env, tmp_path) -> None:  # noqa: F811
+    root = studio.blobs.root
+    week_ago = time.time() - 7 * 24 * 3600
+    left = [  # what a writer killed between mkstemp and rename leaves: hidden, often 0 bytes
+        root / "checkpoints" / "project-1" / ".job-7.pt.k3j4h5g6.tmp",
+        root / "predictions" / "version-2" / ".image-3.tif.ab_cd9ef.tif",
+        root / "images" / "ab" / ".abcdef.png.x1y2z3w4.tmp",
+    ]
+    kept = [
+        root / "checkpoints" / "project-1" / "job-1.pt",  # a stored blob, however old
+        root / "checkpoints" / "project-1" / ".job-8.pt.q1w2e3r4.tmp",  # being written right now
+        root / "predictions" / "version-2" / ".keep",
+    ]
+    for path in left + kept:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"" if path.suffix in (".tmp", ".tif") else b"x")
+    for path in left + kept[:1] + kept[2:]:
+        os.utime(path, (week_ago, week_ago))
+    log = tmp_path / "worker.log"
+    proc = start_worker(studio.data_dir, log, "--once")  # nothing queued: sweeps, then exits
+    assert proc.wait(120) == 0, log.read_text()[-3000:]
+    assert [p for p in left if p.exists()] == []
+    assert all(p.exists() for p in kept)
+    assert "removed abandoned temp file checkpoints/project-1/.job-7.pt.k3j4h5g6.tmp" in log.read_text()
