@@ -45,7 +45,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spoco_core.cluster import segment
 from spoco_core.infer import Predictor
-from spoco_core.losses import LossConfig
 from spoco_core.metrics import evaluate, mean_metrics
 from spoco_core.model import UNetConfig
 from spoco_core.synthetic import background_squares, sparsify, training_set
@@ -77,31 +76,36 @@ ROWS = (
 DEFAULT_ROWS = "0,1,2,3,4,5"
 
 
+OVERRIDES = {"device": "cpu", "iterations": 1600, "log_every": 160}
+"""The TrainConfig fields this benchmark sets besides the seed: every row makes the same number of
+steps on the CPU. Everything else is TrainConfig()'s defaults, what the CLI and the app train with
+(tests/test_benchmark_defaults.py holds the benchmark to this)."""
+
+
 @dataclass
 class Setup:
     n_train: int = 96  # 24 images: dense 0.570, 10% 0.359 mAP (ratio 0.63); 96: 0.539 / 0.407 (0.76)
     n_test: int = 8
     size: int = 128
-    iterations: int = 1600
-    # 4 (TrainConfig's default): with ~3 labelled objects per image at 10 %, batch 2 fed the losses
-    # ~6 objects a step and the 10 % row reached 0.87 +- 0.01 of dense over three seeds; batch 4:
-    # 0.91 and 0.92 (two seeds), dense +0.026 and 10 % +0.047 (RESULTS.md, stop 14 (d)).
-    batch_size: int = 4
-    # 96 px crops of the 128 px images (object-centred half of the time, augment.crop_or_pad): with
-    # the trainer's CPU bfloat16 the six rows took 858 s, 10 % / dense 0.91 (whole images in float32:
-    # 1931 s, also 0.91; RESULTS.md, stop 16 (a)). 64 px patches gave worse embeddings (GroupNorm
-    # context).
-    patch_size: int = 96
-    lr: float = 2e-3
-    ema_momentum: float = 0.999
-    base_channels: int = 16
-    depth: int = 3
-    w_foreground: float = 5.0  # at 1.0 the head barely learns next to the embedding terms in 1000 steps
+    iterations: int = OVERRIDES["iterations"]
     marks_per_image: int = 10
     mark_side: int = 12
-    min_size: int = 15  # also HDBSCAN's smallest cluster (cluster.segment's default)
     seed: int = 0
     tta: int = N_VIEWS  # embeddings averaged over the 8 flips/rotations (spoco_core.tta)
+    small_net: bool = False  # --quick: a tiny network on 32 px patches (checks the script runs)
+
+
+def train_config(setup: Setup, row: Row | None = None) -> TrainConfig:
+    """The defaults, ``OVERRIDES`` (with --iterations), the seed, and the row's ablation if any."""
+    overrides = {**OVERRIDES, "iterations": setup.iterations, "log_every": max(1, setup.iterations // 10)}
+    cfg = replace(TrainConfig(), seed=setup.seed, **overrides)  # type: ignore[arg-type]
+    if setup.small_net:
+        cfg = replace(cfg, patch_size=32, batch_size=2, model=UNetConfig(base_channels=8, depth=2))
+    if row is not None:
+        cfg = replace(
+            cfg, model=replace(cfg.model, **row.model), loss=replace(cfg.loss, **row.loss), **row.train
+        )
+    return cfg
 
 
 def labelled_set(dense: list[np.ndarray], marks: list[np.ndarray], fraction: float) -> list[np.ndarray]:
@@ -115,19 +119,7 @@ def labelled_set(dense: list[np.ndarray], marks: list[np.ndarray], fraction: flo
 
 
 def train_row(setup: Setup, row: Row, images: list[np.ndarray], labels: list[np.ndarray]):
-    config = TrainConfig(
-        iterations=setup.iterations,
-        batch_size=setup.batch_size,
-        patch_size=setup.patch_size,
-        lr=setup.lr,
-        ema_momentum=setup.ema_momentum,
-        seed=setup.seed,
-        device="cpu",
-        log_every=max(1, setup.iterations // 10),
-        model=UNetConfig(base_channels=setup.base_channels, depth=setup.depth, **row.model),
-        loss=replace(LossConfig(w_foreground=setup.w_foreground), **row.loss),
-        **row.train,
-    )
+    config = train_config(setup, row)
     trainer = Trainer(config, list(zip(images, labels, strict=True)))
     start = time.perf_counter()
     result = trainer.fit()
@@ -143,13 +135,13 @@ def train_row(setup: Setup, row: Row, images: list[np.ndarray], labels: list[np.
 
 
 def score(
-    predictor: Predictor, images: list[np.ndarray], gt: list[np.ndarray], min_size: int, tta: int = 1
+    predictor: Predictor, images: list[np.ndarray], gt: list[np.ndarray], tta: int = 1
 ) -> tuple[dict, dict, dict]:
     """Metrics with the model's own foreground head (the app's setting), with the ground-truth
     foreground mask (the reference's protocol on the leaf benchmark: the gap is what the head
     costs), both on the mean of ``tta`` views, and with the head on one view (what TTA adds)."""
     own, gt_fg, single = [], [], []
-    kw = {"method": "hdbscan", "min_size": min_size, "delta_v": predictor.delta_v}
+    kw = {"method": "hdbscan", "min_size": predictor.min_size, "delta_v": predictor.delta_v}
     grow = predictor.grow  # the head's cores grow back by the rim; the true foreground needs no growing
     for img, lab in zip(images, gt, strict=True):
         views = embed_views(predictor, img, tta)  # views[0] is the plain embedding
@@ -178,7 +170,7 @@ def run_row(setup: Setup, row: Row, threads: int) -> tuple[Row, int, tuple[dict,
     return (
         row,
         n_objects(labels),
-        score(predictor, test_images, test_gt, setup.min_size, setup.tta),
+        score(predictor, test_images, test_gt, setup.tta),
         its,
     )
 
@@ -186,23 +178,24 @@ def run_row(setup: Setup, row: Row, threads: int) -> tuple[Row, int, tuple[dict,
 def describe(setup: Setup, threads: int) -> str:
     """The printed header: everything a reader needs to judge the table."""
     side = f"{setup.mark_side}x{setup.mark_side} px"
+    cfg = train_config(setup)
     return "\n".join(
         [
             f"# Sparse vs dense labels (synthetic; train {setup.n_train} images of {setup.size}px, seed 1; "
             f"test {setup.n_test}, seed 2)",
-            f"U-Net depth {setup.depth}, base {setup.base_channels}, E=16, coordinate channels x "
-            f"{UNetConfig().coord_scale:g}, copy-paste of {TrainConfig().paste_objects} labelled object(s) "
-            f"per patch (unless the row says otherwise); {setup.iterations} iterations "
-            f"per row, batch {setup.batch_size}, patch {setup.patch_size}, lr {setup.lr}, "
-            f"{threads} torch thread(s), "
+            f"TrainConfig() defaults with {OVERRIDES}: U-Net depth {cfg.model.depth}, base "
+            f"{cfg.model.base_channels}, E={cfg.model.embedding_dim}, coordinate channels scaled to the "
+            f"labelled objects (2.2 / sqrt(median area)), copy-paste of {cfg.paste_objects} labelled "
+            f"object(s) per patch (unless the row says otherwise); {setup.iterations} iterations per row, "
+            f"batch {cfg.batch_size}, patch {cfg.patch_size}, lr {cfg.lr:g}, {threads} torch thread(s), "
             f"{'bfloat16 autocast (native on this CPU)' if cpu_has_bf16() else 'float32'} training.",
             f"Foreground at inference: the model's foreground head (fg_prob > 0.5, loss weight "
-            f"{setup.w_foreground:g}), trained on labelled objects' cores (their rims of "
+            f"{cfg.loss.w_foreground:g}), trained on labelled objects' cores (their rims of "
             f"LossConfig.core_margin px as 0) vs {setup.marks_per_image} "
             f"background-mark squares of {side} per training image, the same in every row; every "
             "other unlabelled pixel is unknown. No ground-truth foreground is used.",
-            "Clustering: cluster.segment (HDBSCAN, epsilon = delta_v = 0.5, "
-            f"min_cluster_size = min_size = {setup.min_size} px), "
+            "Clustering: cluster.segment (HDBSCAN, epsilon = delta_v = 0.5, min_cluster_size = min_size "
+            "= Predictor.min_size: a tenth of the labelled objects' median area, at least 15 px), "
             f"object cores grown back by LossConfig.core_margin px, on the mean embedding of "
             f"{setup.tta} flipped/rotated view(s) (spoco_core.tta; '1 view' columns: the plain embedding). "
             "Metrics: mean over test images of metrics.evaluate.",
@@ -231,9 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             n_test=2,
             size=64,
             iterations=6,
-            base_channels=8,
-            depth=2,
-            patch_size=32,
+            small_net=True,
             marks_per_image=2,
         )
     if args.iterations:

@@ -17,7 +17,7 @@ class UNetConfig:
     in_channels: int = 1
     embedding_dim: int = 16
     base_channels: int = 16
-    depth: int = 4
+    depth: int = 3
     norm: str = "group"  # group | batch | instance | none
     foreground_head: bool = True
     coord_scale: float = 0.2

@@ -69,8 +69,8 @@ class TrainConfig:
     from the speed measured over the first steps (``CALIBRATION_STEPS``), so a GPU does more steps
     in the same time, and the cosine schedule spans the planned steps."""
     batch_size: int = 4
-    patch_size: int = 128
-    lr: float = 2e-4
+    patch_size: int = 96
+    lr: float = 2e-3  # real nuclei at 2e-4 (the paper's): nearly every nucleus came back twice
     weight_decay: float = 1e-5
     ema_momentum: float = 0.999
     seed: int = 0
@@ -81,6 +81,10 @@ class TrainConfig:
     scale_jitter: float = 0.0  # patches zoomed by up to (1 + this) either way (augment.sample_views)
     model: UNetConfig = field(default_factory=UNetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    auto_coord_scale: bool = True
+    """A fresh model's coordinate scale (``UNetConfig.coord_scale``) follows the labelled objects'
+    size: ``COORD_SPAN / sqrt(object_area)``, so an object spans the same embedding distance
+    whatever its size in pixels (a warm start keeps its model's scale)."""
     object_area: float = 0.0
     """Median area (px) of the labelled objects, measured by the Trainer: segmentation drops
     fragments under ``MIN_SIZE_FRACTION`` of it (see :func:`min_object_size`). 0 = unknown."""
@@ -261,6 +265,17 @@ def median_object_area(samples: Sequence[Sample]) -> float:
     return float(np.median(np.concatenate(areas))) if areas else 0.0
 
 
+COORD_SPAN = 2.2
+"""Embedding units the coordinate channels add across sqrt(object area) px: 0.2 per px was best on
+the synthetic objects (median 113 px), 0.1 on real HeLa nuclei (median ~600 px; 0.05 and 0.2 were
+worse), both ~2.2 / sqrt(area) (benchmarks/real_nuclei.py)."""
+
+
+def coord_scale_for(object_area: float, fallback: float) -> float:
+    """Coordinate scale for objects of this median area (``fallback`` when it is unknown)."""
+    return round(COORD_SPAN / float(np.sqrt(object_area)), 4) if object_area > 0 else fallback
+
+
 CALIBRATION_STEPS = 6  # the first is a warm-up (allocations, autotuning); the rest set the rate
 OVERTIME = 1.25  # a time-budgeted run stops here even if the machine slowed down after calibration
 
@@ -322,6 +337,8 @@ class Trainer:
 
         self.samples = self._prepare_samples(samples, config.model.in_channels)
         config.object_area = median_object_area(self.samples) or config.object_area
+        if ckpt_data is None and config.auto_coord_scale and config.model.coord_scale > 0:
+            config.model.coord_scale = coord_scale_for(config.object_area, config.model.coord_scale)
         self.paste_pool = []  # complete labelled objects to paste (copy_paste.py)
         if config.paste_objects > 0:
             self.paste_pool = object_pool(self.samples, config.patch_size // 2, rng=self.rng)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
-from benchmarks import real_nuclei
+from benchmarks import real_nuclei, sparse_vs_dense
 from spoco_core.train import TrainConfig
 
 
@@ -14,3 +14,11 @@ def test_real_nuclei_trains_with_the_defaults_and_its_declared_overrides_only() 
     want = asdict(replace(TrainConfig(), minutes=2.5, seed=3, **real_nuclei.OVERRIDES))
     assert got == want
     assert set(real_nuclei.OVERRIDES) <= {"device"}  # nothing that changes what is learned
+
+
+def test_sparse_vs_dense_trains_with_the_defaults_and_its_declared_overrides_only() -> None:
+    got = asdict(sparse_vs_dense.train_config(sparse_vs_dense.Setup(seed=2)))
+    want = asdict(replace(TrainConfig(), seed=2, **sparse_vs_dense.OVERRIDES))
+    assert got == want
+    ablation = sparse_vs_dense.ROWS[-1]  # only an ablation row may change what is learned
+    assert asdict(sparse_vs_dense.train_config(sparse_vs_dense.Setup(seed=2), ablation)) != want

@@ -15,7 +15,7 @@ from PIL import Image
 
 from spoco_core.__main__ import main
 from spoco_core.losses import LossConfig
-from spoco_core.train import load_checkpoint
+from spoco_core.train import coord_scale_for, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
@@ -131,7 +131,9 @@ def test_warm_start_from_cli(trained, tmp_path):
 def test_coordinates_copy_paste_and_cores_are_cli_settings(trained, tmp_path):
     data, model = trained
     config = load_checkpoint(model, "cpu").config
-    assert config.model.coord_scale == pytest.approx(0.2) and config.paste_objects == 1  # the defaults
+    # the default coordinate scale follows the labelled objects' size
+    assert config.object_area > 0 and config.paste_objects == 1
+    assert config.model.coord_scale == pytest.approx(coord_scale_for(config.object_area, 0.2))
     assert config.loss.core_margin == LossConfig().core_margin
     out = tmp_path / "plain.pt"
     result = _cli(

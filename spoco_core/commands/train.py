@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -10,11 +11,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.io import ImageReadError, list_images, read_image, read_labels
 from spoco_core.losses import LossConfig
 from spoco_core.model import UNetConfig
 from spoco_core.synthetic import sparsify
 from spoco_core.train import ProgressEvent, Sample, TrainConfig, Trainer
+
+_T, _M = TrainConfig(), UNetConfig()  # the CLI's defaults are the library's (and the app's)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--images", type=Path, required=True, help="folder of training images")
     parser.add_argument("--labels", type=Path, required=True, help="folder of label images (same stems)")
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (MODEL.pt)")
-    parser.add_argument("--iterations", type=int, default=500, help="optimiser steps (default: 500)")
+    parser.add_argument(
+        "--iterations", type=int, default=_T.iterations, help=f"optimiser steps (default: {_T.iterations})"
+    )
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=0.0,
+        help="train for this long instead of --iterations steps (the steps follow from the measured "
+        f"speed; the app's default is {DEFAULT_TRAIN_MINUTES:g})",
+    )
     parser.add_argument(
         "--fraction",
         type=float,
@@ -45,25 +58,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--init", type=Path, default=None, help="warm-start from this checkpoint")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--batch-size", type=int, default=4, help="patches per step (default: 4)")
-    parser.add_argument("--patch-size", type=int, default=128, help="patch side in pixels (default: 128)")
-    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default: 2e-4)")
-    parser.add_argument("--base-channels", type=int, default=16, help="U-Net width (default: 16)")
-    parser.add_argument("--depth", type=int, default=4, help="U-Net levels (default: 4)")
-    parser.add_argument("--embedding-dim", type=int, default=16, help="embedding size (default: 16)")
+    parser.add_argument(
+        "--batch-size", type=int, default=_T.batch_size, help=f"patches per step (default: {_T.batch_size})"
+    )
+    parser.add_argument(
+        "--patch-size", type=int, default=_T.patch_size, help=f"patch side in px (default: {_T.patch_size})"
+    )
+    parser.add_argument("--lr", type=float, default=_T.lr, help=f"Adam learning rate (default: {_T.lr:g})")
+    width = f"U-Net width (default: {_M.base_channels})"
+    parser.add_argument("--base-channels", type=int, default=_M.base_channels, help=width)
+    parser.add_argument("--depth", type=int, default=_M.depth, help=f"U-Net levels (default: {_M.depth})")
+    size = f"embedding size (default: {_M.embedding_dim})"
+    parser.add_argument("--embedding-dim", type=int, default=_M.embedding_dim, help=size)
     parser.add_argument(
         "--coord-scale",
         type=float,
-        default=UNetConfig().coord_scale,
+        default=None,
         help="pixel coordinates x this are added to 2 embedding channels (0 = plain SPOCO; default: "
-        f"{UNetConfig().coord_scale:g}, chosen on ~15 px objects: 0.1 was worse, 0.4 no better)",
+        "2.2 / sqrt(median labelled object area), e.g. 0.2 for 12 px objects, 0.09 for 28 px nuclei)",
     )
     parser.add_argument(
         "--paste-objects",
         type=int,
-        default=TrainConfig().paste_objects,
+        default=_T.paste_objects,
         help="labelled objects pasted next to labelled ones per training patch (0 = off; default: "
-        f"{TrainConfig().paste_objects}; 3 was worse than 1 at 10%% labels)",
+        f"{_T.paste_objects}; 3 was worse than 1 at 10%% labels)",
     )
     parser.add_argument(
         "--core-margin",
@@ -121,10 +140,12 @@ def _config(args: argparse.Namespace, in_channels: int) -> TrainConfig:
         embedding_dim=args.embedding_dim,
         base_channels=args.base_channels,
         depth=args.depth,
-        coord_scale=args.coord_scale,
+        coord_scale=_M.coord_scale if args.coord_scale is None else args.coord_scale,
     )
     return TrainConfig(
         iterations=args.iterations,
+        minutes=args.minutes,
+        auto_coord_scale=args.coord_scale is None,
         batch_size=args.batch_size,
         patch_size=args.patch_size,
         lr=args.lr,
@@ -137,6 +158,12 @@ def _config(args: argparse.Namespace, in_channels: int) -> TrainConfig:
 
 
 def _check_args(args: argparse.Namespace) -> str | None:
+    if not (math.isfinite(args.minutes) and args.minutes >= 0):
+        return "--minutes must be a number >= 0"
+    if args.coord_scale is not None and not (math.isfinite(args.coord_scale) and args.coord_scale >= 0):
+        return "--coord-scale must be a number >= 0"
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        return "--lr must be a number > 0"
     for name in ("images", "labels"):
         if not getattr(args, name).is_dir():
             return f"--{name} {getattr(args, name)} is not a folder"
