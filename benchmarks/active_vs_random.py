@@ -1,6 +1,6 @@
-"""Active learning vs random object selection on synthetic data (issue 5).
+"""Active learning vs random object selection on synthetic data.
 
-    python benchmarks/active_vs_random.py [--quick] [--seed 0] [--k 150,300,600] [--iters 1600] [--jobs 2] ...
+    python -m benchmarks.active_vs_random [--quick] [--seed 0] [--k 150,300,600] [--iters 1600] [--jobs 2] ...
 
 Every strategy starts from the same round 0 (the same random object per image plus the same
 background squares, one shared model), then repeats: ask for K objects, let the simulated
@@ -13,14 +13,14 @@ evaluate on a held-out test set (different synthetic seed). Strategies:
   most unstable object (``rank_suggestions(spread=True)``): what the Studio's worker and the
   ``suggest`` CLI ship (the headline);
 - ``instability-mass``: the same runs, objects ranked by unstable pixels (``unstable_mass``)
-  across the pool (what the Studio shipped until stop 13);
+  across the pool (an earlier ranking of the Studio, kept for comparison);
 - ``instability``: ranked by 1 - mean best-match IoU across the pool (it favours fragments);
 - ``random``: uniformly random unlabelled ground-truth objects drawn from the whole pool (the
-  baseline the issue names: every pick is a real object);
+  baseline: every pick is a real object);
 - ``random-per-image``: random ground-truth objects, each from an image with the fewest labelled
   objects (SPOCO's per-image sampling). Spreading labels over images matters on its own: in a
-  one-shot test (benchmarks/RESULTS.md, stop 13) 150 objects added this way to 1 per image reached
-  0.600 mAP, drawn from the whole pool 0.482, so this row separates "spread" from "instability";
+  one-shot test (docs/benchmarks.md, label_selection) 150 objects added this way to 1 per image reached
+  0.586 mAP, drawn from the whole pool 0.482, so this row separates "spread" from "instability";
 - ``confidence``: 1 - mean foreground probability per predicted object (cheap baseline).
 
 Two dense references, both with the same total number of iterations: trained from scratch with
@@ -30,10 +30,10 @@ objects needed to reach 90% of the dense mAP (linear interpolation on each curve
 random, for both references. Also reported: annotator actions (suggestions answered, including
 background marks and answers that added nothing), since background marks are not counted as objects.
 
-Defaults (stop 14): a pool of 96 images (~2740 objects), round 0 one random object per image
+Defaults: a pool of 96 images (~2740 objects), round 0 one random object per image
 (1600 iterations, shared), then 3 rounds of 150, 300 and 600 suggestions with 1600 warm-started
 iterations each, every model scored on the mean of 8 flipped/rotated views, as in
-sparse_vs_dense.py. With 3 rounds of 150 and 800 steps (stop 13) no strategy reached 90% of the
+sparse_vs_dense.py. With 3 rounds of 150 and 800 steps no strategy reached 90% of the
 dense mAP, so the headline ratio was undefined; the growing schedule lets random reach it too.
 The earlier default pool of 12 images (331 objects) was too small to show any saving: random
 needed 284 of its 331 objects to reach 90% of dense, so every strategy crossed the line near the
@@ -573,7 +573,7 @@ def report(path: Path) -> int:
 
 
 def print_timing(args: argparse.Namespace) -> dict:
-    """Time the ranking (see time_ranking) and print the line the issue asks for."""
+    """Time the ranking (see time_ranking) and print its median and the placements compared."""
     repeats = 1 if args.quick else args.timing_repeats
     timing = time_ranking(args.seed, args.timing_iters, repeats, args.timing_threads)
     medians = timing["medians_s"]

@@ -1,6 +1,6 @@
 """How fast and how good ``spoco_core.cluster.segment`` is, next to clustering every pixel.
 
-    python benchmarks/cluster_speed.py [--quick] [--size 512] [--seed 0] [--cap 120]
+    python -m benchmarks.cluster_speed [--quick] [--size 512] [--seed 0] [--cap 120]
 
 Embeddings are built from a synthetic ground truth (``spoco_core.synthetic.generate``): each
 object a point in E=16 space (norm 4-8, random direction: mostly more than the push margin

@@ -1,8 +1,8 @@
 """Why ``Predictor`` keeps channels-last weights and bfloat16 autocast on the CPU and ranking
 clusters beside the networks: the U-Net forward and the suggestion ranking of one image, side by
-side in one run (issue 5: ranking < 2 s).
+side in one run (target: ranking one 512x512 image in < 2 s on 2 CPU cores).
 
-    python benchmarks/embed_speed.py [--quick] [--size 512] [--repeats 5] [--threads 2]
+    python -m benchmarks.embed_speed [--quick] [--size 512] [--repeats 5] [--threads 2]
 
 Rows, same model (default ``UNetConfig()``, untrained: speed does not depend on the weights) and
 same synthetic image: one student forward pass (``Predictor.embed``) and the full
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="128 px, small net, one repeat: checks it runs")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (the issue's 2 CPU cores)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the target assumes 2)")
     args = parser.parse_args(argv)
     config = UNetConfig()
     if args.quick:

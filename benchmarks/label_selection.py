@@ -1,6 +1,6 @@
 """Which objects are worth labelling? Selection rules compared one-shot, at equal labelled objects.
 
-    python benchmarks/label_selection.py [--quick] [--add 150] [--jobs 2] [--threads 1]
+    python -m benchmarks.label_selection [--quick] [--add 150] [--jobs 2] [--threads 1]
 
 The active-learning benchmark (``active_vs_random.py``) mixes two things: which objects get
 labelled, and how a model is trained incrementally on them. This one isolates the first. Data and
@@ -21,8 +21,8 @@ the same initialisation, and scored on the test set. Rules:
 
 Prints one table (labelled objects, images that got new labels, mAP, SBD, mAP / random at equal
 objects) and, per rule, the objects random needs to reach the rule's mAP: the rule's objects over
-those is issue 5's ratio (objects needed, active / random) for this one-shot setting. ``--quick``: tiny,
-checks that it runs.
+those is the active-learning ratio (objects needed, active / random) for this one-shot setting.
+``--quick``: tiny, checks that it runs.
 """
 
 from __future__ import annotations

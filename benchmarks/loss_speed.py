@@ -1,6 +1,6 @@
 """How long the SPOCO loss takes next to the network, per training batch, on CPU.
 
-    python benchmarks/loss_speed.py [--quick] [--batch 4] [--size 128] [--objects 10]
+    python -m benchmarks.loss_speed [--quick] [--batch 4] [--size 128] [--objects 10]
 
 Prints median forward / loss / backward times for the default model (UNetConfig()) on synthetic
 images with ~``--objects`` labelled discs each, the loss/forward ratio, and a naive per-object

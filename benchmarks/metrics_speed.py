@@ -1,6 +1,6 @@
 """How fast ``spoco_core.metrics.evaluate`` is, next to a naive per-object-pair loop.
 
-    python benchmarks/metrics_speed.py [--quick] [--size 1024] [--crop 384] [--seed 0]
+    python -m benchmarks.metrics_speed [--quick] [--size 1024] [--crop 384] [--seed 0]
 
 Builds a synthetic ground truth (~500 objects at 1024x1024) and a plausible prediction from it
 (shifted, some objects missed, some merged), times the vectorised ``evaluate`` on the full image,

@@ -1,6 +1,6 @@
-"""How fast does the Annotate page redraw a 1024x1024 image after a save? (issue 6: < 300 ms)
+"""How fast does the Annotate page redraw a 1024x1024 image after a save? (target: < 300 ms)
 
-    python benchmarks/render_speed.py [--quick] [--size 1024] [--repeats 5]
+    python -m benchmarks.render_speed [--quick] [--size 1024] [--repeats 5]
 
 Rows, side by side in one run on the same synthetic image, predicted labels, sparse labels and
 suggested object: ``render_view`` (what the page calls: sample the visible crop to the display

@@ -1,6 +1,6 @@
 """Sparse vs dense object labels on synthetic data: how much of the dense quality do few labels keep?
 
-    python benchmarks/sparse_vs_dense.py [--quick] [--iterations N] [--threads T]
+    python -m benchmarks.sparse_vs_dense [--quick] [--iterations N] [--threads T]
 
 Train set: 96 synthetic 128x128 images (seed 1; ~29 objects each, so 10% is ~3 per image: few
 objects in many images, the setting SPOCO is for); test set: 8 images (seed 2, disjoint). Every row
@@ -72,7 +72,7 @@ ROWS = (
     Row("0.1, no cores (whole-object foreground)", 0.1, {"core_margin": 0}),
     Row("0.1, no coordinates (plain SPOCO embeddings)", 0.1, model={"coord_scale": 0.0}),
 )
-# the issue's rows; 6-8 measured at stops 10-12 (RESULTS.md), each a ~12-min pair at batch 4
+# rows 0-5 by default; 6-8 (--rows all) are ablations measured before, each a ~12-min pair at batch 4
 DEFAULT_ROWS = "0,1,2,3,4,5"
 
 

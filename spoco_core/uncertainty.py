@@ -367,7 +367,7 @@ def rank_suggestions(
 
     With ``spread`` the ranked pass fills up the images with the fewest labelled objects (plus
     suggestions so far) first, taking each image's most unstable object: a few labels in every
-    image teach SPOCO more than many in some (benchmarks/RESULTS.md, stop 13).
+    image teach SPOCO more than many in some (docs/benchmarks.md, label_selection).
 
     Objects already labelled (IoU > SKIP_IOU with a labelled object, or more than half on
     labelled/background pixels of the sparse labels) are skipped. Diversity: at most

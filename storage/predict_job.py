@@ -64,7 +64,7 @@ def run_prediction(ctx: JobContext) -> None:
             image = images.load_normalised(ctx.blobs, row["blob"], row["name"], chosen)
             embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
             # ranked by instability (1 - mean best-match IoU), spread over the least labelled images:
-            # the best rule of benchmarks/active_vs_random.py and label_selection.py (RESULTS.md)
+            # the best rule of the active_vs_random and label_selection benchmarks (docs/benchmarks.md)
             result = image_uncertainty(embedder, image, seed=seed, min_size=min_size, cluster_pool=pool)
             cache_hits += embedder.hits
             labels = np.asarray(result.labels, dtype=np.int32)

@@ -1,5 +1,5 @@
 """Every benchmark's ``--quick`` mode runs to the end and prints its table (no timing asserts:
-the numbers live in the benchmarks' full runs and the issue notes)."""
+the numbers live in the benchmarks' full runs, docs/benchmarks.md)."""
 
 from __future__ import annotations
 
