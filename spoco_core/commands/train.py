@@ -126,6 +126,14 @@ def load_samples(
                 f"{label_path.name}: labels are {labels.shape[0]}x{labels.shape[1]} but "
                 f"{image_path.name} is {image.shape[1]}x{image.shape[2]}"
             )
+        if labels.size and labels.min() < -1:
+            raise ValueError(
+                f"{label_path.name}: label values are 0 (unknown), -1 (background) or k >= 1 "
+                f"(objects), not {int(labels.min())}"
+            )
+        objects = labels > 0  # object ids 1..n whatever the file used (2**31-1 is a valid id)
+        labels = labels.copy()
+        labels[objects] = np.unique(labels[objects], return_inverse=True)[1].ravel() + 1
         if zero_is_background:
             labels = np.where(labels == 0, -1, labels).astype(np.int32)
         if fraction is not None:
@@ -175,6 +183,10 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--iterations, --batch-size, --patch-size, --base-channels and --depth must be >= 1"
     if args.paste_objects < 0 or args.core_margin < 0:
         return "--paste-objects and --core-margin must be >= 0"
+    if args.out.is_dir() or any(p.exists() and not p.is_dir() for p in args.out.parents):
+        return f"--out {args.out}: that is a folder, or a part of its path is a file"
+    if args.patch_size < 2**args.depth:  # the deepest level needs at least 2 x 2 pixels
+        return f"--patch-size must be at least {2**args.depth} with --depth {args.depth}"
     from spoco_core.budget import training_problem  # network + batch within SPOCO_TRAIN_MEMORY_GB
 
     a = args
