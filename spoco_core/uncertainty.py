@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from spoco_core.cluster import Method, segment
+from spoco_core.lifeline import exit_with_parent
 from spoco_core.tta import VIEWS, Embedder, average_views, embed_view, embed_views
 
 PIECE_FRACTION = 0.2  # a run object holding this fraction of a reference object counts as a piece of it
@@ -157,7 +158,8 @@ def clustering_pool(min_cpus: int = 2) -> Iterator[ProcessPoolExecutor | None]:
     if (os.cpu_count() or 1) < min_cpus:
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"))
+    spawn = mp.get_context("spawn")  # the child exits with this process, even one killed outright:
+    pool = ProcessPoolExecutor(1, spawn, initializer=exit_with_parent, initargs=(os.getpid(),))
     try:
         yield pool
     finally:

@@ -214,7 +214,10 @@ def fail_stale(
     db: Database, host: str, pid_alive: Callable[[int], bool], max_age: float = STALE_AFTER_S
 ) -> list[int]:
     """Mark running jobs of dead workers failed ('worker died'): heartbeat older than ``max_age``, or
-    a worker pid on this host that no longer runs. Their project's current model is untouched."""
+    a worker pid on this host that no longer runs. Their project's current model is untouched.
+    A prediction job is queued once more (params ``retry_of``: the dead job) unless it was itself
+    a retry or the same version's predictions are queued already, so a killed worker does not
+    leave the model without predictions and suggestions."""
     t = now()
     failed = []
     with transaction(db):
@@ -230,9 +233,26 @@ def fail_stale(
             if stale or dead:
                 failed.append(int(row["id"]))
         for job_id in failed:
+            error = "worker died"
+            retry = _retry_prediction(db, job_id)
+            if retry is not None:
+                error = f"worker died; queued again as job {retry}"
             db.execute(
-                "UPDATE jobs SET status = 'failed', error = 'worker died', finished_at = ? "
+                "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? "
                 "WHERE id = ? AND status = 'running'",
-                [t, job_id],
+                [error, t, job_id],
             )
     return failed
+
+
+def _retry_prediction(db: Database, job_id: int) -> int | None:
+    """Queue a dead prediction job once more (see ``fail_stale``); the new job's id or None."""
+    row = one(db, "SELECT * FROM jobs WHERE id = ?", [job_id])
+    if row is None or row["kind"] != "predict":
+        return None
+    params = loads(row["params"], {})
+    if "retry_of" in params or "model_version_id" not in params:
+        return None
+    if queued_predict(db, int(row["project_id"]), int(params["model_version_id"])) is not None:
+        return None
+    return enqueue(db, int(row["project_id"]), "predict", {**params, "retry_of": job_id}, row["created_by"])

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from storage import versions as model_versions
 from storage.db import transaction
-from tests.test_storage_worker import TINY, World, env, project, start_worker  # noqa: F401 (fixtures)
+from tests.test_storage_support import synthetic_png
+from tests.test_storage_worker import (  # noqa: F401 (env and project are fixtures)
+    TINY,
+    World,
+    env,
+    project,
+    start_worker,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -84,3 +94,65 @@ def test_worker_removes_temp_files_that_killed_writers_left(studio, env, tmp_pat
     assert [p for p in left if p.exists()] == []
     assert all(p.exists() for p in kept)
     assert "removed abandoned temp file checkpoints/project-1/.job-7.pt.k3j4h5g6.tmp" in log.read_text()
+
+
+def _children(pid: int, marker: str = "") -> list[int]:
+    """Running processes whose parent is ``pid`` and whose command line holds ``marker`` (/proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z" and marker in cmdline:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a container's init may never reap an orphan)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_prediction_killed_midway_is_retried_and_its_clustering_process_exits(request, tmp_path) -> None:
+    w: World = request.getfixturevalue("project")
+    s = w.studio
+    for seed in range(2, 12):  # more images: the prediction job takes a while
+        s.add_image(w.lead, w.project.id, f"more{seed}.png", synthetic_png(seed, 96)[0])
+    log = tmp_path / "worker.log"
+    job = s.enqueue_training(w.lead, w.project.id, params=TINY)
+    proc = start_worker(s.data_dir, log)
+    try:
+
+        def predicting_with_a_child() -> list[int]:
+            running = [j for j in s.list_jobs(w.lead, w.project.id) if j.kind == "predict"]
+            if running and running[0].status == "running":
+                return _children(proc.pid, "spawn_main")  # the clustering pool's process
+            return []
+
+        children = wait_for(predicting_with_a_child, 180, "the prediction's clustering process", log)
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert s.get_job(w.lead, job.id).status == "done"
+    version = s.current_model(w.lead, w.project.id)
+    killed = next(j for j in s.list_jobs(w.lead, w.project.id) if j.kind == "predict")
+    assert killed.status == "running"  # nobody has noticed yet
+    wait_for(lambda: not any(_running(c) for c in children), 30, "the clustering process to exit", log)
+
+    once = start_worker(s.data_dir, log, "--once")  # notices the dead job, runs the retry, exits
+    assert once.wait(300) == 0, log.read_text()[-3000:]
+    killed = s.get_job(w.lead, killed.id)
+    assert killed.status == "failed" and "queued again" in killed.error
+    retry = next(j for j in s.list_jobs(w.lead, w.project.id) if j.kind == "predict")
+    assert retry.id != killed.id and retry.status == "done", retry.error
+    assert retry.params["retry_of"] == killed.id and retry.params["model_version_id"] == version.id
+    for info in s.list_images(w.lead, w.project.id):
+        assert s.prediction(w.lead, info.id) is not None
+    assert s.suggestions(w.lead, w.project.id, limit=5)
