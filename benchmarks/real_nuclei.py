@@ -205,7 +205,8 @@ def describe(minutes: float, long_minutes: float, threads: int, jobs: int, data:
             "objects, the rest background.",
             f"Training: TrainConfig() defaults (lr {cfg.lr:g}, batch {cfg.batch_size}, patch "
             f"{cfg.patch_size}, U-Net depth {cfg.model.depth} base {cfg.model.base_channels}, coordinate "
-            f"channels x {cfg.model.coord_scale:g}, foreground weight {cfg.loss.w_foreground:g}, scale "
+            f"channels x 2.2 / sqrt(median labelled area), foreground weight {cfg.loss.w_foreground:g}, "
+            "scale "
             f"jitter {cfg.scale_jitter:g}) with {OVERRIDES}, for {minutes:g} min (the app's default "
             f"budget) or {long_minutes:g} min; {jobs} rows side by side, {threads} torch thread(s) each, "
             f"{'bfloat16 autocast' if cpu_has_bf16() else 'float32'}.",

@@ -59,6 +59,19 @@ def prediction(studio: Studio, user: User, image_id: int, model_id: int | None) 
         return None
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _proposals(_studio: Studio, _user: User, directory: str, image_id: int) -> np.ndarray:
+    return _studio.proposals(_user, image_id)
+
+
+def proposals(studio: Studio, user: User, image_id: int, sparse: np.ndarray) -> np.ndarray:
+    """Classical proposals for an image without a model, minus those mostly labelled already
+    (as an object or as background); the segmentation is cached per image."""
+    from spoco_core.classical import unlabelled_only
+
+    return unlabelled_only(_proposals(studio, user, data_dir(), image_id), sparse)
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
 def _thumbnail_png(_studio: Studio, _user: User, directory: str, image_id: int, side: int) -> bytes:
     img = Image.fromarray(_studio.display_image(_user, image_id))

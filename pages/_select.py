@@ -62,6 +62,10 @@ def _new_click(key: str, viewport: Viewport) -> tuple[int, int] | None:
     return math.floor(x), math.floor(y)
 
 
+PROPOSALS = 0
+"""The ``model_id`` of the classical proposals shown before a project has a model."""
+
+
 def handle_click(
     image_id: int,
     viewport: Viewport,

@@ -198,6 +198,13 @@ def main() -> None:
         model_id = model.id if model else None
         predicted = render.prediction(studio, user, image.id, model_id)
         sparse = studio.sparse_labels(user, image.id)
+        if model is None:  # no model yet: the classical pipeline's objects, to accept one by one
+            model_id = select.PROPOSALS
+            predicted = render.proposals(studio, user, image.id, sparse)
+            st.caption(
+                "No model yet: the outlines are classical proposals (Otsu + watershed); "
+                "with the Click objects tool, click one to accept it."
+            )
         selected = None
         if tool == "click":
             # Suggested objects on this image that the annotator may answer (a colleague's are not).

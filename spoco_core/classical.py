@@ -32,6 +32,18 @@ class ClassicalConfig:
     invert: bool = False
 
 
+def unlabelled_only(proposals: np.ndarray, labels: np.ndarray, covered: float = 0.5) -> np.ndarray:
+    """Drop proposals whose pixels are at least ``covered`` labelled already (objects or background
+    marks: ``labels != 0``), so an accepted or rejected proposal is not offered again."""
+    counts = np.bincount(proposals.ravel())
+    done = np.bincount(proposals.ravel(), weights=(labels != 0).ravel(), minlength=counts.size)
+    drop = done >= covered * np.maximum(counts, 1)
+    drop[0] = True
+    out = proposals.copy()
+    out[drop[proposals]] = 0
+    return out
+
+
 def _grey(image: np.ndarray) -> np.ndarray:
     img = np.asarray(image, dtype=np.float32)
     if img.ndim == 3:

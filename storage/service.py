@@ -691,6 +691,13 @@ class Studio:
             return None
         return self.blobs.read_labels(row["labels_blob"])
 
+    def proposals(self, actor: User, image_id: int) -> np.ndarray:
+        """Objects the classical pipeline (Otsu + watershed, spoco_core.classical) finds: what the
+        Annotate page offers to accept one by one before a project has a model."""
+        from spoco_core.classical import segment_classical
+
+        return segment_classical(self.load_image(actor, image_id))
+
     def suggestions(self, actor: User, project_id: int, limit: int = 20) -> list[Suggestion]:
         """Open suggestions of the current model, most uncertain first; objects that were labelled
         since the ranking (half or more of their pixels) are left out."""

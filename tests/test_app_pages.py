@@ -612,3 +612,28 @@ def test_admin_page_creates_and_disables_a_user(studio: Studio) -> None:
     at.selectbox(key="admin_toggle_target").select_index(0)
     at.button(key="admin_toggle_disabled").click().run()
     assert studio.find_user("bob").disabled
+
+
+def test_before_any_model_classical_proposals_are_clicked_and_accepted(studio: Studio) -> None:
+    """Without a model the Annotate page outlines the classical pipeline's objects; a click
+    selects one and one more click stores it as a labelled object, after which it is not offered."""
+    project, image_id, _ = project_with_image(studio)
+    admin = admin_of(studio)
+    proposals = studio.proposals(admin, image_id)
+    assert proposals.max() >= 3  # the synthetic image's bright objects are found
+    biggest = int(np.argmax(np.bincount(proposals.ravel())[1:]) + 1)
+    at = open_annotate(studio, project)
+    at.radio(key="ann_tool").set_value("click").run()
+    assert not at.exception, at.exception
+    assert "classical proposals" in texts(at)
+    at.session_state[CLICK_TEST_HOOK] = inside(proposals == biggest)
+    at.run()
+    assert "Selected predicted object" in texts(at)
+    at.button(key="ann_sel_accept").click().run()
+    assert not at.exception, at.exception
+    (kept,) = studio.list_annotations(admin, image_id)
+    assert (kept.kind, kept.source) == ("object", "accepted")
+    assert np.array_equal(kept.mask, proposals == biggest)
+    at.session_state[CLICK_TEST_HOOK] = inside(proposals == biggest)
+    at.run()
+    assert "labelled already" in texts(at)
