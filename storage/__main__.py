@@ -6,6 +6,9 @@ users set-role USERNAME PROJECT lead|annotator  (PROJECT: name or id)
 users disable USERNAME / users enable USERNAME
 seed-demo                                       (admin from SPOCO_ADMIN_USER / SPOCO_ADMIN_PASSWORD,
                                                  then the demo project of storage/demo.py if present)
+backup [--keep N]                               (online copy into <data dir>/backups, checked)
+check                                           (SQLite's integrity check of the database)
+restore BACKUP                                  (app and worker stopped: the backup replaces the database)
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import os
 import sys
 from pathlib import Path
 
+from storage import backup
+from storage.config import Settings
 from storage.errors import StudioError
 from storage.service import Studio
 
@@ -82,6 +87,30 @@ def cmd_seed_demo(studio: Studio, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backup(settings: Settings, args: argparse.Namespace) -> int:
+    path = backup.backup(settings.db_path, keep=args.keep)
+    print(f"backed up {settings.db_path} to {path} ({path.stat().st_size / 2**20:.1f} MiB, checked)")
+    return 0
+
+
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    if not settings.db_path.exists():
+        raise StudioError(f"no database at {settings.db_path}")
+    found = backup.problems(settings.db_path, full=True)
+    if found:
+        print(f"the database {settings.db_path} is damaged:", *found, sep="\n  ", file=sys.stderr)
+        print(backup.restore_hint(settings.db_path), file=sys.stderr)
+        return 1
+    print(f"{settings.db_path}: ok ({len(backup.list_backups(settings.db_path))} backups)")
+    return 0
+
+
+def cmd_restore(settings: Settings, args: argparse.Namespace) -> int:
+    aside = backup.restore(settings.db_path, args.backup)
+    print(f"restored {settings.db_path} from {args.backup}; the replaced files are {aside}*")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m storage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -115,11 +144,28 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seed-demo", help="ensure the admin account and the demo project").set_defaults(
         func=cmd_seed_demo
     )
+    p = sub.add_parser("backup", help="copy the live database into <data dir>/backups and check the copy")
+    p.add_argument(
+        "--keep", type=int, default=backup.DEFAULT_KEEP, help="backups to keep (default: %(default)s)"
+    )
+    p.set_defaults(func=cmd_backup, raw=True)
+    sub.add_parser("check", help="run SQLite's integrity check on the database").set_defaults(
+        func=cmd_check, raw=True
+    )
+    p = sub.add_parser("restore", help="replace the database by a backup (stop the app and the worker first)")
+    p.add_argument("backup", type=Path, help="a file from <data dir>/backups")
+    p.set_defaults(func=cmd_restore, raw=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "raw", False):  # on the database file itself: works when it is damaged
+        try:
+            return int(args.func(Settings.from_env(args.data_dir), args) or 0)
+        except StudioError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     studio = Studio.open(args.data_dir)
     try:
         return int(args.func(studio, args) or 0)

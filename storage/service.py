@@ -20,6 +20,7 @@ from sqlite_utils import Database
 from storage import (
     annotations,
     auth,
+    backup,
     claims,
     images,
     jobs,
@@ -63,6 +64,7 @@ class Studio:
 
     def __init__(self, settings: Settings) -> None:
         settings.ensure_dirs()
+        backup.check(settings.db_path)  # DatabaseDamaged, naming the backup to restore
         self.settings = settings
         self.blobs = BlobStore(settings.blob_dir)
         self._local = threading.local()

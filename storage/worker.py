@@ -4,7 +4,9 @@ One process, one job at a time, never inside the web app. It registers itself (`
 and a heartbeat thread refreshes its row and its running job every 2 s. On start and between jobs
 it fails the running jobs of dead workers ('worker died'; their project's current model is kept).
 A failing job is marked failed with the last line of its traceback and the worker goes on.
-On start and every ``SWEEP_S`` it removes temp files that killed writers left in the blob store.
+On start and every ``SWEEP_S`` it removes temp files that killed writers left in the blob store
+and backs the database up when the newest backup is older than ``SPOCO_BACKUP_HOURS``
+(``storage.backup``); a database that fails SQLite's check at start stops it (with how to restore).
 SIGTERM/SIGINT stop the current job at its next step (marked failed: 'worker stopped') and exit.
 A worker the web app started (``--parent-pid``) exits once that server is gone and no job runs,
 so stopping the app leaves no orphan behind; a worker started by hand runs until stopped.
@@ -22,7 +24,7 @@ import time
 import traceback
 from pathlib import Path
 
-from storage import jobs, liveness
+from storage import backup, jobs, liveness
 from storage.blobs import BlobStore
 from storage.config import Settings
 from storage.db import connect
@@ -39,6 +41,7 @@ class Worker:
     def __init__(self, settings: Settings) -> None:
         settings.ensure_dirs()
         self.settings = settings
+        backup.check(settings.db_path)
         self.db = connect(settings.db_path)
         migrate(self.db)
         self.blobs = BlobStore(settings.blob_dir)
@@ -57,14 +60,14 @@ class Worker:
         log.info("worker %s started (pid %s, data %s)", self.worker_id, self.pid, self.settings.data_dir)
         try:
             self.recover()
-            self.sweep()
+            self.maintain()
             checked = swept = time.monotonic()
             while not self.stop.is_set():
                 if time.monotonic() - checked >= STALE_CHECK_S:
                     self.recover()
                     checked = time.monotonic()
                 if time.monotonic() - swept >= SWEEP_S:
-                    self.sweep()
+                    self.maintain()
                     swept = time.monotonic()
                 row = jobs.claim(self.db, self.pid, self.host)
                 if row is None:
@@ -95,6 +98,16 @@ class Worker:
         for job_id in failed:
             log.warning("job %s: its worker died; marked failed", job_id)
         return failed
+
+    def maintain(self) -> None:
+        """Between jobs: abandoned temp files, and a database backup when one is due."""
+        self.sweep()
+        try:
+            if backup.due(self.settings.db_path):
+                path = backup.backup(self.settings.db_path)
+                log.info("backed up the database to %s", path)
+        except Exception:
+            log.exception("database backup failed")
 
     def sweep(self) -> None:
         """Remove temp files that killed writers left in the blob store."""
@@ -173,7 +186,11 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     _configure_threads()
-    worker = Worker(Settings.from_env(args.data_dir))
+    try:
+        worker = Worker(Settings.from_env(args.data_dir))
+    except backup.DatabaseDamaged as exc:
+        log.error("%s", exc)
+        return 1
 
     def _stop(signum: int, _frame: object) -> None:
         log.info("signal %s: stopping after the current step", signum)
