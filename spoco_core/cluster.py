@@ -4,8 +4,8 @@ Clustering every pixel with HDBSCAN or mean-shift takes minutes per image, so we
 random subsample of the foreground, assign every foreground pixel to the nearest cluster centre
 (border pixels, whose embeddings blur between two objects, to their spatial neighbour) and split
 clusters into 4-connected components (one embedding cluster may hold several separate objects
-early in training). See shared/spoco-method.md, "From embeddings to instances";
-benchmarks/cluster_speed.py measures speed and accuracy against clustering every pixel.
+early in training). docs/architecture.md places this step in the pipeline; docs/benchmarks.md
+(cluster_speed) has its speed and accuracy against clustering every pixel.
 """
 
 from __future__ import annotations

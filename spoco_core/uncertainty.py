@@ -1,4 +1,4 @@
-"""Which predicted objects should an annotator label next? (cluster instability; design.md)
+"""Which predicted objects should an annotator label next? (cluster instability; docs/architecture.md)
 
 An object the model is sure about comes out the same when the input is flipped or rotated, when
 the EMA teacher embeds it, or when the clustering bandwidth changes; an object that splits, merges
