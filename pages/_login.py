@@ -19,7 +19,8 @@ def _submit() -> None:
     password = str(st.session_state.get("login_password", ""))
     st.session_state["login_password"] = ""
     try:
-        user = session.get_studio().authenticate(username, password)
+        # throttled per username and address: failures from elsewhere do not lock this visitor out
+        user = session.get_studio().authenticate(username, password, client=st.context.ip_address)
     except LoginThrottled as exc:
         st.session_state[_ERROR] = (
             f"Too many failed attempts. Try again in {max(1, math.ceil(exc.retry_after))} s."

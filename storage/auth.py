@@ -1,8 +1,10 @@
 """Passwords (bcrypt) and login throttling.
 
-Throttling is per username and lives in the database, so it holds across browser sessions, app
-restarts and processes: after ``FREE_FAILURES`` failures each further failure locks the username for
-a delay that doubles up to ``MAX_DELAY_S``. A success clears the count.
+Throttling lives in the database, so it holds across browser sessions, app restarts and processes:
+after ``FREE_FAILURES`` failures each further failure locks for a delay that doubles up to
+``MAX_DELAY_S``; a success clears the count. It counts per username and client (the visitor's
+address) and per client over all usernames, so failures elsewhere never lock a user out; callers
+that know no client count per username.
 
 Only names that could be usernames are counted (``users.USERNAME_RE``, at most 64 characters); a
 day after its last failure an unlocked name is forgotten, and the table never holds more than
@@ -21,6 +23,8 @@ from storage.db import now, one, scalar, transaction
 from storage.errors import InputError
 
 FREE_FAILURES = 3
+FREE_CLIENT_FAILURES = 10  # one client, all usernames together
+MAX_CLIENT_CHARS = 64
 BASE_DELAY_S = 1.0
 MAX_DELAY_S = 60.0
 MAX_PASSWORD_BYTES = 72  # bcrypt ignores (bcrypt>=5: rejects) anything longer
@@ -57,11 +61,21 @@ def generate_password() -> str:
     return secrets.token_urlsafe(16)
 
 
-def delay_after(failures: int) -> float:
+def delay_after(failures: int, free: int = FREE_FAILURES) -> float:
     """Lock time after the ``failures``-th consecutive failure: 0, 0, 0, 1, 2, 4, ... 60 s."""
-    if failures < FREE_FAILURES:
+    if failures < free:
         return 0.0
-    return min(MAX_DELAY_S, BASE_DELAY_S * 2 ** (failures - FREE_FAILURES))
+    return min(MAX_DELAY_S, BASE_DELAY_S * 2 ** min(failures - free, 16))
+
+
+def throttle_keys(username: str, client: str | None) -> list[str]:
+    """Rows of ``login_failures`` a log-in attempt counts against: the username alone, or with a
+    client the username from that client and the client over all usernames."""
+    if client is None:
+        return [username]
+    text = "".join(ch for ch in str(client) if ch.isprintable() and ch != " ")[:MAX_CLIENT_CHARS]
+    text = text or "unknown"
+    return [f"{username} from {text}", f"* from {text}"]
 
 
 def retry_after(db: Database, username: str) -> float:
@@ -72,13 +86,14 @@ def retry_after(db: Database, username: str) -> float:
     return max(0.0, float(row["locked_until"]) - now())
 
 
-def record_failure(db: Database, username: str) -> float:
-    """Count one failure; returns the new lock time in seconds (0 while still free)."""
+def record_failure(db: Database, username: str, free: int = FREE_FAILURES) -> float:
+    """Count one failure of a throttle key (``throttle_keys``); returns the new lock time in seconds
+    (0 while still free)."""
     with transaction(db):
         row = one(db, "SELECT failures FROM login_failures WHERE username = ?", [username])
         failures = (row["failures"] if row else 0) + 1
         t = now()
-        delay = delay_after(failures)
+        delay = delay_after(failures, free)
         db.execute(
             "INSERT INTO login_failures (username, failures, last_failure_at, locked_until) "
             "VALUES (?, ?, ?, ?) "

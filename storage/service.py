@@ -127,17 +127,23 @@ class Studio:
             users.insert(db, name, password_hash, is_admin=True)
         return generated
 
-    def authenticate(self, username: str, password: str) -> User:
+    def authenticate(self, username: str, password: str, client: str | None = None) -> User:
         """The user for these credentials. Wrong username or password and disabled accounts raise
-        ``PermissionDenied``; after 3 failures for a username, tries within the lock time raise
-        ``LoginThrottled(retry_after)`` without checking the password."""
+        ``PermissionDenied``; after 3 failures tries within the lock time raise
+        ``LoginThrottled(retry_after)`` without checking the password.
+
+        With ``client`` (the visitor's address, as the log-in page passes it) the failures count
+        per username *and client*, plus per client over all usernames (locked after
+        ``auth.FREE_CLIENT_FAILURES``): someone failing as ``admin`` elsewhere cannot lock the
+        real admin out. Without it they count per username."""
         name = username.strip() if isinstance(username, str) else ""
         if not name or not isinstance(password, str) or not password:
             raise PermissionDenied("wrong username or password")
         if not users.USERNAME_RE.match(name):
             # no account can have this name: nothing to check, nothing to count or store
             raise PermissionDenied("wrong username or password")
-        wait = auth.retry_after(self.db, name)
+        keys = auth.throttle_keys(name, client)
+        wait = max(auth.retry_after(self.db, key) for key in keys)
         if wait > 0:
             raise LoginThrottled(wait)
         row = users.row_by_name(self.db, name)
@@ -147,11 +153,14 @@ class Studio:
         else:
             ok = auth.verify_password(password, row["password_hash"])
         if not ok:
-            auth.record_failure(self.db, name)
+            auth.record_failure(self.db, keys[0])
+            if len(keys) > 1:
+                auth.record_failure(self.db, keys[1], free=auth.FREE_CLIENT_FAILURES)
             raise PermissionDenied("wrong username or password")
         if row["disabled"]:
             raise PermissionDenied(f"the account {row['username']!r} is disabled")
-        auth.clear_failures(self.db, name)
+        for key in keys:
+            auth.clear_failures(self.db, key)
         return users.to_user(row)
 
     def create_user(self, actor: User, username: str, password: str, is_admin: bool = False) -> User:

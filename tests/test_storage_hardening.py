@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from storage import auth, masks
-from storage.errors import InputError, PermissionDenied
+from storage.errors import InputError, LoginThrottled, PermissionDenied
 from tests.test_storage_support import PASSWORD, World, png_bytes
 
 SIDE = 256
@@ -269,3 +269,24 @@ def test_training_parameters_are_bounded_by_memory(world: World, big_image: int,
     assert s.list_jobs(world.lead, pid) == []
     job = s.enqueue_training(world.lead, pid, iterations=5, params={"base_channels": 32, "depth": 5})
     assert job.status == "queued"
+
+
+def test_failures_from_one_client_do_not_lock_the_user_out_elsewhere(world: World) -> None:
+    s = world.studio
+    attacker, office = "203.0.113.9", "198.51.100.7"
+    for _ in range(auth.FREE_FAILURES):
+        with pytest.raises(PermissionDenied):
+            s.authenticate("admin", "guess guess", client=attacker)
+    with pytest.raises(LoginThrottled):
+        s.authenticate("admin", PASSWORD, client=attacker)  # locked for the attacker...
+    assert s.authenticate("admin", PASSWORD, client=office).is_admin  # ...not for the admin
+    # spraying other names from the attacker's address locks that address, nobody else
+    for k in range(auth.FREE_CLIENT_FAILURES - auth.FREE_FAILURES):
+        with pytest.raises(PermissionDenied):
+            s.authenticate(f"user{k}", "guess guess", client=attacker)
+    with pytest.raises(LoginThrottled):
+        s.authenticate("anna", PASSWORD, client=attacker)
+    assert s.authenticate("anna", PASSWORD, client=office).username == "anna"
+    assert s.authenticate("lena", PASSWORD).username == "lena"  # no client: per username, as before
+    keys = [r[0] for r in s.db.execute("SELECT username FROM login_failures").fetchall()]
+    assert all(k.endswith(f"from {attacker}") for k in keys), keys
