@@ -191,8 +191,10 @@ def _teacher(predictor: Embedder, image: np.ndarray) -> tuple[np.ndarray, np.nda
         return None
 
 
-def contingency(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pixel counts (a.max()+1, b.max()+1) of every label pair; both label images are >= 0."""
+def pair_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pixel counts (a.max()+1, b.max()+1) of every label pair; both label images are >= 0.
+
+    Indexed by the raw label ids (``metrics.contingency`` relabels and also returns the areas)."""
     na, nb = int(a.max()) + 1, int(b.max()) + 1
     flat = a.ravel().astype(np.int64) * nb + b.ravel()
     return np.bincount(flat, minlength=na * nb).reshape(na, nb)
@@ -214,7 +216,7 @@ def score_runs(
     merges = np.zeros(n_ref + 1, dtype=np.int64)
     disagree = np.zeros(reference.shape, dtype=np.float32)
     for labels in runs:
-        c = contingency(reference, np.asarray(labels))
+        c = pair_counts(reference, np.asarray(labels))
         area_r = c.sum(axis=1, keepdims=True)
         area_q = c.sum(axis=0, keepdims=True)
         iou = c / np.maximum(area_r + area_q - c, 1)
@@ -363,13 +365,15 @@ def rank_suggestions(
     seed: int = 0,
     max_per_image: int | None = None,
     min_distance: float | None = None,
-    spread: bool = False,
+    spread: bool = True,
 ) -> list[Suggestion]:
     """Up to ``k`` objects to label next, most unstable first, then a random exploration share.
 
-    With ``spread`` the ranked pass fills up the images with the fewest labelled objects (plus
-    suggestions so far) first, taking each image's most unstable object: a few labels in every
-    image teach SPOCO more than many in some (docs/benchmarks.md, label_selection).
+    With ``spread`` (the default: the Studio's worker and the ``suggest`` CLI) the ranked pass fills
+    up the images with the fewest labelled objects (plus suggestions so far) first, taking each
+    image's most unstable object: a few labels in every image teach SPOCO more than many in some
+    (docs/benchmarks.md, label_selection). ``spread=False`` takes the most unstable objects across
+    all images.
 
     Objects already labelled (IoU > SKIP_IOU with a labelled object, or more than half on
     labelled/background pixels of the sparse labels) are skipped. Diversity: at most
@@ -476,7 +480,7 @@ def _already_labelled(pred: np.ndarray, sparse: np.ndarray) -> set[int]:
     if sparse.shape != pred.shape:
         raise ValueError(f"labels shape {sparse.shape} does not match prediction {pred.shape}")
     objects = np.where(sparse > 0, sparse, 0).astype(np.int64)
-    c = contingency(pred, objects)
+    c = pair_counts(pred, objects)
     area_p = c.sum(axis=1)
     area_l = c.sum(axis=0)
     iou = c / np.maximum(area_p[:, None] + area_l[None, :] - c, 1)

@@ -22,10 +22,10 @@ DEFAULT_SUGGESTIONS = 50
 def label_agreement(pred: np.ndarray, sparse: np.ndarray) -> list[float]:
     """Best IoU of each human object label with any predicted object (how well the model fits what
     annotators drew; optimistic, as these labels were trained on)."""
-    from spoco_core.uncertainty import contingency
+    from spoco_core.uncertainty import pair_counts
 
     objects = np.where(sparse > 0, sparse, 0)
-    c = contingency(objects, np.asarray(pred))  # (labels, predicted objects)
+    c = pair_counts(objects, np.asarray(pred))  # (labels, predicted objects)
     area_l, area_p = c.sum(axis=1, keepdims=True), c.sum(axis=0, keepdims=True)
     iou = c / np.maximum(area_l + area_p - c, 1)
     iou[:, 0] = 0.0  # background is no match

@@ -267,7 +267,7 @@ def test_ranking_skips_labelled_and_background_objects():
     ys, xs = np.nonzero(item.labels == 2)
     sparse[ys.min() : ys.min() + 6, xs.min() : xs.max() + 1] = -1  # 60% marked background
     sparse[item.labels == 3] = 0
-    out = rank_suggestions({"a": item}, {"a": sparse}, k=2, random_share=0.0)
+    out = rank_suggestions({"a": item}, {"a": sparse}, k=2, random_share=0.0, spread=False)
     assert [s.object_id for s in out] == [3, 4]
     assert all(s.source == "ranked" and s.key == "a" for s in out)
     np.testing.assert_array_equal(out[0].mask, item.labels == 3)
@@ -278,16 +278,18 @@ def test_ranking_skips_labelled_and_background_objects():
 def test_ranking_caps_objects_per_image_and_spaces_them():
     hot = grid_item([0.9, 0.9, 0.8, 0.8, 0.7])
     cold = grid_item([0.2, 0.1, 0.1])
-    out = rank_suggestions({"hot": hot, "cold": cold}, None, k=4, random_share=0.0)
+    out = rank_suggestions({"hot": hot, "cold": cold}, None, k=4, random_share=0.0, spread=False)
     assert [s.key for s in out] == ["hot", "hot", "hot", "cold"]  # cap ceil(4/2)+1 = 3
-    out = rank_suggestions({"hot": hot, "cold": cold}, None, k=4, random_share=0.0, max_per_image=1)
+    pair = {"hot": hot, "cold": cold}
+    out = rank_suggestions(pair, None, k=4, random_share=0.0, max_per_image=1, spread=False)
     assert [s.key for s in out] == ["hot", "cold"]
 
     # objects 1 and 2 sit 20 px apart (centres): a 25 px spacing keeps only one of them
-    spaced = rank_suggestions({"hot": hot}, None, k=3, random_share=0.0, min_distance=25)
+    spaced = rank_suggestions({"hot": hot}, None, k=3, random_share=0.0, min_distance=25, spread=False)
     assert [s.object_id for s in spaced] == [1, 3, 5]
     touching = grid_item([0.9, 0.8], step=10)  # adjacent squares: closer than their diameter
-    assert [s.object_id for s in rank_suggestions({"t": touching}, None, k=2, random_share=0.0)] == [1]
+    near = rank_suggestions({"t": touching}, None, k=2, random_share=0.0, spread=False)
+    assert [s.object_id for s in near] == [1]
 
 
 def test_spread_ranking_fills_up_the_least_labelled_images_first():
@@ -299,9 +301,9 @@ def test_spread_ranking_fills_up_the_least_labelled_images_first():
     sparse_hot[0:3, 90:95] = 8
     items = {"hot": hot, "warm": warm, "cold": cold}
     labelled = {"hot": sparse_hot}
-    plain = rank_suggestions(items, labelled, k=4, random_share=0.0)
+    plain = rank_suggestions(items, labelled, k=4, random_share=0.0, spread=False)
     assert [s.key for s in plain] == ["hot", "hot", "hot", "warm"]
-    out = rank_suggestions(items, labelled, k=4, random_share=0.0, spread=True)
+    out = rank_suggestions(items, labelled, k=4, random_share=0.0)  # spread is the default
     # counts start hot 2, warm 0, cold 0: warm (higher top score) and cold fill up before hot
     assert [(s.key, s.object_id) for s in out] == [("warm", 1), ("cold", 1), ("warm", 2), ("cold", 2)]
     assert all(s.source == "ranked" for s in out)
@@ -313,7 +315,7 @@ def test_spread_ranking_fills_up_the_least_labelled_images_first():
 
 def test_random_share_is_seeded_and_drawn_from_the_rest():
     items = {i: grid_item(list(np.linspace(0.9, 0.1, 16) - i * 0.01)) for i in range(4)}
-    out = rank_suggestions(items, None, k=10, random_share=0.3, seed=5)
+    out = rank_suggestions(items, None, k=10, random_share=0.3, seed=5, spread=False)
     ranked = [s for s in out if s.source == "ranked"]
     randoms = [s for s in out if s.source == "random"]
     assert len(ranked) == 7 and len(randoms) == 3 and out[:7] == ranked
@@ -321,10 +323,10 @@ def test_random_share_is_seeded_and_drawn_from_the_rest():
     assert {(s.key, s.object_id) for s in ranked} == {(key, oid) for _, key, oid in top[:7]}
     assert not {(s.key, s.object_id) for s in ranked} & {(s.key, s.object_id) for s in randoms}
 
-    again = rank_suggestions(items, None, k=10, random_share=0.3, seed=5)
+    again = rank_suggestions(items, None, k=10, random_share=0.3, seed=5, spread=False)
     assert [(s.key, s.object_id, s.source) for s in again] == [(s.key, s.object_id, s.source) for s in out]
     draws = {
-        tuple((s.key, s.object_id) for s in rank_suggestions(items, None, 10, 0.3, seed=seed)[7:])
+        tuple((s.key, s.object_id) for s in rank_suggestions(items, None, 10, 0.3, seed, spread=False)[7:])
         for seed in range(6)
     }
     assert len(draws) > 1
