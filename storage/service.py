@@ -563,10 +563,17 @@ class Studio:
     def project_stats(self, actor: User, project_id: int) -> dict:
         """``n_images, n_objects, n_background, n_labelled_images, total_seconds, per_annotator``
         (list of ``{username, n_objects, n_background, seconds, n_accepted, n_corrected}``),
-        ``n_model_versions, current_version, n_open_suggestions``."""
-        permissions.require_member(self.db, self._actor(actor), int(project_id))
+        ``n_model_versions, current_version, n_open_suggestions``. Working time is for leads: an
+        annotator gets ``seconds`` of their own row only (None elsewhere, ``total_seconds`` too)."""
+        user = self._actor(actor)
+        role = permissions.require_member(self.db, user, int(project_id))
         pid = int(project_id)
         out = annotations.stats(self.db, pid)
+        if role != permissions.LEAD:
+            out["total_seconds"] = None
+            for row in out.get("per_annotator") or []:
+                if str(row.get("username", "")).lower() != user.username.lower():
+                    row["seconds"] = None
         current = model_versions.current(self.db, pid)
         out["n_images"] = int(scalar(self.db, "SELECT COUNT(*) FROM images WHERE project_id = ?", [pid]))
         out["n_model_versions"] = int(

@@ -290,3 +290,33 @@ def test_failures_from_one_client_do_not_lock_the_user_out_elsewhere(world: Worl
     assert s.authenticate("lena", PASSWORD).username == "lena"  # no client: per username, as before
     keys = [r[0] for r in s.db.execute("SELECT username FROM login_failures").fetchall()]
     assert all(k.endswith(f"from {attacker}") for k in keys), keys
+
+
+def test_working_minutes_are_for_leads(world: World, big_image: int) -> None:
+    s, pid = world.studio, world.project.id
+    box = np.zeros((SIDE, SIDE), bool)
+    box[5:15, 5:15] = True
+    s.add_annotation(world.annotator, big_image, "object", box, seconds=30.0)
+    s.add_annotation(world.lead, big_image, "object", np.roll(box, 40, axis=0), seconds=90.0)
+    bert = s.create_user(world.admin, "bert", PASSWORD)
+    s.add_member(world.admin, pid, "bert", "annotator")
+    s.add_annotation(bert, big_image, "object", np.roll(box, 80, axis=0), seconds=45.0)
+    lead_view = s.project_stats(world.lead, pid)
+    assert lead_view["total_seconds"] == 165.0
+    assert {r["username"]: r["seconds"] for r in lead_view["per_annotator"]} == {
+        "anna": 30.0,
+        "lena": 90.0,
+        "bert": 45.0,
+    }
+    anna_view = s.project_stats(world.annotator, pid)
+    assert anna_view["total_seconds"] is None
+    assert {r["username"]: r["seconds"] for r in anna_view["per_annotator"]} == {
+        "anna": 30.0,
+        "lena": None,
+        "bert": None,
+    }
+    assert {r["username"]: r["n_objects"] for r in anna_view["per_annotator"]} == {
+        "anna": 1,
+        "lena": 1,
+        "bert": 1,
+    }
