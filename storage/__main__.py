@@ -5,7 +5,7 @@ users list
 users set-role USERNAME PROJECT lead|annotator  (PROJECT: name or id)
 users disable USERNAME / users enable USERNAME
 seed-demo                                       (admin from SPOCO_ADMIN_USER / SPOCO_ADMIN_PASSWORD,
-                                                 then the demo project of storage/demo.py if present)
+                                                 then the demo project of storage/demo.py)
 backup [--keep N]                               (online copy into <data dir>/backups, checked)
 check                                           (SQLite's integrity check of the database)
 restore BACKUP                                  (app and worker stopped: the backup replaces the database)
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import importlib.util
-import inspect
 import os
 import sys
 from pathlib import Path
@@ -75,15 +73,13 @@ def cmd_seed_demo(studio: Studio, args: argparse.Namespace) -> int:
     if generated:
         print(f"created admin {username!r} with password: {generated}")
         print("(shown once; only its hash is stored)")
-    if importlib.util.find_spec("storage.demo") is None:
-        return 0
-    from storage import demo
+    from storage.demo import seed_demo  # imports the synthetic-image generator: only for this command
 
     admin = studio.find_user(username)
-    params = inspect.signature(demo.seed_demo).parameters
-    result = demo.seed_demo(studio, admin) if len(params) >= 2 else demo.seed_demo(studio)
-    if result is not None:
-        print(f"seeded demo project {getattr(result, 'name', result)!r}")
+    assert admin is not None  # ensure_admin created or found it
+    project = seed_demo(studio, admin)
+    if project is not None:
+        print(f"seeded demo project {project.name!r}")
     return 0
 
 
