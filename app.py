@@ -7,6 +7,9 @@ training worker), SPOCO_TRAIN_PRESET=tiny (seconds-long training jobs, for demos
 
 from __future__ import annotations
 
+import logging
+import secrets
+
 import streamlit as st
 
 from pages import _session as session
@@ -84,4 +87,18 @@ def main() -> None:
     st.navigation(_pages(user, role)).run()
 
 
-main()
+def guarded_main() -> None:
+    """``main``; an unexpected error (a missing image file, a damaged database, a full disk) shows a
+    plain message with an id, and the traceback goes to the server's log under that id."""
+    try:
+        main()
+    except Exception:
+        error_id = secrets.token_hex(4)
+        logging.getLogger("spoco.app").exception("unexpected error, id %s", error_id)
+        st.error(
+            "Something went wrong on the server. Please try again; if it keeps happening, tell "
+            f"your administrator the error id **{error_id}**."
+        )
+
+
+guarded_main()
