@@ -147,6 +147,18 @@ def _versions(studio: Studio, user: User, project: Project) -> None:
             st.rerun()
         except StudioError as exc:
             show_error(exc)
+    if current is not None and st.button(
+        "Re-run predictions",
+        key="train_rerun_predictions",
+        help="Predict every image and rank the suggestions again with the current model",
+    ):
+        try:
+            job = studio.enqueue_prediction(user, project.id)
+            if not session.worker_disabled():
+                studio.ensure_worker()
+            st.success(f"Prediction job {job.id} queued.")
+        except StudioError as exc:
+            show_error(exc)
 
 
 studio, user, project = session.require_project(role="lead")

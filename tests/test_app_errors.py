@@ -36,6 +36,15 @@ def data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data
 
 
+@pytest.fixture
+def studio_for_pages(data: Path):
+    """A Studio on the app's data directory (admin ``ADMIN``), for the page helpers of
+    tests/test_app_pages.py."""
+    studio = Studio.open(data)
+    yield studio
+    studio.close()
+
+
 def _shown(at: AppTest) -> str:
     parts = [e.value for e in (*at.markdown, *at.caption, *at.title, *at.text, *at.error, *at.warning)]
     return "\n".join(str(p) for p in parts)
@@ -77,3 +86,21 @@ def test_missing_image_file_shows_an_error_id(data: Path, caplog) -> None:
         _assert_plain_error(at, data, caplog)
     else:  # a page may handle a missing file itself, as long as it shows no traceback or path
         assert not at.exception and "Traceback" not in shown and str(data) not in shown, shown
+
+
+def test_lead_can_rerun_predictions_from_the_train_page(studio_for_pages) -> None:
+    from tests.test_app_pages import admin_of, logged_in, project_with_image, store_model_output
+
+    studio = studio_for_pages
+    project, image_id, labels = project_with_image(studio)
+    version_id = store_model_output(studio, project.id, image_id, labels, 1)
+    at = logged_in(studio)
+    at.session_state["project_id"] = project.id
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, at.exception
+    at.button(key="train_rerun_predictions").click().run()
+    assert not at.exception, at.exception
+    (job,) = studio.list_jobs(admin_of(studio), project.id)
+    assert (job.kind, job.status, job.params["model_version_id"]) == ("predict", "queued", version_id)
+    assert any(f"Prediction job {job.id} queued" in s.value for s in at.success)
