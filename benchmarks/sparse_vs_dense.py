@@ -254,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         results[row.name] = (own, gt_fg, single)
         ratios = ["n/a"] * 3
         if dense:
-            ratios = [f"{m['mAP'] / d['mAP']:.2f}" for m, d in zip((own, gt_fg, single), dense, strict=True)]
+            ratios = [
+                f"{m['mAP'] / d['mAP']:.2f}" if d["mAP"] > 0 else "n/a"
+                for m, d in zip((own, gt_fg, single), dense, strict=True)
+            ]
         print(
             f"| {row.name} | {row.fraction:g} | {n_labelled} | {own['mAP']:.3f} | {own['AP50']:.3f} | "
             f"{own['SBD']:.3f} | {its:.1f} | {ratios[0]} | {gt_fg['mAP']:.3f} | {gt_fg['SBD']:.3f} | "
