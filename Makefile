@@ -46,6 +46,7 @@ bench-quick: venv
 	$(PY) benchmarks/active_vs_random.py --quick
 	$(PY) benchmarks/label_selection.py --quick
 	$(PY) benchmarks/embed_speed.py --quick
+	$(PY) -m benchmarks.real_nuclei --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
