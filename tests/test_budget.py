@@ -99,7 +99,8 @@ def test_train_cli_refuses_a_network_over_the_budget(tmp_path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "spoco_core", "train", "--images", str(tmp_path / "data" / "images"),
          "--labels", str(tmp_path / "data" / "labels"), "--out", str(tmp_path / "m.pt"),
-         "--base-channels", "512", "--depth", "8", "--iterations", "1", "--device", "cpu"],
+         "--base-channels", "512", "--depth", "8", "--patch-size", "256", "--iterations", "1",
+         "--device", "cpu"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip

@@ -150,7 +150,7 @@ def test_project_stats_per_annotator(world: World, image_id: int) -> None:
     s.add_annotation(world.lead, image_id, "object", box(10, 10, 14, 14), source="accepted", seconds=0.5)
     gone = s.add_annotation(world.lead, image_id, "object", box(15, 15, 19, 19), seconds=9.0)
     s.delete_annotation(world.lead, gone.id)
-    stats = s.project_stats(world.annotator, world.project.id)
+    stats = s.project_stats(world.lead, world.project.id)  # working time: leads only
     assert stats["n_images"] == 1 and stats["n_objects"] == 2 and stats["n_background"] == 1
     assert stats["total_seconds"] == 3.5 and stats["n_labelled_images"] == 1
     per = {r["username"]: r for r in stats["per_annotator"]}
