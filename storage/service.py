@@ -11,6 +11,7 @@ import math
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -543,16 +544,18 @@ class Studio:
         return kind is not None
 
     def list_annotations(self, actor: User, image_id: int) -> list[Annotation]:
-        """Live labels of the image, oldest first."""
-        self._image_role(actor, image_id)
-        return annotations.list_live(self.db, int(image_id))
+        """Live labels of the image, oldest first. Working time is for leads: for an annotator,
+        colleagues' labels carry ``seconds`` NaN."""
+        user, _, role = self._image_role(actor, image_id)
+        return _own_seconds(annotations.list_live(self.db, int(image_id)), user, role)
 
     def annotation_history(self, actor: User, annotation_id: int) -> list[Annotation]:
-        """The label and the versions it replaced, newest first."""
+        """The label and the versions it replaced, newest first (``seconds`` as in
+        ``list_annotations``)."""
         user = self._actor(actor)
         project_id, _ = permissions.project_of_annotation(self.db, int(annotation_id))
-        permissions.require_member(self.db, user, project_id)
-        return annotations.history(self.db, int(annotation_id))
+        role = permissions.require_member(self.db, user, project_id)
+        return _own_seconds(annotations.history(self.db, int(annotation_id)), user, role)
 
     def sparse_labels(self, actor: User, image_id: int) -> np.ndarray:
         """int32 (H, W): 0 unknown, -1 background, k >= 1 objects."""
@@ -840,6 +843,13 @@ def _require_unclaimed(db: Database, suggestion_id: int, user: User) -> None:
     holder = claims.other_holder(db, suggestion_id, user.id, now())
     if holder is not None:
         raise Conflict(f"{holder} is working on this suggested object; please take the next one")
+
+
+def _own_seconds(labels: list[Annotation], user: User, role: str) -> list[Annotation]:
+    """Leads see everyone's working time; others only their own (NaN elsewhere)."""
+    if role == permissions.LEAD:
+        return labels
+    return [a if a.author == user.username else replace(a, seconds=math.nan) for a in labels]
 
 
 def _check_label_args(kind: str, source: str, seconds: float) -> tuple[str, str, float]:

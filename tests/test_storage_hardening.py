@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 import tracemalloc
 import zipfile
@@ -319,4 +320,19 @@ def test_working_minutes_are_for_leads(world: World, big_image: int) -> None:
         "anna": 1,
         "lena": 1,
         "bert": 1,
+    }
+
+
+def test_label_seconds_of_colleagues_are_for_leads(world: World, big_image: int) -> None:
+    s = world.studio
+    box = np.zeros((SIDE, SIDE), bool)
+    box[5:15, 5:15] = True
+    mine = s.add_annotation(world.annotator, big_image, "object", box, seconds=12.0)
+    theirs = s.add_annotation(world.lead, big_image, "object", np.roll(box, 40, axis=0), seconds=80.0)
+    seen = {a.id: a.seconds for a in s.list_annotations(world.annotator, big_image)}
+    assert seen[mine.id] == 12.0 and math.isnan(seen[theirs.id])
+    assert math.isnan(s.annotation_history(world.annotator, theirs.id)[0].seconds)
+    assert {a.id: a.seconds for a in s.list_annotations(world.lead, big_image)} == {
+        mine.id: 12.0,
+        theirs.id: 80.0,
     }
