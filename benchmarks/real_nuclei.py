@@ -28,7 +28,7 @@ import argparse
 import multiprocessing as mp
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -248,6 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                 pool.submit(run_active, s, minutes, args.quick, args.threads)
                 for s in ("instability", "random")
             ]
+        for f in as_completed(futures):  # a line per finished row, so a long run shows progress
+            row, out = f.result()
+            print(f"finished {row.name}: mAP {out['mAP']:.3f}, {out['objects']} objects", flush=True)
         done = [f.result() for f in futures]
         al = [f.result() for f in active]
     by_name = {row.name: out for row, out in done}
