@@ -70,7 +70,7 @@ def train_and_score(setup: Setup, labels: list[np.ndarray], threads: int) -> tup
     torch.set_num_threads(threads)
     images, _, test_images, test_gt, _ = data(setup)
     predictor, _, _ = train_row(setup, Row("selection", 0.0), images, labels)
-    own, _, _ = score(predictor, test_images, test_gt, setup.min_size, setup.tta)
+    own, _, _ = score(predictor, test_images, test_gt, setup.tta)
     return predictor, own
 
 
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup = Setup()
     if args.quick:
-        setup = replace(setup, n_train=4, n_test=2, size=64, iterations=6, base_channels=8, depth=2)
-        setup = replace(setup, patch_size=32, marks_per_image=2, tta=1)
+        setup = replace(setup, n_train=4, n_test=2, size=64, iterations=6, small_net=True)
+        setup = replace(setup, marks_per_image=2, tta=1)
         args.add = 3
     t0 = time.perf_counter()
     images, gt, _, _, base = data(setup)
@@ -156,9 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     m0, base_scores = train_and_score(setup, base, args.threads)
     rules = ["random", "random-per-image", *RANKED, "oracle-worst", "oracle-best"]
-    sets = {rule: by_rule(rule, m0, images, gt, base, args.add, setup.min_size) for rule in rules}
+    sets = {rule: by_rule(rule, m0, images, gt, base, args.add, m0.min_size) for rule in rules}
     for factor in (2, 3):
-        sets[f"random x{factor}"] = by_rule("random", m0, images, gt, base, factor * args.add, setup.min_size)
+        sets[f"random x{factor}"] = by_rule("random", m0, images, gt, base, factor * args.add, m0.min_size)
     names = list(sets)
     if args.jobs <= 1:
         scores = [_score_task(setup, sets[n], args.threads) for n in names]
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             for s, b in zip(sets[n], base, strict=True)
         )
         ref = map_at(curve, counts[n])
-        vs_random = "n/a" if ref is None else f"{result[n]['mAP'] / ref:.2f}"
+        vs_random = "n/a" if not ref else f"{result[n]['mAP'] / ref:.2f}"
         needs = random_needs(curve, result[n]["mAP"])
         share = "n/a"
         if needs.isdigit():
