@@ -108,7 +108,7 @@ def check_training_memory(
             raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
     limit = budget_bytes() if budget is None else int(budget)
     if depth > 16:  # 2**15 x the base width already: no budget fits, and the estimate grows huge
-        raise ValueError(f"depth {depth} is too deep: at most 16 levels (the default is 4)")
+        raise ValueError(f"depth {depth} is too deep: at most 16 levels")
     need = training_bytes(in_channels, base_channels, depth, batch_size, patch_size, embedding_dim)
     if need > limit:
         weights = 6 * BYTES_PER_VALUE * parameter_count(in_channels, base_channels, depth, embedding_dim)

@@ -3,9 +3,7 @@ files with values the method does not define are refused instead of training a b
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +12,9 @@ import tifffile
 
 from spoco_core.commands.train import load_samples
 from spoco_core.synthetic import write_dataset
+from tests._cli import run_cli as _cli
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--iterations", "1", "--base-channels", "4", "--depth", "2", "--batch-size", "1", "--device", "cpu"]
-
-
-def _cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "spoco_core", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
 
 
 def _one_error_line(run: subprocess.CompletedProcess, *words: str) -> None:

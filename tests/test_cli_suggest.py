@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +10,10 @@ import pytest
 
 from spoco_core.__main__ import main
 from spoco_core.io import read_labels, write_labels
+from tests._cli import run_cli as _cli
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--base-channels", "8", "--depth", "2", "--patch-size", "32", "--batch-size", "2", "--device", "cpu"]
 KEYS = {"image", "object_id", "score", "instability", "unstable_pixels", "bbox", "area", "source"}
-
-
-def _cli(*args: str | Path) -> subprocess.CompletedProcess:
-    # one OpenMP thread: on a busy 2-core machine two made each training step 50x slower
-    return subprocess.run(
-        [sys.executable, "-m", "spoco_core", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
 
 
 @pytest.fixture(scope="module")

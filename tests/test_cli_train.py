@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +13,10 @@ from PIL import Image
 from spoco_core.__main__ import main
 from spoco_core.losses import LossConfig
 from spoco_core.train import coord_scale_for, load_checkpoint
+from tests._cli import run_cli as _cli
 
-ROOT = Path(__file__).resolve().parents[1]
 SKIMAGE_DATA = Path(skimage.__file__).parent / "data"
 TINY = ["--base-channels", "8", "--depth", "2", "--patch-size", "32", "--batch-size", "2", "--device", "cpu"]
-
-
-def _cli(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "spoco_core", *map(str, args)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},  # two threads crawl on a busy 2-core machine
-    )
 
 
 @pytest.fixture(scope="module")
