@@ -38,14 +38,14 @@ lint: venv
 	$(VENV)/bin/ruff format .
 
 bench-quick: venv
-	$(PY) benchmarks/metrics_speed.py --quick
-	$(PY) benchmarks/loss_speed.py --quick
-	$(PY) benchmarks/cluster_speed.py --quick
-	$(PY) benchmarks/render_speed.py --quick
-	$(PY) benchmarks/sparse_vs_dense.py --quick
-	$(PY) benchmarks/active_vs_random.py --quick
-	$(PY) benchmarks/label_selection.py --quick
-	$(PY) benchmarks/embed_speed.py --quick
+	$(PY) -m benchmarks.metrics_speed --quick
+	$(PY) -m benchmarks.loss_speed --quick
+	$(PY) -m benchmarks.cluster_speed --quick
+	$(PY) -m benchmarks.render_speed --quick
+	$(PY) -m benchmarks.sparse_vs_dense --quick
+	$(PY) -m benchmarks.active_vs_random --quick
+	$(PY) -m benchmarks.label_selection --quick
+	$(PY) -m benchmarks.embed_speed --quick
 	$(PY) -m benchmarks.real_nuclei --quick
 
 clean:

@@ -67,8 +67,6 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from benchmarks._timing import seconds
 from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile

@@ -33,17 +33,12 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from active_vs_random import map_at, objects_to_reach
-from sparse_vs_dense import Row, Setup, n_objects, score, train_row
-
+from benchmarks.active_vs_random import map_at, objects_to_reach
+from benchmarks.sparse_vs_dense import Row, Setup, n_objects, score, train_row
 from spoco_core.infer import Predictor
 from spoco_core.metrics import iou_matrix
 from spoco_core.simulate import RoundResult, SimulatedAnnotator, suggest

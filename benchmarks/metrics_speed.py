@@ -16,11 +16,8 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from spoco_core.metrics import DEFAULT_THRESHOLDS, evaluate
 from spoco_core.synthetic import generate

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from skimage.segmentation import mark_boundaries
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._timing import median_time
 from pages._render import render_view
