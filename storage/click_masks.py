@@ -1,0 +1,116 @@
+"""Click-to-segment for the Studio: the mask under an annotator's clicks, from the current model's
+cached embeddings (``storage.embedding_cache``), or from the classical proposals before a project
+has a model.
+
+The prediction job caches every image's plain student embeddings, so a click costs reading one
+blob and a few array passes around the click (``spoco_core.click_segment``), not a network run.
+An image the job has not reached yet is embedded once here (and cached for the next click).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from storage.blobs import BlobStore
+from storage.errors import InputError
+from storage.records import ModelVersion
+
+MAX_CLICKS = 100
+_models: dict[tuple[str, float], Any] = {}  # (checkpoint path, mtime) -> Predictor, kept per process
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ClickSegment:
+    """The mask under the clicks, and where it came from: "model" (the current version's
+    embeddings) or "proposal" (the classical pipeline: no model yet)."""
+
+    mask: np.ndarray
+    source: str
+
+
+def check_points(points: Sequence[Sequence[float]], name: str) -> list[tuple[int, int]]:
+    """Clicks as whole (x, y) pixels; anything else (or too many) is an ``InputError``."""
+    try:
+        out = [(int(p[0]), int(p[1])) for p in points]
+        if any(len(p) != 2 or int(p[0]) != p[0] or int(p[1]) != p[1] for p in points):
+            raise ValueError
+    except (TypeError, ValueError, IndexError) as exc:
+        raise InputError(f"{name} clicks must be (x, y) pixel pairs") from exc
+    if len(out) > MAX_CLICKS:
+        raise InputError(f"at most {MAX_CLICKS} {name} clicks per object")
+    return out
+
+
+def _predictor(blobs: BlobStore, version: ModelVersion) -> Any:
+    from spoco_core.infer import Predictor
+
+    path = blobs.path(version.checkpoint)
+    key = (str(path), path.stat().st_mtime)
+    with _lock:
+        if key not in _models:
+            _models.clear()  # one model in memory: the current version
+            _models[key] = Predictor.from_checkpoint(path, device="cpu")
+        return _models[key]
+
+
+def model_embedding(
+    blobs: BlobStore, version: ModelVersion, image_id: int, image: Callable[[], np.ndarray]
+) -> tuple[np.ndarray, np.ndarray | None, Any]:
+    """(embeddings with coordinates, foreground probability, predictor) of the image under the
+    version: from the cache when the prediction job (or an earlier click) stored them."""
+    from storage.embedding_cache import CachedEmbedder, embedding_rel
+
+    predictor = _predictor(blobs, version)
+    pixels = image()
+    out = CachedEmbedder(predictor, blobs, embedding_rel(version.id, image_id), pixels).embed(pixels)
+    return out.emb, out.fg_prob, predictor
+
+
+def segment(
+    blobs: BlobStore,
+    version: ModelVersion | None,
+    image_id: int,
+    image: Callable[[], np.ndarray],
+    sparse: np.ndarray,
+    positive: Sequence[tuple[int, int]],
+    negative: Sequence[tuple[int, int]] = (),
+) -> ClickSegment:
+    """The object under the ``positive`` clicks less the parts under the ``negative`` ones; pixels
+    of labelled objects (``sparse`` > 0) are never included. Empty when the clicks hit background."""
+    positive = check_points(positive, "positive")
+    negative = check_points(negative, "negative")
+    blocked = np.asarray(sparse) > 0
+    if version is None:
+        return ClickSegment(_proposal_mask(image(), blocked, positive, negative), "proposal")
+    from spoco_core.click_segment import click_mask
+
+    emb, fg, predictor = model_embedding(blobs, version, image_id, image)
+    mask = click_mask(
+        emb, fg, positive, negative, delta_v=predictor.delta_v, grow=predictor.grow, blocked=blocked
+    )
+    return ClickSegment(mask, "model")
+
+
+def _proposal_mask(
+    image: np.ndarray,
+    blocked: np.ndarray,
+    positive: Sequence[tuple[int, int]],
+    negative: Sequence[tuple[int, int]],
+) -> np.ndarray:
+    """The classical proposals under the positive clicks, less those under the negative ones."""
+    from spoco_core.classical import segment_classical
+
+    labels = segment_classical(image)
+    h, w = labels.shape
+
+    def ids(points: Sequence[tuple[int, int]]) -> list[int]:
+        return [int(labels[y, x]) for x, y in points if 0 <= x < w and 0 <= y < h and labels[y, x] > 0]
+
+    mask = np.isin(labels, ids(positive)) & ~np.isin(labels, ids(negative))
+    return mask & ~blocked

@@ -1,0 +1,106 @@
+"""Studio.click_segment on a real data directory: the current model's cached embeddings decide the
+mask (hand-made embeddings written to the cache, so the answer is known), the classical proposal
+before a project has a model, labelled objects left out, bad clicks refused."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from spoco_core.model import UNetConfig
+from spoco_core.train import TrainConfig, Trainer
+from storage import versions as model_versions
+from storage.db import transaction
+from storage.embedding_cache import embedding_rel
+from storage.errors import InputError, PermissionDenied
+from tests.test_storage_support import World, png_bytes
+
+
+def _image() -> tuple[bytes, np.ndarray]:
+    """Two bright touching squares on a dark 48x64 image (uint8 PNG) and their labels."""
+    labels = np.zeros((48, 64), dtype=np.int32)
+    labels[10:30, 8:28] = 1
+    labels[12:32, 34:54] = 2
+    img = np.where(labels > 0, 200, 20).astype(np.uint8)
+    return png_bytes(img), labels
+
+
+def _register_model(w: World, tmp_path) -> int:
+    """A tiny model (no coordinate channels) saved as the project's current version."""
+    torch.manual_seed(0)
+    cfg = TrainConfig(
+        iterations=1, patch_size=32, batch_size=1, device="cpu",
+        model=UNetConfig(base_channels=4, depth=2, embedding_dim=4, coord_scale=0.0),
+    )  # fmt: skip
+    lab = np.full((48, 64), -1, dtype=np.int32)
+    lab[10:30, 8:28] = 1
+    trainer = Trainer(cfg, [(np.zeros((1, 48, 64), np.float32), lab)])
+    rel = "models/test/v1.pt"
+    trainer.save(w.studio.blobs.path(rel))
+    with transaction(w.studio.db) as db:
+        return model_versions.register(db, w.project.id, rel, None, 1, 1, {}, w.lead.id, None)
+
+
+def _cache(w: World, version_id: int, image_id: int, labels: np.ndarray) -> None:
+    """Embeddings whose objects are known: each object near its own point; the foreground marks
+    object cores (the model keeps a 1 px rim out, ``LossConfig.core_margin``, and the click grows it back)."""
+    from scipy import ndimage
+
+    emb = np.zeros((4, *labels.shape), dtype=np.float16)
+    emb[0][labels == 2] = 4.0
+    emb[1][labels == 0] = 8.0
+    buffer = io.BytesIO()
+    cores = np.zeros(labels.shape, dtype=bool)
+    for k in (1, 2):
+        cores |= ndimage.binary_erosion(labels == k)
+    np.savez(buffer, emb=emb, fg_prob=cores.astype(np.float16))
+    w.studio.blobs.write_bytes(embedding_rel(version_id, image_id), buffer.getvalue())
+
+
+def test_a_click_segments_from_the_current_models_cached_embeddings(world: World, tmp_path) -> None:
+    s = world.studio
+    data, labels = _image()
+    info = s.add_image(world.lead, world.project.id, "squares.png", data)
+
+    before = s.click_segment(world.annotator, info.id, [(15, 20)])  # no model: classical proposal
+    assert before.source == "proposal" and before.mask[20, 15]
+    assert (before.mask & (labels == 1)).sum() >= 0.9 * (labels == 1).sum()
+
+    vid = _register_model(world, tmp_path)
+    _cache(world, vid, info.id, labels)
+    one = s.click_segment(world.annotator, info.id, [(15, 20)])
+    assert one.source == "model"
+    np.testing.assert_array_equal(one.mask, labels == 1)  # the cache's answer, its rim grown back
+    both = s.click_segment(world.annotator, info.id, [(15, 20), (40, 20)])
+    np.testing.assert_array_equal(both.mask, labels > 0)
+    assert not s.click_segment(world.annotator, info.id, [(2, 2)]).mask.any()  # background
+
+    s.add_annotation(world.annotator, info.id, "object", labels == 2)  # labelled: left out
+    np.testing.assert_array_equal(
+        s.click_segment(world.lead, info.id, [(15, 20), (40, 20)]).mask, labels == 1
+    )
+
+
+def test_without_a_cached_embedding_the_image_is_embedded_once_and_cached(world: World, tmp_path) -> None:
+    s = world.studio
+    data, _ = _image()
+    info = s.add_image(world.lead, world.project.id, "squares.png", data)
+    vid = _register_model(world, tmp_path)
+    assert not s.blobs.exists(embedding_rel(vid, info.id))
+    out = s.click_segment(world.annotator, info.id, [(15, 20)])
+    assert out.source == "model" and out.mask.shape == (48, 64) and out.mask.dtype == bool
+    assert s.blobs.exists(embedding_rel(vid, info.id))
+
+
+def test_clicks_are_checked(world: World) -> None:
+    s = world.studio
+    data, _ = _image()
+    info = s.add_image(world.lead, world.project.id, "squares.png", data)
+    for bad in ([(1.5, 2)], [("x", 2)], [(1, 2, 3)], [(1, 1)] * 101):
+        with pytest.raises(InputError):
+            s.click_segment(world.annotator, info.id, bad)
+    with pytest.raises(PermissionDenied):
+        s.click_segment(world.outsider, info.id, [(1, 1)])
