@@ -54,6 +54,7 @@ from storage.records import (
 if TYPE_CHECKING:
     from spoco_core.axes import ImageMeta
     from storage.channels import ChannelSettings
+    from storage.click_masks import ClickSegment
     from storage.imports import ImportReport
 
 RESOLUTIONS = ("accepted", "corrected", "background", "skipped")
@@ -718,6 +719,32 @@ class Studio:
         from spoco_core.classical import segment_classical
 
         return segment_classical(self.load_image(actor, image_id))
+
+    def click_segment(
+        self,
+        actor: User,
+        image_id: int,
+        positive: Sequence[tuple[int, int]],
+        negative: Sequence[tuple[int, int]] = (),
+    ) -> ClickSegment:
+        """Any member: the object under ``positive`` (x, y) clicks less the parts under ``negative``
+        ones, from the current model's cached embeddings (storage.click_masks), or the classical
+        proposals under them before a project has a model. Labelled objects' pixels are left out."""
+        from storage import click_masks
+
+        _, project_id, _ = self._image_role(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        sparse = annotations.sparse_labels(self.db, int(image_id), (int(row["height"]), int(row["width"])))
+        vid = model_versions.current_id(self.db, project_id)
+        return click_masks.segment(
+            self.blobs,
+            model_versions.get(self.db, int(vid)) if vid is not None else None,
+            int(image_id),
+            lambda: self.load_image(actor, image_id),
+            sparse,
+            positive,
+            negative,
+        )
 
     def suggestions(self, actor: User, project_id: int, limit: int = 20) -> list[Suggestion]:
         """Open suggestions of the current model, most uncertain first; objects that were labelled
