@@ -46,9 +46,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def cpu_has_bf16() -> bool:
-    """Native bfloat16 arithmetic on this CPU (AVX512-BF16 or AMX). Only then does bfloat16 autocast
-    pay: on 2 EPYC cores a training step runs 1.3-1.4x and inference 1.6x faster; elsewhere bfloat16
-    is emulated and slower. Probed through torch.cpu's private helpers (absent: False)."""
+    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX).
+
+    Only then does bfloat16 autocast pay: on 2 EPYC cores a training step runs 1.3-1.4x and
+    inference 1.6x faster; elsewhere bfloat16 is emulated and slower. Probed through torch.cpu's
+    private helpers (absent: False).
+    """
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
@@ -61,7 +64,39 @@ def _from_fields(cls: type, data: dict | None) -> Any:
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run; saved in the checkpoint so a run can be reproduced."""
+    """Everything that decides a training run; saved in the checkpoint so a run can be reproduced.
+
+    Attributes
+    ----------
+    iterations : int
+        Optimisation steps when ``minutes`` is 0.
+    minutes : float
+        Wall-clock budget; > 0 replaces ``iterations`` (see below).
+    batch_size, patch_size : int
+        Patches per step and their side in pixels.
+    lr, weight_decay : float
+        Adam's learning rate (cosine-annealed to 1 % of it) and weight decay.
+    ema_momentum : float
+        Momentum of the teacher, an exponential moving average of the student.
+    seed : int
+        Seeds weights, sampling and the loss's random choices.
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    amp : bool
+        Mixed precision where the hardware has it natively.
+    paste_objects : int
+        Labelled objects pasted next to labelled ones per patch (0: off).
+    scale_jitter : float
+        Patches zoomed by up to ``1 + scale_jitter`` either way (0: off).
+    model : UNetConfig
+        The network; a warm start keeps its checkpoint's instead.
+    loss : LossConfig
+        Weights and margins of the SPOCO loss.
+    auto_coord_scale : bool
+        Set a fresh model's coordinate scale from the labelled objects' size.
+    object_area : float
+        Median labelled object area in pixels, measured by the Trainer (0 = unknown).
+    """
 
     iterations: int = 500
     minutes: float = 0.0
@@ -90,10 +125,12 @@ class TrainConfig:
     fragments under ``MIN_SIZE_FRACTION`` of it (see :func:`min_object_size`). 0 = unknown."""
 
     def to_dict(self) -> dict:
+        """Plain nested dict (JSON-serialisable), as stored in checkpoints."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> TrainConfig:
+        """Rebuild from :meth:`to_dict`'s output; keys this version does not know are ignored."""
         data = dict(data)
         model_dict = dict(data.pop("model", None) or {})
         # checkpoints from before coordinate channels existed were trained without them
@@ -120,6 +157,8 @@ class ProgressEvent:
 
 @dataclass
 class TrainResult:
+    """What :meth:`Trainer.fit` did: steps made, whether it was cancelled, per-step losses."""
+
     iterations_done: int
     cancelled: bool
     history: list[dict] = field(default_factory=list)
@@ -127,6 +166,8 @@ class TrainResult:
 
 @dataclass
 class Checkpoint:
+    """A loaded model: student and EMA teacher (in eval mode), its config and saved metadata."""
+
     student: EmbeddingUNet
     teacher: EmbeddingUNet
     config: TrainConfig
@@ -162,7 +203,26 @@ def _read_checkpoint_dict(path: Path, device: torch.device) -> dict:
 
 
 def load_checkpoint(path: Path | str, device: str | torch.device = "auto") -> Checkpoint:
-    """Rebuild student and teacher from a checkpoint; raises ``ValueError`` for anything unreadable."""
+    """Rebuild student and teacher from a checkpoint written by :meth:`Trainer.save`.
+
+    Parameters
+    ----------
+    path : Path or str
+        The checkpoint file. Read with ``weights_only=True``: it never runs code.
+    device : str or torch.device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or a device.
+
+    Returns
+    -------
+    Checkpoint
+        Student and teacher in eval mode, the run's ``TrainConfig``, iteration and metadata.
+
+    Raises
+    ------
+    ValueError
+        The file is missing, truncated, not a SPOCO checkpoint, of a newer format, or its
+        weights do not fit its own model config.
+    """
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     data = _read_checkpoint_dict(Path(path), dev)
     config = TrainConfig.from_dict(data["config"])
@@ -293,6 +353,29 @@ def _has_labels(labels: np.ndarray) -> bool:
 class Trainer:
     """Trains a student/teacher pair on sparse samples; ``fit`` runs ``config.iterations`` steps.
 
+    Parameters
+    ----------
+    config : TrainConfig
+        The run's settings (copied: the caller's object is never changed).
+    samples : sequence of (image, labels)
+        Images ``(H, W)`` or ``(C, H, W)`` float, normalised, with integer labels ``(H, W)``:
+        ``k >= 1`` an object, ``-1`` background, ``0`` unlabelled. Samples without a labelled
+        pixel are skipped.
+    init_checkpoint : Path or str, optional
+        Warm start from this checkpoint (see below).
+    progress : callable, optional
+        Called with a :class:`ProgressEvent` every ``config.log_every`` steps.
+    should_cancel : callable, optional
+        Polled before each step; True stops the run cleanly.
+
+    Raises
+    ------
+    ValueError
+        No sample has a labelled pixel, an image and its labels differ in size, the checkpoint
+        is unreadable, or CUDA was requested but is not available.
+
+    Notes
+    -----
     Under torchrun (WORLD_SIZE > 1) it joins the process group, wraps the student in DDP and samples
     with a per-rank generator; only rank 0 reports progress and writes checkpoints, and ``fit``
     leaves the group when it ends (so one Trainer fits once per process in that mode).
@@ -423,8 +506,10 @@ class Trainer:
         return sched
 
     def _amp_dtype(self) -> torch.dtype | None:
-        """Mixed precision where the hardware has it: CUDA, or a CPU with native bfloat16 (the losses
-        stay float32 either way, see losses.spoco_loss)."""
+        """Mixed precision where the hardware has it: CUDA, or a CPU with native bfloat16.
+
+        The losses stay float32 either way (see losses.spoco_loss).
+        """
         if not self.config.amp:
             return None
         if self.device.type == "cuda":
@@ -506,8 +591,15 @@ class Trainer:
         return out
 
     def fit(self) -> TrainResult:
-        """Run this run's iterations (or minutes); stops cleanly at the next step when cancellation is
-        requested."""
+        """Run this run's iterations (or minutes).
+
+        Stops cleanly at the next step when cancellation is requested.
+
+        Returns
+        -------
+        TrainResult
+            Steps made, whether the run was cancelled, and each step's losses.
+        """
         timed = self.config.minutes > 0
         # a time budget plans its steps after calibration; until then the cosine schedule stays flat
         total = CALIBRATION_STEPS if timed else self.config.iterations
@@ -563,6 +655,7 @@ class Trainer:
     # ---- persistence
 
     def state_dict(self, meta: dict | None = None) -> dict:
+        """Everything a checkpoint holds (tensors on the CPU), with ``meta`` stored alongside."""
         return {
             "format_version": FORMAT_VERSION,
             "student": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
@@ -575,7 +668,15 @@ class Trainer:
         }
 
     def save(self, path: Path | str, meta: dict | None = None) -> None:
-        """Atomic checkpoint write; a no-op on non-zero DDP ranks so the file is written once."""
+        """Write a checkpoint atomically; a no-op on non-zero DDP ranks so the file is written once.
+
+        Parameters
+        ----------
+        path : Path or str
+            Target file; its folder is created. Readers see the old file or the new, never half.
+        meta : dict, optional
+            Stored with the weights and returned by :func:`load_checkpoint` as ``meta``.
+        """
         if not self.dist.is_main:
             return
         atomic_torch_save(self.state_dict(meta), Path(path))
@@ -590,9 +691,11 @@ class Trainer:
             self.dist.owns_group = False
 
     def __enter__(self) -> Trainer:
+        """Use as a context manager: :meth:`close` on exit."""
         return self
 
     def __exit__(self, *exc: object) -> None:
+        """Leave the process group (see :meth:`close`)."""
         self.close()
 
 
