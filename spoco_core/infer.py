@@ -19,6 +19,8 @@ from spoco_core.train import TrainConfig, cpu_has_bf16, load_checkpoint, min_obj
 
 @dataclass
 class Embedding:
+    """One image's pixel embeddings and, when the model has a trained one, its foreground map."""
+
     emb: np.ndarray
     """(E, H, W) float32 pixel embeddings."""
     fg_prob: np.ndarray | None = None
@@ -138,8 +140,11 @@ class _GlobalNorm:
         return forward
 
     def _core_in(self, h: int, w: int) -> tuple[int, int, int, int]:
-        """The core mapped onto a feature map of size (h, w); a core reaching the tile's end takes
-        the network's internal padding too, as a single pass over the whole image does."""
+        """The core mapped onto a feature map of size (h, w).
+
+        A core reaching the tile's end takes the network's internal padding too, as a single pass
+        over the whole image does.
+        """
         cy0, cy1, cx0, cx1 = self.core
         th, tw = self.tile_hw
         m = self.multiple
@@ -156,10 +161,12 @@ class _GlobalNorm:
 
 
 def _for_inference(net: EmbeddingUNet, device: torch.device) -> EmbeddingUNet:
-    """On ``device`` in eval mode, with channels-last weights on the CPU: oneDNN then runs this
-    U-Net's forward pass about 1.8x faster (benchmarks/embed_speed.py); training steps gain
-    nothing, so only inference uses it. The module is converted in place (a trainer's student
-    keeps working in either layout)."""
+    """Put the network on ``device`` in eval mode, with channels-last weights on the CPU.
+
+    oneDNN then runs this U-Net's forward pass about 1.8x faster (benchmarks/embed_speed.py);
+    training steps gain nothing, so only inference uses it. The module is converted in place (a
+    trainer's student keeps working in either layout).
+    """
     net = net.to(device).eval()
     if device.type == "cpu":
         net.to(memory_format=torch.channels_last)
@@ -178,10 +185,31 @@ class Predictor:
         foreground_trained: bool = True,
         cpu_bf16: bool | None = None,
     ) -> None:
-        """``cpu_bf16``: run the networks in bfloat16 autocast on the CPU (default: when the CPU has
-        it natively, train.cpu_has_bf16: 1.6x faster, embeddings within ~0.003 of float32 on average
-        with delta_v 0.5, the same mAP to +-0.003 on sparse_vs_dense.py models); CUDA always uses
-        mixed precision."""
+        """Wrap trained networks for inference.
+
+        Parameters
+        ----------
+        student : EmbeddingUNet
+            The trained network (moved to ``device``, eval mode).
+        teacher : EmbeddingUNet, optional
+            Its EMA teacher; needed by ``which="teacher"`` and the ``consistency`` method.
+        device : str or torch.device
+            ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or a device.
+        config : TrainConfig, optional
+            The run's config (``delta_v``, object size); default: one built from the student.
+        foreground_trained : bool
+            False when the foreground head never saw a background mark: it is then ignored.
+        cpu_bf16 : bool, optional
+            Run the networks in bfloat16 autocast on the CPU (default: when the CPU has it
+            natively, :func:`~spoco_core.train.cpu_has_bf16`: 1.6x faster, embeddings within
+            ~0.003 of float32 on average with delta_v 0.5, the same mAP to +-0.003 on
+            sparse_vs_dense.py models). CUDA always uses mixed precision.
+
+        Raises
+        ------
+        ValueError
+            CUDA was requested but is not available.
+        """
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.cpu_bf16 = cpu_has_bf16() if cpu_bf16 is None else bool(cpu_bf16)
         self.student = _for_inference(student, self.device)
@@ -193,6 +221,26 @@ class Predictor:
     def from_checkpoint(
         cls, path: Path | str, device: str | torch.device = "auto", cpu_bf16: bool | None = None
     ) -> Predictor:
+        """Load student and teacher from a checkpoint (see :func:`~spoco_core.train.load_checkpoint`).
+
+        Parameters
+        ----------
+        path : Path or str
+            A checkpoint written by ``Trainer.save``.
+        device : str or torch.device
+            As in the constructor.
+        cpu_bf16 : bool, optional
+            As in the constructor.
+
+        Returns
+        -------
+        Predictor
+
+        Raises
+        ------
+        ValueError
+            The checkpoint is missing, unreadable or not a SPOCO model.
+        """
         ckpt = load_checkpoint(path, device)
         return cls(
             ckpt.student,
@@ -205,6 +253,7 @@ class Predictor:
 
     @property
     def in_channels(self) -> int:
+        """Channels the model reads; :meth:`embed` converts images to this many."""
         return self.student.config.in_channels
 
     @property
@@ -214,6 +263,7 @@ class Predictor:
 
     @property
     def delta_v(self) -> float:
+        """The loss's pull margin: the embedding distance clustering treats as one object."""
         return float(self.config.loss.delta_v)
 
     @property
@@ -223,7 +273,7 @@ class Predictor:
 
     @property
     def grow(self) -> int:
-        """px to grow clustered objects by: the rim its foreground head was taught to leave out."""
+        """Pixels to grow clustered objects by: the rim its foreground head was taught to leave out."""
         return int(self.config.loss.core_margin) if self.foreground_trained else 0
 
     def _net(self, which: str) -> EmbeddingUNet:
@@ -264,6 +314,25 @@ class Predictor:
         (depth 4 needs about 128 px: 32 px leaves errors of a few % of the embedding scale), and
         tiling costs one truncated extra pass per normalisation layer for whole-image statistics,
         so keep ``tile`` as large as memory allows.
+
+        Parameters
+        ----------
+        image : np.ndarray
+            ``(C, H, W)`` or ``(H, W)``, normalised (see :func:`~spoco_core.io.normalize_percentile`).
+        which : {"student", "teacher"}
+            The network to run.
+        tile, overlap : int
+            Tile side and overlap in pixels (rounded to the network's pooling grid).
+
+        Returns
+        -------
+        Embedding
+            ``emb`` ``(E, H, W)`` float32 and ``fg_prob`` ``(H, W)`` float32 or None.
+
+        Raises
+        ------
+        ValueError
+            The image is not 2-D or 3-D, or ``which`` names a network this predictor lacks.
         """
         net = self._net(which)
         image = np.asarray(image, dtype=np.float32)
@@ -336,9 +405,33 @@ class Predictor:
     ) -> np.ndarray:
         """Instance labels (H,W) int32, 0 = background; 'consistency' also embeds with the teacher.
 
-        ``background`` (bool H,W) pixels are forced to 0; extra keywords go to ``cluster.segment``.
-        ``tta`` > 1 clusters the mean embedding of that many flipped/rotated views (spoco_core.tta,
-        up to 8): ``tta`` times the embedding cost, fewer merged objects.
+        Parameters
+        ----------
+        image : np.ndarray
+            ``(C, H, W)`` or ``(H, W)``, normalised.
+        method : str
+            ``"hdbscan"``, ``"meanshift"`` or ``"consistency"`` (see
+            :func:`~spoco_core.cluster.segment`).
+        background : np.ndarray, optional
+            Bool ``(H, W)``: these pixels are forced to 0.
+        tile : int
+            Tile side for :meth:`embed`.
+        tta : int
+            > 1 clusters the mean embedding of that many flipped/rotated views
+            (:mod:`spoco_core.tta`, up to 8): ``tta`` times the embedding cost, fewer merged objects.
+        **cluster_kwargs
+            Passed on to :func:`~spoco_core.cluster.segment` (they override ``grow`` and
+            ``min_size``, which default to the model's).
+
+        Returns
+        -------
+        np.ndarray
+            ``(H, W)`` int32: 0 background, ``1..n`` objects.
+
+        Raises
+        ------
+        ValueError
+            A bad image shape or method, or ``consistency`` without a teacher.
         """
         from spoco_core.cluster import segment as cluster_segment
         from spoco_core.tta import embed_averaged
