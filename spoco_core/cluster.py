@@ -63,6 +63,44 @@ def segment(
     seed and similar foregrounds cluster the same pixels (uncertainty relies on this).
     ``grow`` px: when ``fg_prob`` marks object cores (``LossConfig.core_margin``), each object is
     grown back by the rim width, into background pixels only (never into ``background``).
+
+    Parameters
+    ----------
+    emb : np.ndarray
+        ``(E, H, W)`` float pixel embeddings.
+    fg_prob : np.ndarray, optional
+        ``(H, W)`` foreground probability; pixels above 0.5 are clustered.
+    background : np.ndarray, optional
+        Bool ``(H, W)``; these pixels are always 0.
+    method : {"hdbscan", "meanshift", "consistency"}
+        The clustering; ``consistency`` is HDBSCAN plus the teacher check.
+    emb_teacher : np.ndarray, optional
+        ``(E, H, W)`` teacher embeddings; required by ``consistency``.
+    delta_v : float
+        The loss's pull margin; distances are measured in it.
+    min_size : int
+        Smallest object kept, in pixels.
+    max_samples : int
+        Pixels clustered (a seeded subsample); the rest join the nearest centre.
+    seed : int
+        Seeds the subsample.
+    min_cluster_size : int, optional
+        Smallest cluster in full-image pixels (default ``min_size``).
+    fill_distance : float
+        Pixels: unclaimed pixels this close to a claimed one join it (0: off).
+    grow : int
+        Pixels to grow each object by (see above).
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W)`` int32: 0 background, objects ``1..n`` (4-connected).
+
+    Raises
+    ------
+    ValueError
+        Unknown method, embeddings not 3-D, shapes that disagree, or
+        ``consistency`` without ``emb_teacher``.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
@@ -158,13 +196,14 @@ def _fill_from_neighbours(
     centres: np.ndarray | None = None,
     radius: float = np.inf,
 ) -> None:
-    """Give unclaimed ``todo`` pixels the cluster of the nearest claimed pixel within ``fill_distance``
-    px, if their embedding lies within ``radius`` of that cluster's centre (arrays are flat).
+    """Give unclaimed ``todo`` pixels the cluster of the nearest claimed pixel within reach.
 
-    A network's embeddings blur across object borders, so border pixels lie between two centres,
-    farther than the claim radius from both; they belong to the spatial neighbour. Pixels of an
-    object the subsample missed sit at their own centre, far from the neighbour's (the push
-    loss keeps centres 2 delta_d = 8 delta_v apart), so the radius keeps them for the next round.
+    Reach: within ``fill_distance`` px, if their embedding lies within ``radius`` of that
+    cluster's centre (arrays are flat). A network's embeddings blur across object borders, so
+    border pixels lie between two centres, farther than the claim radius from both; they belong
+    to the spatial neighbour. Pixels of an object the subsample missed sit at their own centre,
+    far from the neighbour's (the push loss keeps centres 2 delta_d = 8 delta_v apart), so the
+    radius keeps them for the next round.
     """
     unclaimed = todo & (labels == 0)
     if fill_distance <= 0 or not unclaimed.any():
@@ -179,10 +218,13 @@ def _fill_from_neighbours(
 
 
 def grow_labels(labels: np.ndarray, steps: int) -> np.ndarray:
-    """Each background pixel takes a 4-neighbour's label, ``steps`` times: the inverse of the 4-step
-    erosion that made the cores (``losses.object_cores``). Where two objects reach one pixel, the
-    higher id wins. (skimage's ``expand_labels`` grows by Euclidean distance through a distance
-    transform: the same pixels at one step, and the ranking clusters 7 times per image.)"""
+    """Grow objects: each background pixel takes a 4-neighbour's label, ``steps`` times.
+
+    The inverse of the 4-step erosion that made the cores (``losses.object_cores``). Where two
+    objects reach one pixel, the higher id wins. (skimage's ``expand_labels`` grows by Euclidean
+    distance through a distance transform: the same pixels at one step, and the ranking clusters
+    7 times per image.)
+    """
     out = labels
     for _ in range(steps):
         p = np.pad(out, 1)
