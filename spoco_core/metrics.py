@@ -54,17 +54,21 @@ class Contingency:
 
     @property
     def n_gt(self) -> int:
+        """Objects in the ground truth."""
         return int(self.gt_ids.size)
 
     @property
     def n_pred(self) -> int:
+        """Objects in the prediction."""
         return int(self.pred_ids.size)
 
     def pair_iou(self) -> np.ndarray:
+        """IoU of each overlapping pair, aligned with ``rows`` / ``cols``."""
         union = self.gt_area[self.rows] + self.pred_area[self.cols] - self.overlap
         return self.overlap / union
 
     def pair_dice(self) -> np.ndarray:
+        """Dice of each overlapping pair, aligned with ``rows`` / ``cols``."""
         return 2.0 * self.overlap / (self.gt_area[self.rows] + self.pred_area[self.cols])
 
     def dense(self) -> np.ndarray:
@@ -105,7 +109,24 @@ def _relabel(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def contingency(gt: np.ndarray, pred: np.ndarray) -> Contingency:
-    """Overlap table of two label images of the same shape (any dimensionality)."""
+    """Overlap table of two label images of the same shape (any dimensionality).
+
+    Parameters
+    ----------
+    gt, pred : np.ndarray
+        Integer label images of the same shape: 0 background, every other value one object
+        (ids need not be consecutive; negative values count as objects too).
+
+    Returns
+    -------
+    Contingency
+        Object ids, areas and the overlapping pairs, stored sparsely.
+
+    Raises
+    ------
+    ValueError
+        The shapes differ or a label image is not of an integer type.
+    """
     g, p = _check(gt, pred)
     gt_ids, gi = _relabel(g)
     pred_ids, pi = _relabel(p)
@@ -125,7 +146,24 @@ def contingency(gt: np.ndarray, pred: np.ndarray) -> Contingency:
 
 
 def iou_matrix(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Dense ``(n_gt, n_pred)`` IoU matrix, rows/columns in sorted id order."""
+    """Dense ``(n_gt, n_pred)`` IoU matrix, rows/columns in sorted id order.
+
+    Parameters
+    ----------
+    gt, pred : np.ndarray
+        Integer label images of the same shape: 0 background, every other value one object
+        (ids need not be consecutive; negative values count as objects too).
+
+    Returns
+    -------
+    np.ndarray
+        float64 ``(n_gt, n_pred)``; 0 where objects do not overlap.
+
+    Raises
+    ------
+    ValueError
+        The shapes differ or a label image is not of an integer type.
+    """
     c = contingency(gt, pred)
     out = np.zeros((c.n_gt, c.n_pred), np.float64)
     out[c.rows, c.cols] = c.pair_iou()
@@ -159,8 +197,27 @@ def average_precision(
     """Data Science Bowl 2018 style AP: ``TP / (TP + FP + FN)`` per IoU threshold (not COCO AP).
 
     A match needs IoU strictly above ``t``; since ``t >= 0.5`` each object has at most one
-    partner, so counting pairs is an exact one-to-one matching. Returns ``thresholds``, ``ap``,
-    ``tp``, ``fp``, ``fn`` (lists, one entry per threshold) and their mean ``mAP``.
+    partner, so counting pairs is an exact one-to-one matching.
+
+    Parameters
+    ----------
+    gt, pred : np.ndarray
+        Integer label images of the same shape: 0 background, every other value one object
+        (ids need not be consecutive; negative values count as objects too).
+    thresholds : iterable of float
+        IoU thresholds in [0.5, 1] (default :data:`DEFAULT_THRESHOLDS`).
+
+    Returns
+    -------
+    dict
+        ``thresholds``, ``ap``, ``tp``, ``fp``, ``fn`` (lists, one entry per threshold) and their
+        mean ``mAP``.
+
+    Raises
+    ------
+    ValueError
+        The shapes differ, a label image is not of an integer type, or a threshold lies
+        outside [0.5, 1].
     """
     return _ap_from(contingency(gt, pred), thresholds)
 
@@ -198,6 +255,23 @@ def evaluate(gt: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     """All headline metrics from one contingency table; keys :data:`METRIC_KEYS`.
 
     ``DiC`` is the absolute count difference; precision, recall and F1 are at IoU > 0.5.
+
+    Parameters
+    ----------
+    gt, pred : np.ndarray
+        Integer label images of the same shape: 0 background, every other value one object
+        (ids need not be consecutive; negative values count as objects too).
+
+    Returns
+    -------
+    dict of str to float
+        ``mAP``, ``AP50``, ``SBD``, ``DiC``, ``precision``, ``recall``, ``F1``. Two empty images
+        score 1 (0 for ``DiC``).
+
+    Raises
+    ------
+    ValueError
+        The shapes differ or a label image is not of an integer type.
     """
     c = contingency(gt, pred)
     both_empty = c.n_gt == 0 and c.n_pred == 0
