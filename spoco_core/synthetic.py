@@ -209,8 +209,11 @@ def _place_cells(rng: np.random.Generator, canvas: _Canvas, n: int, rod_share: f
 
 
 def _scales(h: int, w: int) -> tuple[float, float]:
-    """(object scale, count factor): a bigger image is a wider field of view with more objects of
-    the same pixel size; a smaller one is the same scene shrunk, so it still holds 15-40 objects."""
+    """Give (object scale, count factor) for an image of this size.
+
+    A bigger image is a wider field of view with more objects of the same pixel size; a smaller
+    one is the same scene shrunk, so it still holds 15-40 objects.
+    """
     side = math.sqrt(h * w) / 256.0
     scale = min(1.0, side)
     return scale, side**2 / scale**2
@@ -283,6 +286,29 @@ def generate(
     ``kind`` is one of :data:`KINDS`. At 256x256 there are about 15-40 objects of about 8-30 px
     radius; larger images keep the object size and hold proportionally more objects (a wider
     field of view), smaller images shrink the objects and keep the count.
+
+    Parameters
+    ----------
+    size : int or (int, int)
+        Side, or ``(H, W)``; at least 16.
+    seed : int
+        The same seed gives the same image.
+    rgb : bool
+        Three colour channels instead of one grey channel.
+    kind : str
+        One of :data:`KINDS` (``"mixed"``: nuclei and rod-shaped cells).
+
+    Returns
+    -------
+    image : np.ndarray
+        uint8 ``(H, W)``, or ``(H, W, 3)`` when ``rgb``.
+    labels : np.ndarray
+        uint16 ``(H, W)``: 0 background, objects ``1..N``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``kind`` or a side under 16.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -328,6 +354,27 @@ def write_dataset(
     """Write ``out/images/img_000.png`` and ``out/labels/img_000.tif``, ...; returns the path pairs.
 
     Image i uses seed ``seed * 100003 + i``, so datasets with different seeds do not share images.
+
+    Parameters
+    ----------
+    out : str or Path
+        Folder; ``images/`` and ``labels/`` are created in it.
+    n : int
+        Number of images.
+    size, rgb, kind
+        As in :func:`generate`.
+    seed : int
+        Dataset seed (see above).
+
+    Returns
+    -------
+    list of (Path, Path)
+        ``(image PNG, label TIFF)`` per image, in order.
+
+    Raises
+    ------
+    ValueError
+        As :func:`generate`.
     """
     return list(iter_dataset(out, n, size, seed, rgb, kind))
 
@@ -356,6 +403,29 @@ def sparsify(
     and fraction > 0). ``global``: a list of images keeps ``round(fraction * all objects)``
     drawn across the whole set, so some images may keep none -- the harder, realistic case.
     Kept objects keep their ids; values <= 0 are left untouched. A list in gives a list out.
+
+    Parameters
+    ----------
+    labels : np.ndarray or sequence of np.ndarray
+        Dense integer label images (0 background, ``k >= 1`` objects).
+    fraction : float
+        Share of the objects kept, in [0, 1].
+    mode : {"per_image", "global"}
+        Where the share is counted (see above); ``global`` takes a list.
+    seed : int
+        Seeds the choice.
+
+    Returns
+    -------
+    np.ndarray or list of np.ndarray
+        The sparse labels, as one array or a list like the input.
+
+    Raises
+    ------
+    ValueError
+        ``fraction`` outside [0, 1] or an unknown ``mode``.
+    TypeError
+        ``mode="global"`` with a single array.
     """
     if not 0.0 <= fraction <= 1.0:
         raise ValueError(f"fraction must be in [0, 1], got {fraction}")
@@ -387,8 +457,24 @@ def sparsify(
 def training_set(
     n: int, size: int, seed: int, kind: str = "mixed"
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``n`` images as the trainer sees them ((1, H, W) float32, normalised like ``io.read_image``)
-    and their dense labels (int32); image i is ``generate(seed=seed * 100003 + i)`` as on disk."""
+    """Give ``n`` images as the trainer sees them, with their dense labels.
+
+    Image i is ``generate(seed=seed * 100003 + i)``, as :func:`write_dataset` writes it.
+
+    Parameters
+    ----------
+    n, size, seed : int
+        Number of images, their side and the dataset seed.
+    kind : str
+        As in :func:`generate`.
+
+    Returns
+    -------
+    images : list of np.ndarray
+        ``(1, H, W)`` float32, normalised like ``io.read_image``.
+    labels : list of np.ndarray
+        ``(H, W)`` int32 dense labels.
+    """
     images, labels = [], []
     for i in range(n):
         image, lab = generate(size, seed=seed * 100003 + i, kind=kind)
@@ -398,8 +484,24 @@ def training_set(
 
 
 def background_squares(labels: np.ndarray, n: int, side: int, seed: int | Sequence[int]) -> np.ndarray:
-    """Up to ``n`` non-overlapping ``side`` x ``side`` squares lying entirely on background (label 0):
-    the few background marks an annotator scribbles in seconds, for benchmarks and simulations."""
+    """Give up to ``n`` non-overlapping ``side`` x ``side`` squares lying entirely on background.
+
+    The few background marks an annotator scribbles in seconds, for benchmarks and simulations.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        Dense ``(H, W)`` labels; squares only cover pixels labelled 0.
+    n, side : int
+        How many squares at most, and their side in pixels.
+    seed : int or sequence of int
+        Seeds the placement.
+
+    Returns
+    -------
+    np.ndarray
+        Bool ``(H, W)`` mask of the squares (fewer than ``n`` where there is no room).
+    """
     h, w = labels.shape
     marks = np.zeros((h, w), dtype=bool)
     if n <= 0 or side > min(h, w):
