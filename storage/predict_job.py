@@ -6,6 +6,7 @@ against the human object labels. Worker-side only (imports spoco_core)."""
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from storage import annotations, channels, images, jobs, predictions
 from storage import versions as model_versions
 from storage.db import transaction
 from storage.embedding_cache import CachedEmbedder, embedding_rel
+from storage.errors import NotFound
 from storage.job_context import JobContext, JobStopped, ProgressWriter
 
 log = logging.getLogger("storage.worker")
@@ -33,9 +35,58 @@ def label_agreement(pred: np.ndarray, sparse: np.ndarray) -> list[float]:
     return [float(iou[k].max()) for k in present if k > 0]
 
 
+def _suggestion_rows(ranked: list) -> list[dict]:
+    return [
+        {"image_id": s.key, "object_id": s.object_id, "score": s.score, "bbox": s.bbox, "mask": s.mask}
+        for s in ranked
+    ]
+
+
+class _Ranker:
+    """Ranks the images predicted so far while the job goes on, so the suggestion queue fills image
+    by image; a ranking is redone once at least ``RERANK_FACTOR`` times its own duration has passed
+    since the last one, which keeps ranking under a fifth of the job's time on large projects."""
+
+    RERANK_FACTOR = 4.0
+
+    def __init__(self, ctx: JobContext, version_id: int, k: int, seed: int) -> None:
+        self.ctx, self.version_id, self.k, self.seed = ctx, version_id, k, seed
+        self.next_at = 0.0
+
+    def rank(self, items: dict, labelled: dict) -> list[dict]:
+        from spoco_core.uncertainty import rank_suggestions
+
+        present = {
+            int(r["id"])
+            for r in self.ctx.db.query("SELECT id FROM images WHERE project_id = ?", [self.ctx.project_id])
+        }
+        for key in set(items) - present:  # removed from the project while the job ran
+            items.pop(key)
+            labelled.pop(key, None)
+        if not items or self.k <= 0:
+            return []
+        # ranked by instability (1 - mean best-match IoU), spread over the least labelled images:
+        # the best rule of the active_vs_random and label_selection benchmarks (docs/benchmarks.md)
+        return _suggestion_rows(rank_suggestions(items, labelled, k=self.k, seed=self.seed, spread=True))
+
+    def progress(self, items: dict, labelled: dict) -> None:
+        """Store a ranking of what is predicted so far, when one is due."""
+        if time.monotonic() < self.next_at or self.k <= 0:
+            return
+        t0 = time.monotonic()
+        ranked = self.rank(items, labelled)
+        with transaction(self.ctx.db) as db:
+            predictions.merge_open_suggestions(
+                db, self.ctx.project_id, self.version_id, ranked, set(items), time.time()
+            )
+        t1 = time.monotonic()
+        self.next_at = t1 + self.RERANK_FACTOR * (t1 - t0)
+
+
 def run_prediction(ctx: JobContext) -> None:
     from spoco_core.infer import Predictor
-    from spoco_core.uncertainty import ImageUncertainty, clustering_pool, image_uncertainty, rank_suggestions
+    from spoco_core.tiling import tiled_uncertainty
+    from spoco_core.uncertainty import ImageUncertainty, clustering_pool
 
     params = ctx.params
     version = model_versions.get(ctx.db, int(params["model_version_id"]))
@@ -49,43 +100,60 @@ def run_prediction(ctx: JobContext) -> None:
     chosen = channels.get(ctx.db, ctx.project_id).model_channels
     writer = ProgressWriter(ctx.db, ctx.job_id, len(rows))
     writer.add(0, len(rows))
+    ranker = _Ranker(ctx, version.id, k, seed)
     items: dict[int, ImageUncertainty] = {}
     labelled: dict[int, np.ndarray] = {}
     ious: list[float] = []
     cache_hits = 0
     with clustering_pool() as pool:  # HDBSCAN on a second core (uncertainty.clustering_pool)
         for n, info in enumerate(rows, start=1):
-            if ctx.should_cancel():
-                if ctx.stop.is_set():
-                    raise JobStopped("worker stopped")
-                jobs.finish(ctx.db, ctx.job_id, "cancelled")
+            if _stopped(ctx):
                 return
-            row = images.row(ctx.db, info.id)
+            try:
+                row = images.row(ctx.db, info.id)
+            except NotFound:  # removed from the project while the job ran
+                continue
             image = images.load_normalised(ctx.blobs, row["blob"], row["name"], chosen)
             embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
-            # ranked by instability (1 - mean best-match IoU), spread over the least labelled images:
-            # the best rule of the active_vs_random and label_selection benchmarks (docs/benchmarks.md)
-            result = image_uncertainty(embedder, image, seed=seed, min_size=min_size, cluster_pool=pool)
+            try:
+                # large images go tile by tile with fewer test-time views (spoco_core.tiling);
+                # the cancel flag and the worker's stop are checked between tiles
+                result = tiled_uncertainty(
+                    embedder,
+                    image,
+                    seed=seed,
+                    min_size=min_size,
+                    cluster_pool=pool,
+                    should_stop=ctx.should_cancel,
+                )
+            except InterruptedError:
+                _stopped(ctx)
+                return
             cache_hits += embedder.hits
             labels = np.asarray(result.labels, dtype=np.int32)
             result.pixel_map = None  # ranking does not read it; saves memory across a large project
-            items[info.id] = result
             rel = f"predictions/version-{version.id}/image-{info.id}.tif"
             ctx.blobs.write_labels(rel, labels)
             n_objects = len(np.unique(labels[labels > 0]))
-            predictions.store_prediction(ctx.db, info.id, version.id, rel, n_objects)
+            try:
+                with transaction(ctx.db) as db:
+                    images.row(db, info.id)  # still in the project
+                    predictions.store_prediction(db, info.id, version.id, rel, n_objects)
+            except NotFound:
+                ctx.blobs.remove(rel)
+                continue
+            items[info.id] = result
             sparse = annotations.sparse_labels(ctx.db, info.id, (info.height, info.width))
             if np.any(sparse != 0):
                 labelled[info.id] = sparse
                 ious += label_agreement(labels, sparse)
             writer.add(n, len(rows))
+            if n < len(rows):
+                ranker.progress(items, labelled)
     writer.flush()
-    ranked = []
-    if items and k > 0:
-        ranked = [
-            {"image_id": s.key, "object_id": s.object_id, "score": s.score, "bbox": s.bbox, "mask": s.mask}
-            for s in rank_suggestions(items, labelled, k=k, seed=seed, spread=True)
-        ]
+    if _stopped(ctx):
+        return
+    ranked = ranker.rank(items, labelled)
     metrics = {}
     if ious:
         metrics = {
@@ -93,15 +161,32 @@ def run_prediction(ctx: JobContext) -> None:
             "label_recall50": round(float(np.mean([v >= 0.5 for v in ious])), 4),
         }
     with transaction(ctx.db) as db:
-        predictions.replace_open_suggestions(db, ctx.project_id, version.id, ranked)
+        # every image of the project: this ranking replaces all open suggestions of the version,
+        # keeping the rows (and claims) of those it ranks again
+        everything = {
+            int(r["id"]) for r in db.query("SELECT id FROM images WHERE project_id = ?", [ctx.project_id])
+        }
+        predictions.merge_open_suggestions(db, ctx.project_id, version.id, ranked, everything, time.time())
         if metrics:
             model_versions.merge_metrics(db, version.id, metrics)
         jobs.finish(db, ctx.job_id, "done", model_version_id=version.id)
     log.info(
         "job %s: predicted %d images with version %s (%d cached embeddings), %d suggestions",
         ctx.job_id,
-        len(rows),
+        len(items),
         version.version,
         cache_hits,
         len(ranked),
     )
+
+
+def _stopped(ctx: JobContext) -> bool:
+    """True when the job must end now: cancelled (marked so here) or the worker stopping
+    (``JobStopped``, which the worker marks failed). Predictions stored so far stay."""
+    if not ctx.should_cancel():
+        return False
+    if ctx.stop.is_set():
+        raise JobStopped("worker stopped")
+    jobs.finish(ctx.db, ctx.job_id, "cancelled")
+    log.info("job %s: cancelled", ctx.job_id)
+    return True

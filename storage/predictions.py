@@ -101,3 +101,62 @@ def reopen(db: Database, suggestion_id: int) -> None:
         "UPDATE suggestions SET status = 'open', resolved_by = NULL, resolved_at = NULL WHERE id = ?",
         [suggestion_id],
     )
+
+
+def merge_open_suggestions(
+    db: Database, project_id: int, model_version_id: int, items: list[dict], image_ids: set[int], t: float
+) -> None:
+    """Bring the open suggestions of a version on ``image_ids`` in line with a new ranking (inside the
+    caller's transaction): a prediction job ranks the images done so far as it goes, then all.
+    A suggestion ranked again keeps its row (and an annotator's claim on it) and takes its new
+    rank; one that drops out goes, unless an annotator holds it right now; open suggestions on
+    other images are left as they are."""
+    if not image_ids:
+        return
+    marks = ",".join("?" * len(image_ids))
+    existing = {
+        (int(r["image_id"]), int(r["object_id"]), r["bbox"]): int(r["id"])
+        for r in db.query(
+            f"SELECT id, image_id, object_id, bbox FROM suggestions WHERE project_id = ? "
+            f"AND model_version_id = ? AND status = 'open' AND image_id IN ({marks})",
+            [project_id, model_version_id, *sorted(image_ids)],
+        )
+    }
+    held = {
+        int(r["suggestion_id"])
+        for r in db.query(
+            "SELECT suggestion_id FROM suggestion_claims WHERE project_id = ? AND expires_at > ?",
+            [project_id, t],
+        )
+    }
+    kept: set[int] = set()
+    fresh = []
+    for rank, item in enumerate(items):
+        key = (int(item["image_id"]), int(item["object_id"]), json.dumps([int(v) for v in item["bbox"]]))
+        sid = existing.get(key)
+        if sid is None:
+            fresh.append((rank, item))
+            continue
+        kept.add(sid)
+        db.execute(
+            "UPDATE suggestions SET rank = ?, score = ? WHERE id = ?", [rank, float(item["score"]), sid]
+        )
+    for sid in set(existing.values()) - kept - held:
+        db.execute("DELETE FROM suggestions WHERE id = ?", [sid])
+    created = now()
+    for rank, item in fresh:
+        db.execute(
+            "INSERT INTO suggestions (project_id, image_id, model_version_id, object_id, score, bbox, rle, "
+            "rank, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+            [
+                project_id,
+                item["image_id"],
+                model_version_id,
+                int(item["object_id"]),
+                float(item["score"]),
+                json.dumps([int(v) for v in item["bbox"]]),
+                masks.to_json(masks.encode(item["mask"])),
+                rank,
+                created,
+            ],
+        )
