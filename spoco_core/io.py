@@ -67,7 +67,8 @@ class Limits:
     """What a file may cost once decoded; ``None`` = no limit.
 
     ``max_side``: pixels per side of a plane; ``max_plane_bytes``: pixels x channels x bytes per
-    sample of one plane; ``max_bytes``: the same times the number of planes (the whole file)."""
+    sample of one plane; ``max_bytes``: the same times the number of planes (the whole file).
+    """
 
     max_side: int | None = None
     max_plane_bytes: int | None = None
@@ -76,8 +77,11 @@ class Limits:
 
 @dataclass(frozen=True)
 class Plane:
-    """One 2-D image of a file: ``image`` is ``(C, H, W)`` in the file's dtype; ``index`` its position
-    along ``ImageMeta.plane_axes``; ``label`` e.g. ``"z 3/5"`` (``""`` when the file is one image)."""
+    """One 2-D image of a file.
+
+    ``image`` is ``(C, H, W)`` in the file's dtype; ``index`` its position along
+    ``ImageMeta.plane_axes``; ``label`` e.g. ``"z 3/5"`` (``""`` when the file is one image).
+    """
 
     index: tuple[int, ...]
     label: str
@@ -372,8 +376,10 @@ def _split(stack: np.ndarray, meta: ImageMeta) -> list[Plane]:
 
 
 def _pil_pages(source: io.BytesIO | Path, pages: list[int], meta: ImageMeta) -> np.ndarray | None:
-    """The series decoded page by page with Pillow, as ``(*plane_shape, C, H, W)``; None if Pillow
-    cannot read it or the pages do not add up to the series."""
+    """The series decoded page by page with Pillow, as ``(*plane_shape, C, H, W)``.
+
+    None if Pillow cannot read it or the pages do not add up to the series.
+    """
     try:
         with Image.open(_rewind(source), formats=["TIFF"]) as img:
             arrays = []
@@ -390,7 +396,27 @@ def _pil_pages(source: io.BytesIO | Path, pages: list[int], meta: ImageMeta) -> 
 
 
 def probe(src: Source, name: str | None = None, limits: Limits | None = None) -> ImageMeta:
-    """The file's layout from its header alone (nothing is decoded); with ``limits``, checked."""
+    """The file's layout from its header alone (nothing is decoded); with ``limits``, checked.
+
+    Parameters
+    ----------
+    src : str, Path or bytes
+        A file path or the file's bytes (an upload).
+    name : str, optional
+        Names the file in error messages (default: the path's name, or ``<bytes>``).
+    limits : Limits, optional
+        Refuse a file whose decoded size would exceed these.
+
+    Returns
+    -------
+    ImageMeta
+        Axes, shape, dtype, planes, pixel size as the file declares them.
+
+    Raises
+    ------
+    ImageReadError
+        Not an image this reader knows, damaged, or over ``limits``.
+    """
     meta, _ = _read(src, name, limits, header_only=True)
     return meta
 
@@ -398,8 +424,32 @@ def probe(src: Source, name: str | None = None, limits: Limits | None = None) ->
 def read_planes(
     src: Source, name: str | None = None, limits: Limits | None = None
 ) -> tuple[ImageMeta, list[Plane]]:
-    """Every 2-D plane of a file as ``(C, H, W)`` in the file's own dtype, after checking ``limits``
-    against the header. A 2-D image is one plane with label ``""``."""
+    """Every 2-D plane of a file as ``(C, H, W)`` in the file's own dtype.
+
+    ``limits`` are checked against the header before anything is decoded. A 2-D image is one
+    plane with label ``""``.
+
+    Parameters
+    ----------
+    src : str, Path or bytes
+        A file path or the file's bytes (an upload).
+    name : str, optional
+        Names the file in error messages (default: the path's name, or ``<bytes>``).
+    limits : Limits, optional
+        Refuse a file whose decoded size would exceed these.
+
+    Returns
+    -------
+    meta : ImageMeta
+        The file's layout.
+    planes : list of Plane
+        One per position along ``meta.plane_axes`` (Z, T, ...), in order.
+
+    Raises
+    ------
+    ImageReadError
+        Not an image this reader knows, damaged, or over ``limits``.
+    """
     return _read(src, name, limits)
 
 
@@ -423,6 +473,25 @@ def read_image_raw(src: Source, name: str | None = None, max_side: int | None = 
     ``max_side`` is checked against the header before the pixels are decoded, which stops
     decompression bombs. A stack of planes is an :class:`ImageReadError` (see :func:`read_planes`).
     16-bit RGB PNGs come back as 8-bit (a Pillow limitation).
+
+    Parameters
+    ----------
+    src : str, Path or bytes
+        A file path or the file's bytes (an upload).
+    name : str, optional
+        Names the file in error messages (default: the path's name, or ``<bytes>``).
+    max_side : int, optional
+        Largest side in pixels.
+
+    Returns
+    -------
+    np.ndarray
+        ``(H, W)`` or ``(H, W, C)``, the file's dtype.
+
+    Raises
+    ------
+    ImageReadError
+        Unreadable, too large, a stack, or without pixels.
     """
     return _single(src, name, Limits(max_side=max_side), keep_palette=False)
 
@@ -434,11 +503,33 @@ def write_plane_tiff(
     plane: str = "",
     stack: str = "",
 ) -> bytes:
-    """One plane ``(C, H, W)`` (or ``(H, W)``) as TIFF bytes that declare their axes (``CYX`` /
-    ``YX``), when known the pixel size ``(y, x)`` in micrometres (resolution per centimetre), and
-    the plane's place in its stack (``plane``, e.g. ``"z 3/5"``) and which stack it came from
-    (``stack``, any identifier); :attr:`ImageMeta.plane` / ``stack`` on reading. The same input
-    gives the same bytes."""
+    """One plane ``(C, H, W)`` (or ``(H, W)``) as TIFF bytes that declare their axes.
+
+    The same input gives the same bytes.
+
+    Parameters
+    ----------
+    image : np.ndarray
+        ``(C, H, W)`` or ``(H, W)``, any dtype TIFF holds; written as ``CYX`` / ``YX``.
+    pixel_size : (float, float), optional
+        ``(y, x)`` in micrometres, stored as resolution per centimetre.
+    compression : str, optional
+        A tifffile compression (default zlib; None for none).
+    plane : str
+        The plane's place in its stack, e.g. ``"z 3/5"`` (:attr:`ImageMeta.plane` on reading).
+    stack : str
+        Which stack it came from, any identifier (``ImageMeta.stack`` on reading).
+
+    Returns
+    -------
+    bytes
+        The TIFF file.
+
+    Raises
+    ------
+    ValueError
+        The image is neither 2-D nor 3-D.
+    """
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[0] == 1:
         arr = arr[0]
@@ -470,6 +561,24 @@ def normalize_percentile(arr: np.ndarray, low: float = 1, high: float = 99.8) ->
 
     Percentiles rather than min/max so a few hot pixels do not squash the dynamic range; values
     outside the percentiles are kept (not clipped). A constant channel becomes all zeros.
+
+    Parameters
+    ----------
+    arr : np.ndarray
+        ``(C, H, W)`` or ``(H, W)``, any numeric dtype; NaN and infinities are replaced by the
+        channel's finite extremes first.
+    low, high : float
+        Percentiles mapped to 0 and 1.
+
+    Returns
+    -------
+    np.ndarray
+        float32, the input's shape.
+
+    Raises
+    ------
+    ValueError
+        The array is neither 2-D nor 3-D.
     """
     x = np.asarray(arr, dtype=np.float32)
     if x.ndim == 2:
@@ -493,7 +602,27 @@ def normalize_percentile(arr: np.ndarray, low: float = 1, high: float = 99.8) ->
 
 
 def read_image(src: Source, name: str | None = None, max_side: int | None = None) -> np.ndarray:
-    """Decode and normalise to float32 ``(C, H, W)``: the one layout every model function takes."""
+    """Decode and normalise to float32 ``(C, H, W)``: the one layout every model function takes.
+
+    Parameters
+    ----------
+    src : str, Path or bytes
+        A file path or the file's bytes (an upload).
+    name : str, optional
+        Names the file in error messages (default: the path's name, or ``<bytes>``).
+    max_side : int, optional
+        Largest side in pixels.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(C, H, W)``, normalised by :func:`normalize_percentile`.
+
+    Raises
+    ------
+    ImageReadError
+        As :func:`read_image_raw`.
+    """
     raw = read_image_raw(src, name=name, max_side=max_side)
     chw = raw[None] if raw.ndim == 2 else np.moveaxis(raw, -1, 0)
     return normalize_percentile(chw)
@@ -504,6 +633,23 @@ def to_channels(img: np.ndarray, n: int) -> np.ndarray:
 
     1 -> n repeats, n -> 1 averages, otherwise the first ``n`` channels are kept or the
     channels are cycled to pad, so any upload can go through any model.
+
+    Parameters
+    ----------
+    img : np.ndarray
+        ``(C, H, W)``.
+    n : int
+        Channels wanted, >= 1.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(n, H, W)``.
+
+    Raises
+    ------
+    ValueError
+        The image is not 3-D or ``n < 1``.
     """
     if img.ndim != 3:
         raise ValueError(f"expected a (C, H, W) array, got shape {img.shape}")
@@ -541,7 +687,25 @@ def to_display_rgb(img: np.ndarray) -> np.ndarray:
 
 
 def read_labels(src: Source, name: str | None = None) -> np.ndarray:
-    """Read an instance label image (TIFF or PNG, palette indices kept) as int32 ``(H, W)``."""
+    """Read an instance label image (TIFF or PNG, palette indices kept) as int32 ``(H, W)``.
+
+    Parameters
+    ----------
+    src : str, Path or bytes
+        A file path or the file's bytes (an upload).
+    name : str, optional
+        Names the file in error messages (default: the path's name, or ``<bytes>``).
+
+    Returns
+    -------
+    np.ndarray
+        int32 ``(H, W)``: 0 unlabelled, ``k >= 1`` objects, ``-1`` background marks.
+
+    Raises
+    ------
+    ImageReadError
+        Unreadable, more than one channel, non-integer values, or values beyond int32.
+    """
     label = _display_name(src, name)
     arr = _single(src, name, None, keep_palette=True)
     if arr.ndim == 3:
