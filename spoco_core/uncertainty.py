@@ -1,4 +1,6 @@
-"""Which predicted objects should an annotator label next? (cluster instability; docs/architecture.md)
+"""Which predicted objects should an annotator label next: cluster instability.
+
+See docs/architecture.md for where the ranking sits in the Studio.
 
 An object the model is sure about comes out the same when the input is flipped or rotated, when
 the EMA teacher embeds it, or when the clustering bandwidth changes; an object that splits, merges
@@ -36,6 +38,8 @@ DEFAULT_MAX_SAMPLES = 2000
 
 @dataclass(frozen=True)
 class ObjectScore:
+    """How worth labelling one predicted object is, and why."""
+
     object_id: int
     score: float
     """In [0, 1], higher = more worth labelling: instability (or 1 - confidence, baseline)."""
@@ -52,6 +56,8 @@ class ObjectScore:
 
 @dataclass
 class ImageUncertainty:
+    """One image's reference labels and the score of each of its objects."""
+
     labels: np.ndarray
     """(H, W) int32 reference instance labels (student, original orientation)."""
     objects: list[ObjectScore]
@@ -62,6 +68,8 @@ class ImageUncertainty:
 
 @dataclass(frozen=True)
 class Suggestion:
+    """One object to label next: the image's key, the object and its full-image mask."""
+
     key: Hashable
     object_id: int
     score: float
@@ -103,6 +111,44 @@ def image_uncertainty(
     HDBSCAN holds the GIL, so with ``cluster_pool`` (:func:`clustering_pool`, a second process) the
     runs on the mean embedding (reference and bandwidths) are clustered there, beside the view and
     teacher runs here: the same result on another core.
+
+    Parameters
+    ----------
+    predictor : Embedder
+        A :class:`~spoco_core.infer.Predictor` or anything with its ``embed``.
+    image : np.ndarray
+        ``(C, H, W)`` or ``(H, W)``, normalised.
+    seed : int
+        Seeds the clustering subsample every run shares.
+    n_tta : int
+        Flipped/rotated views averaged into the reference (0: the plain embedding).
+    bandwidths : sequence of float
+        Factors on ``delta_v``, one run each.
+    method : str
+        Clustering method (see :func:`~spoco_core.cluster.segment`).
+    background : np.ndarray, optional
+        Bool ``(H, W)``: pixels known to be background.
+    delta_v : float, optional
+        Default ``predictor.delta_v``.
+    min_size : int, optional
+        Smallest object in pixels; default ``predictor.min_size`` (30 without one).
+    max_samples : int
+        Pixels clustered per run.
+    overlap : bool
+        Embed with the teacher in a thread while the student's runs are clustered.
+    cluster_pool : Executor, optional
+        A second process for the runs on the mean embedding (see above).
+
+    Returns
+    -------
+    ImageUncertainty
+        The reference labels ``(H, W)`` int32, one :class:`ObjectScore` per object (score in
+        [0, 1], higher = more worth labelling) and the per-pixel disagreement map.
+
+    Raises
+    ------
+    ValueError
+        A bad image shape or clustering method.
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
     min_size = _min_size(predictor, min_size)
@@ -152,9 +198,12 @@ def _segment_scaled(
 
 @contextmanager
 def clustering_pool(min_cpus: int = 2) -> Iterator[ProcessPoolExecutor | None]:
-    """A one-process pool for :func:`image_uncertainty`'s ``cluster_pool``, shut down on exit; None
-    on fewer than ``min_cpus`` cores (nothing to run beside). Spawned (no fork of torch's threads);
-    the first task pays the start (~1-2 s of imports), so callers keep it for a whole project."""
+    """A one-process pool for :func:`image_uncertainty`'s ``cluster_pool``, shut down on exit.
+
+    None on fewer than ``min_cpus`` cores (nothing to run beside). Spawned (no fork of torch's
+    threads); the first task pays the start (~1-2 s of imports), so callers keep it for a whole
+    project.
+    """
     if (os.cpu_count() or 1) < min_cpus:
         yield None
         return
@@ -180,7 +229,7 @@ def _min_size(predictor: Embedder, min_size: int | None) -> int:
 
 
 def _grow(predictor: Embedder) -> int:
-    """px to grow cores back by (``Predictor.grow``); 0 for embedders that do not say."""
+    """Pixels to grow cores back by (``Predictor.grow``); 0 for embedders that do not say."""
     return int(getattr(predictor, "grow", 0))
 
 
@@ -194,7 +243,8 @@ def _teacher(predictor: Embedder, image: np.ndarray) -> tuple[np.ndarray, np.nda
 def pair_counts(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pixel counts (a.max()+1, b.max()+1) of every label pair; both label images are >= 0.
 
-    Indexed by the raw label ids (``metrics.contingency`` relabels and also returns the areas)."""
+    Indexed by the raw label ids (``metrics.contingency`` relabels and also returns the areas).
+    """
     na, nb = int(a.max()) + 1, int(b.max()) + 1
     flat = a.ravel().astype(np.int64) * nb + b.ravel()
     return np.bincount(flat, minlength=na * nb).reshape(na, nb)
@@ -208,6 +258,22 @@ def score_runs(
     score = 1 - mean best-match IoU + SPLIT_MERGE_WEIGHT * (splits + merges) / runs, clipped to
     [0, 1]. A pixel disagrees in a run when its run label is not the best match of its reference
     object (background must stay background; an object with no match disagrees everywhere).
+
+    Parameters
+    ----------
+    reference : np.ndarray
+        ``(H, W)`` labels ``0..n``, consecutive.
+    runs : sequence of np.ndarray
+        ``(H, W)`` labels of the perturbed runs.
+    fg_prob : np.ndarray, optional
+        ``(H, W)`` foreground probability, averaged per object into ``mean_fg``.
+
+    Returns
+    -------
+    objects : list of ObjectScore
+        One per reference object.
+    pixel_map : np.ndarray
+        ``(H, W)`` float32 in [0, 1]: the share of runs disagreeing at each pixel.
     """
     reference = np.asarray(reference)
     n_ref = int(reference.max())
@@ -303,6 +369,16 @@ def confidence_scores(
     Objects come from the same reference as ``image_uncertainty`` (the mean over the original and
     ``n_tta`` flips/rotations). Without a foreground head: per-pixel embedding variance over those
     views, squashed to [0, 1] as v / (v + delta_v^2), averaged per object.
+
+    Parameters
+    ----------
+    predictor, image, seed, n_tta, method, background, delta_v, min_size, max_samples
+        As in :func:`image_uncertainty`.
+
+    Returns
+    -------
+    ImageUncertainty
+        Scores in [0, 1], higher = less confident; no pixel map.
     """
     dv = float(getattr(predictor, "delta_v", 0.5) if delta_v is None else delta_v)
     min_size = _min_size(predictor, min_size)
@@ -382,6 +458,31 @@ def rank_suggestions(
     diameter of the two). round(random_share * k) slots (more if the ranked pass runs short) go to
     uniformly random remaining candidates under the same rules. Ranked suggestions come first,
     then random ones; fewer than ``k`` are returned when the rules leave too few candidates.
+
+    Parameters
+    ----------
+    items : dict
+        Image key -> its :class:`ImageUncertainty`; the order breaks ties.
+    labelled : dict, optional
+        Image key -> its sparse labels ``(H, W)`` (``k >= 1`` objects, ``-1`` background,
+        0 unlabelled).
+    k : int
+        Suggestions wanted.
+    random_share : float
+        Share of ``k`` drawn at random (exploration).
+    seed : int
+        Seeds the random share.
+    max_per_image : int, optional
+        At most this many per image (default ceil(k / n_images) + 1).
+    min_distance : float, optional
+        Pixels between suggestions' bbox centres in one image (default: see above).
+    spread : bool
+        Fill up the least-labelled images first (see above).
+
+    Returns
+    -------
+    list of Suggestion
+        Ranked ones first (``source="ranked"``), then random ones (``source="random"``).
     """
     if k <= 0 or not items:
         return []
@@ -441,8 +542,11 @@ def _fill_up(
     min_distance: float | None,
     counts: dict[int, int],
 ) -> None:
-    """Append up to ``n`` candidates, each the best one left in an image with the lowest count
-    (labelled objects + picks); ties go to the image whose best candidate scores highest."""
+    """Append up to ``n`` candidates, each the best one left in an image with the lowest count.
+
+    The count is labelled objects + picks; ties go to the image whose best candidate scores
+    highest.
+    """
     queues: dict[int, list[_Candidate]] = {}
     for cand in ordered:  # already best first
         queues.setdefault(cand.image_rank, []).append(cand)
