@@ -1,6 +1,7 @@
 """Click an object shown on the image (a suggested object, or any object the model predicted) to
 select it; the Annotate page then keeps it as a labelled object or marks it background with one
-more click.
+more click. Click to segment selects the mask the model's embeddings give under the click instead
+(``Studio.click_segment``); further clicks grow it or remove a part.
 
 The clickable view is `streamlit-image-coordinates` (a maintained component): it reports the last
 click in screen pixels of the shown view, which the viewport maps back to image pixels. The
@@ -21,10 +22,14 @@ import streamlit as st
 from PIL import Image
 
 from pages._viewport import Viewport
-from storage.records import Suggestion
+from storage.errors import StudioError
+from storage.records import Suggestion, User
+from storage.service import Studio
 
 CLICK_TEST_HOOK = "_click_test_point"
 SELECTED = "_ann_selected"
+SEGMENT_MASK = "_ann_segment_mask"  # the click-to-segment mask of the selection (not in the database yet)
+SEGMENT_MODES = {"new": "New object", "add": "Grow (add a part)", "remove": "Remove a part"}
 _SEEN = "_ann_clicks_seen"  # {component key: unix time of the last click acted on}
 
 
@@ -111,6 +116,10 @@ def current(
     sel = st.session_state.get(SELECTED)
     if not sel or sel.get("image_id") != image_id:
         return None
+    if "segment" in sel:
+        mask = st.session_state.get(SEGMENT_MASK)
+        what = "segmented object" if sel.get("source") == "model" else "proposed object"
+        return Selected(image_id, mask, what) if isinstance(mask, np.ndarray) and mask.any() else None
     if "suggestion_id" in sel:
         for sug in suggestions:
             if sug.id == sel["suggestion_id"]:
@@ -124,6 +133,45 @@ def current(
 
 def clear() -> None:
     st.session_state.pop(SELECTED, None)
+    st.session_state.pop(SEGMENT_MASK, None)
+
+
+def handle_segment_click(
+    studio: Studio, user: User, image_id: int, viewport: Viewport, mode: str
+) -> str | None:
+    """Click to segment: a new click starts an object (``mode`` "new"), adds the region under it
+    ("add") or removes the part under it ("remove") from the object of the earlier clicks. The
+    model's mask (the classical proposal before a model exists) becomes the selection, accepted
+    with one more click. Returns a message when the click gave nothing."""
+    point = _new_click(click_key(image_id), viewport)
+    if point is None:
+        return None
+    sel = st.session_state.get(SELECTED) or {}
+    clicks = sel.get("segment") if sel.get("image_id") == image_id else None
+    if mode == "new" or clicks is None:
+        if mode == "remove":
+            return "Nothing to remove a part from: click an object first (New object)."
+        positive, negative = [point], []
+    elif mode == "add":
+        positive, negative = [*clicks["positive"], point], list(clicks["negative"])
+    else:
+        positive, negative = list(clicks["positive"]), [*clicks["negative"], point]
+    try:
+        result = studio.click_segment(user, image_id, positive, negative)
+    except StudioError as exc:
+        return str(exc)
+    if not result.mask.any():
+        if mode == "new" or clicks is None:
+            clear()
+            return "No object there: the model sees background or a labelled object at that pixel."
+        return "That click would leave nothing: the object is kept as it was."
+    st.session_state[SELECTED] = {
+        "image_id": image_id,
+        "segment": {"positive": positive, "negative": negative},
+        "source": result.source,
+    }
+    st.session_state[SEGMENT_MASK] = result.mask
+    return None
 
 
 def click_view(view: Image.Image, image_id: int) -> None:

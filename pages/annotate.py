@@ -21,7 +21,14 @@ from storage.service import Studio
 
 QUEUE_LIMIT = 50
 ON_CLICK = {"select": "selects it", "object": "accepts it as object", "background": "marks it background"}
-TOOLS = {"polygon": "Polygon", "freedraw": "Free-hand", "rect": "Rectangle", "click": "Click objects"}
+TOOLS = {
+    "polygon": "Polygon",
+    "freedraw": "Free-hand",
+    "rect": "Rectangle",
+    "click": "Click objects",
+    "segment": "Click to segment",
+}
+CLICK_TOOLS = ("click", "segment")  # tools whose clicks select an object on the picture
 SUG_KEY = "ann_suggestion"
 IMG_KEY = "ann_image"
 NEXT_IMG = "_ann_next_image"  # set by the Next button, applied before the picker is drawn
@@ -189,6 +196,17 @@ def main() -> None:
                 key="ann_on_click",
                 help="Select it, then accept it or mark it background; or save it at once.",
             )
+        seg_mode = "new"
+        if tool == "segment":
+            seg_mode = st.radio(
+                "Next click",
+                list(select.SEGMENT_MODES),
+                format_func=select.SEGMENT_MODES.get,
+                horizontal=True,
+                key="ann_segment_mode",
+                help="New object: the model's object under the click. Grow adds the region under "
+                "the next click, Remove a part takes away what is more like the clicked spot.",
+            )
 
     with left:
         st.caption(
@@ -217,6 +235,10 @@ def main() -> None:
             selected = select.current(image.id, model_id, predicted, clickable)
             if picked and selected is not None and on_click != "select":
                 actions.answer_selected(studio, user, image, selected, on_click)  # saves and reruns
+        elif tool == "segment":
+            if miss := select.handle_segment_click(studio, user, image.id, settings.viewport, seg_mode):
+                st.info(miss)
+            selected = select.current(image.id, model_id, predicted, [])
         view = render.render_view(
             render.display_rgb(studio, user, image.id),
             settings.viewport,
@@ -228,22 +250,23 @@ def main() -> None:
             selected_mask=selected.mask if selected else None,
         )
         shapes = None
-        if tool == "click":
+        if tool in CLICK_TOOLS:
             select.click_view(view, image.id)
         else:
             shapes = draw_shapes(view, tool, key=actions.canvas_key(image), viewport=settings.viewport)
         st.caption(
             "Polygon: click to add corners, click the first corner to close. "
             "Free-hand: drag a closed outline. Click objects: click one, then accept it or mark it "
-            "background. Green = labelled objects, red = background, coloured lines = model "
+            "background. Click to segment: click an object to outline it from the model, then "
+            "accept it. Green = labelled objects, red = background, coloured lines = model "
             "prediction, yellow = suggestion, magenta = selected."
         )
 
     with right:
-        if tool == "click":
+        if tool in CLICK_TOOLS:
             actions.selection_actions(studio, user, image, selected)
         if sug is not None:
-            answer_keys = not (tool == "click" and selected is not None)
+            answer_keys = not (tool in CLICK_TOOLS and selected is not None)
             actions.suggestion_actions(studio, user, image, sug, free, shapes, answer_keys)
         actions.drawing_actions(studio, user, image, shapes)
         actions.labels_panel(studio, user, image)

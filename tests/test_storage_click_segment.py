@@ -16,6 +16,7 @@ from storage import versions as model_versions
 from storage.db import transaction
 from storage.embedding_cache import embedding_rel
 from storage.errors import InputError, PermissionDenied
+from storage.service import Studio
 from tests.test_storage_support import World, png_bytes
 
 
@@ -28,39 +29,42 @@ def _image() -> tuple[bytes, np.ndarray]:
     return png_bytes(img), labels
 
 
-def _register_model(w: World, tmp_path) -> int:
-    """A tiny model (no coordinate channels) saved as the project's current version."""
+def register_model(studio: Studio, project_id: int, cores: bool = True) -> int:
+    """A tiny model (no coordinate channels) saved as the project's current version; ``cores``:
+    trained with background marks, so its foreground head marks object cores (grown back by 1 px)."""
     torch.manual_seed(0)
     cfg = TrainConfig(
         iterations=1, patch_size=32, batch_size=1, device="cpu",
         model=UNetConfig(base_channels=4, depth=2, embedding_dim=4, coord_scale=0.0),
     )  # fmt: skip
-    lab = np.full((48, 64), -1, dtype=np.int32)
+    lab = np.full((48, 64), -1 if cores else 0, dtype=np.int32)
     lab[10:30, 8:28] = 1
     trainer = Trainer(cfg, [(np.zeros((1, 48, 64), np.float32), lab)])
     rel = "models/test/v1.pt"
-    trainer.save(w.studio.blobs.path(rel))
-    with transaction(w.studio.db) as db:
-        return model_versions.register(db, w.project.id, rel, None, 1, 1, {}, w.lead.id, None)
+    trainer.save(studio.blobs.path(rel))
+    with transaction(studio.db) as db:
+        return model_versions.register(db, project_id, rel, None, 1, 1, {}, None, None)
 
 
-def _cache(w: World, version_id: int, image_id: int, labels: np.ndarray) -> None:
+def cache_embeddings(
+    studio: Studio, version_id: int, image_id: int, labels: np.ndarray, cores: bool = True
+) -> None:
     """Embeddings whose objects are known: each object near its own point; the foreground marks
     object cores (the model keeps a 1 px rim out, ``LossConfig.core_margin``, and the click grows it back)."""
     from scipy import ndimage
 
     emb = np.zeros((4, *labels.shape), dtype=np.float16)
-    emb[0][labels == 2] = 4.0
     emb[1][labels == 0] = 8.0
     buffer = io.BytesIO()
-    cores = np.zeros(labels.shape, dtype=bool)
-    for k in (1, 2):
-        cores |= ndimage.binary_erosion(labels == k)
-    np.savez(buffer, emb=emb, fg_prob=cores.astype(np.float16))
-    w.studio.blobs.write_bytes(embedding_rel(version_id, image_id), buffer.getvalue())
+    fg = np.zeros(labels.shape, dtype=bool)
+    emb[2] = 4.0 * labels  # every object its own point, 8 delta_v from the next
+    for k in np.unique(labels[labels > 0]):
+        fg |= ndimage.binary_erosion(labels == k) if cores else labels == k
+    np.savez(buffer, emb=emb, fg_prob=fg.astype(np.float16))
+    studio.blobs.write_bytes(embedding_rel(version_id, image_id), buffer.getvalue())
 
 
-def test_a_click_segments_from_the_current_models_cached_embeddings(world: World, tmp_path) -> None:
+def test_a_click_segments_from_the_current_models_cached_embeddings(world: World) -> None:
     s = world.studio
     data, labels = _image()
     info = s.add_image(world.lead, world.project.id, "squares.png", data)
@@ -69,8 +73,8 @@ def test_a_click_segments_from_the_current_models_cached_embeddings(world: World
     assert before.source == "proposal" and before.mask[20, 15]
     assert (before.mask & (labels == 1)).sum() >= 0.9 * (labels == 1).sum()
 
-    vid = _register_model(world, tmp_path)
-    _cache(world, vid, info.id, labels)
+    vid = register_model(s, world.project.id)
+    cache_embeddings(s, vid, info.id, labels)
     one = s.click_segment(world.annotator, info.id, [(15, 20)])
     assert one.source == "model"
     np.testing.assert_array_equal(one.mask, labels == 1)  # the cache's answer, its rim grown back
@@ -84,11 +88,11 @@ def test_a_click_segments_from_the_current_models_cached_embeddings(world: World
     )
 
 
-def test_without_a_cached_embedding_the_image_is_embedded_once_and_cached(world: World, tmp_path) -> None:
+def test_without_a_cached_embedding_the_image_is_embedded_once_and_cached(world: World) -> None:
     s = world.studio
     data, _ = _image()
     info = s.add_image(world.lead, world.project.id, "squares.png", data)
-    vid = _register_model(world, tmp_path)
+    vid = register_model(s, world.project.id)
     assert not s.blobs.exists(embedding_rel(vid, info.id))
     out = s.click_segment(world.annotator, info.id, [(15, 20)])
     assert out.source == "model" and out.mask.shape == (48, 64) and out.mask.dtype == bool
