@@ -298,6 +298,37 @@ def _images(studio: Studio, user: User, project: Project) -> None:
             st.caption(f"{md(im.name)} · {im.n_objects} obj")
 
 
+def _remove_image(studio: Studio, user: User, project: Project) -> None:
+    """Leads take an image out of the project; a checkbox confirms, as its labels go with it."""
+    images = studio.list_images(user, project.id)
+    if not images:
+        return
+    with st.expander("Remove an image"), st.form("remove_image"):
+        by_id = {im.id: im for im in images}
+        chosen = st.selectbox(
+            "Image",
+            list(by_id),
+            format_func=lambda i: f"{by_id[i].name} ({by_id[i].n_objects} obj)",
+            key="remove_image_id",
+        )
+        sure = st.checkbox(
+            "Also delete its labels, predictions and suggestions: this cannot be undone",
+            key="remove_image_sure",
+        )
+        if not st.form_submit_button("Remove image"):
+            return
+        if not sure:
+            st.warning("Tick the box to confirm: the image's labels are removed with it.")
+            return
+        try:
+            removed = studio.remove_image(user, int(chosen))
+        except StudioError as exc:
+            show_error(exc)
+            return
+    st.session_state["_flash"] = f"Removed {removed.name} and its {removed.n_objects} object label(s)."
+    st.rerun()
+
+
 def main() -> None:
     studio, user = session.require()
     st.title("Projects")
@@ -319,6 +350,8 @@ def main() -> None:
         _channels(studio, user, project)
         _members(studio, user, project)
     _images(studio, user, project)
+    if role == "lead":
+        _remove_image(studio, user, project)
 
 
 main()

@@ -337,3 +337,32 @@ def load_display(blobs: BlobStore, blob: str, name: str, display: tuple = ()) ->
     if raw.dtype == np.uint8 and raw.ndim == 3 and raw.shape[2] == 3:
         return np.ascontiguousarray(raw)
     return to_display_rgb(normalize_percentile(chw))
+
+
+def remove(db: Database, blobs: BlobStore, image_id: int) -> ImageInfo:
+    """Delete an image row with everything that hangs on it: its labels and their history,
+    predictions, suggestions and claims (the schema cascades), then its files: prediction labels,
+    cached embeddings, and the image bytes unless another image (of another project) shares them.
+    The rows go in one transaction first, so a crash leaves at most unreferenced files behind."""
+    from storage.db import transaction
+    from storage.embedding_cache import embedding_rel
+
+    with transaction(db):
+        info = get(db, int(image_id))
+        found = row(db, int(image_id))
+        labels = [
+            r["labels_blob"]
+            for r in db.query("SELECT labels_blob FROM predictions WHERE image_id = ?", [image_id])
+        ]
+        versions = [
+            int(r["id"])
+            for r in db.query("SELECT id FROM model_versions WHERE project_id = ?", [info.project_id])
+        ]
+        db.execute("UPDATE annotations SET parent_id = NULL WHERE image_id = ?", [image_id])
+        db.execute("DELETE FROM images WHERE id = ?", [image_id])
+        shared = one(db, "SELECT 1 AS x FROM images WHERE blob = ?", [found["blob"]]) is not None
+    for rel in labels + [embedding_rel(v, image_id) for v in versions]:
+        blobs.remove(rel)
+    if not shared:
+        blobs.remove(found["blob"])
+    return info

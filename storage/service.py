@@ -387,6 +387,16 @@ class Studio:
         self._image_role(actor, image_id)
         return images.get(self.db, int(image_id))
 
+    def remove_image(self, actor: User, image_id: int) -> ImageInfo:
+        """Remove an image from its project (lead only).
+
+        Its labels (and their history), predictions, suggestions and stored files go with it;
+        models trained on its labels stay.
+        """
+        user, project_id, _ = self._image_role(actor, image_id)
+        permissions.require_lead(self.db, user, project_id)
+        return images.remove(self.db, self.blobs, int(image_id))
+
     def load_image(self, actor: User, image_id: int) -> np.ndarray:
         """(C, H, W) float32, percentile-normalised: model input (the project's model channels)."""
         from storage import channels
