@@ -12,10 +12,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     SPOCO_DATA_DIR=/data PORT=8501 HOST=0.0.0.0
 
 WORKDIR /app
-COPY requirements.txt requirements-dev.txt ./
-RUN pip install --no-cache-dir --upgrade pip \
+# The locked versions, each checked against its hash; then torch (not in the lock) from its index.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --no-deps --require-hashes -r requirements.lock \
  && pip install --no-cache-dir --index-url "$TORCH_INDEX" "$TORCH_PIN" \
- && pip install --no-cache-dir -r requirements.txt
+ && pip check
 
 COPY . .
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e .

@@ -7,19 +7,21 @@ PORT   ?= 8501
 HOST   ?= 127.0.0.1
 TORCH_PIN ?= torch==2.13.0
 # The stamp is keyed by the hash of every install input, so a ready venv installs nothing again.
-REQ_HASH := $(shell cat requirements.txt requirements-dev.txt Makefile 2>/dev/null | sha256sum | cut -c1-16)
+REQ_HASH := $(shell cat requirements.lock requirements.txt requirements-dev.txt Makefile 2>/dev/null | sha256sum | cut -c1-16)
 STAMP  := $(VENV)/.installed-$(REQ_HASH)
 
 .PHONY: run test venv lint format demo clean bench-quick
 
 venv: $(STAMP)
 
+# Exactly the tested versions, each checked against its hash (requirements.lock, made from
+# requirements.txt and requirements-dev.txt: see README); then torch, whose own dependencies the
+# lock already holds, from its exact pin.
 $(STAMP):
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet --no-deps --require-hashes -r requirements.lock
 	$(PIP) install --quiet "$(TORCH_PIN)"
-	$(PIP) install --quiet -r requirements.txt
-	$(PIP) install --quiet -r requirements-dev.txt
+	$(PIP) check
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
