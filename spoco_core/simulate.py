@@ -1,5 +1,7 @@
-"""Simulated annotation: an annotator that answers suggestions from ground truth, and the
-active-learning loop (suggest -> label -> warm-start retrain -> evaluate) built on it.
+"""Simulated annotation, and the active-learning loop built on it.
+
+An annotator that answers suggestions from ground truth, and the loop suggest -> label ->
+warm-start retrain -> evaluate.
 
 Used by ``benchmarks/active_vs_random.py`` and the tests to show whether asking the model which
 objects to label (cluster instability, ``spoco_core.uncertainty``) needs fewer labelled objects
@@ -116,6 +118,7 @@ class SimulatedAnnotator:
     # ---- queries
 
     def labelled_ids(self, key: Key) -> set[int]:
+        """GT object ids of ``key`` labelled so far."""
         s = self.sparse[key]
         return {int(i) for i in np.unique(s[s > 0])}
 
@@ -126,9 +129,11 @@ class SimulatedAnnotator:
         return [int(i) for i in present if i > 0 and int(i) not in done]
 
     def total_objects(self) -> int:
+        """GT objects over all images."""
         return sum(int(np.count_nonzero(a[1:])) for a in self._areas.values())
 
     def labels(self, key: Key) -> np.ndarray:
+        """A copy of the sparse labels of ``key``."""
         return self.sparse[key].copy()
 
     # ---- actions
@@ -203,11 +208,12 @@ class SimulatedAnnotator:
                 self.add_object(key, int(gt_id))
 
     def seed_background(self, per_image: int, side: int = 12, seed: int = 0) -> None:
-        """Mark up to ``per_image`` non-overlapping ``side`` x ``side`` squares lying entirely on GT
-        background in every image (what an annotator scribbles in a few seconds).
+        """Mark up to ``per_image`` background squares of ``side`` px in every image.
 
-        Gives every strategy the same start for the foreground head, which is otherwise trained
-        only by background marks (and so only by strategies that suggest false objects).
+        The squares do not overlap and lie entirely on GT background: what an annotator scribbles
+        in a few seconds. This gives every strategy the same start for the foreground head, which
+        is otherwise trained only by background marks (and so only by strategies that suggest
+        false objects).
         """
         for i, key in enumerate(self.gt):
             self.add_background(key, background_squares(self.gt[key], per_image, side, seed=[seed, i, 1]))
@@ -235,8 +241,10 @@ def _gt_suggestion(annotator: SimulatedAnnotator, key: Key, gt_id: int) -> Sugge
 def _per_image_picks(
     images: Mapping[Key, np.ndarray], annotator: SimulatedAnnotator, k: int, seed: int
 ) -> list[tuple[Key, int]]:
-    """``k`` random unlabelled GT objects, each from an image with the fewest labelled objects so far
-    (ties in a random order): labels spread over all images, as SPOCO's per-image sampling does."""
+    """Pick ``k`` random unlabelled GT objects, each from an image with the fewest labelled so far.
+
+    Ties go in a random order: labels spread over all images, as SPOCO's per-image sampling does.
+    """
     rng = np.random.default_rng(seed)
     free = {key: list(rng.permutation(annotator.unlabelled_ids(key))) for key in images}
     count = {key: len(annotator.labelled_ids(key)) for key in images}
@@ -314,6 +322,8 @@ def suggest(
 
 @dataclass
 class RoundResult:
+    """One round of :func:`run_active_learning`: labels so far, test scores and timings."""
+
     round: int
     n_objects: int
     n_background_marks: int
@@ -332,6 +342,7 @@ class RoundResult:
     """This round's suggestions: (image key, object id, answer "object"|"background"|"none")."""
 
     def as_dict(self) -> dict:
+        """The fields as a dict, without ``picks``."""
         return {k: v for k, v in self.__dict__.items() if k != "picks"}
 
 
@@ -405,7 +416,9 @@ def run_active_learning(
     log: Callable[[str], None] | None = None,
     name: str | None = None,
 ) -> list[RoundResult]:
-    """Round 0 trains from the same random objects per image for every strategy (same ``seed``);
+    """Simulate annotation rounds with one strategy and score the model after each.
+
+    Round 0 trains from the same random objects per image for every strategy (same ``seed``);
     each of ``rounds`` further rounds suggests ``k_per_round`` objects (one number for every round,
     or one per round: a growing schedule lets a slow strategy reach a target) with the current model,
     lets the simulated annotator answer them, retrains ``iterations_per_round`` steps warm-started
@@ -419,6 +432,36 @@ def run_active_learning(
     ``uncertainty_kwargs`` go to ``image_uncertainty``/``confidence_scores``, ``segment_kwargs``
     to ``Predictor.segment`` for evaluation. ``name`` (default: the strategy) labels log lines and
     checkpoint files.
+
+    Parameters
+    ----------
+    strategy : str
+        One of :data:`STRATEGIES` (see the module docstring).
+    train_images, train_gt, test_images, test_gt : mapping or sequence of np.ndarray
+        Images ``(C, H, W)`` float32 and dense GT labels ``(H, W)``, matched by key (or order).
+    rounds : int
+        Rounds after round 0.
+    k_per_round : int or sequence of int
+        Suggestions per round (see above).
+    iterations_per_round : int
+        Training steps per round.
+    initial_objects_per_image : int
+        Random GT objects labelled in round 0.
+    seed : int
+        Seeds round 0's labels, training and the random strategies.
+    train_config : TrainConfig, optional
+        Training settings (default ``TrainConfig()``).
+
+    Returns
+    -------
+    list of RoundResult
+        ``rounds + 1`` results, round 0 first.
+
+    Raises
+    ------
+    ValueError
+        Unknown strategy, images and GT with different keys, or a ``k_per_round`` schedule of
+        the wrong length.
     """
     name = name or strategy
     if strategy not in STRATEGIES:
