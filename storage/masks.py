@@ -5,6 +5,7 @@ RLE keeps an annotation a few hundred bytes instead of H*W, and it is exactly wh
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -136,3 +137,80 @@ def polygon(points: Sequence[Sequence[float]], shape: tuple[int, int]) -> np.nda
     if not mask.any():
         raise InputError("polygon lies entirely outside the image")
     return mask
+
+
+# ---------------------------------------------------------------------------------- outline edits
+# Pure operations behind the Annotate page's edit tools; each returns a new mask and leaves its
+# inputs alone. The Studio stores the result as a new version of the label (its history keeps the old).
+
+
+def stroke(points: Sequence[Sequence[float]], radius: float, shape: tuple[int, int]) -> np.ndarray:
+    """bool (H, W): the pixels whose centre lies within ``radius`` px of the polyline through the
+    (x, y) ``points`` (a brush or eraser stroke; a single point paints a disc)."""
+    from scipy import ndimage
+    from skimage.draw import line
+
+    h, w = shape
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    path = np.zeros((h, w), dtype=bool)
+    if pts.size == 0:
+        return path
+    r = max(0.5, float(radius))
+    pad = math.ceil(r) + 1
+    # the centre line, drawn on a canvas one radius larger than the image so strokes that start
+    # outside still paint the pixels they pass within reach of
+    big = np.zeros((h + 2 * pad, w + 2 * pad), dtype=bool)
+    ij = np.round(pts[:, ::-1]).astype(np.int64) + pad
+    ij = np.clip(ij, 0, [h + 2 * pad - 1, w + 2 * pad - 1])
+    big[ij[0, 0], ij[0, 1]] = True
+    for (y0, x0), (y1, x1) in itertools.pairwise(ij):
+        rr, cc = line(int(y0), int(x0), int(y1), int(x1))
+        big[rr, cc] = True
+    dist = ndimage.distance_transform_edt(~big)
+    return (dist <= r)[pad : pad + h, pad : pad + w]
+
+
+def paint(mask: np.ndarray, brush: np.ndarray, erase: bool = False) -> np.ndarray:
+    """The mask with the brush's pixels added, or taken away (``erase``)."""
+    return mask & ~brush if erase else mask | brush
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """The mask with every enclosed hole filled (pixels no path along the outside reaches)."""
+    from scipy import ndimage
+
+    return ndimage.binary_fill_holes(mask)
+
+
+def merge(a: np.ndarray, b: np.ndarray, bridge: int = 2) -> np.ndarray:
+    """One object from two: their union, plus the pixels of a gap up to ``2 * bridge`` px wide where
+    they nearly touch (what a closing of the union adds, kept to pixels near both), so the merged
+    object is one piece when its parts were drawn a pixel or two apart."""
+    from scipy import ndimage
+
+    union = a | b
+    if bridge <= 0:
+        return union
+    square = np.ones((3, 3), dtype=bool)
+    near_a = ndimage.binary_dilation(a, square, iterations=bridge)
+    near_b = ndimage.binary_dilation(b, square, iterations=bridge)
+    closed = ndimage.binary_closing(np.pad(union, bridge), square, iterations=bridge)
+    closed = closed[bridge:-bridge, bridge:-bridge]
+    return union | (near_a & near_b & closed)
+
+
+def split(mask: np.ndarray, cut: np.ndarray) -> list[np.ndarray]:
+    """The pieces of ``mask`` once the ``cut`` pixels (a drawn line) separate it, largest first.
+    Cut pixels inside the mask go to the nearest piece, so the pieces cover the mask exactly; a
+    cut that separates nothing returns the mask alone."""
+    from scipy import ndimage
+
+    pieces, n = ndimage.label(mask & ~cut)
+    if n <= 1:
+        return [mask.copy()]
+    # every pixel of the cut joins the piece its nearest uncut pixel belongs to
+    _, (iy, ix) = ndimage.distance_transform_edt(pieces == 0, return_indices=True)
+    owner = pieces[iy, ix] * mask
+    sizes = np.bincount(owner.ravel(), minlength=n + 1)
+    order = [int(k) for k in np.argsort(-sizes[1:]) + 1 if sizes[k] > 0]
+    return [owner == k for k in order]

@@ -1,6 +1,9 @@
-"""``Studio``: the one API the pages and CLIs use. Each method takes the acting ``User`` first, reloads
-it (a disabled account stops working at once), checks its role in the project, then reads or writes
-through the small repository modules inside one ``BEGIN IMMEDIATE`` transaction where it writes.
+"""``Studio``: the one API the pages and CLIs use.
+
+Each method takes the acting ``User`` first, reloads it (a disabled account stops working at
+once), checks its role in the project, then reads or writes through the small repository modules
+inside one ``BEGIN IMMEDIATE`` transaction where it writes. Errors are the ``storage.errors``
+classes: ``PermissionDenied``, ``NotFound``, ``InputError``, ``Conflict``, ``LoginThrottled``.
 
 One ``Studio`` may be shared by all threads of a server: each thread gets its own connection.
 """
@@ -74,16 +77,28 @@ class Studio:
 
     @classmethod
     def open(cls, data_dir: Path | str | None = None) -> Studio:
-        """Open (creating and migrating as needed) ``data_dir``, else ``SPOCO_DATA_DIR``, else ./data."""
+        """Open (creating and migrating as needed) ``data_dir``, else ``SPOCO_DATA_DIR``, else ./data.
+
+        Parameters
+        ----------
+        data_dir : Path or str, optional
+            The data directory: ``studio.sqlite3``, ``blobs/`` and ``logs/`` live in it.
+
+        Returns
+        -------
+        Studio
+            Shareable by all threads of a process.
+        """
         return cls(Settings.from_env(data_dir))
 
     @property
     def data_dir(self) -> Path:
+        """The resolved data directory."""
         return self.settings.data_dir
 
     @property
     def db(self) -> Database:
-        """This thread's connection (opened on first use; reopened after a fork)."""
+        """The connection of the calling thread (opened on first use; reopened after a fork)."""
         db = getattr(self._local, "db", None)
         if db is None or getattr(self._local, "pid", None) != os.getpid():
             db = connect(self.settings.db_path)
@@ -113,9 +128,11 @@ class Studio:
         return users.to_user(row) if row else None
 
     def ensure_admin(self, username: str, password: str | None = None) -> str | None:
-        """Create the administrator ``username`` if no user of that name exists. Without a password a
-        random one is generated and returned (once; only its hash is stored). An existing user is
-        left as it is. Returns the generated password or None."""
+        """Create the administrator ``username`` if no user of that name exists.
+
+        Without a password a random one is generated and returned (once; only its hash is
+        stored). An existing user is left as it is. Returns the generated password or None.
+        """
         name = users.check_username(username)
         if users.row_by_name(self.db, name) is not None:
             return None
@@ -130,14 +147,31 @@ class Studio:
         return generated
 
     def authenticate(self, username: str, password: str, client: str | None = None) -> User:
-        """The user for these credentials. Wrong username or password and disabled accounts raise
-        ``PermissionDenied``; after 3 failures tries within the lock time raise
-        ``LoginThrottled(retry_after)`` without checking the password.
+        """The user for these credentials.
 
         With ``client`` (the visitor's address, as the log-in page passes it) the failures count
         per username *and client*, plus per client over all usernames (locked after
         ``auth.FREE_CLIENT_FAILURES``): someone failing as ``admin`` elsewhere cannot lock the
-        real admin out. Without it they count per username."""
+        real admin out. Without it they count per username.
+
+        Parameters
+        ----------
+        username, password : str
+            As typed; the username ignores case.
+        client : str, optional
+            The visitor's address.
+
+        Returns
+        -------
+        User
+
+        Raises
+        ------
+        PermissionDenied
+            Wrong username or password, or a disabled account.
+        LoginThrottled
+            After 3 failures within the lock time (``retry_after`` seconds); the password is then not checked.
+        """
         name = username.strip() if isinstance(username, str) else ""
         if not name or not isinstance(password, str) or not password:
             raise PermissionDenied("wrong username or password")
@@ -199,17 +233,20 @@ class Studio:
     # Operator methods: for the shell CLI (whoever runs it can read the database anyway); no actor.
 
     def operator_create_user(self, username: str, password: str, is_admin: bool = False) -> User:
+        """Create a user without an acting admin (``Conflict`` for a taken name)."""
         name = users.check_username(username)
         password_hash = auth.hash_password(password, self.settings.bcrypt_rounds)
         with transaction(self.db) as db:
             return users.insert(db, name, password_hash, is_admin)
 
     def operator_set_disabled(self, username: str, disabled: bool) -> User:
+        """Disable or enable ``username`` without an acting admin."""
         target = users.by_name(self.db, username)
         self.db.execute("UPDATE users SET disabled = ? WHERE id = ?", [int(bool(disabled)), target.id])
         return users.by_name(self.db, target.username)
 
     def operator_set_role(self, username: str, project: str | int, role: str) -> Project:
+        """Give ``username`` a role (``lead`` or ``annotator``) in a project named ``project``."""
         target = users.by_name(self.db, username)
         found = projects.by_name(self.db, str(project))
         with transaction(self.db) as db:
@@ -217,6 +254,7 @@ class Studio:
         return found
 
     def operator_list_users(self) -> list[User]:
+        """Every user, for the CLI."""
         return users.list_all(self.db)
 
     # ------------------------------------------------------------------ projects / members
@@ -226,7 +264,28 @@ class Studio:
         return permissions.role_of(self.db, self._actor(actor), int(project_id))
 
     def create_project(self, actor: User, name: str, description: str = "") -> Project:
-        """Admins and leads of any project; the creator becomes its lead."""
+        """Create a project (admins and leads of any project); the creator becomes its lead.
+
+        Parameters
+        ----------
+        actor : User
+            The acting user (reloaded: a disabled account is refused at once).
+        name : str
+            Unique, without control characters.
+        description : str
+            Free text, bounded in length.
+
+        Returns
+        -------
+        Project
+
+        Raises
+        ------
+        PermissionDenied
+            The actor may not do this (role, disabled account).
+        InputError
+            A value that is not acceptable; the message says which.
+        """
         user = self._actor(actor)
         permissions.require_can_create_project(self.db, user)
         clean = projects.check_name(name)
@@ -241,6 +300,7 @@ class Studio:
         return projects.list_for(self.db, self._actor(actor))
 
     def get_project(self, actor: User, project_id: int) -> Project:
+        """One project the actor is a member of."""
         permissions.require_member(self.db, self._actor(actor), int(project_id))
         return projects.get(self.db, int(project_id))
 
@@ -255,6 +315,7 @@ class Studio:
             projects.set_role(db, target.id, int(project_id), role)
 
     def remove_member(self, actor: User, project_id: int, username: str) -> None:
+        """Lead of the project or admin: ``username`` leaves the project (their labels stay)."""
         user = self._actor(actor)
         permissions.require_lead(self.db, user, int(project_id))
         target = users.by_name(self.db, username)
@@ -270,19 +331,52 @@ class Studio:
     # ------------------------------------------------------------------ images
 
     def add_image(self, actor: User, project_id: int, name: str, data: bytes) -> ImageInfo:
-        """Lead only. Validates by decoding (``InputError`` naming the file; nothing stored), keeps the
-        bare file name (suffix ``-1``, ``-2`` on a clash) and returns the existing image when the same
-        content is already in the project. A stack becomes one image per plane (see ``add_upload``);
-        this returns the first."""
+        """Add one uploaded image file to a project (lead only); see :meth:`add_upload`.
+
+        Validates by decoding (``InputError`` naming the file; nothing stored), keeps the bare
+        file name (suffix ``-1``, ``-2`` on a clash) and returns the existing image when the same
+        content is already in the project. A stack becomes one image per plane; this returns the
+        first.
+        """
         return self.add_upload(actor, project_id, name, data)[0][0]
 
     def add_upload(
         self, actor: User, project_id: int, name: str, data: bytes
     ) -> tuple[list[ImageInfo], ImageMeta]:
-        """Lead only. Like ``add_image``; returns every image the upload became (a stack: one per
-        plane, ``stack [z 3 of 5].tif``) and the file's layout (axes, whether they were assumed,
-        pixel size). Limits (side, decoded bytes of a plane and of the file) are checked from the
-        header before decoding."""
+        """Add an uploaded file to a project (lead only): every image it holds.
+
+        Limits (side, decoded bytes of a plane and of the file) are checked from the header
+        before decoding. The same content already in the project is returned, not stored again.
+        New images get predictions queued when the project has a model.
+
+        Parameters
+        ----------
+        actor : User
+            The acting user (reloaded: a disabled account is refused at once).
+        project_id : int
+            The project.
+        name : str
+            The file's name as uploaded (its bare name is kept; ``-1``, ``-2`` on a clash).
+        data : bytes
+            The file: PNG, JPEG or TIFF (also OME-TIFF and ImageJ stacks).
+
+        Returns
+        -------
+        images : list of ImageInfo
+            Every image the upload became (a stack: one per plane, ``stack [z 3 of 5].tif``).
+        meta : ImageMeta
+            The file's layout: axes, whether they were assumed, pixel size.
+
+        Raises
+        ------
+        PermissionDenied
+            The actor may not do this (role, disabled account).
+        NotFound
+            No such project, image, label, suggestion or job.
+        InputError
+            The file is not an image this reader knows, is damaged, or exceeds a limit; the
+            message names the file.
+        """
         user = self._actor(actor)
         permissions.require_lead(self.db, user, int(project_id))
         return self._add_upload(user, int(project_id), name, data)
@@ -316,14 +410,17 @@ class Studio:
     def add_images_from_folder(
         self, actor: User, project_id: int, folder: str | Path
     ) -> tuple[list[ImageInfo], list[str]]:
-        """Lead only. Every image file directly in a server folder (PNG, JPEG, TIFF; a stack adds one
-        image per plane); bad files are reported in the error list, the rest are added. Each file's
-        size and header are checked against the limits before it is read.
+        """Add every image file directly in a server folder (lead only).
+
+        PNG, JPEG, TIFF; a stack adds one image per plane. Bad files are reported in the error
+        list, the rest are added. Each file's size and header are checked against the limits
+        before it is read.
 
         Confined to ``SPOCO_IMPORT_ROOT``: without it server-folder import is off
         (``PermissionDenied``); a relative folder is taken inside it; the folder and every file are
         resolved (links followed) and whatever resolves outside the root is refused, a file as an
-        entry of the error list."""
+        entry of the error list.
+        """
         from spoco_core.io import list_images as list_image_files
 
         user = self._actor(actor)
@@ -374,16 +471,20 @@ class Studio:
         return images.layout(self.blobs, row["blob"], row["name"])
 
     def stack_planes(self, actor: User, image_id: int) -> list[ImageInfo]:
-        """The images of the stack ``image_id`` is a plane of, in plane order (for plane
-        navigation); ``[image]`` when it is not a plane of a stack."""
+        """The images of the stack ``image_id`` is a plane of, in plane order (for plane navigation).
+
+        ``[image]`` when it is not a plane of a stack.
+        """
         self._image_role(actor, image_id)
         return images.stack_planes(self.db, self.blobs, int(image_id))
 
     def list_images(self, actor: User, project_id: int) -> list[ImageInfo]:
+        """The project's images (any member)."""
         permissions.require_member(self.db, self._actor(actor), int(project_id))
         return images.list_for_project(self.db, int(project_id))
 
     def get_image(self, actor: User, image_id: int) -> ImageInfo:
+        """One image (any member of its project)."""
         self._image_role(actor, image_id)
         return images.get(self.db, int(image_id))
 
@@ -425,8 +526,11 @@ class Studio:
     def set_channel_settings(
         self, actor: User, project_id: int, settings: ChannelSettings
     ) -> ChannelSettings:
-        """Lead only. Model channels apply to training and prediction jobs started from now on (the
-        cached embeddings of the project's images are dropped when they change)."""
+        """Set which channels feed the model and how each is shown (lead only).
+
+        Model channels apply to training and prediction jobs started from now on (the cached
+        embeddings of the project's images are dropped when they change).
+        """
         from storage import channels
 
         user = self._actor(actor)
@@ -465,9 +569,44 @@ class Studio:
         seconds: float = 0.0,
         suggestion_id: int | None = None,
     ) -> Annotation:
-        """Any member. ``mask`` bool (or 0/1 integer) of the image's shape. With ``suggestion_id`` the
-        suggestion is resolved too: 'background' for a background mark, else the ``source``
-        ('accepted' or 'corrected'; 'drawn' counts as corrected)."""
+        """Save a label on an image (any member).
+
+        Parameters
+        ----------
+        actor : User
+            The acting user (reloaded: a disabled account is refused at once).
+        image_id : int
+            The image.
+        kind, source, seconds, suggestion_id
+            See below.
+        mask : np.ndarray
+            Bool (or 0/1 integer) ``(H, W)`` of the image's shape.
+        kind : {"object", "background"}
+            An object, or a background mark.
+        source : {"drawn", "accepted", "corrected"}
+            How the label came about (an accepted suggestion, a corrected one, drawn by hand).
+        seconds : float
+            Working time spent on it, for the statistics (0 to a bound).
+        suggestion_id : int, optional
+            The suggestion this answers: it is resolved too ('background' for a background mark,
+            else the ``source``; 'drawn' counts as corrected).
+
+        Returns
+        -------
+        Annotation
+            The stored label.
+
+        Raises
+        ------
+        PermissionDenied
+            The actor may not do this (role, disabled account).
+        NotFound
+            No such project, image, label, suggestion or job.
+        InputError
+            A value that is not acceptable; the message says which.
+        Conflict
+            The suggestion is held by a colleague.
+        """
         user, _, _ = self._image_role(actor, image_id)
         kind, source, seconds = _check_label_args(kind, source, seconds)
         row = images.row(self.db, int(image_id))
@@ -501,8 +640,40 @@ class Studio:
         seconds: float = 0.0,
         suggestion_id: int | None = None,
     ) -> Annotation:
-        """A polygon of (x, y) pixel coordinates, rasterised and clipped to the image; a polygon
-        entirely outside or without area is an ``InputError``."""
+        """Save a label drawn as a polygon (any member); see :meth:`add_annotation`.
+
+        Parameters
+        ----------
+        actor : User
+            The acting user (reloaded: a disabled account is refused at once).
+        image_id : int
+            The image.
+        points : sequence of (float, float)
+            ``(x, y)`` pixel coordinates; rasterised, then clipped to the image.
+        kind : {"object", "background"}
+            An object, or a background mark.
+        source : {"drawn", "accepted", "corrected"}
+            How the label came about (an accepted suggestion, a corrected one, drawn by hand).
+        seconds : float
+            Working time spent on it, for the statistics (0 to a bound).
+        suggestion_id : int, optional
+            The suggestion this answers: it is resolved too ('background' for a background mark,
+            else the ``source``; 'drawn' counts as corrected).
+
+        Returns
+        -------
+        Annotation
+            The stored label.
+
+        Raises
+        ------
+        PermissionDenied
+            The actor may not do this (role, disabled account).
+        NotFound
+            No such project, image, label, suggestion or job.
+        InputError
+            The polygon lies entirely outside the image, has no area, too many vertices or an absurd extent.
+        """
         self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
         mask = masks.polygon(points, (int(row["height"]), int(row["width"])))
@@ -512,7 +683,10 @@ class Studio:
         self, actor: User, annotation_id: int, mask: np.ndarray, seconds: float = 0.0
     ) -> Annotation:
         """Replace a live label's mask: a new row (``parent_id`` = old) and the old one soft-deleted.
-        Annotators edit their own labels, leads any. An edited accepted suggestion becomes 'corrected'."""
+
+        Annotators edit their own labels, leads any. An edited accepted suggestion becomes
+        'corrected'.
+        """
         user = self._actor(actor)
         project_id, row = permissions.project_of_annotation(self.db, int(annotation_id))
         self._require_may_change(user, project_id, row)
@@ -555,14 +729,18 @@ class Studio:
         return kind is not None
 
     def list_annotations(self, actor: User, image_id: int) -> list[Annotation]:
-        """Live labels of the image, oldest first. Working time is for leads: for an annotator,
-        colleagues' labels carry ``seconds`` NaN."""
+        """Live labels of the image, oldest first.
+
+        Working time is for leads: for an annotator, colleagues' labels carry ``seconds`` NaN.
+        """
         user, _, role = self._image_role(actor, image_id)
         return _own_seconds(annotations.list_live(self.db, int(image_id)), user, role)
 
     def annotation_history(self, actor: User, annotation_id: int) -> list[Annotation]:
-        """The label and the versions it replaced, newest first (``seconds`` as in
-        ``list_annotations``)."""
+        """The label and the versions it replaced, newest first.
+
+        ``seconds`` as in :meth:`list_annotations`.
+        """
         user = self._actor(actor)
         project_id, _ = permissions.project_of_annotation(self.db, int(annotation_id))
         role = permissions.require_member(self.db, user, project_id)
@@ -575,10 +753,13 @@ class Studio:
         return annotations.sparse_labels(self.db, int(image_id), (int(row["height"]), int(row["width"])))
 
     def project_stats(self, actor: User, project_id: int) -> dict:
-        """``n_images, n_objects, n_background, n_labelled_images, total_seconds, per_annotator``
+        """Counts of the project's images, labels, models and open suggestions (any member).
+
+        ``n_images, n_objects, n_background, n_labelled_images, total_seconds, per_annotator``
         (list of ``{username, n_objects, n_background, seconds, n_accepted, n_corrected}``),
         ``n_model_versions, current_version, n_open_suggestions``. Working time is for leads: an
-        annotator gets ``seconds`` of their own row only (None elsewhere, ``total_seconds`` too)."""
+        annotator gets ``seconds`` of their own row only (None elsewhere, ``total_seconds`` too).
+        """
         user = self._actor(actor)
         role = permissions.require_member(self.db, user, int(project_id))
         pid = int(project_id)
@@ -618,10 +799,38 @@ class Studio:
     def enqueue_training(
         self, actor: User, project_id: int, iterations: int = 200, params: dict | None = None
     ) -> Job:
-        """Lead only. Queues a training job on all live labels, warm-started from the current model.
-        ``params`` may hold ``iterations, batch_size, patch_size, base_channels, depth, embedding_dim,
-        lr, weight_decay, seed, device, amp, n_suggestions, min_size`` (``InputError`` otherwise).
-        ``Conflict`` while another training job of the project is queued or running."""
+        """Queue a training job on all live labels, warm-started from the current model (lead only).
+
+        Parameters
+        ----------
+        actor : User
+            The acting user (reloaded: a disabled account is refused at once).
+        project_id : int
+            The project.
+        iterations : int
+            Training steps (a time budget in ``params``, ``minutes``, replaces them).
+        params : dict, optional
+            May hold ``iterations, batch_size, patch_size, base_channels, depth, embedding_dim,
+            lr, weight_decay, seed, device, amp, n_suggestions, min_size`` and the other
+            training settings the Train page offers; each is bounded, and the network and batch
+            together by the training memory budget.
+
+        Returns
+        -------
+        Job
+            The queued job; the worker runs it.
+
+        Raises
+        ------
+        PermissionDenied
+            The actor may not do this (role, disabled account).
+        NotFound
+            No such project, image, label, suggestion or job.
+        InputError
+            An unknown or out-of-bounds parameter, or a run over the memory budget.
+        Conflict
+            Another training job of the project is queued or running.
+        """
         user = self._actor(actor)
         pid = int(project_id)
         permissions.require_lead(self.db, user, pid)
@@ -647,14 +856,18 @@ class Studio:
             return jobs.get(db, self._queue_prediction(db, pid, int(vid), user.id))
 
     def cancel_job(self, actor: User, job_id: int) -> Job:
-        """Lead only. A queued job is cancelled at once, a running one within a training step; a
-        finished job is left as it is."""
+        """Cancel a job (lead only).
+
+        A queued job is cancelled at once, a running one within a training step; a finished job
+        is left as it is.
+        """
         user = self._actor(actor)
         permissions.require_lead(self.db, user, permissions.project_of(self.db, "jobs", int(job_id)))
         jobs.request_cancel(self.db, int(job_id))
         return jobs.get(self.db, int(job_id))
 
     def get_job(self, actor: User, job_id: int) -> Job:
+        """One job (any member of its project)."""
         permissions.require_member(
             self.db, self._actor(actor), permissions.project_of(self.db, "jobs", int(job_id))
         )
@@ -671,6 +884,7 @@ class Studio:
         return model_versions.list_for_project(self.db, int(project_id))
 
     def current_model(self, actor: User, project_id: int) -> ModelVersion | None:
+        """The version whose predictions and suggestions the pages show, or None."""
         permissions.require_member(self.db, self._actor(actor), int(project_id))
         return model_versions.current(self.db, int(project_id))
 
@@ -692,11 +906,15 @@ class Studio:
         return model_versions.get(self.db, int(version_id))
 
     def ensure_worker(self) -> int | None:
-        """Start ``python -m storage.worker --data-dir D`` detached (log: ``D/logs/worker.log``) unless
-        a live worker is registered. Returns the new pid or None. Never trains in this process."""
+        """Start ``python -m storage.worker --data-dir D`` detached unless a live worker is registered.
+
+        The log goes to ``D/logs/worker.log``. Returns the new pid or None. Never trains in this
+        process.
+        """
         return liveness.spawn_if_none(self.db, self.data_dir, self.settings.log_dir / "worker.log")
 
     def worker_alive(self) -> bool:
+        """Whether a worker with a recent heartbeat is registered."""
         return bool(liveness.live_workers(self.db))
 
     def _queue_prediction(self, db: Database, project_id: int, version_id: int, user_id: int | None) -> int:
@@ -724,8 +942,10 @@ class Studio:
         return self.blobs.read_labels(row["labels_blob"])
 
     def proposals(self, actor: User, image_id: int) -> np.ndarray:
-        """Objects the classical pipeline (Otsu + watershed, spoco_core.classical) finds: what the
-        Annotate page offers to accept one by one before a project has a model."""
+        """Objects the classical pipeline (Otsu + watershed, spoco_core.classical) finds.
+
+        What the Annotate page offers to accept one by one before a project has a model.
+        """
         from spoco_core.classical import segment_classical
 
         return segment_classical(self.load_image(actor, image_id))
@@ -737,9 +957,12 @@ class Studio:
         positive: Sequence[tuple[int, int]],
         negative: Sequence[tuple[int, int]] = (),
     ) -> ClickSegment:
-        """Any member: the object under ``positive`` (x, y) clicks less the parts under ``negative``
-        ones, from the current model's cached embeddings (storage.click_masks), or the classical
-        proposals under them before a project has a model. Labelled objects' pixels are left out."""
+        """The object under ``positive`` (x, y) clicks less the parts under ``negative`` ones.
+
+        Any member. From the current model's cached embeddings (storage.click_masks), or the
+        classical proposals under them before a project has a model. Labelled objects' pixels are
+        left out.
+        """
         from storage import click_masks
 
         _, project_id, _ = self._image_role(actor, image_id)
@@ -757,8 +980,10 @@ class Studio:
         )
 
     def suggestions(self, actor: User, project_id: int, limit: int = 20) -> list[Suggestion]:
-        """Open suggestions of the current model, most uncertain first; objects that were labelled
-        since the ranking (half or more of their pixels) are left out."""
+        """Open suggestions of the current model, most uncertain first (any member).
+
+        Objects that were labelled since the ranking (half or more of their pixels) are left out.
+        """
         permissions.require_member(self.db, self._actor(actor), int(project_id))
         vid = model_versions.current_id(self.db, int(project_id))
         if vid is None or limit <= 0:
@@ -779,8 +1004,11 @@ class Studio:
         return out
 
     def resolve_suggestion(self, actor: User, suggestion_id: int, status: str) -> None:
-        """Any member: 'accepted' | 'corrected' | 'background' | 'skipped'. (``add_annotation`` with
-        ``suggestion_id`` already does this; call it directly to skip a suggestion.)"""
+        """Close a suggestion as 'accepted', 'corrected', 'background' or 'skipped' (any member).
+
+        :meth:`add_annotation` with ``suggestion_id`` already does this; call it directly to skip
+        a suggestion.
+        """
         user = self._actor(actor)
         permissions.require_member(
             self.db, user, permissions.project_of(self.db, "suggestions", int(suggestion_id))
@@ -801,13 +1029,40 @@ class Studio:
         lease_s: float = claims.LEASE_S,
         queue: Sequence[Suggestion] | None = None,
     ) -> Suggestion | None:
-        """Any member: the suggestion the actor works on now, held for them alone under a lease
-        (``lease_s``, default ``claims.LEASE_S``) that each call renews. ``prefer`` if it is open
-        and no one else holds it, else the one the actor holds already, else the best-ranked open
-        one (of the first ``limit``) that no one else holds; None when none is left for them.
+        """The suggestion the actor works on now, held for them alone under a lease (any member).
+
         Taking one releases the actor's other claim in the project; while the lease lasts nobody
-        else is handed it or may answer it. ``queue``: what ``suggestions(actor, project_id)``
-        returned just before, to save reading (and decoding) it twice; each pick is checked here."""
+        else is handed it or may answer it.
+
+        Parameters
+        ----------
+        actor : User
+            The acting user (reloaded: a disabled account is refused at once).
+        project_id : int
+            The project.
+        prefer : int, optional
+            This suggestion if it is open and no one else holds it; else the one the actor holds
+            already, else the best-ranked open one (of the first ``limit``) no one else holds.
+        limit : int
+            How far down the ranking to look.
+        lease_s : float
+            Lease in seconds, renewed by each call.
+        queue : sequence of Suggestion, optional
+            What :meth:`suggestions` returned just before, to save reading (and decoding) it
+            twice; each pick is checked here.
+
+        Returns
+        -------
+        Suggestion or None
+            None when none is left for the actor.
+
+        Raises
+        ------
+        PermissionDenied
+            The actor may not do this (role, disabled account).
+        NotFound
+            No such project, image, label, suggestion or job.
+        """
         user = self._actor(actor)
         pid = int(project_id)
         if queue is None:
@@ -849,9 +1104,38 @@ class Studio:
     def import_labels(
         self, actor: User, project_id: int, name: str, data: bytes, image_id: int | None = None
     ) -> ImportReport:
-        """Lead only: existing annotations (label image, COCO JSON, ImageJ ROI set; see
-        ``storage.imports``) become human labels authored by the lead, matched to images by name or
-        given ``image_id``. Labels identical to ones already there are skipped."""
+        """Import existing annotations as human labels authored by the lead (lead only).
+
+        Labels identical to ones already there are skipped.
+
+        Parameters
+        ----------
+        actor : User
+            The acting user (reloaded: a disabled account is refused at once).
+        project_id : int
+            The project.
+        name : str
+            The file's name; it decides the format and, for a label image, the image it belongs to.
+        data : bytes
+            A label image (also a stack), COCO JSON, QuPath GeoJSON, an ImageJ ROI set or a zip of
+            label images (see ``storage.imports``).
+        image_id : int, optional
+            The image the labels belong to, instead of matching by name.
+
+        Returns
+        -------
+        ImportReport
+            What was added and skipped, per image, and what could not be matched.
+
+        Raises
+        ------
+        PermissionDenied
+            The actor may not do this (role, disabled account).
+        NotFound
+            No such project, image, label, suggestion or job.
+        InputError
+            An unreadable file or a format this import does not know.
+        """
         from storage.imports import import_file
 
         user = self._actor(actor)
@@ -868,8 +1152,30 @@ class Studio:
         )
 
     def export_zip(self, actor: User, project_id: int, ome_zarr: bool = False) -> bytes:
-        """Lead only: labels/, rois/, geojson/, sparse/, coco.json, annotations.json, counts.csv, with
-        ``ome_zarr`` also every image and its labels as OME-Zarr (see storage.export)."""
+        """The project's labels as one zip (lead only).
+
+        Parameters
+        ----------
+        actor : User
+            The acting user (reloaded: a disabled account is refused at once).
+        project_id : int
+            The project.
+        ome_zarr : bool
+            Also every image and its labels as OME-Zarr.
+
+        Returns
+        -------
+        bytes
+            A zip of ``labels/``, ``rois/``, ``geojson/``, ``sparse/``, ``coco.json``,
+            ``annotations.json``, ``counts.csv`` (see ``storage.export``).
+
+        Raises
+        ------
+        PermissionDenied
+            The actor may not do this (role, disabled account).
+        NotFound
+            No such project, image, label, suggestion or job.
+        """
         from storage.export import build_zip
 
         permissions.require_lead(self.db, self._actor(actor), int(project_id))
