@@ -1125,7 +1125,7 @@ class Studio:
         Returns
         -------
         ImportReport
-            What was added and skipped, per image, and what could not be matched.
+            Objects and background marks added per image, duplicates skipped, and errors.
 
         Raises
         ------
@@ -1218,8 +1218,11 @@ def import_root() -> Path | None:
 
 
 def _check_training_memory(db: Database, project_id: int, params: dict) -> None:
-    """``InputError`` when the network and batch these parameters ask for exceed the memory budget
-    (``spoco_core.budget``; defaults for what they leave out, the widest image's channels)."""
+    """Raise ``InputError`` when the network and batch these parameters ask for exceed the budget.
+
+    The memory budget of ``spoco_core.budget``; defaults for what the parameters leave out, the
+    widest image's channels.
+    """
     from spoco_core.budget import check_training_memory
     from spoco_core.model import UNetConfig
     from spoco_core.train import TrainConfig
