@@ -33,6 +33,7 @@ SUG_KEY = "ann_suggestion"
 IMG_KEY = "ann_image"
 NEXT_IMG = "_ann_next_image"  # set by the Next button, applied before the picker is drawn
 HOLDS = "_ann_holds_suggestion"  # this session holds a claimed suggestion (released on leaving the queue)
+PLANE_TARGET = "_ann_plane_target"  # set by the plane buttons, applied before the mode and picker are drawn
 
 
 def _sug_label(sug: Suggestion, names: dict[int, str]) -> str:
@@ -137,6 +138,10 @@ def _choose_item(
     by_id = {im.id: im for im in images}
     names = {im.id: im.name for im in images}
     modes = ["Suggestion queue", "Any image"]
+    target = st.session_state.pop(PLANE_TARGET, None)
+    if target in by_id:  # a plane button: show that plane, outside the queue
+        st.session_state["ann_mode"] = modes[1]
+        st.session_state[NEXT_IMG] = target
     mode = st.radio("Work on", modes, horizontal=True, key="ann_mode", index=0 if queue else 1)
     if mode == modes[0] and queue:
         held, free, holders = _claim(studio, user, project, queue)
@@ -156,6 +161,42 @@ def _choose_item(
     elif st.session_state.pop(HOLDS, False):
         studio.release_suggestions(user, project.id)  # left the queue: a colleague may take it
     return _pick_image(images), None, []
+
+
+def _plane_nav(studio: Studio, user: User, image: ImageInfo) -> None:
+    """For a plane of an uploaded stack: where it lies in the stack, and buttons to the
+    neighbouring planes (they open that plane under Any image)."""
+    if " [" not in image.name:  # planes are stored as "name [z k of n].tif"; skip reading headers
+        return
+    planes = studio.stack_planes(user, image.id)
+    ids = [p.id for p in planes]
+    if len(ids) < 2 or image.id not in ids:
+        return
+    k = ids.index(image.id)
+    col_text, col_prev, col_next = st.columns([2, 1, 1], vertical_alignment="center")
+    col_text.markdown(f"**Plane {k + 1} of {len(ids)}** of this stack")
+    target = None
+    if col_prev.button(
+        "Plane",
+        icon=":material/arrow_upward:",
+        key="ann_prev_plane",
+        help="Previous plane of the stack",
+        width="stretch",
+        disabled=k == 0,
+    ):
+        target = ids[k - 1]
+    if col_next.button(
+        "Plane",
+        icon=":material/arrow_downward:",
+        key="ann_next_plane",
+        help="Next plane of the stack",
+        width="stretch",
+        disabled=k == len(ids) - 1,
+    ):
+        target = ids[k + 1]
+    if target is not None:
+        st.session_state[PLANE_TARGET] = target
+        st.rerun()
 
 
 def _progress(image: ImageInfo, images: list[ImageInfo], queue: list[Suggestion]) -> None:
@@ -179,6 +220,7 @@ def main() -> None:
     left, right = st.columns([3, 2], gap="medium")
     with right:
         image, sug, free = _choose_item(studio, user, project, images, queue, model is not None)
+        _plane_nav(studio, user, image)
         timer.show((image.id, sug.id if sug else None))
         _progress(image, images, queue)
         settings = view_controls(image.id, image.width, image.height, sug.bbox if sug else None)
