@@ -58,3 +58,77 @@ def loss_rows(history: list[dict[str, Any]]) -> dict[str, list[float]]:
             value = entry.get(name)
             rows[name].append(float(value) if isinstance(value, int | float) else float("nan"))
     return rows
+
+
+# What the numbers on the Train page mean, in words (the stored keys stay short).
+METRIC_WORDS: dict[str, str] = {
+    "label_iou": "overlap of predictions with the labelled objects (mean IoU, 1 = exact)",
+    "label_recall50": "share of labelled objects the model finds (overlap at least half)",
+    "map": "mean average precision on held-out labels",
+    "mAP": "mean average precision on held-out labels",
+    "final_loss": "training loss at the end (lower is better)",
+    "iterations": "training steps",
+    "train_seconds": "training time (seconds)",
+    "device": "trained on",
+    "warm_start_note": "note on the starting model",
+    "checkpoint_error": "problem with the model file",
+}
+LOSS_WORDS: dict[str, str] = {
+    "total": "total loss",
+    "pull": "pull: pixels towards their object's centre",
+    "push": "push: objects apart from each other",
+    "reg": "regularisation: centres near the origin",
+    "instance": "object masks match the labels",
+    "unlabelled": "unlabelled objects kept apart",
+    "consistency": "agreement with the teacher model",
+    "foreground": "foreground versus background",
+}
+
+
+def in_words(key: str, words: dict[str, str] = METRIC_WORDS) -> str:
+    """The name a person reads for a stored metric or loss key."""
+    return words.get(key, key.replace("_", " "))
+
+
+def speed(job: Job) -> float | None:
+    """Training steps per second, as the worker last measured it (None before the first report)."""
+    for entry in reversed(job.loss_history):
+        rate = entry.get("its_per_s")
+        if isinstance(rate, int | float) and rate > 0:
+            return float(rate)
+    return None
+
+
+def seconds_left(job: Job, now: float) -> float | None:
+    """Time a running training job still needs: the rest of its time budget, else the steps left at
+    its last measured speed; None when nothing tells yet."""
+    if job.status != "running":
+        return None
+    minutes = job.params.get("minutes")
+    if isinstance(minutes, int | float) and minutes > 0 and job.started_at:
+        return max(0.0, float(job.started_at) + 60.0 * minutes - now)
+    rate = speed(job)
+    if rate is None or job.total <= 0:
+        return None
+    return max(0, job.total - job.iteration) / rate
+
+
+def fmt_duration(seconds: float) -> str:
+    """'45 s', '3 min 05 s', '1 h 02 min'."""
+    s = round(max(0.0, seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+def labels_sentence(counts: dict, started: bool, when: str) -> str:
+    """'Trains on 12 objects and 3 background marks in 2 images, labels saved up to 14:05:09.'"""
+    what = (
+        f"{counts['objects']} object(s) and {counts['background']} background mark(s) "
+        f"in {counts['images']} image(s)"
+    )
+    if started:
+        return f"Trains on {what}: the labels saved up to {when}; later ones wait for the next training."
+    return f"Will train on the labels saved when it starts; so far {what} (up to {when})."

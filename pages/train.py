@@ -1,7 +1,10 @@
-"""Training page (leads): start a training job (run by the worker process), watch its progress and
-loss, cancel it, and pick which model version drives predictions and suggestions."""
+"""Training page (leads): start a training job (run by the worker process), watch its progress,
+speed, time left, the labels it trains on and its loss, cancel it or a prediction job, and pick
+which model version drives predictions and suggestions."""
 
 from __future__ import annotations
+
+import time
 
 import streamlit as st
 
@@ -63,23 +66,53 @@ def _start_form(studio: Studio, user: User, project: Project) -> None:
     st.success(f"Training job {job.id} queued ({what}).")
 
 
-def _prediction_status(all_jobs: list[Job]) -> None:
-    """After training the worker predicts every image and ranks suggestions: say so while it runs."""
+def _prediction_status(studio: Studio, user: User, all_jobs: list[Job]) -> None:
+    """After training the worker predicts every image and ranks suggestions, image by image: say
+    so while it runs, and let a lead stop it (images done keep their predictions)."""
     job = jobs.watched_job(all_jobs, kind="predict")
-    if job is not None and job.status in jobs.ACTIVE:
-        done = f" ({job.iteration} of {job.total} images)" if job.total else ""
-        st.caption(f"Updating predictions and suggestions: {job.status}{done}.")
+    if job is None or job.status not in jobs.ACTIVE:
+        return
+    done = f" ({job.iteration} of {job.total} images)" if job.total else ""
+    st.caption(
+        f"Updating predictions and suggestions: {job.status}{done}. Each image's prediction and "
+        "the suggestions appear as soon as it is done."
+    )
+    if job.cancel_requested:
+        st.caption("Cancel requested; predictions stop after the current part of the image.")
+    elif st.button("Cancel predictions", key=f"cancel_predict_{job.id}"):
+        try:
+            studio.cancel_job(user, job.id)
+        except StudioError as exc:
+            show_error(exc)
+
+
+def _running_details(studio: Studio, user: User, job: Job) -> None:
+    """Speed, time left and which labels the job trains on."""
+    if job.status == "running":
+        rate, left = jobs.speed(job), jobs.seconds_left(job, time.time())
+        parts = [f"speed {rate:.2f} steps/s" if rate else "measuring speed"]
+        if left is not None:
+            parts.append(f"about {jobs.fmt_duration(left)} left")
+        st.caption(" · ".join(parts).capitalize())
+    if job.status in jobs.ACTIVE:
+        try:
+            counts = studio.job_labels(user, job.id)
+        except StudioError:
+            return
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(counts["up_to"]))
+        st.caption(jobs.labels_sentence(counts, job.status == "running", when))
 
 
 def _progress_panel(studio: Studio, user: User, project: Project) -> None:
     all_jobs = studio.list_jobs(user, project.id)
-    _prediction_status(all_jobs)
+    _prediction_status(studio, user, all_jobs)
     job = jobs.watched_job(all_jobs)
     if job is None:
         st.caption("No training job yet.")
         return
-    st.markdown(f"**Job {job.id}**: {job.status}, iteration {job.iteration} of {job.total}")
+    st.markdown(f"**Job {job.id}**: {job.status}, step {job.iteration} of {job.total}")
     st.progress(min(max(float(job.progress), 0.0), 1.0))
+    _running_details(studio, user, job)
     if job.error:
         st.error("The job failed:")
         st.code(job.error, language=None)
@@ -87,13 +120,18 @@ def _progress_panel(studio: Studio, user: User, project: Project) -> None:
         rows = jobs.loss_rows(job.loss_history)
         if "total" in rows:
             st.line_chart(
-                {"iteration": rows["iteration"], "loss": rows["total"]},
-                x="iteration",
-                y_label="loss",
+                {"step": rows["iteration"], "training loss": rows["total"]},
+                x="step",
+                y_label="training loss (lower is better)",
                 height=240,
             )
         with st.expander("Loss terms"):
-            st.line_chart({k: v for k, v in rows.items() if k != "total"}, x="iteration", height=240)
+            terms = {
+                jobs.in_words(k, jobs.LOSS_WORDS): v
+                for k, v in rows.items()
+                if k not in ("total", "iteration")
+            }
+            st.line_chart({"step": rows["iteration"], **terms}, x="step", height=240)
     if job.status in jobs.ACTIVE:
         if job.cancel_requested:
             st.caption("Cancel requested; the worker stops at the next iteration.")
@@ -126,7 +164,12 @@ def _versions(studio: Studio, user: User, project: Project) -> None:
             "labelled objects": v.n_objects,
             "images": v.n_images,
         }
-        row.update({k: round(x, 4) if isinstance(x, float) else x for k, x in (v.metrics or {}).items()})
+        row.update(
+            {
+                jobs.in_words(k): round(x, 4) if isinstance(x, float) else x
+                for k, x in (v.metrics or {}).items()
+            }
+        )
         rows.append(row)
     st.dataframe(rows, hide_index=True, width="stretch")
     by_id = {v.id: v for v in versions}

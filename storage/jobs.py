@@ -256,3 +256,30 @@ def _retry_prediction(db: Database, job_id: int) -> int | None:
     if queued_predict(db, int(row["project_id"]), int(params["model_version_id"])) is not None:
         return None
     return enqueue(db, int(row["project_id"]), "predict", {**params, "retry_of": job_id}, row["created_by"])
+
+
+def labels_included(db: Database, job_id: int, t: float | None = None) -> dict:
+    """What a training job trains on: the project's labels live when it started (it reads them
+    then), or for a queued job those saved so far (up to ``t``, default now). Returns
+    ``{"objects", "background", "images", "up_to"}``; labels of images removed since are not counted."""
+    row = one(db, "SELECT project_id, started_at FROM jobs WHERE id = ?", [job_id])
+    if row is None:
+        raise NotFound(f"job {job_id} does not exist")
+    up_to = (
+        float(row["started_at"]) if row["started_at"] is not None else float(t if t is not None else now())
+    )
+    counts = one(
+        db,
+        "SELECT COALESCE(SUM(a.kind = 'object'), 0) AS objects, "
+        "COALESCE(SUM(a.kind = 'background'), 0) AS background, COUNT(DISTINCT a.image_id) AS images "
+        "FROM annotations a JOIN images i ON i.id = a.image_id WHERE i.project_id = ? "
+        "AND a.created_at <= ? AND (a.deleted_at IS NULL OR a.deleted_at > ?)",
+        [row["project_id"], up_to, up_to],
+    )
+    assert counts is not None
+    return {
+        "objects": int(counts["objects"]),
+        "background": int(counts["background"]),
+        "images": int(counts["images"]),
+        "up_to": up_to,
+    }

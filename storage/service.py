@@ -720,13 +720,110 @@ class Studio:
             annotations.soft_delete(db, int(annotation_id), user.id, "deleted")
 
     def undo_last(self, actor: User, image_id: int) -> bool:
-        """Revert the actor's latest change on this image (add, edit or delete); False if none left."""
+        """Revert the actor's latest change on this image (add, edit, delete, merge or split);
+        False if none left."""
+        return self.undo_change(actor, image_id) is not None
+
+    def undo_change(self, actor: User, image_id: int) -> dict | None:
+        """Revert the actor's latest change on this image; returns what ``redo_change`` needs to
+        re-apply it (``{"undone": [ids], "restored": [ids]}``), or None when nothing is left."""
         user, _, _ = self._image_role(actor, image_id)
         with transaction(self.db) as db:
-            kind, row = annotations.undo_last(db, int(image_id), user.id)
-            if kind == "added" and row["suggestion_id"] is not None and row["parent_id"] is None:
-                predictions.reopen(db, int(row["suggestion_id"]))
-        return kind is not None
+            change = annotations.undo_change(db, int(image_id), user.id)
+            for row in (change or {}).get("rows", []):
+                if row["suggestion_id"] is not None and row["parent_id"] is None:
+                    predictions.reopen(db, int(row["suggestion_id"]))
+        if change is None:
+            return None
+        return {"undone": change["undone"], "restored": change["restored"]}
+
+    def redo_change(self, actor: User, image_id: int, change: dict) -> bool:
+        """Re-apply a change ``undo_change`` took back, if its labels are still as the undo left them
+        (False, nothing changed, when a later change touched them)."""
+        user, _, _ = self._image_role(actor, image_id)
+        try:
+            ids = [int(i) for i in (*change.get("undone", []), *change.get("restored", []))]
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise InputError("a change is {'undone': [ids], 'restored': [ids]}") from exc
+        with transaction(self.db) as db:
+            if not annotations.redo_change(db, int(image_id), user.id, change):
+                return False
+            for ann_id in ids:
+                row = annotations.live_row(db, ann_id) if ann_id in change.get("undone", []) else None
+                if row and row["suggestion_id"] is not None and row["parent_id"] is None:
+                    status = "background" if row["kind"] == "background" else "accepted"
+                    if row["source"] != "accepted" and row["kind"] != "background":
+                        status = "corrected"
+                    predictions.resolve(db, int(row["suggestion_id"]), status, user.id)
+        return True
+
+    def merge_annotations(
+        self, actor: User, keep_id: int, other_id: int, seconds: float = 0.0
+    ) -> Annotation:
+        """One label from two of the same kind on one image (storage.masks.merge): a new version of
+        ``keep_id`` covering both, ``other_id`` deleted, in one change (one undo takes it back).
+        Annotators merge their own labels, leads any."""
+        user = self._actor(actor)
+        rows = []
+        for ann_id in (int(keep_id), int(other_id)):
+            project_id, row = permissions.project_of_annotation(self.db, ann_id)
+            self._require_may_change(user, project_id, row)
+            rows.append(row)
+        keep, other = rows
+        if keep["id"] == other["id"]:
+            raise InputError("pick two different labels to merge")
+        if keep["image_id"] != other["image_id"] or keep["kind"] != other["kind"]:
+            raise InputError("only two labels of the same kind on the same image can be merged")
+        _, _, seconds = _check_label_args(keep["kind"], keep["source"], seconds)
+        with transaction(self.db) as db:
+            old = annotations.live_row(db, int(keep["id"]))
+            gone = annotations.live_row(db, int(other["id"]))
+            mask = masks.merge(
+                masks.decode(masks.from_json(old["rle"])), masks.decode(masks.from_json(gone["rle"]))
+            )
+            at = now()
+            annotations.soft_delete(db, old["id"], user.id, "edited", at)
+            annotations.soft_delete(db, gone["id"], user.id, "deleted", at)
+            source = "corrected" if old["source"] == "accepted" else old["source"]
+            new_id = annotations.insert(
+                db, int(old["image_id"]), old["kind"], mask, source, user.id, seconds,
+                parent_id=old["id"], suggestion_id=old["suggestion_id"], at=at,
+            )  # fmt: skip
+        return annotations.get(self.db, new_id)
+
+    def split_annotation(
+        self, actor: User, annotation_id: int, line: Sequence[tuple[float, float]], seconds: float = 0.0
+    ) -> list[Annotation]:
+        """Cut a label along a drawn line of (x, y) points (storage.masks.split): the largest piece
+        becomes a new version of the label, every other piece a new label of the same kind, in one
+        change. A line that separates nothing is an ``InputError``."""
+        user = self._actor(actor)
+        project_id, row = permissions.project_of_annotation(self.db, int(annotation_id))
+        self._require_may_change(user, project_id, row)
+        _, _, seconds = _check_label_args(row["kind"], row["source"], seconds)
+        img = images.row(self.db, int(row["image_id"]))
+        shape = (int(img["height"]), int(img["width"]))
+        try:
+            cut = masks.stroke(line, 0.5, shape)
+        except (TypeError, ValueError) as exc:
+            raise InputError("a split line is a list of (x, y) points") from exc
+        with transaction(self.db) as db:
+            old = annotations.live_row(db, int(annotation_id))
+            pieces = masks.split(masks.decode(masks.from_json(old["rle"])), cut)
+            if len(pieces) < 2:
+                raise InputError("the line does not cut the label in two: draw it across the outline")
+            at = now()
+            annotations.soft_delete(db, old["id"], user.id, "edited", at)
+            source = "corrected" if old["source"] == "accepted" else old["source"]
+            ids = [
+                annotations.insert(
+                    db, int(old["image_id"]), old["kind"], piece, source, user.id,
+                    seconds if i == 0 else 0.0, parent_id=old["id"] if i == 0 else None,
+                    suggestion_id=old["suggestion_id"] if i == 0 else None, at=at,
+                )  # fmt: skip
+                for i, piece in enumerate(pieces)
+            ]
+        return [annotations.get(self.db, i) for i in ids]
 
     def list_annotations(self, actor: User, image_id: int) -> list[Annotation]:
         """Live labels of the image, oldest first.
@@ -872,6 +969,17 @@ class Studio:
             self.db, self._actor(actor), permissions.project_of(self.db, "jobs", int(job_id))
         )
         return jobs.get(self.db, int(job_id))
+
+    def job_labels(self, actor: User, job_id: int) -> dict:
+        """Count the labels a training job trains on (any member).
+
+        Those live when it started, or saved so far while it is queued:
+        ``{"objects", "background", "images", "up_to"}`` (``up_to``: epoch seconds).
+        """
+        permissions.require_member(
+            self.db, self._actor(actor), permissions.project_of(self.db, "jobs", int(job_id))
+        )
+        return jobs.labels_included(self.db, int(job_id))
 
     def list_jobs(self, actor: User, project_id: int) -> list[Job]:
         """Newest first; training and prediction jobs."""
