@@ -43,7 +43,10 @@ def insert(
     seconds: float,
     parent_id: int | None = None,
     suggestion_id: int | None = None,
+    at: float | None = None,
 ) -> int:
+    """``at``: the change's time (default now); the rows of one change (a merge, a split) share it,
+    so undo takes them back together."""
     rle = masks.encode(mask)
     cur = db.execute(
         "INSERT INTO annotations (image_id, kind, rle, bbox, area, source, author, created_at, seconds, "
@@ -56,7 +59,7 @@ def insert(
             int(mask.sum()),
             source,
             author_id,
-            now(),
+            now() if at is None else at,
             float(seconds),
             parent_id,
             suggestion_id,
@@ -101,10 +104,10 @@ def history(db: Database, annotation_id: int) -> list[Annotation]:
     return out
 
 
-def soft_delete(db: Database, annotation_id: int, user_id: int, reason: str) -> None:
+def soft_delete(db: Database, annotation_id: int, user_id: int, reason: str, at: float | None = None) -> None:
     db.execute(
         "UPDATE annotations SET deleted_at = ?, deleted_by = ?, deleted_reason = ? WHERE id = ?",
-        [now(), user_id, reason, annotation_id],
+        [now() if at is None else at, user_id, reason, annotation_id],
     )
 
 
@@ -115,33 +118,87 @@ def restore(db: Database, annotation_id: int) -> None:
     )
 
 
-def undo_last(db: Database, image_id: int, user_id: int) -> tuple[str | None, dict | None]:
-    """Revert ``user_id``'s latest change on the image (inside the caller's transaction):
-    an added label is removed, an edit brings the previous version back, a delete is restored.
-    Returns ``("added" | "deleted", row)`` for what was undone, or ``(None, None)``."""
-    added = one(
+def undo_change(db: Database, image_id: int, user_id: int) -> dict | None:
+    """Revert ``user_id``'s latest change on the image (inside the caller's transaction): every
+    label it added is removed (an edit's previous version comes back), every label it deleted is
+    restored. A change is what one action stored at one time (a merge: the merged version and the
+    label merged into it). Returns ``{"undone": [ids], "restored": [ids], "rows": [added rows]}``
+    (what a redo re-applies) or None when nothing is left to undo."""
+    latest_add = one(
         db,
-        "SELECT *, created_at AS at FROM annotations "
-        "WHERE image_id = ? AND author = ? AND deleted_at IS NULL "
-        "ORDER BY created_at DESC, id DESC LIMIT 1",
+        "SELECT MAX(created_at) AS at FROM annotations WHERE image_id = ? AND author = ? "
+        "AND deleted_at IS NULL",
         [image_id, user_id],
     )
-    deleted = one(
+    latest_del = one(
         db,
-        "SELECT *, deleted_at AS at FROM annotations WHERE image_id = ? AND deleted_by = ? "
-        "AND deleted_reason = 'deleted' ORDER BY deleted_at DESC, id DESC LIMIT 1",
+        "SELECT MAX(deleted_at) AS at FROM annotations WHERE image_id = ? AND deleted_by = ? "
+        "AND deleted_reason = 'deleted'",
         [image_id, user_id],
     )
-    if added is None and deleted is None:
-        return None, None
-    if deleted is not None and (added is None or deleted["at"] > added["at"]):
-        restore(db, deleted["id"])
-        return "deleted", deleted
-    assert added is not None
-    soft_delete(db, added["id"], user_id, "undone")
-    if added["parent_id"] is not None:
-        restore(db, added["parent_id"])
-    return "added", added
+    t_add = latest_add["at"] if latest_add else None
+    t_del = latest_del["at"] if latest_del else None
+    if t_add is None and t_del is None:
+        return None
+    at = max(t for t in (t_add, t_del) if t is not None)
+    added = list(
+        db.query(
+            "SELECT * FROM annotations WHERE image_id = ? AND author = ? AND deleted_at IS NULL "
+            "AND created_at = ? ORDER BY id",
+            [image_id, user_id, at],
+        )
+    )
+    deleted = list(
+        db.query(
+            "SELECT * FROM annotations WHERE image_id = ? AND deleted_by = ? "
+            "AND deleted_reason = 'deleted' AND deleted_at = ? ORDER BY id",
+            [image_id, user_id, at],
+        )
+    )
+    stamp = now()
+    for row in added:
+        soft_delete(db, row["id"], user_id, "undone", stamp)
+        if row["parent_id"] is not None:
+            restore(db, row["parent_id"])
+    for row in deleted:
+        restore(db, row["id"])
+    return {"undone": [r["id"] for r in added], "restored": [r["id"] for r in deleted], "rows": added}
+
+
+def redo_change(db: Database, image_id: int, user_id: int, change: dict) -> bool:
+    """Re-apply a change ``undo_change`` took back (inside the caller's transaction), if every label
+    is still as the undo left it: the undone labels come back (an edit's previous version is
+    replaced again) and the restored ones are deleted again. False (nothing changed) otherwise."""
+    undone = [int(i) for i in change.get("undone", [])]
+    restored = [int(i) for i in change.get("restored", [])]
+    if not undone and not restored:
+        return False
+    rows = {}
+    for ann_id in undone + restored:
+        row = one(db, "SELECT * FROM annotations WHERE id = ?", [ann_id])
+        if row is None or int(row["image_id"]) != int(image_id):
+            return False
+        rows[ann_id] = row
+    for ann_id in undone:
+        row = rows[ann_id]
+        if row["deleted_reason"] != "undone" or row["deleted_by"] != user_id:
+            return False
+        if row["parent_id"] is not None:
+            parent = one(db, "SELECT deleted_at FROM annotations WHERE id = ?", [row["parent_id"]])
+            if parent is None or parent["deleted_at"] is not None:
+                return False
+    if any(rows[i]["deleted_at"] is not None for i in restored):
+        return False
+    stamp = now()
+    for ann_id in undone:
+        row = rows[ann_id]
+        if row["parent_id"] is not None:
+            soft_delete(db, row["parent_id"], user_id, "edited", stamp)
+        restore(db, ann_id)
+        db.execute("UPDATE annotations SET created_at = ? WHERE id = ?", [stamp, ann_id])
+    for ann_id in restored:
+        soft_delete(db, ann_id, user_id, "deleted", stamp)
+    return True
 
 
 def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.ndarray:

@@ -720,13 +720,17 @@ class Studio:
             annotations.soft_delete(db, int(annotation_id), user.id, "deleted")
 
     def undo_last(self, actor: User, image_id: int) -> bool:
-        """Revert the actor's latest change on this image (add, edit, delete, merge or split);
-        False if none left."""
+        """Revert the actor's latest change on this image; False if none is left.
+
+        A change is an add, edit, delete, merge or split.
+        """
         return self.undo_change(actor, image_id) is not None
 
     def undo_change(self, actor: User, image_id: int) -> dict | None:
-        """Revert the actor's latest change on this image; returns what ``redo_change`` needs to
-        re-apply it (``{"undone": [ids], "restored": [ids]}``), or None when nothing is left."""
+        """Revert the actor's latest change on this image; None when nothing is left.
+
+        Returns what ``redo_change`` needs to re-apply it: ``{"undone": [ids], "restored": [ids]}``.
+        """
         user, _, _ = self._image_role(actor, image_id)
         with transaction(self.db) as db:
             change = annotations.undo_change(db, int(image_id), user.id)
@@ -738,8 +742,10 @@ class Studio:
         return {"undone": change["undone"], "restored": change["restored"]}
 
     def redo_change(self, actor: User, image_id: int, change: dict) -> bool:
-        """Re-apply a change ``undo_change`` took back, if its labels are still as the undo left them
-        (False, nothing changed, when a later change touched them)."""
+        """Re-apply a change ``undo_change`` took back; False when a later change touched its labels.
+
+        Nothing is changed when False.
+        """
         user, _, _ = self._image_role(actor, image_id)
         try:
             ids = [int(i) for i in (*change.get("undone", []), *change.get("restored", []))]
@@ -757,12 +763,12 @@ class Studio:
                     predictions.resolve(db, int(row["suggestion_id"]), status, user.id)
         return True
 
-    def merge_annotations(
-        self, actor: User, keep_id: int, other_id: int, seconds: float = 0.0
-    ) -> Annotation:
-        """One label from two of the same kind on one image (storage.masks.merge): a new version of
-        ``keep_id`` covering both, ``other_id`` deleted, in one change (one undo takes it back).
-        Annotators merge their own labels, leads any."""
+    def merge_annotations(self, actor: User, keep_id: int, other_id: int, seconds: float = 0.0) -> Annotation:
+        """One label from two of the same kind on one image (storage.masks.merge).
+
+        A new version of ``keep_id`` covers both, ``other_id`` is deleted, in one change (one undo
+        takes it back). Annotators merge their own labels, leads any.
+        """
         user = self._actor(actor)
         rows = []
         for ann_id in (int(keep_id), int(other_id)):
@@ -786,17 +792,27 @@ class Studio:
             annotations.soft_delete(db, gone["id"], user.id, "deleted", at)
             source = "corrected" if old["source"] == "accepted" else old["source"]
             new_id = annotations.insert(
-                db, int(old["image_id"]), old["kind"], mask, source, user.id, seconds,
-                parent_id=old["id"], suggestion_id=old["suggestion_id"], at=at,
-            )  # fmt: skip
+                db,
+                int(old["image_id"]),
+                old["kind"],
+                mask,
+                source,
+                user.id,
+                seconds,
+                parent_id=old["id"],
+                suggestion_id=old["suggestion_id"],
+                at=at,
+            )
         return annotations.get(self.db, new_id)
 
     def split_annotation(
         self, actor: User, annotation_id: int, line: Sequence[tuple[float, float]], seconds: float = 0.0
     ) -> list[Annotation]:
-        """Cut a label along a drawn line of (x, y) points (storage.masks.split): the largest piece
-        becomes a new version of the label, every other piece a new label of the same kind, in one
-        change. A line that separates nothing is an ``InputError``."""
+        """Cut a label along a drawn line of (x, y) points (storage.masks.split).
+
+        The largest piece becomes a new version of the label, every other piece a new label of the
+        same kind, in one change. A line that separates nothing is an ``InputError``.
+        """
         user = self._actor(actor)
         project_id, row = permissions.project_of_annotation(self.db, int(annotation_id))
         self._require_may_change(user, project_id, row)
@@ -817,10 +833,17 @@ class Studio:
             source = "corrected" if old["source"] == "accepted" else old["source"]
             ids = [
                 annotations.insert(
-                    db, int(old["image_id"]), old["kind"], piece, source, user.id,
-                    seconds if i == 0 else 0.0, parent_id=old["id"] if i == 0 else None,
-                    suggestion_id=old["suggestion_id"] if i == 0 else None, at=at,
-                )  # fmt: skip
+                    db,
+                    int(old["image_id"]),
+                    old["kind"],
+                    piece,
+                    source,
+                    user.id,
+                    seconds if i == 0 else 0.0,
+                    parent_id=old["id"] if i == 0 else None,
+                    suggestion_id=old["suggestion_id"] if i == 0 else None,
+                    at=at,
+                )
                 for i, piece in enumerate(pieces)
             ]
         return [annotations.get(self.db, i) for i in ids]

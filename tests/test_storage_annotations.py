@@ -158,3 +158,55 @@ def test_project_stats_per_annotator(world: World, image_id: int) -> None:
         per["anna"]["n_objects"] == 1 and per["anna"]["n_background"] == 1 and per["anna"]["seconds"] == 3.0
     )
     assert per["lena"]["n_objects"] == 1 and per["lena"]["n_accepted"] == 1
+
+
+def test_merge_split_undo_and_redo(world: World, image_id: int) -> None:
+    """Merge and split are one change each: one undo takes all of it back, redo re-applies it;
+    every step keeps the old versions for the record."""
+    s, ann = world.studio, world.annotator
+    a = s.add_annotation(ann, image_id, "object", box(2, 2, 6, 6))
+    b = s.add_annotation(ann, image_id, "object", box(2, 7, 6, 11))  # one column apart
+    merged = s.merge_annotations(ann, a.id, b.id, seconds=1.5)
+    assert merged.parent_id == a.id and merged.seconds == 1.5
+    assert [x.id for x in s.list_annotations(ann, image_id)] == [merged.id]
+    assert merged.mask[2:6, 2:11].all() and merged.mask.sum() == 4 * 9  # the gap is filled
+
+    change = s.undo_change(ann, image_id)  # both labels are back, the merged one is gone
+    assert change is not None
+    assert {x.id for x in s.list_annotations(ann, image_id)} == {a.id, b.id}
+    assert s.redo_change(ann, image_id, change)
+    assert [x.id for x in s.list_annotations(ann, image_id)] == [merged.id]
+    assert not s.redo_change(ann, image_id, change)  # applied already: nothing to redo
+
+    pieces = s.split_annotation(ann, merged.id, [(6.5, 0), (6.5, 10)])
+    sizes = [int(p.mask.sum()) for p in pieces]
+    assert sum(sizes) == 36 and min(sizes) >= 16  # the cut column joins a side: nothing is lost
+    assert pieces[0].parent_id == merged.id and pieces[1].parent_id is None
+    assert {x.id for x in s.list_annotations(ann, image_id)} == {p.id for p in pieces}
+    with pytest.raises(InputError):
+        s.split_annotation(ann, pieces[1].id, [(0, 0), (1, 0)])  # the line misses it
+    assert s.undo_last(ann, image_id)  # the split, in one step
+    assert [x.id for x in s.list_annotations(ann, image_id)] == [merged.id]
+    assert s.undo_last(ann, image_id)  # the redone merge
+    assert {x.id for x in s.list_annotations(ann, image_id)} == {a.id, b.id}
+
+
+def test_merge_and_split_rules(world: World, image_id: int) -> None:
+    s = world.studio
+    s.add_member(world.admin, world.project.id, "otto", "annotator")
+    mine = s.add_annotation(world.annotator, image_id, "object", box(2, 2, 6, 6))
+    mark = s.add_annotation(world.annotator, image_id, "background", box(8, 8, 12, 12))
+    leads = s.add_annotation(world.lead, image_id, "object", box(14, 14, 18, 18))
+    with pytest.raises(InputError):
+        s.merge_annotations(world.annotator, mine.id, mark.id)  # an object and a background mark
+    with pytest.raises(InputError):
+        s.merge_annotations(world.annotator, mine.id, mine.id)
+    with pytest.raises(PermissionDenied):
+        s.merge_annotations(world.annotator, mine.id, leads.id)  # a colleague's label
+    with pytest.raises(PermissionDenied):
+        s.split_annotation(world.outsider, mine.id, [(4, 0), (4, 10)])
+    merged = s.merge_annotations(world.lead, leads.id, mine.id)  # leads merge anyone's
+    assert merged.author == "lena" and merged.mask.sum() == 32
+    change = s.undo_change(world.lead, image_id)
+    s.delete_annotation(world.annotator, mine.id)  # a later change touches the same label
+    assert not s.redo_change(world.lead, image_id, change)
