@@ -87,7 +87,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
-def train(data: Data, minutes: float, quick: bool) -> Predictor:
+def train(data: Data, minutes: float, quick: bool) -> tuple[Predictor, int]:
     cfg = TrainConfig(minutes=minutes, seed=0, device="cpu")
     if quick:
         cfg = TrainConfig(
@@ -95,14 +95,14 @@ def train(data: Data, minutes: float, quick: bool) -> Predictor:
             model=UNetConfig(base_channels=8, depth=2),
         )  # fmt: skip
     trainer = Trainer(cfg, list(zip(data.train_images, data.train_labels, strict=True)))
-    trainer.fit()
+    done = trainer.fit().iterations_done
     return Predictor(
         trainer.student,
         trainer.teacher,
         device="cpu",
         config=trainer.config,
         foreground_trained=trainer.foreground_trained,
-    )
+    ), done
 
 
 def evaluate(data: Data, predictor: Predictor) -> tuple[dict[str, list[float]], dict[str, float]]:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     except DataUnavailable as exc:
         print(f"skipped: the real nuclei data is not available ({exc})")
         return 0
-    predictor = train(data, args.minutes, args.quick)
+    predictor, iterations = train(data, args.minutes, args.quick)
     t_train = time.perf_counter() - t0
     ious, per_click = evaluate(data, predictor)
     n = len(next(iter(ious.values())))
@@ -157,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         f"# Click-to-segment on {data.name}: {n} clicks (one per reference object of "
         f"{len(data.test_images)} test image(s), at its centre); model trained "
         f"{'5 iterations (quick)' if args.quick else f'{args.minutes:g} min'} on {data.fraction:.0%} of the "
-        f"training objects + background marks ({t_train:.0f} s); delta_v {predictor.delta_v:g}, grow "
-        f"{predictor.grow} px"
+        f"training objects + background marks ({iterations} iterations, {t_train:.0f} s); "
+        f"delta_v {predictor.delta_v:g}, grow {predictor.grow} px"
     )
     print(f"| row | IoU >= {GOOD_IOU} | median IoU | ms per click |")
     print("|---|---|---|---|")

@@ -26,9 +26,11 @@ Point = tuple[int, int]  # (x, y) image pixel
 SNAP_PX = 4
 """A click this close to foreground counts as on it (a click on an object's dim rim)."""
 MEAN_SHIFT_STEPS = 5
-REACH_PX = 192
+REACH_PX = 256
 """Only pixels this close (per axis) to a click are looked at: a click costs the same on a
 3000 px image as on a 512 px one. Objects wider than twice this are cut at the window."""
+FIRST_REACH_PX = 48
+"""The first window's reach; it doubles while the mask touches the window's side."""
 
 
 def _distance(emb: np.ndarray, anchor: np.ndarray) -> np.ndarray:
@@ -122,10 +124,15 @@ def click_mask(
     clicks = [(int(p[0]), int(p[1])) for p in (*positive, *negative)]
     inside = [(x, y) for x, y in clicks if 0 <= x < w and 0 <= y < h]
     if reach is not None and inside:
+        # Small windows first: a nucleus fits in the first; a window is widened while the mask
+        # touches one of its sides that is not the image's own edge.
         xs, ys = [p[0] for p in inside], [p[1] for p in inside]
-        y0, y1 = max(0, min(ys) - reach), min(h, max(ys) + reach + 1)
-        x0, x1 = max(0, min(xs) - reach), min(w, max(xs) + reach + 1)
-        if (y1 - y0, x1 - x0) != (h, w):
+        size = min(FIRST_REACH_PX, reach)
+        while True:
+            y0, y1 = max(0, min(ys) - size), min(h, max(ys) + size + 1)
+            x0, x1 = max(0, min(xs) - size), min(w, max(xs) + size + 1)
+            if (y1 - y0, x1 - x0) == (h, w):
+                break  # the whole image: no window
             part = click_mask(
                 emb[:, y0:y1, x0:x1],
                 None if fg_prob is None else np.asarray(fg_prob)[y0:y1, x0:x1],
@@ -137,9 +144,17 @@ def click_mask(
                 None if blocked is None else np.asarray(blocked, dtype=bool)[y0:y1, x0:x1],
                 reach=None,
             )
-            out = np.zeros((h, w), dtype=bool)
-            out[y0:y1, x0:x1] = part
-            return out
+            cut = (
+                (y0 > 0 and part[0].any())
+                or (y1 < h and part[-1].any())
+                or (x0 > 0 and part[:, 0].any())
+                or (x1 < w and part[:, -1].any())
+            )
+            if not cut or size >= reach:
+                out = np.zeros((h, w), dtype=bool)
+                out[y0:y1, x0:x1] = part
+                return out
+            size = min(2 * size, reach)
     emb = emb.astype(np.float32, copy=False)
     foreground = np.ones((h, w), dtype=bool) if fg_prob is None else np.asarray(fg_prob) > 0.5
     allowed = foreground if blocked is None else foreground & ~np.asarray(blocked, dtype=bool)

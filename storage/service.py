@@ -1341,11 +1341,11 @@ def _check_label_args(kind: str, source: str, seconds: float) -> tuple[str, str,
 
 
 def import_root() -> Path | None:
-    """The resolved ``SPOCO_IMPORT_ROOT``, or None when unset (server-folder import is then off)."""
-    raw = os.environ.get("SPOCO_IMPORT_ROOT", "").strip()
-    if not raw:
-        return None
-    return Path(raw).expanduser().resolve()
+    """The resolved ``SPOCO_IMPORT_ROOT``, or None when unset (server-folder import is then off).
+
+    Read at each import, so a server's administrator can set it without reopening the Studio.
+    """
+    return Settings.from_env().import_root
 
 
 def _check_training_memory(db: Database, project_id: int, params: dict) -> None:
