@@ -237,3 +237,59 @@ def test_worker_started_by_an_app_exits_when_the_app_is_gone(
         stop(worker)
         if app.poll() is None:
             app.kill()
+
+
+def _running_predict(w: World) -> Job | None:
+    return next(
+        (
+            j
+            for j in w.studio.list_jobs(w.lead, w.project.id)
+            if j.kind == "predict" and j.status == "running"
+        ),
+        None,
+    )
+
+
+def test_predictions_arrive_image_by_image_and_a_large_image_stops_on_cancel_and_sigterm(
+    project: World, tmp_path: Path
+) -> None:
+    """Two small images then a large one (tiled: 16 windows). While the large one is predicted, the
+    small ones' predictions and suggestions are already there; cancelling stops it mid-image, and
+    so does SIGTERM to the worker (the job is failed 'worker stopped', the worker exits cleanly)."""
+    w, s = project, project.studio
+    log = tmp_path / "worker.log"
+    data, _ = synthetic_png(5, 1600)
+    big = s.add_image(w.lead, w.project.id, "large.png", data)
+    small = [i.id for i in s.list_images(w.lead, w.project.id) if i.id != big.id]
+    s.enqueue_training(w.lead, w.project.id, params=TINY)
+    proc = start_worker(s.data_dir, log)
+    try:
+        predict = wait_for(lambda: _running_predict(w), 120, "the prediction job", log)
+        wait_for(
+            lambda: all(s.prediction(w.annotator, i) is not None for i in small), 120, "small images", log
+        )
+        running = s.get_job(w.lead, predict.id)
+        assert running.status == "running", running.error
+        assert s.prediction(w.annotator, big.id) is None  # still being predicted
+        queue = s.suggestions(w.annotator, w.project.id, limit=5)
+        assert queue and {g.image_id for g in queue} <= set(small)  # the queue fills as images are done
+
+        s.cancel_job(w.lead, predict.id)
+        done = wait_for(lambda: job_in(w, predict.id, "cancelled", "failed", "done"), 120, "cancel", log)
+        assert done.status == "cancelled", done.error
+        assert s.prediction(w.annotator, big.id) is None  # stopped inside the large image
+        assert all(s.prediction(w.annotator, i) is not None for i in small)  # what was done stays
+        assert s.suggestions(w.annotator, w.project.id, limit=5)
+
+        again = s.enqueue_prediction(w.lead, w.project.id)
+        wait_for(lambda: job_in(w, again.id, "running"), 60, "the second prediction job", log)
+        wait_for(lambda: s.get_job(w.lead, again.id).iteration >= 1, 60, "progress on small images", log)
+        time.sleep(2.0)  # well into the large image (small ones come from the embedding cache)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0, log.read_text()[-3000:]
+        stopped = s.get_job(w.lead, again.id)
+        assert (stopped.status, stopped.error) == ("failed", "worker stopped")
+        assert s.prediction(w.annotator, big.id) is None
+        assert not s.worker_alive()
+    finally:
+        stop(proc)
