@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages import _edit as edit
 from pages import _select as select
 from pages import _timer as timer
 from pages._canvas import clear_canvas
 from pages._fabric import Shape
 from pages._feedback import show_error
 from pages._text import fmt_time, md
+from pages._viewport import Viewport
 from storage.errors import StudioError
-from storage.records import ImageInfo, Suggestion, User
+from storage.records import Annotation, ImageInfo, Suggestion, User
 from storage.service import Studio
 
 PENDING_SUG = "_ann_pending_suggestion"
@@ -26,9 +28,12 @@ KEYS = {
     "save_object": "O",
     "save_background": "Shift+B",
     "undo": "Mod+Z",
+    "redo": "Mod+Shift+Z",
+    "fill_holes": "F",
     "next_image": "Shift+Right",
 }
 FLASH = "_ann_last_action"  # kept until the next action: the canvas triggers extra reruns of its own
+REDO = "_ann_redo"  # {image id: [changes undone in this session, newest last]}
 
 
 def show_last_action() -> None:
@@ -45,10 +50,15 @@ def canvas_key(image: ImageInfo) -> str:
     return f"ann_canvas_{image.id}"
 
 
-def _done(message: str, clear_key: str | None = None, errors: list[str] | None = None) -> None:
+def _done(
+    message: str, clear_key: str | None = None, errors: list[str] | None = None, keep_redo: bool = False
+) -> None:
     """After a saved action: restart the clock, empty the canvas, and rerun so the view shows the
-    new label at once; the message (and any per-outline errors) is shown on that run."""
+    new label at once; the message (and any per-outline errors) is shown on that run. A new change
+    ends what Redo can bring back (``keep_redo``: Undo and Redo themselves)."""
     timer.restart()
+    if not keep_redo:
+        st.session_state.pop(REDO, None)
     if clear_key:
         clear_canvas(clear_key)
     st.session_state[FLASH] = (message, errors or [])
@@ -266,8 +276,27 @@ def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[S
         help="Undo my last change on this image",
     ):
         try:
-            undone = studio.undo_last(user, image.id)
-            _done("Undone." if undone else "Nothing of yours to undo on this image.")
+            change = studio.undo_change(user, image.id)
+            if change is not None:
+                st.session_state.setdefault(REDO, {}).setdefault(image.id, []).append(change)
+            _done("Undone." if change else "Nothing of yours to undo on this image.", keep_redo=True)
+        except StudioError as exc:
+            show_error(exc)
+    redo_stack = st.session_state.get(REDO, {}).get(image.id, [])
+    if c2.button(
+        "Redo",
+        icon=":material/redo:",
+        key="ann_redo",
+        width="stretch",
+        shortcut=KEYS["redo"],
+        disabled=not redo_stack,
+        help="Redo the change I last undid on this image",
+    ):
+        try:
+            redone = studio.redo_change(user, image.id, redo_stack.pop())
+            _done(
+                "Redone." if redone else "Cannot redo: a later change touched those labels.", keep_redo=True
+            )
         except StudioError as exc:
             show_error(exc)
 
@@ -284,6 +313,8 @@ def shortcuts_help() -> None:
             ("save_object", "save the drawing as object(s)"),
             ("save_background", "save the drawing as background"),
             ("undo", "undo my last change on this image (Ctrl on Windows/Linux, Cmd on a Mac)"),
+            ("redo", "redo the change I last undid"),
+            ("fill_holes", "fill the holes of the label being edited (Edit outline)"),
             ("next_image", "next image of the list (Any image)"),
         ]
         lines = ["| key | does |", "| --- | --- |"] + [f"| `{KEYS[k]}` | {what} |" for k, what in rows]
@@ -335,3 +366,69 @@ def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:
                 _done(f"Deleted label #{target}.")
             except StudioError as exc:
                 show_error(exc)
+
+
+def edit_click(
+    studio: Studio,
+    user: User,
+    image: ImageInfo,
+    viewport: Viewport,
+    mode: str,
+    labels: list[Annotation],
+) -> str | None:
+    """Edit outline, Select / Merge: act on a click on the picture (a merge is saved at once)."""
+    try:
+        message, merged = edit.handle_click(studio, user, image, viewport, mode, labels, timer.elapsed())
+    except StudioError as exc:
+        return str(exc)
+    if merged:
+        _done("Merged the two labels.")
+    return message
+
+
+def apply_edit(
+    studio: Studio,
+    user: User,
+    image: ImageInfo,
+    chosen: Annotation | None,
+    mode: str,
+    strokes: list[Shape] | None,
+    brush_px: int,
+) -> None:
+    """Save the strokes drawn with Brush, Eraser or Split on the selected label at once."""
+    if not strokes:
+        return
+    if chosen is None:
+        clear_canvas(canvas_key(image))
+        st.session_state[FLASH] = ("Select a label first (Edit: Select, then click it).", [])
+        st.rerun()
+    try:
+        message = edit.apply_strokes(studio, user, image, chosen, mode, strokes, brush_px, timer.elapsed())
+    except StudioError as exc:
+        clear_canvas(canvas_key(image))
+        st.session_state[FLASH] = ("Nothing saved.", [str(exc)])
+        st.rerun()
+    _done(message, canvas_key(image))
+
+
+def edit_panel(studio: Studio, user: User, image: ImageInfo, chosen: Annotation | None) -> None:
+    """The label being edited, with Fill holes and Clear selection."""
+    if chosen is None:
+        st.markdown("**Click a label** on the image to edit it (Edit: Select).")
+        return
+    st.markdown(f"**Editing label #{chosen.id}** ({chosen.kind}, magenta) · {int(chosen.mask.sum())} pixels")
+    c1, c2 = st.columns(2)
+    if c1.button(
+        "Fill holes", icon=":material/format_color_fill:", key="ann_fill", width="stretch",
+        shortcut=KEYS["fill_holes"],
+    ):  # fmt: skip
+        try:
+            _done(edit.fill(studio, user, image, chosen, timer.elapsed()))
+        except StudioError as exc:
+            show_error(exc)
+    if c2.button(
+        "Clear selection", icon=":material/deselect:", key="ann_edit_clear", width="stretch",
+        shortcut=KEYS["clear_selection"],
+    ):  # fmt: skip
+        edit.clear()
+        st.rerun()

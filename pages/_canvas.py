@@ -54,8 +54,11 @@ def draw_shapes(
     mode: Mode,
     key: str,
     viewport: Viewport | None = None,
+    stroke_width: int | None = None,
 ) -> list[Shape] | None:
-    """Show the canvas over `background`; return the outlines drawn so far (image coords) or None."""
+    """Show the canvas over `background`; return the outlines drawn so far (image coords) or None.
+
+    `stroke_width` (screen px) shows a brush stroke as wide as it paints."""
     # Imported here: the package registers a component at import time, which fails outside a running app.
     from streamlit_drawable_canvas import st_canvas
 
@@ -64,7 +67,7 @@ def draw_shapes(
     )
     result = st_canvas(
         fill_color=_FILL,
-        stroke_width=3 if mode == "freedraw" else 2,
+        stroke_width=stroke_width or (3 if mode == "freedraw" else 2),
         stroke_color=_STROKE,
         background_image=_encode(background),
         update_streamlit=True,

@@ -47,7 +47,7 @@ def click_key(image_id: int) -> str:
     return f"ann_click_{image_id}"
 
 
-def _new_click(key: str, viewport: Viewport) -> tuple[int, int] | None:
+def new_click(key: str, viewport: Viewport) -> tuple[int, int] | None:
     """The image pixel of a click made since the last run, else None. The component's value is in
     session state before it is drawn, so the view drawn on this run already shows the selection."""
     hooked = st.session_state.pop(CLICK_TEST_HOOK, None)
@@ -81,7 +81,7 @@ def handle_click(
 ) -> tuple[bool, str | None]:
     """Select the object under a new click (an open suggestion first, else the model's object).
     Returns whether this run's click selected an object, and a message when it selected none."""
-    point = _new_click(click_key(image_id), viewport)
+    point = new_click(click_key(image_id), viewport)
     if point is None:
         return False, None
     x, y = point
@@ -143,7 +143,7 @@ def handle_segment_click(
     ("add") or removes the part under it ("remove") from the object of the earlier clicks. The
     model's mask (the classical proposal before a model exists) becomes the selection, accepted
     with one more click. Returns a message when the click gave nothing."""
-    point = _new_click(click_key(image_id), viewport)
+    point = new_click(click_key(image_id), viewport)
     if point is None:
         return None
     sel = st.session_state.get(SELECTED) or {}

@@ -9,6 +9,7 @@ import time
 import streamlit as st
 
 from pages import _annotate_actions as actions
+from pages import _edit as edit
 from pages import _render as render
 from pages import _select as select
 from pages import _session as session
@@ -27,6 +28,7 @@ TOOLS = {
     "rect": "Rectangle",
     "click": "Click objects",
     "segment": "Click to segment",
+    "edit": "Edit outline",
 }
 CLICK_TOOLS = ("click", "segment")  # tools whose clicks select an object on the picture
 SUG_KEY = "ann_suggestion"
@@ -238,6 +240,9 @@ def main() -> None:
                 key="ann_on_click",
                 help="Select it, then accept it or mark it background; or save it at once.",
             )
+        edit_mode, brush_px = "select", 6
+        if tool == "edit":
+            edit_mode, brush_px = edit.controls()
         seg_mode = "new"
         if tool == "segment":
             seg_mode = st.radio(
@@ -281,6 +286,14 @@ def main() -> None:
             if miss := select.handle_segment_click(studio, user, image.id, settings.viewport, seg_mode):
                 st.info(miss)
             selected = select.current(image.id, model_id, predicted, [])
+        editing = None
+        if tool == "edit":
+            labels_now = studio.list_annotations(user, image.id)
+            if miss := actions.edit_click(studio, user, image, settings.viewport, edit_mode, labels_now):
+                st.info(miss)
+            editing = edit.current(labels_now, image.id)
+            if editing is not None:
+                selected = select.Selected(image.id, editing.mask, "label")
         view = render.render_view(
             render.display_rgb(studio, user, image.id),
             settings.viewport,
@@ -292,21 +305,34 @@ def main() -> None:
             selected_mask=selected.mask if selected else None,
         )
         shapes = None
-        if tool in CLICK_TOOLS:
+        if tool in CLICK_TOOLS or (tool == "edit" and edit_mode not in edit.DRAWN):
             select.click_view(view, image.id)
+        elif tool == "edit":  # brush, eraser, split: strokes are saved on the label at once
+            width = max(2, round(brush_px / settings.viewport.scale_x)) if edit_mode != "split" else 2
+            strokes = draw_shapes(
+                view,
+                "freedraw",
+                key=actions.canvas_key(image),
+                viewport=settings.viewport,
+                stroke_width=width,
+            )
+            actions.apply_edit(studio, user, image, editing, edit_mode, strokes, brush_px)
         else:
             shapes = draw_shapes(view, tool, key=actions.canvas_key(image), viewport=settings.viewport)
         st.caption(
             "Polygon: click to add corners, click the first corner to close. "
             "Free-hand: drag a closed outline. Click objects: click one, then accept it or mark it "
             "background. Click to segment: click an object to outline it from the model, then "
-            "accept it. Green = labelled objects, red = background, coloured lines = model "
+            "accept it. Edit outline: click a label, then brush, erase, merge, split or fill it. "
+            "Green = labelled objects, red = background, coloured lines = model "
             "prediction, yellow = suggestion, magenta = selected."
         )
 
     with right:
         if tool in CLICK_TOOLS:
             actions.selection_actions(studio, user, image, selected)
+        if tool == "edit":
+            actions.edit_panel(studio, user, image, editing)
         if sug is not None:
             answer_keys = not (tool in CLICK_TOOLS and selected is not None)
             actions.suggestion_actions(studio, user, image, sug, free, shapes, answer_keys)
