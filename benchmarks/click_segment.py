@@ -1,6 +1,6 @@
 """Click-to-segment: how often does one click at an object's centre give the whole object?
 
-    python -m benchmarks.click_segment [--quick] [--minutes M] [--threads 2]
+    python -m benchmarks.click_segment [--quick] [--minutes M | --iterations N] [--threads 2]
 
 Data: the HeLa time-lapse of ``spoco_core.real_data`` (as ``benchmarks/real_nuclei.py``: train on
 frames 0-3 with a random 30 % of the reference objects plus background marks, what annotators give
@@ -87,8 +87,12 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     return np.count_nonzero(a & b) / union if union else 0.0
 
 
-def train(data: Data, minutes: float, quick: bool) -> tuple[Predictor, int]:
+def train(data: Data, minutes: float, quick: bool, iterations: int = 0) -> tuple[Predictor, int]:
+    """``iterations`` > 0: that many steps instead of the time budget (a busy machine then trains
+    the same model as an idle one, only slower)."""
     cfg = TrainConfig(minutes=minutes, seed=0, device="cpu")
+    if iterations > 0:
+        cfg = TrainConfig(iterations=iterations, seed=0, device="cpu")
     if quick:
         cfg = TrainConfig(
             iterations=5, seed=0, device="cpu", patch_size=64, batch_size=2,
@@ -141,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="synthetic smoke run of a few seconds")
     parser.add_argument("--minutes", type=float, default=DEFAULT_TRAIN_MINUTES, help="training budget")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument(
+        "--iterations", type=int, default=0, help="train this many steps instead of --minutes (busy machines)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -149,14 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     except DataUnavailable as exc:
         print(f"skipped: the real nuclei data is not available ({exc})")
         return 0
-    predictor, iterations = train(data, args.minutes, args.quick)
+    predictor, iterations = train(data, args.minutes, args.quick, args.iterations)
     t_train = time.perf_counter() - t0
     ious, per_click = evaluate(data, predictor)
     n = len(next(iter(ious.values())))
     print(
         f"# Click-to-segment on {data.name}: {n} clicks (one per reference object of "
         f"{len(data.test_images)} test image(s), at its centre); model trained "
-        f"{'5 iterations (quick)' if args.quick else f'{args.minutes:g} min'} on {data.fraction:.0%} of the "
+        f"{'(quick)' if args.quick else (f'{args.minutes:g} min' if not args.iterations else 'by steps')} "
+        f"on {data.fraction:.0%} of the "
         f"training objects + background marks ({iterations} iterations, {t_train:.0f} s); "
         f"delta_v {predictor.delta_v:g}, grow {predictor.grow} px"
     )
