@@ -118,10 +118,15 @@ def _add_images(studio: Studio, user: User, project: Project) -> None:
 
 
 IMPORT_TYPES = ["tif", "tiff", "png", "json", "geojson", "zip", "roi"]
+IMPORT_AS = {
+    "labels": "Human labels (authored by you)",
+    "prediction": "A starting prediction (annotators accept its objects one by one)",
+}
 
 
 def _import_labels(studio: Studio, user: User, project: Project) -> None:
-    """Label images, COCO JSON or ImageJ ROI sets become labels authored by this lead."""
+    """Label images, COCO JSON or ImageJ ROI sets become labels authored by this lead, or a
+    starting prediction whose objects annotators accept one by one."""
     images = studio.list_images(user, project.id)
     with st.form("import_labels", clear_on_submit=True):
         files = st.file_uploader(
@@ -137,19 +142,37 @@ def _import_labels(studio: Studio, user: User, project: Project) -> None:
             format_func=lambda i: "match by file name" if i is None else i.name,
             key="import_image",
         )
+        as_what = st.radio(
+            "Import as",
+            list(IMPORT_AS),
+            format_func=IMPORT_AS.get,
+            key="import_as",
+            help="A starting prediction becomes the current model version's outlines and suggestions "
+            "(without a network): annotators accept its objects one by one; the next training starts "
+            "from the last trained version.",
+        )
         if not st.form_submit_button("Import labels") or not files:
             return
     lines, errors = [], []
+    as_prediction = as_what == "prediction"
     for file in files:
         try:
             report = studio.import_labels(
-                user, project.id, file.name, file.getvalue(), image_id=choice.id if choice else None
+                user,
+                project.id,
+                file.name,
+                file.getvalue(),
+                image_id=choice.id if choice else None,
+                as_prediction=as_prediction,
             )
         except StudioError as exc:
             errors.append(str(exc))
             continue
         for name, (n_obj, n_bg) in report.added.items():
-            lines.append(f"{name}: {n_obj} object(s), {n_bg} background mark(s)")
+            if as_prediction:
+                lines.append(f"{name}: {n_obj} object(s) to accept one by one")
+            else:
+                lines.append(f"{name}: {n_obj} object(s), {n_bg} background mark(s)")
         if report.skipped_duplicates:
             lines.append(f"{file.name}: {report.skipped_duplicates} label(s) already there, skipped")
         errors += report.errors

@@ -1,4 +1,5 @@
-"""Existing annotations into a project, as human labels authored by the importing lead.
+"""Existing annotations into a project, as human labels authored by the importing lead, or as a
+starting prediction whose objects annotators accept one by one (:func:`import_prediction`).
 
 Accepted files:
 
@@ -406,6 +407,24 @@ def import_file(
 ) -> ImportReport:
     """Parse ``data`` (see the module docstring) and add its labels; ``InputError`` when nothing in
     it can be used. ``image_id``: the image a single label image or ROI set belongs to."""
+    parsed, report = _parse(db, project_id, name, data, image_id, max_bytes, blobs)
+    for info, labels in parsed:
+        _store(db, info, labels, user_id, report)
+    if not report.added and report.errors and not report.skipped_duplicates:
+        raise InputError("; ".join(report.errors))
+    return report
+
+
+def _parse(
+    db: Database,
+    project_id: int,
+    name: str,
+    data: bytes,
+    image_id: int | None,
+    max_bytes: int | None,
+    blobs: BlobStore,
+) -> tuple[list[tuple[ImageInfo, _Labels]], ImportReport]:
+    """The labels ``data`` holds per project image, and a report with what could not be used."""
     if not data:
         raise InputError(f"{name}: file is empty")
     project_images = images.list_for_project(db, project_id)
@@ -472,11 +491,7 @@ def import_file(
         raise InputError(
             f"{name}: import label images (TIFF, PNG), COCO JSON, GeoJSON or ImageJ ROIs (.roi, .zip)"
         )
-    for info, labels in parsed:
-        _store(db, info, labels, user_id, report)
-    if not report.added and report.errors and not report.skipped_duplicates:
-        raise InputError("; ".join(report.errors))
-    return report
+    return parsed, report
 
 
 def _n_planes(data: bytes, name: str) -> int:
@@ -528,3 +543,101 @@ def _store(db: Database, info: ImageInfo, labels: _Labels, user_id: int, report:
     if n_obj or n_bg:
         prev = report.added.get(info.name, (0, 0))
         report.added[info.name] = (prev[0] + n_obj, prev[1] + n_bg)
+
+
+IMPORTED_METRIC = "imported_prediction"
+"""Metrics key of a model version that holds an imported starting prediction (no network)."""
+MAX_IMPORTED_SUGGESTIONS = 2000
+"""Imported objects queued as suggestions; beyond them, objects are still clicked and accepted."""
+
+
+def import_prediction(
+    db: Database,
+    user_id: int,
+    project_id: int,
+    name: str,
+    data: bytes,
+    image_id: int | None = None,
+    max_bytes: int | None = None,
+    *,
+    blobs: BlobStore,
+) -> tuple[ImportReport, int]:
+    """Parse ``data`` as :func:`import_file` does, but keep its objects as a starting prediction:
+    a new current model version without a network (checkpoint ``""``, metrics
+    ``{IMPORTED_METRIC: name}``) whose prediction of each named image is the imported objects and
+    whose open suggestions are those objects, so annotators accept them one by one. Images the file
+    does not name keep the previous version's prediction and open suggestions. Background marks
+    are left out (a prediction holds objects only); where objects overlap the first keeps the
+    pixel. Returns the report (objects per image) and the new version's id."""
+    import uuid
+
+    from scipy import ndimage
+
+    from storage import predictions, versions
+
+    parsed, report = _parse(db, project_id, name, data, image_id, max_bytes, blobs)
+    by_image: dict[int, tuple[ImageInfo, list[np.ndarray]]] = {}
+    n_background = 0
+    for info, labels in parsed:
+        by_image.setdefault(info.id, (info, []))[1].extend(labels.objects)
+        n_background += len(labels.background)
+    token = uuid.uuid4().hex[:12]
+    written: list[tuple[ImageInfo, str, np.ndarray]] = []
+    for info, objects in by_image.values():
+        label_image = np.zeros(_image_shape(info), np.int32)
+        n = 0
+        for mask in objects:
+            free = mask & (label_image == 0)
+            if free.any():
+                n += 1
+                label_image[free] = n
+        if n:
+            rel = f"predictions/imported-{token}/image-{info.id}.tif"
+            blobs.write_labels(rel, label_image)
+            written.append((info, rel, label_image))
+            report.added[info.name] = (n, 0)
+    if not written:
+        raise InputError("; ".join(report.errors) or f"{name}: no objects to import")
+    if n_background:
+        report.errors.append(f"{name}: {n_background} background mark(s) left out (a prediction has none)")
+    covered = [info.id for info, _, _ in written]
+    with transaction(db) as tx:
+        parent = versions.current_id(tx, project_id)
+        version_id = versions.register(
+            tx,
+            project_id,
+            "",
+            parent,
+            0,
+            0,
+            {IMPORTED_METRIC: PurePosixPath(name.replace("\\", "/")).name},
+            user_id,
+            None,
+        )
+        items = []
+        for info, rel, label_image in written:
+            predictions.store_prediction(tx, info.id, version_id, rel, int(label_image.max()))
+            for k, box in enumerate(ndimage.find_objects(label_image), start=1):
+                if box is None or len(items) >= MAX_IMPORTED_SUGGESTIONS:
+                    continue
+                mask = np.zeros(label_image.shape, bool)
+                mask[box] = label_image[box] == k
+                bbox = (box[0].start, box[1].start, box[0].stop, box[1].stop)
+                items.append({"image_id": info.id, "object_id": k, "score": 0.0, "bbox": bbox, "mask": mask})
+        predictions.replace_open_suggestions(tx, project_id, version_id, items)
+        if parent is not None:
+            marks = ",".join("?" * len(covered))
+            tx.execute(
+                "INSERT INTO predictions (image_id, model_version_id, labels_blob, n_objects, created_at) "
+                f"SELECT image_id, ?, labels_blob, n_objects, created_at FROM predictions "
+                f"WHERE model_version_id = ? AND image_id NOT IN ({marks})",
+                [version_id, parent, *covered],
+            )
+            tx.execute(
+                "INSERT INTO suggestions (project_id, image_id, model_version_id, object_id, score, bbox, "
+                "rle, rank, status, created_at) SELECT project_id, image_id, ?, object_id, score, bbox, "
+                f"rle, rank + ?, 'open', created_at FROM suggestions WHERE model_version_id = ? "
+                f"AND status = 'open' AND image_id NOT IN ({marks})",
+                [version_id, len(items), parent, *covered],
+            )
+    return report, version_id

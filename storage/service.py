@@ -970,8 +970,13 @@ class Studio:
         vid = version_id if version_id is not None else model_versions.current_id(self.db, pid)
         if vid is None:
             raise InputError("this project has no model yet: train one first")
-        if model_versions.get(self.db, int(vid)).project_id != pid:
+        version = model_versions.get(self.db, int(vid))
+        if version.project_id != pid:
             raise InputError(f"model version {vid} belongs to another project")
+        if not model_versions.has_network(version):
+            raise InputError(
+                f"version {version.version} is an imported prediction without a network: train a model first"
+            )
         with transaction(self.db) as db:
             return jobs.get(db, self._queue_prediction(db, pid, int(vid), user.id))
 
@@ -1032,7 +1037,7 @@ class Studio:
                 "(SELECT 1 FROM predictions p WHERE p.image_id = i.id AND p.model_version_id = ?)",
                 [pid, int(version_id)],
             )
-            if missing:
+            if missing and model_versions.has_network(model_versions.get(db, int(version_id))):
                 self._queue_prediction(db, pid, int(version_id), user.id)
         return model_versions.get(self.db, int(version_id))
 
@@ -1055,9 +1060,9 @@ class Studio:
         return jobs.enqueue(db, project_id, "predict", {"model_version_id": version_id}, user_id)
 
     def _queue_prediction_for_new_images(self, db: Database, project_id: int, user_id: int) -> None:
-        vid = model_versions.current_id(db, project_id)
-        if vid is not None:
-            self._queue_prediction(db, project_id, int(vid), user_id)
+        cur = model_versions.current(db, project_id)
+        if cur is not None and model_versions.has_network(cur):  # an imported prediction cannot predict
+            self._queue_prediction(db, project_id, cur.id, user_id)
 
     # ------------------------------------------------------------------ predictions / suggestions
 
@@ -1099,10 +1104,10 @@ class Studio:
         _, project_id, _ = self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
         sparse = annotations.sparse_labels(self.db, int(image_id), (int(row["height"]), int(row["width"])))
-        vid = model_versions.current_id(self.db, project_id)
+        version = model_versions.current(self.db, project_id)
         return click_masks.segment(
             self.blobs,
-            model_versions.get(self.db, int(vid)) if vid is not None else None,
+            version if version is not None and model_versions.has_network(version) else None,
             int(image_id),
             lambda: self.load_image(actor, image_id),
             sparse,
@@ -1233,11 +1238,22 @@ class Studio:
     # ------------------------------------------------------------------ export
 
     def import_labels(
-        self, actor: User, project_id: int, name: str, data: bytes, image_id: int | None = None
+        self,
+        actor: User,
+        project_id: int,
+        name: str,
+        data: bytes,
+        image_id: int | None = None,
+        as_prediction: bool = False,
     ) -> ImportReport:
-        """Import existing annotations as human labels authored by the lead (lead only).
+        """Import existing annotations as human labels (lead only), or as a starting prediction.
 
-        Labels identical to ones already there are skipped.
+        Human labels are authored by the lead; a starting prediction's objects are accepted one by
+        one by the annotators. Labels identical to ones already there are skipped. A starting
+        prediction becomes a new current model version without a network
+        (``storage.imports.import_prediction``): its objects are the prediction of the images the
+        file names and the open suggestions; other images keep the previous version's; training
+        starts from the last trained version.
 
         Parameters
         ----------
@@ -1252,6 +1268,9 @@ class Studio:
             label images (see ``storage.imports``).
         image_id : int, optional
             The image the labels belong to, instead of matching by name.
+        as_prediction : bool
+            Keep the objects as a starting prediction instead of human labels (background marks
+            are left out and reported).
 
         Returns
         -------
@@ -1267,10 +1286,21 @@ class Studio:
         InputError
             An unreadable file or a format this import does not know.
         """
-        from storage.imports import import_file
+        from storage.imports import import_file, import_prediction
 
         user = self._actor(actor)
         permissions.require_lead(self.db, user, int(project_id))
+        if as_prediction:
+            return import_prediction(
+                self.db,
+                user.id,
+                int(project_id),
+                images.clean_name(name),
+                bytes(data),
+                image_id=image_id,
+                max_bytes=self.settings.max_decoded_bytes,
+                blobs=self.blobs,
+            )[0]
         return import_file(
             self.db,
             user.id,

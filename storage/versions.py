@@ -28,6 +28,11 @@ def to_version(row: dict, current_id: int | None) -> ModelVersion:
     )
 
 
+def has_network(version: ModelVersion) -> bool:
+    """False for a version that holds an imported prediction only (no checkpoint)."""
+    return bool(version.checkpoint)
+
+
 def current_id(db: Database, project_id: int) -> int | None:
     return scalar(db, "SELECT current_model_id FROM projects WHERE id = ?", [project_id])
 
@@ -126,6 +131,8 @@ def warm_start(
     older = [v for v in list_for_project(db, project_id) if v.version < cur.version]
     notes: list[str] = []
     for version in [cur, *older]:
+        if not has_network(version):  # an imported prediction: nothing to start from
+            continue
         problem = _checkpoint_problem(blobs, version.checkpoint, check)
         if problem is None:
             if notes:
@@ -133,7 +140,8 @@ def warm_start(
             return version, notes
         notes.append(f"version {version.version}: checkpoint {problem}")
         merge_metrics(db, version.id, {"checkpoint_error": problem})
-    notes.append("no usable version: started from scratch")
+    if notes:
+        notes.append("no usable version: started from scratch")
     return None, notes
 
 

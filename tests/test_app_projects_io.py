@@ -63,3 +63,22 @@ def test_lead_chooses_model_channels_and_colours(studio: Studio) -> None:  # noq
     assert [d.visible for d in settings.display] == [True, False, True]
     assert settings.display[0].colour == "#ff8800"
     assert any("Channels saved" in s.value for s in at.success)
+
+
+def test_labels_import_as_a_starting_prediction(studio: Studio) -> None:  # noqa: F811
+    project, image_id, labels = project_with_image(studio)
+    at = logged_in(studio)
+    at.session_state["project_id"] = project.id
+    at.run()
+    at.get("file_uploader")[1].set_value(
+        [("cells_01_masks.tif", _tiff(labels.astype(np.uint16)), "image/tiff")]
+    )
+    at.radio(key="import_as").set_value("prediction")
+    at.button(key="FormSubmitter:import_labels-Import labels").click().run()
+    assert not at.exception, at.exception
+    admin = admin_of(studio)
+    n_objects = len(np.unique(labels[labels > 0]))
+    assert studio.list_annotations(admin, image_id) == []
+    assert len(studio.suggestions(admin, project.id, limit=100)) == n_objects
+    assert np.array_equal(studio.prediction(admin, image_id) > 0, labels > 0)
+    assert any("accept one by one" in s.value for s in at.success)
