@@ -3,11 +3,12 @@ which project is open). Session state holds ids only, never a password."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import streamlit as st
 
-from storage.config import Settings
 from storage.records import Project, User
 from storage.service import Studio
 
@@ -20,7 +21,7 @@ PROJECT_POLL_S = 5.0  # how often an open page re-reads the user's projects
 
 def data_dir() -> str:
     """The data directory this server uses (SPOCO_DATA_DIR, default ./data), as a cache key."""
-    return str(Settings.from_env().data_dir)
+    return str(Path(os.environ.get("SPOCO_DATA_DIR", "data")).resolve())
 
 
 @st.cache_resource(show_spinner=False)
@@ -37,9 +38,8 @@ def get_studio() -> Studio:
 def _bootstrap(directory: str) -> bool:
     """Once per server start: make sure an admin exists and a training worker runs in its own process."""
     studio = _open_studio(directory)
-    settings = Settings.from_env()
-    username = settings.admin_user
-    generated = studio.ensure_admin(username, settings.admin_password)
+    username = os.environ.get("SPOCO_ADMIN_USER", "admin")
+    generated = studio.ensure_admin(username, os.environ.get("SPOCO_ADMIN_PASSWORD") or None)
     if generated:
         # Only the server's console sees it: never show a password in a page anyone can open.
         print(f"SPOCO Studio: created admin {username!r} with password {generated}", file=sys.stderr)
@@ -54,7 +54,7 @@ def bootstrap() -> None:
 
 def worker_disabled() -> bool:
     """SPOCO_NO_WORKER=1 keeps the app from spawning a worker (page tests, or a worker run elsewhere)."""
-    return Settings.from_env().no_worker
+    return os.environ.get("SPOCO_NO_WORKER", "").strip().lower() in ("1", "true", "yes")
 
 
 def log_in(user: User) -> None:
