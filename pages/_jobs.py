@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
+from storage.config import Settings
 from storage.records import Job
 
 ACTIVE = ("queued", "running")
@@ -30,7 +30,8 @@ PRESETS: dict[str, Preset] = {
 
 
 def preset() -> Preset:
-    return PRESETS.get(os.environ.get("SPOCO_TRAIN_PRESET", "default").strip().lower(), PRESETS["default"])
+    """The training preset ``SPOCO_TRAIN_PRESET`` names (unknown names: the default)."""
+    return PRESETS.get(Settings.from_env().train_preset, PRESETS["default"])
 
 
 def watched_job(jobs: list[Job], kind: str = "train") -> Job | None:

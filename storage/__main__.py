@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 from pathlib import Path
 
@@ -68,8 +67,9 @@ def cmd_users_enable(studio: Studio, args: argparse.Namespace) -> int:
 
 
 def cmd_seed_demo(studio: Studio, args: argparse.Namespace) -> int:
-    username = os.environ.get("SPOCO_ADMIN_USER") or "admin"
-    generated = studio.ensure_admin(username, os.environ.get("SPOCO_ADMIN_PASSWORD") or None)
+    settings = Settings.from_env()
+    username = settings.admin_user
+    generated = studio.ensure_admin(username, settings.admin_password)
     if generated:
         print(f"created admin {username!r} with password: {generated}")
         print("(shown once; only its hash is stored)")

@@ -19,10 +19,11 @@ import sqlite3
 import time
 from pathlib import Path
 
+from storage.config import DEFAULT_BACKUP_HOURS, Settings
 from storage.errors import StudioError
 
 DEFAULT_KEEP = 10
-DEFAULT_INTERVAL_H = 6.0
+DEFAULT_INTERVAL_H = DEFAULT_BACKUP_HOURS
 PREFIX = "studio-"
 SUFFIX = ".sqlite3"
 
@@ -126,11 +127,8 @@ def due(db_path: Path, interval_h: float | None = None) -> bool:
 
 
 def interval_hours() -> float:
-    raw = os.environ.get("SPOCO_BACKUP_HOURS", "").strip()
-    try:
-        return float(raw) if raw else DEFAULT_INTERVAL_H
-    except ValueError as exc:
-        raise ValueError(f"SPOCO_BACKUP_HOURS must be a number of hours, not {raw!r}") from exc
+    """Hours between automatic backups (``SPOCO_BACKUP_HOURS``; 0 = never)."""
+    return Settings.from_env().backup_hours
 
 
 def restore(db_path: Path, source: Path) -> Path:

@@ -5,12 +5,12 @@ real sample images shipped inside scikit-image (read from the package, nothing d
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from storage.config import Settings
 from storage.records import Project, User
 from storage.service import Studio
 
@@ -63,11 +63,6 @@ def _sample_dir() -> Path:
     return Path(skimage.__file__).parent / "data"
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    return int(raw) if raw else default
-
-
 def seed_demo(
     studio: Studio,
     admin_user: User,
@@ -83,10 +78,10 @@ def seed_demo(
     """
     from spoco_core.synthetic import generate
 
-    n_synthetic = _env_int("SPOCO_DEMO_IMAGES", 8) if n_synthetic is None else n_synthetic
-    size = _env_int("SPOCO_DEMO_SIZE", 256) if size is None else size
-    if with_samples is None:
-        with_samples = os.environ.get("SPOCO_DEMO_SAMPLES", "1").strip().lower() not in ("0", "false", "no")
+    settings = Settings.from_env()
+    n_synthetic = settings.demo_images if n_synthetic is None else n_synthetic
+    size = settings.demo_size if size is None else size
+    with_samples = settings.demo_samples if with_samples is None else with_samples
     if any(p.name == DEMO_NAME for p in studio.list_projects(admin_user)):
         return None
     project = studio.create_project(admin_user, DEMO_NAME, DEMO_DESCRIPTION)

@@ -161,8 +161,8 @@ class Worker:
             db.close()
 
 
-def _configure_threads() -> None:
-    threads = os.environ.get("SPOCO_TORCH_THREADS", "").strip()
+def _configure_threads(threads: int | None) -> None:
+    """Torch's thread count for this process (``SPOCO_TORCH_THREADS``; None: torch's default)."""
     if threads:
         import torch
 
@@ -185,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s[%(process)d] %(levelname)s %(message)s",
         stream=sys.stderr,
     )
-    _configure_threads()
+    settings = Settings.from_env(args.data_dir)
+    _configure_threads(settings.torch_threads)
     try:
-        worker = Worker(Settings.from_env(args.data_dir))
+        worker = Worker(settings)
     except backup.DatabaseDamaged as exc:
         log.error("%s", exc)
         return 1
