@@ -70,7 +70,9 @@ def main() -> None:
     st.set_page_config(page_title="SPOCO Studio", page_icon=":material/biotech:", layout="wide")
     session.bootstrap()
     studio = session.get_studio()
+    session.restore_session(studio)  # a reloaded page: the session cookie names its user
     user = session.current_user(studio)
+    session.sync_cookie()
     if user is None:
         st.navigation(_login_pages(), position="hidden").run()
         return
@@ -79,7 +81,7 @@ def main() -> None:
         st.text(f"Logged in as {user.username}" + (" (admin)" if user.is_admin else ""))
         if st.button("Log out", key="logout", icon=":material/logout:"):
             session.release_claims(studio, user)
-            session.log_out()
+            session.log_out(studio)  # also revokes the session cookie on the server
             st.rerun()
     role = _project_picker(studio, user)
     with st.sidebar:

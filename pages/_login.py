@@ -18,9 +18,10 @@ def _submit() -> None:
     username = str(st.session_state.get("login_username", "")).strip()
     password = str(st.session_state.get("login_password", ""))
     st.session_state["login_password"] = ""
+    studio = session.get_studio()
     try:
         # throttled per username and address: failures from elsewhere do not lock this visitor out
-        user = session.get_studio().authenticate(username, password, client=st.context.ip_address)
+        user = studio.authenticate(username, password, client=st.context.ip_address)
     except LoginThrottled as exc:
         st.session_state[_ERROR] = (
             f"Too many failed attempts. Try again in {max(1, math.ceil(exc.retry_after))} s."
@@ -29,7 +30,7 @@ def _submit() -> None:
     except PermissionDenied:
         st.session_state[_ERROR] = "Wrong username or password."
         return
-    session.log_in(user)
+    session.log_in(user, studio.start_session(user))  # the cookie keeps it across a reload
 
 
 def render_login() -> None:

@@ -1,27 +1,31 @@
 """Per-server resources (the Studio, the worker) and per-browser-session state (who is logged in,
-which project is open). Session state holds ids only, never a password."""
+which project is open). Session state holds ids and the session cookie, never a password. The
+cookie (storage/auth.py) lets a reloaded page find its user again until it expires or the user
+logs out."""
 
 from __future__ import annotations
 
-import os
 import sys
-from pathlib import Path
 
 import streamlit as st
 
+from storage import auth
+from storage.config import Settings
 from storage.records import Project, User
 from storage.service import Studio
 
 USER_ID = "user_id"
 USERNAME = "username"
 PROJECT_ID = "project_id"
+SESSION = "_session_cookie"  # the signed session cookie value (a random token, no password)
+_CLEAR_COOKIE = "_clear_session_cookie"
 SELECT_PROJECT = "_select_project"  # set by a page to switch the sidebar picker on the next run
 PROJECT_POLL_S = 5.0  # how often an open page re-reads the user's projects
 
 
 def data_dir() -> str:
     """The data directory this server uses (SPOCO_DATA_DIR, default ./data), as a cache key."""
-    return str(Path(os.environ.get("SPOCO_DATA_DIR", "data")).resolve())
+    return str(Settings.from_env().data_dir)
 
 
 @st.cache_resource(show_spinner=False)
@@ -38,8 +42,9 @@ def get_studio() -> Studio:
 def _bootstrap(directory: str) -> bool:
     """Once per server start: make sure an admin exists and a training worker runs in its own process."""
     studio = _open_studio(directory)
-    username = os.environ.get("SPOCO_ADMIN_USER", "admin")
-    generated = studio.ensure_admin(username, os.environ.get("SPOCO_ADMIN_PASSWORD") or None)
+    settings = Settings.from_env()
+    username = settings.admin_user
+    generated = studio.ensure_admin(username, settings.admin_password)
     if generated:
         # Only the server's console sees it: never show a password in a page anyone can open.
         print(f"SPOCO Studio: created admin {username!r} with password {generated}", file=sys.stderr)
@@ -54,12 +59,62 @@ def bootstrap() -> None:
 
 def worker_disabled() -> bool:
     """SPOCO_NO_WORKER=1 keeps the app from spawning a worker (page tests, or a worker run elsewhere)."""
-    return os.environ.get("SPOCO_NO_WORKER", "").strip().lower() in ("1", "true", "yes")
+    return Settings.from_env().no_worker
 
 
-def log_in(user: User) -> None:
+def log_in(user: User, cookie: str | None = None) -> None:
+    """Remember who is logged in; ``cookie``: the session the browser keeps (``start_session``),
+    so a page reload finds the user again."""
     st.session_state[USER_ID] = user.id
     st.session_state[USERNAME] = user.username
+    if cookie is not None:
+        st.session_state[SESSION] = cookie
+
+
+def _browser_cookie() -> str | None:
+    """The session cookie the browser sent when this page was loaded (fixed for the page's life)."""
+    try:
+        value = st.context.cookies.get(auth.SESSION_COOKIE)
+    except Exception:  # no browser context (bare script runs)
+        return None
+    return value if isinstance(value, str) else None
+
+
+def restore_session(studio: Studio) -> None:
+    """After a page reload: log the browser's user back in from its session cookie, if the server
+    still knows that session (not logged out, not expired) and the account is enabled."""
+    if USER_ID in st.session_state:
+        return
+    cookie = _browser_cookie()
+    if not cookie:
+        return
+    user = studio.resume_session(cookie)
+    if user is not None:
+        log_in(user, cookie)
+
+
+def sync_cookie() -> None:
+    """Make the browser's session cookie match this session: set it after a log-in, delete it after
+    a log-out or when it no longer logs in. Streamlit can read cookies but not write them, so a
+    one-line script does it (``st.html`` runs it in the page itself, same origin)."""
+    wanted = st.session_state.get(SESSION) if USER_ID in st.session_state else None
+    sent = _browser_cookie()
+    cleared = st.session_state.pop(_CLEAR_COOKIE, False)
+    if wanted is not None and wanted != sent:
+        max_age = int(auth.SESSION_MAX_AGE_S)
+        _cookie_script(f"{auth.SESSION_COOKIE}={wanted}; Max-Age={max_age}")
+    elif wanted is None and (sent or cleared):
+        _cookie_script(f"{auth.SESSION_COOKIE}=; Max-Age=0")
+
+
+def _cookie_script(cookie: str) -> None:
+    """``cookie`` holds only URL-safe base64, digits, dots and the fixed attributes (no quotes)."""
+    st.html(
+        "<script>document.cookie = "
+        f'"{cookie}; Path=/; SameSite=Strict" + (location.protocol === "https:" ? "; Secure" : "");'
+        "</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def release_claims(studio: Studio, user: User) -> None:
@@ -70,9 +125,16 @@ def release_claims(studio: Studio, user: User) -> None:
         studio.release_suggestions(user, project_id)
 
 
-def log_out() -> None:
+def log_out(studio: Studio | None = None) -> None:
+    """Forget the user in this browser session; with ``studio``, also revoke the session on the
+    server, so its cookie (and any copy of it) never logs in again."""
+    cookie = st.session_state.get(SESSION) or _browser_cookie()
+    if studio is not None and cookie:
+        studio.end_session(cookie)
     for key in list(st.session_state.keys()):
         del st.session_state[key]
+    if cookie:
+        st.session_state[_CLEAR_COOKIE] = True  # the browser may hold it though the page came without
 
 
 def current_user(studio: Studio) -> User | None:
@@ -83,6 +145,10 @@ def current_user(studio: Studio) -> User | None:
     user = studio.get_user(user_id)
     if user is None or user.disabled:
         log_out()
+        return None
+    cookie = st.session_state.get(SESSION)
+    if cookie is not None and studio.resume_session(cookie) is None:
+        log_out()  # logged out in another tab, expired, or the password changed
         return None
     return user
 

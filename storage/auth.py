@@ -13,8 +13,13 @@ day after its last failure an unlocked name is forgotten, and the table never ho
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
+import hmac
+import os
 import secrets
+from pathlib import Path
 
 import bcrypt
 from sqlite_utils import Database
@@ -136,3 +141,107 @@ def dummy_verify(password: str, rounds: int = 12) -> None:
     """Spend the same time as a real check when the username does not exist, so response time does
     not reveal which usernames exist."""
     verify_password(password, _dummy_hash(rounds))
+
+
+# ---- sessions that survive a page reload
+#
+# The browser keeps a cookie "<token>.<expires>.<signature>": a random token, its expiry (epoch
+# seconds) and an HMAC-SHA256 of both under a server secret kept in the data folder. The database
+# keeps only the token's SHA-256, so neither a copy of the database nor the cookie holds a password
+# or its hash, and a database copy gives no usable cookie. Log-out revokes the row; expired and
+# revoked rows are purged when a new session starts.
+
+SESSION_COOKIE = "spoco_session"
+SESSION_MAX_AGE_S = 12 * 3600.0  # a working day; then the log-in form again
+SECRET_FILE = "session.key"
+
+
+def session_secret(data_dir: Path) -> bytes:
+    """The server's signing secret (32 random bytes in ``data_dir/session.key``, created once with
+    owner-only permissions). Removing the file logs every browser out."""
+    path = Path(data_dir) / SECRET_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process created it first: use theirs
+        return bytes.fromhex(path.read_text().strip())
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def _sign(secret: bytes, payload: str) -> str:
+    digest = hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
+
+
+def start_session(db: Database, secret: bytes, user_id: int, max_age_s: float = SESSION_MAX_AGE_S) -> str:
+    """A new session for the user; returns the cookie value to hand to the browser."""
+    token = secrets.token_urlsafe(32)
+    t = now()
+    expires = int(t + max_age_s)
+    with transaction(db):
+        db.execute("DELETE FROM sessions WHERE expires_at < ? OR revoked_at IS NOT NULL", [t])
+        db.execute(
+            "INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
+            [_token_hash(token), int(user_id), t, float(expires)],
+        )
+    payload = f"{token}.{expires}"
+    return f"{payload}.{_sign(secret, payload)}"
+
+
+def _token_of(secret: bytes, cookie: object) -> str | None:
+    """The token of a well-formed, correctly signed, unexpired cookie value, else None."""
+    if not isinstance(cookie, str) or len(cookie) > 512:
+        return None
+    parts = cookie.split(".")
+    if len(parts) != 3 or not parts[1].isdigit():
+        return None
+    token, expires, signature = parts
+    if not hmac.compare_digest(_sign(secret, f"{token}.{expires}"), signature):
+        return None
+    if int(expires) <= now():
+        return None
+    return token
+
+
+def session_user_id(db: Database, secret: bytes, cookie: object) -> int | None:
+    """The user id a cookie value stands for: signed by this server, not expired, and its session
+    neither revoked (log-out) nor expired in the database; None otherwise."""
+    token = _token_of(secret, cookie)
+    if token is None:
+        return None
+    row = one(
+        db,
+        "SELECT user_id FROM sessions WHERE token_hash = ? AND revoked_at IS NULL AND expires_at > ?",
+        [_token_hash(token), now()],
+    )
+    return None if row is None else int(row["user_id"])
+
+
+def end_session(db: Database, secret: bytes, cookie: object) -> bool:
+    """Revoke the session a cookie value names (log-out); the same cookie never logs in again.
+    Returns whether a live session was revoked."""
+    token = _token_of(secret, cookie)
+    if token is None:
+        return False
+    cur = db.execute(
+        "UPDATE sessions SET revoked_at = ? WHERE token_hash = ? AND revoked_at IS NULL",
+        [now(), _token_hash(token)],
+    )
+    return cur.rowcount > 0
+
+
+def end_user_sessions(db: Database, user_id: int) -> int:
+    """Revoke every live session of a user (a new password, a disabled account)."""
+    return db.execute(
+        "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", [now(), int(user_id)]
+    ).rowcount

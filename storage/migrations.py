@@ -209,7 +209,24 @@ def _v5_channels(db: Database) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_core, _v2_models, _v3_operations, _v4_claims, _v5_channels]
+def _v6_sessions(db: Database) -> None:
+    """Log-in sessions that outlive a page reload (storage/auth.py): the browser keeps a signed
+    cookie naming a session; only the session's hash is stored, and log-out revokes it here."""
+    db.executescript(
+        """
+        CREATE TABLE sessions (
+            token_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            revoked_at REAL
+        );
+        CREATE INDEX sessions_user ON sessions(user_id);
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [_v1_core, _v2_models, _v3_operations, _v4_claims, _v5_channels, _v6_sessions]
 LATEST = len(MIGRATIONS)
 
 

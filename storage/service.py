@@ -199,6 +199,28 @@ class Studio:
             auth.clear_failures(self.db, key)
         return users.to_user(row)
 
+    def start_session(self, actor: User) -> str:
+        """Open a log-in session that outlives a page reload.
+
+        Returns the signed cookie value for the browser (``auth.SESSION_COOKIE``); it holds a
+        random token, never the password or its hash.
+        """
+        user = self._actor(actor)
+        return auth.start_session(self.db, auth.session_secret(self.data_dir), user.id)
+
+    def resume_session(self, cookie: str | None) -> User | None:
+        """Return the user a session cookie stands for, or None.
+
+        None when the cookie is forged, expired or logged out, or the account is disabled.
+        """
+        user_id = auth.session_user_id(self.db, auth.session_secret(self.data_dir), cookie)
+        user = self.get_user(user_id) if user_id is not None else None
+        return None if user is None or user.disabled else user
+
+    def end_session(self, cookie: str | None) -> bool:
+        """Log out: revoke the session a cookie names, so the cookie never logs in again."""
+        return auth.end_session(self.db, auth.session_secret(self.data_dir), cookie)
+
     def create_user(self, actor: User, username: str, password: str, is_admin: bool = False) -> User:
         """Admin only. Passwords need 8+ characters; names are unique ignoring case (``Conflict``)."""
         permissions.require_admin(self._actor(actor))
@@ -229,6 +251,7 @@ class Studio:
         password_hash = auth.hash_password(password, self.settings.bcrypt_rounds)
         self.db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, target.id])
         auth.clear_failures(self.db, target.username)
+        auth.end_user_sessions(self.db, target.id)  # browsers logged in with the old password
 
     # Operator methods: for the shell CLI (whoever runs it can read the database anyway); no actor.
 
