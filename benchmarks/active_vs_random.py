@@ -189,7 +189,9 @@ def dense_reference(
     samples = [(images[k], annotator.sparse[k]) for k in images]
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="spoco-dense-") as tmp:
-        predictor = train_round(config, samples, iterations, args.seed * 1000, None, Path(tmp) / "dense.pt")
+        predictor, _ = train_round(
+            config, samples, iterations, args.seed * 1000, None, Path(tmp) / "dense.pt"
+        )
     scores = evaluate_predictor(predictor, test_images, test_gt, seed=args.seed, **eval_kwargs(args))
     scores["seconds"] = time.perf_counter() - t0
     scores["n_objects"] = annotator.n_objects

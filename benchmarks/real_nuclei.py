@@ -17,9 +17,11 @@ use, for a time budget (``TrainConfig.minutes``): the app's default (``DEFAULT_T
 and a long one; the only settings the benchmark sets are listed in ``OVERRIDES`` and printed.
 Segmentation is ``Predictor.segment`` with the app's views (``1 + uncertainty.DEFAULT_N_TTA``).
 The classical row is ``spoco_core.classical`` (Otsu + distance-transform watershed), tuned once on
-the first training frame and fixed. The active-learning rows start from the 10 % labels' first
-model and add ``AL_ROUNDS`` x ``AL_PER_ROUND`` objects picked by cluster instability or at random
-(``simulate.run_active_learning``), warm-starting each round for the default budget.
+the first training frame and fixed. The active-learning rows label crops of the training frames
+(``al_pool``): the same few objects and marks first, then growing rounds of suggestions picked by
+cluster instability or at random (``simulate.run_active_learning``, a simulated annotator answers
+each with the reference object or a background mark), warm-starting each round for the default
+budget, until the labels approach every object of the pool.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+from skimage.segmentation import relabel_sequential
 
 from spoco_core.classical import segment_classical
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
@@ -50,8 +53,11 @@ TEST_FRAMES = (16, 17, 18, 19)
 MARKS_PER_IMAGE = 10
 MARK_SIDE = 16
 LONG_MINUTES = 8.0
-AL_ROUNDS = 2
-AL_PER_ROUND = 50
+AL_CROP = 256
+AL_CROPS_PER_FRAME = 3
+AL_FIRST_OBJECTS = 2  # per crop: about 15 % of a crop's nuclei
+AL_FIRST_MARKS = 2  # per crop, 16x16 px (a frame's ten marks scaled to a crop's area)
+AL_PER_ROUND = (24, 48, 96)  # growing rounds, so the last labels approach every object of the pool
 OVERRIDES = {"device": "cpu"}  # rows run side by side on the CPU, one torch thread each
 """Every TrainConfig field the benchmark sets besides the budget and the seed; tests hold it to this."""
 
@@ -82,6 +88,29 @@ def load_data(quick: bool = False) -> Data:
     train = prep(TRAIN_FRAMES[:2] if quick else TRAIN_FRAMES)
     test = prep(TEST_FRAMES[:1] if quick else TEST_FRAMES)
     return Data(*train, *test)
+
+
+def al_pool(data: Data, quick: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The active-learning pool: ``AL_CROPS_PER_FRAME`` crops of ``AL_CROP`` px per training frame.
+
+    Crops keep the ranking and the rounds short enough for 2 CPU cores while the test frames stay
+    whole; an object cut by a crop's edge is labelled as the part inside (the loss does not treat
+    the image edge as an object's rim).
+    """
+    side = 64 if quick else AL_CROP
+    images, refs = [], []
+    for img, ref in zip(data.train_images, data.train_ref, strict=True):
+        h, w = ref.shape
+        y = (h - side) // 2
+        for x in np.linspace(0, w - side, AL_CROPS_PER_FRAME).astype(int):
+            window = (slice(y, y + side), slice(x, x + side))
+            images.append(np.ascontiguousarray(img[(slice(None), *window)]))
+            refs.append(relabel_sequential(ref[window])[0].astype(np.int32))
+    return images, refs
+
+
+def al_rounds(quick: bool) -> tuple[int, ...]:
+    return (2,) if quick else AL_PER_ROUND
 
 
 def sparse_labels(ref: list[np.ndarray], fraction: float) -> list[np.ndarray]:
@@ -154,25 +183,25 @@ def run_row(row: Row, quick: bool, threads: int) -> tuple[Row, dict]:
 
 
 def run_active(strategy: str, minutes: float, quick: bool, threads: int) -> tuple[str, list[dict]]:
-    """Incremental loop on the real pool: 10 % labels first, then rounds of suggested objects."""
+    """Incremental loop on crops of the training frames: a few objects first, then growing rounds."""
     from spoco_core.simulate import run_active_learning
 
     torch.set_num_threads(threads)
     data = load_data(quick)
+    pool_images, pool_ref = al_pool(data, quick)
     cfg = train_config(minutes, **quick_settings(quick))
-    per_round = 4 if quick else AL_PER_ROUND
-    first = [int(np.ceil(0.1 * np.unique(r[r > 0]).size)) for r in data.train_ref]
+    per_round = al_rounds(quick)
     results = run_active_learning(
         strategy,  # type: ignore[arg-type]
-        data.train_images,
-        data.train_ref,
+        pool_images,
+        pool_ref,
         data.test_images,
         data.test_ref,
-        rounds=1 if quick else AL_ROUNDS,
+        rounds=len(per_round),
         k_per_round=per_round,
         iterations_per_round=1,  # the budget decides: TrainConfig.minutes
-        initial_objects_per_image=max(1, int(np.median(first))),
-        initial_background_per_image=MARKS_PER_IMAGE,
+        initial_objects_per_image=AL_FIRST_OBJECTS,
+        initial_background_per_image=AL_FIRST_MARKS,
         background_side=MARK_SIDE,
         train_config=cfg,
         segment_kwargs={"tta": n_views()},
@@ -205,7 +234,8 @@ def describe(minutes: float, long_minutes: float, threads: int, jobs: int, data:
             "objects, the rest background.",
             f"Training: TrainConfig() defaults (lr {cfg.lr:g}, batch {cfg.batch_size}, patch "
             f"{cfg.patch_size}, U-Net depth {cfg.model.depth} base {cfg.model.base_channels}, coordinate "
-            f"channels x 2.2 / sqrt(median labelled area), foreground weight {cfg.loss.w_foreground:g}, "
+            f"channels x 2.2 / sqrt(median labelled area), foreground weight {cfg.loss.w_foreground:g}"
+            f"{' with background never outweighed by objects' if cfg.loss.fg_balanced else ''}, "
             "scale "
             f"jitter {cfg.scale_jitter:g}) with {OVERRIDES}, for {minutes:g} min (the app's default "
             f"budget) or {long_minutes:g} min; {jobs} rows side by side, {threads} torch thread(s) each, "
@@ -224,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-minutes", type=float, default=LONG_MINUTES, help="long budget rows")
     parser.add_argument("--jobs", type=int, default=2, help="rows trained side by side (processes)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per row")
-    parser.add_argument("--rows", default="all", help="comma-separated row indices or 'all'")
+    parser.add_argument(
+        "--rows", default="all", help="comma-separated row indices, 'all' or 'none' (active learning only)"
+    )
     parser.add_argument("--no-active", action="store_true", help="skip the active-learning rows")
     args = parser.parse_args(argv)
     try:
@@ -234,8 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     minutes = 0.05 if args.quick else args.minutes
     long_minutes = 0.1 if args.quick else args.long_minutes
-    rows = [replace(r, minutes=minutes if r.minutes == DEFAULT_TRAIN_MINUTES else long_minutes) for r in ROWS]
-    if args.rows != "all":
+    rows = [
+        replace(r, minutes=minutes if r.minutes == DEFAULT_TRAIN_MINUTES else long_minutes)
+        if r.minutes
+        else r
+        for r in ROWS
+    ]
+    if args.rows == "none":
+        rows = []
+    elif args.rows != "all":
         rows = [rows[int(i)] for i in args.rows.split(",")]
     t0 = time.perf_counter()
     print(describe(minutes, long_minutes, args.threads, args.jobs, data), flush=True)
@@ -270,17 +309,22 @@ def main(argv: list[str] | None = None) -> int:
             f"{ratio} | {out['seconds']:.0f} |"
         )
     if al:
+        pool_ref = al_pool(data, args.quick)[1]
+        n_pool = sum(int(r.max()) for r in pool_ref)
         print(
-            f"\nActive learning on the training frames (start: 10 % + marks; {AL_PER_ROUND} objects a "
-            f"round, warm-started {minutes:g} min each):\n"
+            f"\nActive learning on {len(pool_ref)} crops ({n_pool} objects) of the training frames (start: "
+            f"{AL_FIRST_OBJECTS} objects + {AL_FIRST_MARKS} marks per crop; rounds of "
+            f"{', '.join(map(str, al_rounds(args.quick)))} "
+            f"suggestions, each answered as an object or a background mark; warm-started {minutes:g} "
+            "min each; tested on the test frames):\n"
         )
-        print("| strategy | round | objects labelled | suggestions answered | mAP | AP50 | SBD |")
-        print("|---|---|---|---|---|---|---|")
+        print("| strategy | round | objects labelled | background marks | iterations | mAP | AP50 | SBD |")
+        print("|---|---|---|---|---|---|---|---|")
         for strategy, rounds in al:
             for r in rounds:
                 print(
-                    f"| {strategy} | {r['round']} | {r['n_objects']} | {r['n_actions']} | {r['mAP']:.3f} | "
-                    f"{r['AP50']:.3f} | {r['SBD']:.3f} |"
+                    f"| {strategy} | {r['round']} | {r['n_objects']} | {r['n_background_marks']} | "
+                    f"{r['iterations']} | {r['mAP']:.3f} | {r['AP50']:.3f} | {r['SBD']:.3f} |"
                 )
     print(f"\ntotal time: {time.perf_counter() - t0:.0f} s")
     if args.quick:

@@ -373,21 +373,26 @@ def train_round(
     seed: int,
     init_checkpoint: Path | None,
     save_to: Path,
-) -> Predictor:
-    """Train ``iterations`` steps (warm start from ``init_checkpoint``), save, return a Predictor."""
+) -> tuple[Predictor, int]:
+    """Train ``iterations`` steps (warm start from ``init_checkpoint``) and save.
+
+    Returns the Predictor and the steps done (a time budget, ``config.minutes``, decides them
+    itself).
+    """
     cfg = replace(
         config, iterations=iterations, seed=seed, model=replace(config.model), loss=replace(config.loss)
     )
     trainer = Trainer(cfg, samples, init_checkpoint=init_checkpoint)
-    trainer.fit()
+    done = trainer.fit().iterations_done
     trainer.save(save_to)
-    return Predictor(
+    predictor = Predictor(
         trainer.student,
         trainer.teacher,
         device=trainer.device,
         config=trainer.config,
         foreground_trained=trainer.foreground_trained,
     )
+    return predictor, done
 
 
 def run_active_learning(
@@ -512,7 +517,7 @@ def run_active_learning(
                 predictor = Predictor.from_checkpoint(initial_checkpoint, device=config.device)
                 path = Path(initial_checkpoint)
             else:
-                predictor = train_round(config, samples, n_iter, seed * 1000 + r, ckpt, path)
+                predictor, n_iter = train_round(config, samples, n_iter, seed * 1000 + r, ckpt, path)
                 if r == 0 and initial_checkpoint is not None:
                     shutil.copyfile(path, initial_checkpoint)
             ckpt = path

@@ -234,6 +234,34 @@ def test_foreground_loss_with_core_margin_teaches_rims_as_not_core():
         LossConfig(core_margin=-1)
 
 
+def test_balanced_foreground_loss_weighs_objects_and_background_alike():
+    # 140 object pixels, 4 background-mark pixels, every pixel predicted "object" with confidence
+    lab = torch.zeros(2, 10, 10, dtype=torch.long)
+    lab[0], lab[1, :, :4] = 1, 2
+    lab[1, 0, 4:8] = -1
+    logits = torch.full((2, 1, 10, 10), 6.0)
+    wrong = math.log1p(math.exp(6.0))  # BCE of a background pixel at logit +6
+    right = math.log1p(math.exp(-6.0))
+    plain = foreground_loss(logits, lab).item()
+    balanced = foreground_loss(logits, lab, balanced=True).item()
+    assert plain == pytest.approx((140 * right + 4 * wrong) / 144, rel=1e-4)  # the marks barely count
+    assert balanced == pytest.approx((right + wrong) / 2, rel=1e-4)  # half the loss is the marks'
+    # balanced over the batch: the marks lie in the second image only, and still weigh half
+    emb = torch.zeros(2, 4, 10, 10)
+    cfg = LossConfig(fg_balanced=True, core_margin=0)
+    _, terms = spoco_loss(emb, None, logits, lab, cfg)
+    assert terms["foreground"] == pytest.approx(balanced, rel=1e-4)
+    _, terms = spoco_loss(emb, None, logits, lab, LossConfig(core_margin=0, fg_balanced=False))
+    per_image = (right + (40 * right + 4 * wrong) / 44) / 2
+    assert terms["foreground"] == pytest.approx(per_image, rel=1e-4)
+    # with more background than object pixels (dense labels) nothing is reweighed
+    dense = torch.full_like(lab, -1)
+    dense[:, :3, :3] = 1
+    assert foreground_loss(logits, dense, balanced=True).item() == pytest.approx(
+        foreground_loss(logits, dense).item(), rel=1e-6
+    )
+
+
 @pytest.mark.parametrize("n_objects", [0, 1])
 def test_spoco_loss_with_zero_or_one_object_is_finite_and_differentiable(n_objects):
     lab = torch.zeros(2, H, W, dtype=torch.long)
@@ -289,9 +317,15 @@ def test_terms_are_averaged_over_the_batch():
     lab[1] = 0  # second image has nothing labelled: contributes zero to every supervised term
     _, both = spoco_loss(emb_f, None, fg, lab, generator=_gen())
     _, first = spoco_loss(emb_f[:1], None, fg[:1], lab[:1], generator=_gen())
-    for term in ("pull", "push", "reg", "instance", "unlabelled", "foreground"):
+    for term in ("pull", "push", "reg", "instance", "unlabelled"):
         assert both[term] == pytest.approx(first[term] / 2, rel=1e-5), term
     assert both["consistency"] == 0.0  # no teacher embeddings given
+    # the balanced foreground term pools the batch's labelled pixels: an empty image adds nothing
+    assert both["foreground"] == pytest.approx(first["foreground"], rel=1e-5)
+    plain = LossConfig(fg_balanced=False)
+    _, both = spoco_loss(emb_f, None, fg, lab, plain, generator=_gen())
+    _, first = spoco_loss(emb_f[:1], None, fg[:1], lab[:1], plain, generator=_gen())
+    assert both["foreground"] == pytest.approx(first["foreground"] / 2, rel=1e-5)
 
 
 def test_half_precision_inputs_give_float32_loss():
