@@ -556,3 +556,54 @@ def test_browser_overview_click_centres_the_view(server: Server) -> None:
             shots("overview")
         finally:
             browser.close()
+
+
+def test_browser_session_survives_a_reload_until_log_out(server: Server) -> None:
+    """Log in, reload: still logged in (the signed session cookie). Log out, reload: the log-in
+    form, and the old cookie value no longer logs anyone in."""
+    from playwright.sync_api import sync_playwright
+
+    from storage.service import Studio
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1500, "height": 1000})
+            page = context.new_page()
+            page.set_default_timeout(30_000)
+            _log_in(page, server.url, ADMIN, ADMIN_PW)
+            _settle(page)
+            cookies = {c["name"]: c for c in context.cookies()}
+            assert "spoco_session" in cookies, cookies.keys()
+            value = cookies["spoco_session"]["value"]
+            assert ADMIN_PW not in value and "$2" not in value  # a token, no password or hash
+            assert cookies["spoco_session"]["sameSite"] == "Strict"
+
+            page.reload()
+            page.get_by_text(f"Logged in as {ADMIN}").wait_for()
+            page.get_by_role("heading", name="Projects").first.wait_for()
+            assert page.get_by_role("textbox", name="Password").count() == 0
+            _settle(page)
+
+            page.get_by_role("button", name="Log out").click()
+            page.get_by_role("textbox", name="Password").wait_for()
+            _settle(page)
+            page.reload()
+            page.get_by_role("textbox", name="Password").wait_for()
+            page.wait_for_timeout(1000)
+            assert page.get_by_text(f"Logged in as {ADMIN}").count() == 0
+            assert "spoco_session" not in {c["name"] for c in context.cookies()}
+
+            # the logged-out cookie, put back by hand, is refused by the server
+            context.add_cookies([{"name": "spoco_session", "value": value, "url": server.url}])
+            page.reload()
+            page.get_by_role("textbox", name="Password").wait_for()
+            page.wait_for_timeout(1000)
+            assert page.get_by_text(f"Logged in as {ADMIN}").count() == 0
+        finally:
+            browser.close()
+    studio = Studio.open(server.data_dir)
+    try:
+        assert studio.resume_session(value) is None
+    finally:
+        studio.close()
