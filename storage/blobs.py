@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
+
+from spoco_core.atomic import atomic_write
 
 TEMP_MAX_AGE_S = 300.0
 """A temp file untouched this long was left by a writer that was killed (a write takes seconds)."""
@@ -46,20 +48,11 @@ class BlobStore:
         self.write_with(rel, lambda fh: fh.write(data))
         return rel
 
-    def write_with(self, rel: str, writer: Callable[[object], object], suffix: str = "") -> str:
+    def write_with(self, rel: str, writer: Callable[[BinaryIO], object]) -> str:
         """Call ``writer(file_object)`` on a temp file, then move it into place atomically."""
         target = self.path(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix + ".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                writer(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, writer)
         return rel
 
     def put_content(self, data: bytes, folder: str, suffix: str = "") -> tuple[str, str]:
@@ -79,16 +72,7 @@ class BlobStore:
 
         target = self.path(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tif")
-        os.close(fd)
-        try:
-            write_labels(Path(tmp), labels)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_labels(target, labels)  # atomic itself
         return rel
 
     def read_labels(self, rel: str) -> np.ndarray:
@@ -100,10 +84,11 @@ class BlobStore:
         self.path(rel).unlink(missing_ok=True)
 
     def sweep_temp_files(self, older_than_s: float = TEMP_MAX_AGE_S) -> list[Path]:
-        """Remove the temp files of writes that never finished (``.<name>.<random>...tmp`` or
-        ``.tif``, as the atomic writes here, ``Trainer.save`` and ``write_labels`` name them) that
-        have not been modified for ``older_than_s``; returns what was removed. Stored blobs never
-        start with a dot."""
+        """Remove the temp files of writes that never finished, untouched for ``older_than_s``.
+
+        Temp files are named ``.<name>.<random>.tmp`` (``spoco_core.atomic``; ``.tif`` ones are
+        swept too). Returns what was removed. Stored blobs never start with a dot.
+        """
         cutoff = time.time() - older_than_s
         removed = []
         for folder, _dirs, files in os.walk(self.root):
