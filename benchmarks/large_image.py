@@ -24,8 +24,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
 from spoco_core.model import UNetConfig
