@@ -20,7 +20,8 @@ import datetime as dt
 import io
 import json
 import zipfile
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import numpy as np
 import tifffile
@@ -122,6 +123,50 @@ def _iso(ts: float) -> str:
 
 
 def build_zip(db: Database, blobs: BlobStore, project_id: int, ome_zarr: bool = False) -> bytes:
+    """The export as bytes (small projects, tests); :func:`write_zip` writes it to a file."""
+    buf = io.BytesIO()
+    write_zip(db, blobs, project_id, buf, ome_zarr=ome_zarr)
+    return buf.getvalue()
+
+
+EXPORT_KEEP_S = 24 * 3600
+"""Prepared export files older than this are removed when the next export is prepared."""
+
+
+def export_to_file(
+    db: Database, blobs: BlobStore, project_id: int, folder: Path, ome_zarr: bool = False
+) -> Path:
+    """Write the export into ``folder`` (created) and return its path. The zip goes to disk image by
+    image, never whole into memory; it is written under a hidden temporary name and renamed when
+    complete, and exports older than ``EXPORT_KEEP_S`` are removed first."""
+    import os
+    import tempfile
+    import time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - EXPORT_KEEP_S
+    for old in folder.glob("*.zip"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass  # a concurrent download or cleanup
+    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write_zip(db, blobs, project_id, out, ome_zarr=ome_zarr)
+        final = folder / f"project-{project_id}-{Path(tmp).stem.removeprefix('.export-')}.zip"
+        os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return final
+
+
+def write_zip(
+    db: Database, blobs: BlobStore, project_id: int, target: BinaryIO, ome_zarr: bool = False
+) -> None:
+    """Write the project's export zip (see the module docstring) into ``target``, image by image."""
     project = projects.get(db, project_id)
     version = model_versions.current(db, project_id)
     rows = list(db.query("SELECT * FROM images WHERE project_id = ? ORDER BY id", [project_id]))
@@ -133,8 +178,7 @@ def build_zip(db: Database, blobs: BlobStore, project_id: int, ome_zarr: bool = 
     }
     labels_meta: list[dict] = []
     counts: list[dict] = []
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for row, stem in zip(rows, _stems([r["name"] for r in rows]), strict=True):
             image_id, shape = int(row["id"]), (int(row["height"]), int(row["width"]))
             sparse = annotations.sparse_labels(db, image_id, shape)
@@ -211,7 +255,6 @@ def build_zip(db: Database, blobs: BlobStore, project_id: int, ome_zarr: bool = 
         writer.writeheader()
         writer.writerows(counts)
         zf.writestr("counts.csv", out.getvalue())
-    return buf.getvalue()
 
 
 def _label_records(db: Database, image_id: int, name: str, stem: str) -> list[dict]:

@@ -1047,6 +1047,38 @@ class Studio:
         permissions.require_member(self.db, self._actor(actor), int(project_id))
         return model_versions.current(self.db, int(project_id))
 
+    def downloadable_model(self, actor: User, project_id: int) -> ModelVersion | None:
+        """Lead only: the version whose checkpoint a download gives, or None before any training.
+
+        The current version; when it is an imported prediction (no network), the newest trained
+        version before it, the one training would start from.
+        """
+        pid = int(project_id)
+        permissions.require_lead(self.db, self._actor(actor), pid)
+        cur = model_versions.current(self.db, pid)
+        if cur is None:
+            return None
+        trained = [
+            v
+            for v in model_versions.list_for_project(self.db, pid)
+            if v.version <= cur.version and model_versions.has_network(v)
+        ]
+        return trained[0] if trained else None
+
+    def model_checkpoint(self, actor: User, version_id: int) -> bytes:
+        """Lead only: a version's checkpoint file, as ``python -m spoco_core segment --model`` reads it.
+
+        ``InputError`` for an imported prediction (no network) or a checkpoint file that is gone.
+        """
+        version = model_versions.get(self.db, int(version_id))
+        permissions.require_lead(self.db, self._actor(actor), version.project_id)
+        if not model_versions.has_network(version):
+            raise InputError(f"version {version.version} is an imported prediction: it has no network")
+        try:
+            return self.blobs.path(version.checkpoint).read_bytes()
+        except (OSError, ValueError) as exc:
+            raise InputError(f"the checkpoint of version {version.version} cannot be read") from exc
+
     def set_current_model(self, actor: User, project_id: int, version_id: int) -> ModelVersion:
         """Lead only. Also queues predictions for images this version has not seen."""
         user = self._actor(actor)
@@ -1364,6 +1396,19 @@ class Studio:
 
         permissions.require_lead(self.db, self._actor(actor), int(project_id))
         return build_zip(self.db, self.blobs, int(project_id), ome_zarr=bool(ome_zarr))
+
+    def export_to_file(self, actor: User, project_id: int, ome_zarr: bool = False) -> Path:
+        """Lead only: :meth:`export_zip` written to a file; the path of the finished zip.
+
+        The file goes under ``<data dir>/exports``, image by image, never whole in memory (large
+        projects). Exports older than a day are removed when the next one is written.
+        """
+        from storage.export import export_to_file
+
+        permissions.require_lead(self.db, self._actor(actor), int(project_id))
+        return export_to_file(
+            self.db, self.blobs, int(project_id), Path(self.data_dir) / "exports", ome_zarr=bool(ome_zarr)
+        )
 
 
 def _require_unclaimed(db: Database, suggestion_id: int, user: User) -> None:

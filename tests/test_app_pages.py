@@ -564,11 +564,19 @@ def test_export_page_produces_a_zip(studio: Studio) -> None:
     at.switch_page("pages/export.py").run()
     at.button(key="export_prepare").click().run()
     assert not at.exception, at.exception
-    project_id, _, data = at.session_state["export_zip"]
+    project_id, _, path = at.session_state["export_file"]
     assert project_id == project.id
-    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert Path(path).parent == studio.data_dir / "exports"  # written to disk, not kept in memory
+    names = zipfile.ZipFile(path).namelist()
     assert "labels/cells_01.tif" in names and "coco.json" in names
     assert at.get("download_button")
+    assert "No trained model yet" in texts(at)
+    store_model_output(studio, project.id, image_id, labels, 2)  # a trained version (test checkpoint)
+    at.run()
+    assert not at.exception, at.exception
+    labels_shown = [b.proto.label for b in at.get("download_button")]
+    assert "Download model v1 checkpoint" in labels_shown
+    assert any("spoco_core segment --model Cells_model_v1.pt" in c.value for c in at.code)
 
 
 # ---------------------------------------------------------------------------------- permissions
