@@ -82,3 +82,12 @@ def test_labels_import_as_a_starting_prediction(studio: Studio) -> None:  # noqa
     assert len(studio.suggestions(admin, project.id, limit=100)) == n_objects
     assert np.array_equal(studio.prediction(admin, image_id) > 0, labels > 0)
     assert any("accept one by one" in s.value for s in at.success)
+    # the Annotate page hands the imported objects out as suggestions; Accept keeps one
+    at.switch_page("pages/annotate.py").run()
+    assert not at.exception, at.exception
+    assert at.radio(key="ann_mode").value == "Suggestion queue"
+    at.button(key="ann_accept").click().run()
+    assert not at.exception, at.exception
+    (saved,) = studio.list_annotations(admin, image_id)
+    assert (saved.kind, saved.source, saved.author) == ("object", "accepted", "admin")
+    assert len(studio.suggestions(admin, project.id, limit=100)) == n_objects - 1
