@@ -22,6 +22,9 @@ from storage.records import ModelVersion
 
 MAX_CLICKS = 100
 _models: dict[tuple[str, float], Any] = {}  # (checkpoint path, mtime) -> Predictor, kept per process
+# (cached blob path, mtime) -> (embeddings, foreground): the image being clicked on, so the clicks after
+# the first skip reading and decoding the blob (a 1024 px image's is 32 MB)
+_embeddings: dict[tuple[str, float], tuple[np.ndarray, np.ndarray | None]] = {}
 _lock = threading.Lock()
 
 
@@ -67,8 +70,19 @@ def model_embedding(
     from storage.embedding_cache import CachedEmbedder, embedding_rel
 
     predictor = _predictor(blobs, version)
+    rel = embedding_rel(version.id, image_id)
+    path = blobs.path(rel)
+    if path.is_file():
+        with _lock:
+            held = _embeddings.get((str(path), path.stat().st_mtime))
+        if held is not None:
+            return held[0], held[1], predictor
     pixels = image()
-    out = CachedEmbedder(predictor, blobs, embedding_rel(version.id, image_id), pixels).embed(pixels)
+    out = CachedEmbedder(predictor, blobs, rel, pixels).embed(pixels)
+    if path.is_file():
+        with _lock:
+            _embeddings.clear()  # one image at a time
+            _embeddings[(str(path), path.stat().st_mtime)] = (out.emb, out.fg_prob)
     return out.emb, out.fg_prob, predictor
 
 
