@@ -145,7 +145,7 @@ def export_to_file(
 
     folder.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - EXPORT_KEEP_S
-    for old in folder.glob("*.zip"):
+    for old in [*folder.glob("*.zip"), *folder.glob(".export-*.tmp")]:  # also what killed writers left
         try:
             if old.stat().st_mtime < cutoff:
                 old.unlink()

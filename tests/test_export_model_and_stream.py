@@ -113,3 +113,23 @@ def test_large_export_is_written_to_disk_with_bounded_memory(world: World) -> No
     # five images cost what one does: the zip is not held in memory
     assert peak_five < peak_one * 1.25 + 4 * 2**20, (peak_one, peak_five)
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_old_exports_and_unfinished_ones_are_removed_when_the_next_is_made(world: World) -> None:
+    import os
+    import time
+
+    folder = world.studio.data_dir / "exports"
+    folder.mkdir(parents=True)
+    old_zip, left_tmp, recent = (
+        folder / "project-1-old.zip",
+        folder / ".export-abc.tmp",
+        folder / "project-1-new.zip",
+    )
+    for path in (old_zip, left_tmp, recent):
+        path.write_bytes(b"x")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in (old_zip, left_tmp):
+        os.utime(path, (two_days_ago, two_days_ago))
+    made = world.studio.export_to_file(world.lead, world.project.id)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([recent.name, made.name])
