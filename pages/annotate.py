@@ -256,9 +256,11 @@ def main() -> None:
             )
 
     with left:
+        imported = model is not None and not model.checkpoint  # an imported starting prediction
         st.caption(
             f"{md(image.name)} · {image.width}×{image.height} · model "
             + (f"v{model.version}" if model else "none yet")
+            + (" (imported prediction: accept its objects one by one)" if imported else "")
         )
         model_id = model.id if model else None
         predicted = render.prediction(studio, user, image.id, model_id)

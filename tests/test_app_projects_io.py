@@ -86,6 +86,7 @@ def test_labels_import_as_a_starting_prediction(studio: Studio) -> None:  # noqa
     at.switch_page("pages/annotate.py").run()
     assert not at.exception, at.exception
     assert at.radio(key="ann_mode").value == "Suggestion queue"
+    assert "imported prediction" in "\n".join(c.value for c in at.caption)
     at.button(key="ann_accept").click().run()
     assert not at.exception, at.exception
     (saved,) = studio.list_annotations(admin, image_id)
