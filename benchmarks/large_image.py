@@ -7,7 +7,8 @@ A model of the default shape (``UNetConfig()``) is trained briefly on synthetic 
 ``--checkpoint``): speed depends on the network's shape and on how much of the image it calls
 foreground, not on how good it is. Per image size, one synthetic nuclei image goes through what
 the Studio's prediction job does: ``spoco_core.tiling.tiled_uncertainty`` (tiles of 512 px with a
-64 px margin, test-time views by image size, clustering beside the network in a second process)
+64 px margin, test-time views and the teacher's run by image size, clustering in a second process
+while the next tile goes through the network)
 gives the labels and each object's instability ("seconds predict"); ``rank_suggestions`` picks
 50 objects and their masks are run-length encoded as the job stores them ("seconds rank").
 Timings on a machine shared with other work read high: "CPU seconds" (this process and the
@@ -30,7 +31,7 @@ from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
 from spoco_core.model import UNetConfig
 from spoco_core.synthetic import generate, sparsify
-from spoco_core.tiling import MARGIN, TILE, is_tiled, tile_grid, tiled_uncertainty, views_for
+from spoco_core.tiling import MARGIN, TILE, is_tiled, teacher_for, tile_grid, tiled_uncertainty, views_for
 from spoco_core.train import TrainConfig, Trainer
 from spoco_core.uncertainty import clustering_pool, rank_suggestions
 
@@ -89,6 +90,7 @@ def run_size(predictor: Predictor, size: int, tile: int, margin: int, pool: obje
         "size": f"{size}x{size}",
         "tiles": tiles,
         "views": 1 + views_for(size, size),
+        "teacher": "yes" if teacher_for(size, size) else "no",
         "predict": t1 - t0,
         "rank": t2 - t1,
         "objects": int(item.labels.max()),
@@ -123,10 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"done {rows[-1]['size']} in {rows[-1]['predict'] + rows[-1]['rank']:.1f} s", flush=True
                 )
     print(f"\ntiles of {tile} px with a {margin} px margin, {args.threads} torch threads\n")
-    print("| image size | tiles | views | seconds predict | seconds rank | objects | CPU seconds |")
-    print("|---|---|---|---|---|---|---|")
+    print("| image size | tiles | views | teacher | seconds predict | seconds rank | objects | CPU seconds |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
-        cells = [r["size"], r["tiles"], r["views"], f"{r['predict']:.1f}", f"{r['rank']:.1f}", r["objects"]]
+        cells = [r["size"], r["tiles"], r["views"], r["teacher"], f"{r['predict']:.1f}", f"{r['rank']:.1f}"]
+        cells.append(r["objects"])
         cells.append(f"{r['cpu']:.0f}")
         print("| " + " | ".join(str(c) for c in cells) + " |")
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -85,6 +86,46 @@ def views_for(h: int, w: int, n_tta: int = DEFAULT_N_TTA, budget_px: int = VIEW_
     return int(max(0, min(n_tta, budget_px // max(1, h * w) - 1)))
 
 
+def teacher_for(h: int, w: int, budget_px: int = VIEW_BUDGET_PX) -> bool:
+    """Whether the EMA teacher's run joins the instability runs of an (h, w) image: up to half the
+    view budget (about 1250 px a side). Beyond, it would add an embedding and a clustering per
+    tile; the bandwidth runs still score every object."""
+    return h * w <= budget_px // 2
+
+
+class _StudentOnly:
+    """The predictor without its teacher: ``uncertainty.image_uncertainty`` then skips that run,
+    as it does for a predictor that has none."""
+
+    def __init__(self, predictor: Embedder) -> None:
+        self._predictor = predictor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._predictor, name)
+
+    def embed(self, image: np.ndarray, which: str = "student", **kwargs: Any) -> Any:
+        if which == "teacher":
+            raise ValueError("no teacher run for an image this large")
+        return self._predictor.embed(image, which=which, **kwargs)
+
+
+class _Prefetched:
+    """The predictor, with one window's plain student embedding already under way in a thread:
+    the next tile's network pass runs while this tile is clustered (torch releases the GIL, and
+    clustering runs in the pool's process or waits on it)."""
+
+    def __init__(self, predictor: Embedder, window: np.ndarray, pending: Future) -> None:
+        self._predictor, self._window, self._pending = predictor, window, pending
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._predictor, name)
+
+    def embed(self, image: np.ndarray, which: str = "student", **kwargs: Any) -> Any:
+        if which == "student" and image is self._window and not kwargs:
+            return self._pending.result()
+        return self._predictor.embed(image, which=which, **kwargs)
+
+
 def _centres(labels: np.ndarray) -> dict[int, tuple[float, float]]:
     ids = np.unique(labels[labels > 0])
     if ids.size == 0:
@@ -150,6 +191,7 @@ def tiled_uncertainty(
     tile: int = TILE,
     margin: int = MARGIN,
     n_tta: int | None = None,
+    teacher: bool | None = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
     should_stop: Callable[[], bool] | None = None,
     **kwargs: Any,
@@ -157,34 +199,52 @@ def tiled_uncertainty(
     """``uncertainty.image_uncertainty`` for an image of any size: one call for an image that fits
     one window, else one per tile window, stitched (objects keep their tile's scores).
 
-    ``n_tta`` defaults to :func:`views_for` the whole image. ``max_samples`` is what clustering
-    samples from an image of one tile; a window samples in proportion to its area, so its objects
-    get as many samples each as in a tile-sized image cut out alone (a fixed sample over a larger
-    area leaves small objects too few points to form a cluster). ``should_stop`` is asked between
-    tiles; when it says yes, ``InterruptedError`` is raised (a large image takes minutes).
+    ``n_tta`` defaults to :func:`views_for` the whole image, and the teacher's run is left out
+    where :func:`teacher_for` says so (``teacher=None``; True or False to choose).
+    ``max_samples`` is what clustering samples from an image of one tile; a window samples in
+    proportion to its area, so its objects get as many samples each as in a tile-sized image cut
+    out alone (a fixed sample over a larger area leaves small objects too few points to form a
+    cluster). ``should_stop`` is asked between tiles; when it says yes, ``InterruptedError`` is
+    raised (a large image takes minutes). The next tile's network pass runs while a tile is
+    clustered.
     Other keywords go to ``image_uncertainty``.
     """
     image = np.asarray(image)
     h, w = image.shape[-2:]
     views = views_for(h, w) if n_tta is None else int(n_tta)
+    if not (teacher_for(h, w) if teacher is None else teacher):
+        predictor = _StudentOnly(predictor)
     if not is_tiled(h, w, tile, margin):
         return image_uncertainty(predictor, image, n_tta=views, max_samples=max_samples, **kwargs)
     tiles = tile_grid(h, w, tile, margin)
     stitcher = Stitcher(h, w)
     pixel_map = np.zeros((h, w), dtype=np.float32)
     scores: list[dict[int, ObjectScore]] = []
-    for index, t in enumerate(tiles):
-        if should_stop is not None and should_stop():
-            raise InterruptedError("stopped between tiles")
+
+    def window_of(t: Tile) -> np.ndarray:
         wy0, wy1, wx0, wx1 = t.window
-        samples = max(1, round(max_samples * (wy1 - wy0) * (wx1 - wx0) / tile**2))
-        window = np.ascontiguousarray(image[..., wy0:wy1, wx0:wx1])
-        part = image_uncertainty(predictor, window, n_tta=views, max_samples=samples, **kwargs)
-        stitcher.add(index, t, part.labels)
-        scores.append({o.object_id: o for o in part.objects})
-        if part.pixel_map is not None:
-            cy0, cy1, cx0, cx1 = t.core
-            pixel_map[cy0:cy1, cx0:cx1] = part.pixel_map[cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0]
+        return np.ascontiguousarray(image[..., wy0:wy1, wx0:wx1])
+
+    with ThreadPoolExecutor(max_workers=1) as ahead:
+        window = window_of(tiles[0])
+        pending = ahead.submit(predictor.embed, window)
+        for index, t in enumerate(tiles):
+            if should_stop is not None and should_stop():
+                raise InterruptedError("stopped between tiles")
+            current, embedded = window, pending
+            if index + 1 < len(tiles):
+                window = window_of(tiles[index + 1])
+                pending = ahead.submit(predictor.embed, window)
+            wy0, wy1, wx0, wx1 = t.window
+            samples = max(1, round(max_samples * (wy1 - wy0) * (wx1 - wx0) / tile**2))
+            part = image_uncertainty(
+                _Prefetched(predictor, current, embedded), current, n_tta=views, max_samples=samples, **kwargs
+            )
+            stitcher.add(index, t, part.labels)
+            scores.append({o.object_id: o for o in part.objects})
+            if part.pixel_map is not None:
+                cy0, cy1, cx0, cx1 = t.core
+                pixel_map[cy0:cy1, cx0:cx1] = part.pixel_map[cy0 - wy0 : cy1 - wy0, cx0 - wx0 : cx1 - wx0]
     min_size = int(kwargs.get("min_size") or getattr(predictor, "min_size", 1) or 1)
     labels, old_ids = stitcher.finish(min_size=min_size)
     areas = np.bincount(labels.ravel(), minlength=old_ids.size)

@@ -9,7 +9,7 @@ import torch
 
 from spoco_core.infer import Predictor
 from spoco_core.model import UNetConfig
-from spoco_core.tiling import Stitcher, is_tiled, tile_grid, tiled_uncertainty, views_for
+from spoco_core.tiling import Stitcher, is_tiled, teacher_for, tile_grid, tiled_uncertainty, views_for
 from spoco_core.train import TrainConfig, Trainer
 from spoco_core.uncertainty import pair_counts
 
@@ -68,6 +68,7 @@ def test_views_shrink_with_the_image() -> None:
     assert views_for(1400, 1400) == 0 < views_for(1200, 1200)
     assert views_for(2048, 2048) == views_for(3000, 3000) == 0
     assert views_for(512, 512, n_tta=7) > 2
+    assert teacher_for(1024, 1024) and not teacher_for(2048, 2048)
 
 
 def test_stitching_keeps_each_object_once_across_tile_borders() -> None:
