@@ -1,7 +1,10 @@
 """A prediction job, run by the worker after training (or after ``set_current_model`` / new
-uploads): for every image of the project, the version's instance labels (a TIFF blob) and
-per-object instability -> ranked suggestions (``spoco_core.uncertainty``). Also scores the version
-against the human object labels. Worker-side only (imports spoco_core)."""
+uploads): for every image of the project, the version's instance labels (a TIFF blob per image and
+version, stored as soon as that image is done) and per-object instability -> ranked suggestions
+(``spoco_core.uncertainty``), re-ranked as images finish so the queue fills while the job runs.
+Large images go tile by tile (``spoco_core.tiling``); cancel and the worker's stop are checked
+between tiles. Also scores the version against the human object labels. Worker-side only
+(imports spoco_core)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,8 @@ A failing job is marked failed with the last line of its traceback and the worke
 On start and every ``SWEEP_S`` it removes temp files that killed writers left in the blob store
 and backs the database up when the newest backup is older than ``SPOCO_BACKUP_HOURS``
 (``storage.backup``); a database that fails SQLite's check at start stops it (with how to restore).
-SIGTERM/SIGINT stop the current job at its next step (marked failed: 'worker stopped') and exit.
+SIGTERM/SIGINT stop the current job at its next step (a training step; an image, or a tile of a
+large one, for predictions), mark it failed ('worker stopped') and exit.
 A worker the web app started (``--parent-pid``) exits once that server is gone and no job runs,
 so stopping the app leaves no orphan behind; a worker started by hand runs until stopped.
 """
