@@ -18,7 +18,7 @@ and a long one; the only settings the benchmark sets are listed in ``OVERRIDES``
 Segmentation is ``Predictor.segment`` with the app's views (``1 + uncertainty.DEFAULT_N_TTA``).
 The classical row is ``spoco_core.classical`` (Otsu + distance-transform watershed), tuned once on
 the first training frame and fixed. The active-learning rows label crops of the training frames
-(``al_pool``): the same few objects and marks first, then growing rounds of suggestions picked by
+(``al_crops``): the same few objects and marks first, then growing rounds of suggestions picked by
 cluster instability or at random (``simulate.run_active_learning``, a simulated annotator answers
 each with the reference object or a background mark), warm-starting each round for the default
 budget, until the labels approach every object of the pool.
@@ -90,16 +90,18 @@ def load_data(quick: bool = False) -> Data:
     return Data(*train, *test)
 
 
-def al_pool(data: Data, quick: bool = False) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The active-learning pool: ``AL_CROPS_PER_FRAME`` crops of ``AL_CROP`` px per training frame.
+def al_crops(
+    frames: list[np.ndarray], reference: list[np.ndarray], quick: bool = False
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``AL_CROPS_PER_FRAME`` crops of ``AL_CROP`` px across the middle of each frame.
 
-    Crops keep the ranking and the rounds short enough for 2 CPU cores while the test frames stay
-    whole; an object cut by a crop's edge is labelled as the part inside (the loss does not treat
-    the image edge as an object's rim).
+    The active-learning rows pool and test on crops: ranking, training and scoring every round
+    stay short enough for 2 CPU cores. An object cut by a crop's edge is the part inside (the loss
+    does not treat the image edge as an object's rim; scoring compares the same parts).
     """
     side = 64 if quick else AL_CROP
     images, refs = [], []
-    for img, ref in zip(data.train_images, data.train_ref, strict=True):
+    for img, ref in zip(frames, reference, strict=True):
         h, w = ref.shape
         y = (h - side) // 2
         for x in np.linspace(0, w - side, AL_CROPS_PER_FRAME).astype(int):
@@ -188,15 +190,16 @@ def run_active(strategy: str, minutes: float, quick: bool, threads: int) -> tupl
 
     torch.set_num_threads(threads)
     data = load_data(quick)
-    pool_images, pool_ref = al_pool(data, quick)
+    pool_images, pool_ref = al_crops(data.train_images, data.train_ref, quick)
+    test_images, test_ref = al_crops(data.test_images, data.test_ref, quick)
     cfg = train_config(minutes, **quick_settings(quick))
     per_round = al_rounds(quick)
     results = run_active_learning(
         strategy,  # type: ignore[arg-type]
         pool_images,
         pool_ref,
-        data.test_images,
-        data.test_ref,
+        test_images,
+        test_ref,
         rounds=len(per_round),
         k_per_round=per_round,
         iterations_per_round=1,  # the budget decides: TrainConfig.minutes
@@ -309,14 +312,15 @@ def main(argv: list[str] | None = None) -> int:
             f"{ratio} | {out['seconds']:.0f} |"
         )
     if al:
-        pool_ref = al_pool(data, args.quick)[1]
+        pool_ref = al_crops(data.train_images, data.train_ref, args.quick)[1]
+        test_ref = al_crops(data.test_images, data.test_ref, args.quick)[1]
         n_pool = sum(int(r.max()) for r in pool_ref)
         print(
             f"\nActive learning on {len(pool_ref)} crops ({n_pool} objects) of the training frames (start: "
             f"{AL_FIRST_OBJECTS} objects + {AL_FIRST_MARKS} marks per crop; rounds of "
             f"{', '.join(map(str, al_rounds(args.quick)))} "
             f"suggestions, each answered as an object or a background mark; warm-started {minutes:g} "
-            "min each; tested on the test frames):\n"
+            f"min each; tested on {len(test_ref)} crops of the test frames):\n"
         )
         print("| strategy | round | objects labelled | background marks | iterations | mAP | AP50 | SBD |")
         print("|---|---|---|---|---|---|---|---|")
