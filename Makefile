@@ -49,6 +49,7 @@ bench-quick: venv
 	$(PY) -m benchmarks.label_selection --quick
 	$(PY) -m benchmarks.embed_speed --quick
 	$(PY) -m benchmarks.real_nuclei --quick
+	$(PY) -m benchmarks.annotation_effort --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -74,3 +74,21 @@ def test_quick_real_nuclei_prints_every_row_or_says_why_not() -> None:
         pytest.skip(proc.stdout.strip())  # offline: the data could not be fetched
     rows = ("| classical", "| dense |", "| 30 % + marks |", "| 10 % + marks, long |", "| instability | 1 |")
     assert all(row in proc.stdout for row in rows), proc.stdout
+
+
+@pytest.mark.browser
+def test_quick_annotation_effort_prints_every_way_or_says_why_not() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.annotation_effort", "--quick"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    if proc.stdout.startswith("skipped:"):
+        pytest.skip(proc.stdout.strip())  # no chromium, or offline: the data could not be fetched
+    ways = ("| accept a suggestion |", "| click an object (1 click) |", "| click-to-segment |", "| polygon |")
+    assert all(way in proc.stdout for way in ways), proc.stdout
+    assert "round trip, every action: median" in proc.stdout
