@@ -334,7 +334,7 @@ class Driver:
         self.page = page
         self.timeout_ms = timeout_s * 1000
 
-    def settle(self, timeout: float = 60.0) -> None:
+    def settle(self, timeout: float = 300.0) -> None:
         """Until Streamlit's running indicator has been gone for 0.5 s."""
         deadline = time.monotonic() + timeout
         quiet = None
@@ -461,7 +461,7 @@ def polygon_row(d: Driver, image: Img, objs: list[tuple[int, np.ndarray]], row: 
             row.clicks += 1
             time.sleep(0.25)
         try:
-            d.page.get_by_text("1 outline(s) ready").wait_for(timeout=d.timeout_ms)
+            d.page.get_by_text("1 outline(s) ready").wait_for(timeout=20_000)
         except Exception:  # the outline did not close: counted as clicks for nothing
             d.settle()
             if clear.count() and clear.is_enabled():
@@ -564,6 +564,7 @@ def run(args: argparse.Namespace) -> int:
             "SPOCO_TORCH_THREADS": str(args.threads),
             "OMP_NUM_THREADS": str(args.threads),
         }
+        os.environ["SPOCO_BCRYPT_ROUNDS"] = "4"  # the admin made here logs in as fast as in the app
         t_setup = time.perf_counter()
         worker_s = set_up_project(data_dir, env, images, params, args.minutes)
         print(
@@ -590,7 +591,7 @@ def run(args: argparse.Namespace) -> int:
             try:
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
                 page.set_default_timeout(60_000)
-                d = Driver(page, timeout_s=20.0)
+                d = Driver(page, timeout_s=120.0)  # a first click-to-segment computes embeddings
                 page.goto(url)
                 page.get_by_role("textbox", name="Username").fill(ADMIN)
                 page.get_by_role("textbox", name="Password").fill(ADMIN_PW)
