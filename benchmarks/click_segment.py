@@ -109,14 +109,16 @@ def train(data: Data, minutes: float, quick: bool, iterations: int = 0) -> tuple
     ), done
 
 
-def evaluate(data: Data, predictor: Predictor) -> tuple[dict[str, list[float]], dict[str, float]]:
+def evaluate(
+    data: Data, predictor: Predictor, clustered_row: bool = True
+) -> tuple[dict[str, list[float]], dict[str, float]]:
     """IoU per click for every row, and the seconds per click of each row."""
     ious: dict[str, list[float]] = {}
     seconds: dict[str, float] = {}
     n = 0
     for image, ref in zip(data.test_images, data.test_ref, strict=True):
         out = predictor.embed(image)
-        clustered = predictor.segment(image, tta=1)
+        clustered = predictor.segment(image, tta=1) if clustered_row else None
         classical = segment_classical(image)
         objects = [int(k) for k in np.unique(ref) if k > 0]
         n += len(objects)
@@ -131,10 +133,10 @@ def evaluate(data: Data, predictor: Predictor) -> tuple[dict[str, list[float]], 
                 )
                 seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
                 ious.setdefault(name, []).append(iou(mask, truth))
-            for name, labels in (
-                ("model's clustered object under the click", clustered),
-                ("classical proposal under the click", classical),
-            ):
+            rows = [("classical proposal under the click", classical)]
+            if clustered is not None:
+                rows.insert(0, ("model's clustered object under the click", clustered))
+            for name, labels in rows:
                 picked = labels == labels[y, x] if labels[y, x] > 0 else np.zeros_like(truth)
                 ious.setdefault(name, []).append(iou(picked, truth))
     return ious, {k: v / max(n, 1) for k, v in seconds.items()}
@@ -145,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="synthetic smoke run of a few seconds")
     parser.add_argument("--minutes", type=float, default=DEFAULT_TRAIN_MINUTES, help="training budget")
     parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--checkpoint", help="score this trained model instead of training one")
+    parser.add_argument(
+        "--no-clustered", action="store_true", help="skip the clustered-object row (HDBSCAN per test frame)"
+    )
     parser.add_argument(
         "--iterations", type=int, default=0, help="train this many steps instead of --minutes (busy machines)"
     )
@@ -156,16 +162,29 @@ def main(argv: list[str] | None = None) -> int:
     except DataUnavailable as exc:
         print(f"skipped: the real nuclei data is not available ({exc})")
         return 0
-    predictor, iterations = train(data, args.minutes, args.quick, args.iterations)
+    if args.checkpoint:
+        predictor = Predictor.from_checkpoint(args.checkpoint, device="cpu")
+        iterations = -1
+    else:
+        predictor, iterations = train(data, args.minutes, args.quick, args.iterations)
     t_train = time.perf_counter() - t0
-    ious, per_click = evaluate(data, predictor)
+    ious, per_click = evaluate(data, predictor, clustered_row=not args.no_clustered)
     n = len(next(iter(ious.values())))
+    trained = (
+        f"model {args.checkpoint} ({predictor.config.minutes:g} min budget, object area "
+        f"{predictor.config.object_area:g} px)"
+        if args.checkpoint
+        else None
+    )
+    if trained is None:
+        how = "(quick)" if args.quick else (f"{args.minutes:g} min" if not args.iterations else "by steps")
+        trained = (
+            f"model trained {how} on {data.fraction:.0%} of the training objects + background marks "
+            f"({iterations} iterations, {t_train:.0f} s)"
+        )
     print(
         f"# Click-to-segment on {data.name}: {n} clicks (one per reference object of "
-        f"{len(data.test_images)} test image(s), at its centre); model trained "
-        f"{'(quick)' if args.quick else (f'{args.minutes:g} min' if not args.iterations else 'by steps')} "
-        f"on {data.fraction:.0%} of the "
-        f"training objects + background marks ({iterations} iterations, {t_train:.0f} s); "
+        f"{len(data.test_images)} test image(s), at its centre); {trained}; "
         f"delta_v {predictor.delta_v:g}, grow {predictor.grow} px"
     )
     print(f"| row | IoU >= {GOOD_IOU} | median IoU | ms per click |")
