@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import os
 import re
@@ -217,9 +218,11 @@ def tif_bytes(pixels: np.ndarray) -> bytes:
 def set_up_project(
     data_dir: Path, env: dict[str, str], images: list[Img], params: dict, minutes: float
 ) -> int:
+    from storage.config import Settings
     from storage.service import Studio
 
-    studio = Studio.open(data_dir)
+    # the admin made here logs in as fast as in the app, which runs with 4 bcrypt rounds too
+    studio = Studio(dataclasses.replace(Settings.from_env(data_dir), bcrypt_rounds=4))
     try:
         studio.ensure_admin(ADMIN, ADMIN_PW)
         admin = studio.find_user(ADMIN)
@@ -256,9 +259,11 @@ def set_up_project(
 
 def saved_objects(data_dir: Path) -> dict[int, tuple[int, np.ndarray]]:
     """Annotation id -> (image id, mask) of every live object label, read through a Studio."""
+    from storage.config import Settings
     from storage.service import Studio
 
-    studio = Studio.open(data_dir)
+    # the admin made here logs in as fast as in the app, which runs with 4 bcrypt rounds too
+    studio = Studio(dataclasses.replace(Settings.from_env(data_dir), bcrypt_rounds=4))
     try:
         admin = studio.find_user(ADMIN)
         project = next(p for p in studio.list_projects(admin) if p.name == "Effort")
@@ -273,9 +278,11 @@ def saved_objects(data_dir: Path) -> dict[int, tuple[int, np.ndarray]]:
 
 
 def open_suggestions(data_dir: Path) -> int:
+    from storage.config import Settings
     from storage.service import Studio
 
-    studio = Studio.open(data_dir)
+    # the admin made here logs in as fast as in the app, which runs with 4 bcrypt rounds too
+    studio = Studio(dataclasses.replace(Settings.from_env(data_dir), bcrypt_rounds=4))
     try:
         admin = studio.find_user(ADMIN)
         project = next(p for p in studio.list_projects(admin) if p.name == "Effort")
@@ -564,7 +571,6 @@ def run(args: argparse.Namespace) -> int:
             "SPOCO_TORCH_THREADS": str(args.threads),
             "OMP_NUM_THREADS": str(args.threads),
         }
-        os.environ["SPOCO_BCRYPT_ROUNDS"] = "4"  # the admin made here logs in as fast as in the app
         t_setup = time.perf_counter()
         worker_s = set_up_project(data_dir, env, images, params, args.minutes)
         print(

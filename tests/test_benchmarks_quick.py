@@ -38,7 +38,7 @@ def run_quick(script: str, *extra: str) -> str:
         ("sparse_vs_dense.py", "| dense (1.0) |"),
         ("label_selection.py", "| oracle-worst |"),
         ("embed_speed.py", "second process (one precision): True"),
-        ("large_image.py", "| image size | tiles | views | seconds predict | seconds rank |"),
+        ("large_image.py", "| image size | tiles | views | teacher | seconds predict | seconds rank |"),
     ],
 )
 def test_quick_benchmark_prints_a_table(script: str, expect: str) -> None:

@@ -176,7 +176,7 @@ def _train(page, shots: Shots, tag: str) -> None:
         timeout=30_000
     )
     shots(f"{tag}_started")
-    page.get_by_text("done, iteration", exact=False).first.wait_for(timeout=180_000)
+    page.get_by_text("done, step", exact=False).first.wait_for(timeout=180_000)
     page.get_by_role("progressbar").first.wait_for(timeout=10_000)
     shots(f"{tag}_done")
 
