@@ -137,29 +137,24 @@ def export_to_file(
     db: Database, blobs: BlobStore, project_id: int, folder: Path, ome_zarr: bool = False
 ) -> Path:
     """Write the export into ``folder`` (created) and return its path. The zip goes to disk image by
-    image, never whole into memory; it is written under a hidden temporary name and renamed when
-    complete, and exports older than ``EXPORT_KEEP_S`` are removed first."""
-    import os
-    import tempfile
+    image, never whole into memory, through ``spoco_core.atomic`` (a download never sees half a
+    zip); exports and unfinished temp files older than ``EXPORT_KEEP_S`` are removed first."""
+    import secrets
     import time
+
+    from spoco_core.atomic import TEMP_SUFFIX, atomic_path
 
     folder.mkdir(parents=True, exist_ok=True)
     cutoff = time.time() - EXPORT_KEEP_S
-    for old in [*folder.glob("*.zip"), *folder.glob(".export-*.tmp")]:  # also what killed writers left
+    for old in [*folder.glob("*.zip"), *folder.glob(f".*{TEMP_SUFFIX}")]:  # also what killed writers left
         try:
             if old.stat().st_mtime < cutoff:
                 old.unlink()
         except OSError:
             pass  # a concurrent download or cleanup
-    fd, tmp = tempfile.mkstemp(prefix=".export-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write_zip(db, blobs, project_id, out, ome_zarr=ome_zarr)
-        final = folder / f"project-{project_id}-{Path(tmp).stem.removeprefix('.export-')}.zip"
-        os.replace(tmp, final)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    final = folder / f"project-{project_id}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}.zip"
+    with atomic_path(final) as tmp, tmp.open("wb") as out:
+        write_zip(db, blobs, project_id, out, ome_zarr=ome_zarr)
     return final
 
 

@@ -123,7 +123,7 @@ def test_old_exports_and_unfinished_ones_are_removed_when_the_next_is_made(world
     folder.mkdir(parents=True)
     old_zip, left_tmp, recent = (
         folder / "project-1-old.zip",
-        folder / ".export-abc.tmp",
+        folder / ".project-1-old.zip.abc.tmp",
         folder / "project-1-new.zip",
     )
     for path in (old_zip, left_tmp, recent):
