@@ -41,6 +41,7 @@ from spoco_core.classical import segment_classical
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
+from spoco_core.labels import complete_labels
 from spoco_core.metrics import evaluate, mean_metrics
 from spoco_core.model import UNetConfig
 from spoco_core.real_data import PACKAGE, DataUnavailable, load_hela
@@ -120,7 +121,7 @@ def sparse_labels(ref: list[np.ndarray], fraction: float) -> list[np.ndarray]:
     out = []
     for i, lab in enumerate(ref):
         if fraction >= 1.0:
-            out.append(np.where(lab == 0, -1, lab).astype(np.int32))
+            out.append(complete_labels(lab))
             continue
         sparse = sparsify(lab, fraction, seed=1000 + i)
         sparse[background_squares(lab, MARKS_PER_IMAGE, MARK_SIDE, seed=i)] = -1
@@ -150,6 +151,16 @@ def score(labels: list[np.ndarray], ref: list[np.ndarray]) -> dict:
     return metrics
 
 
+def trained_predictor(trainer: Trainer) -> Predictor:
+    return Predictor(
+        trainer.student,
+        trainer.teacher,
+        device="cpu",
+        config=trainer.config,
+        foreground_trained=trainer.foreground_trained,
+    )
+
+
 def run_row(row: Row, quick: bool, threads: int) -> tuple[Row, dict]:
     """Train (or run the classical pipeline) and score one row, in a worker process."""
     torch.set_num_threads(threads)
@@ -166,13 +177,7 @@ def run_row(row: Row, quick: bool, threads: int) -> tuple[Row, dict]:
     )
     result = trainer.fit()
     t_train = time.perf_counter() - t0
-    predictor = Predictor(
-        trainer.student,
-        trainer.teacher,
-        device="cpu",
-        config=trainer.config,
-        foreground_trained=trainer.foreground_trained,
-    )
+    predictor = trained_predictor(trainer)
     labels = [predictor.segment(img, tta=n_views()) for img in data.test_images]
     out = score(labels, data.test_ref)
     out.update(
@@ -210,6 +215,31 @@ def run_active(strategy: str, minutes: float, quick: bool, threads: int) -> tupl
         segment_kwargs={"tta": n_views()},
     )
     return strategy, [r.as_dict() for r in results]
+
+
+def run_complete(complete: bool, minutes: float, quick: bool, threads: int) -> tuple[bool, dict]:
+    """Every object of the active-learning crops + their starting background marks, trained from
+    scratch for ``minutes``: as labelled, or with the crops marked complete (the rest background).
+
+    Why the last rounds of an incremental loop need the complete mark: every object labelled says
+    nothing about the background by itself.
+    """
+    torch.set_num_threads(threads)
+    data = load_data(quick)
+    pool_images, pool_ref = al_crops(data.train_images, data.train_ref, quick)
+    test_images, test_ref = al_crops(data.test_images, data.test_ref, quick)
+    labels = []
+    for i, ref in enumerate(pool_ref):
+        sparse = ref.astype(np.int32)
+        sparse[background_squares(ref, AL_FIRST_MARKS, MARK_SIDE, seed=i)] = -1
+        labels.append(complete_labels(sparse) if complete else sparse)
+    samples = list(zip(pool_images, labels, strict=True))
+    trainer = Trainer(train_config(minutes, **quick_settings(quick)), samples)
+    result = trainer.fit()
+    predictor = trained_predictor(trainer)
+    out = score([predictor.segment(img, tta=n_views()) for img in test_images], test_ref)
+    out.update(iterations=result.iterations_done, labelled=int(sum(int(r.max()) for r in pool_ref)))
+    return complete, out
 
 
 ROWS = (
@@ -284,17 +314,21 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx) as pool:
         futures = [pool.submit(run_row, r, args.quick, args.threads) for r in rows]
-        active = []
+        active, complete = [], []
         if not args.no_active:
             active = [
                 pool.submit(run_active, s, minutes, args.quick, args.threads)
                 for s in ("instability", "random")
+            ]
+            complete = [
+                pool.submit(run_complete, c, minutes, args.quick, args.threads) for c in (False, True)
             ]
         for f in as_completed(futures):  # a line per finished row, so a long run shows progress
             row, out = f.result()
             print(f"finished {row.name}: mAP {out['mAP']:.3f}, {out['objects']} objects", flush=True)
         done = [f.result() for f in futures]
         al = [f.result() for f in active]
+        completed = [f.result() for f in complete]
     by_name = {row.name: out for row, out in done}
     header = (
         "| row | budget (min) | iterations | objects labelled | mAP | AP50 | SBD | objects predicted "
@@ -319,17 +353,35 @@ def main(argv: list[str] | None = None) -> int:
             f"\nActive learning on {len(pool_ref)} crops ({n_pool} objects) of the training frames (start: "
             f"{AL_FIRST_OBJECTS} objects + {AL_FIRST_MARKS} marks per crop; rounds of "
             f"{', '.join(map(str, al_rounds(args.quick)))} "
-            f"suggestions, each answered as an object or a background mark; warm-started {minutes:g} "
-            f"min each; tested on {len(test_ref)} crops of the test frames):\n"
+            f"suggestions, each answered as an object or a background mark; a crop whose every object "
+            f"is labelled is marked complete; warm-started {minutes:g} min each; tested on "
+            f"{len(test_ref)} crops of the test frames):\n"
         )
-        print("| strategy | round | objects labelled | background marks | iterations | mAP | AP50 | SBD |")
-        print("|---|---|---|---|---|---|---|---|")
+        print(
+            "| strategy | round | objects labelled | background marks | crops complete | iterations "
+            "| mAP | AP50 | SBD |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
         for strategy, rounds in al:
             for r in rounds:
                 print(
                     f"| {strategy} | {r['round']} | {r['n_objects']} | {r['n_background_marks']} | "
-                    f"{r['iterations']} | {r['mAP']:.3f} | {r['AP50']:.3f} | {r['SBD']:.3f} |"
+                    f"{r['n_complete']} | {r['iterations']} | {r['mAP']:.3f} | {r['AP50']:.3f} | "
+                    f"{r['SBD']:.3f} |"
                 )
+        print(
+            f"\nEvery object of those crops + their {AL_FIRST_MARKS} starting marks each, trained from "
+            f"scratch for {minutes:g} min, same test crops:\n"
+        )
+        print("| crops | objects labelled | iterations | mAP | AP50 | SBD | objects predicted / reference |")
+        print("|---|---|---|---|---|---|---|")
+        n_test = sum(int(r.max()) for r in test_ref)
+        for is_complete, out in completed:
+            print(
+                f"| {'marked complete (the rest background)' if is_complete else 'as labelled'} | "
+                f"{out['labelled']} | {out['iterations']} | {out['mAP']:.3f} | {out['AP50']:.3f} | "
+                f"{out['SBD']:.3f} | {out['objects']} / {n_test} |"
+            )
     print(f"\ntotal time: {time.perf_counter() - t0:.0f} s")
     if args.quick:
         assert all(np.isfinite(out["SBD"]) for _, out in done)

@@ -208,6 +208,24 @@ def _progress(image: ImageInfo, images: list[ImageInfo], queue: list[Suggestion]
     m3.metric("Queue", f"{len(queue)}+" if len(queue) >= QUEUE_LIMIT else len(queue))
 
 
+def _complete_toggle(studio: Studio, user: User, image: ImageInfo) -> None:
+    """Say that every object of the image is labelled: training then learns its unlabelled pixels
+    as background, which more object labels alone never teach."""
+    key = f"ann_complete_{image.id}"
+
+    def changed() -> None:
+        studio.set_image_complete(user, image.id, bool(st.session_state[key]))
+
+    st.toggle(
+        "Every object here is labelled",
+        value=image.complete,
+        key=key,
+        on_change=changed,
+        help="Training takes the rest of this image as background, and it gets no more "
+        "suggestions. Turn it off if an object is still missing.",
+    )
+
+
 def main() -> None:
     studio, user, project = session.require_project()
     st.title("Annotate")
@@ -225,6 +243,7 @@ def main() -> None:
         _plane_nav(studio, user, image)
         timer.show((image.id, sug.id if sug else None))
         _progress(image, images, queue)
+        _complete_toggle(studio, user, image)
         settings = view_controls(image.id, image.width, image.height, sug.bbox if sug else None)
         shown = settings.viewport
         if shown.w < image.width or shown.h < image.height:

@@ -44,6 +44,7 @@ import numpy as np
 from scipy import ndimage
 
 from spoco_core.infer import Predictor
+from spoco_core.labels import complete_labels
 from spoco_core.metrics import evaluate, mean_metrics
 from spoco_core.synthetic import background_squares
 from spoco_core.train import TrainConfig, Trainer
@@ -135,6 +136,18 @@ class SimulatedAnnotator:
     def labels(self, key: Key) -> np.ndarray:
         """A copy of the sparse labels of ``key``."""
         return self.sparse[key].copy()
+
+    def is_complete(self, key: Key) -> bool:
+        """Every GT object of ``key`` is labelled (an annotator sees none left)."""
+        return not self.unlabelled_ids(key)
+
+    def training_labels(self, key: Key) -> np.ndarray:
+        """What the Studio trains on.
+
+        The sparse labels, with the rest as background once the annotator has marked the image
+        complete (``spoco_core.labels``).
+        """
+        return complete_labels(self.sparse[key]) if self.is_complete(key) else self.sparse[key]
 
     # ---- actions
 
@@ -300,6 +313,8 @@ def suggest(
     kw = dict(uncertainty_kwargs or {})
     items: dict[Key, ImageUncertainty] = {}
     for key, image in images.items():
+        if annotator.is_complete(key):
+            continue  # nothing left to label there (the Studio offers no suggestion on it either)
         if strategy in ("instability", "instability-spread"):
             items[key] = image_uncertainty(predictor, image, seed=seed, **kw)
         elif strategy == "instability-mass":
@@ -333,6 +348,8 @@ class RoundResult:
     n_actions: int = 0
     """Suggestions answered so far (annotator effort), including those that added nothing."""
     n_empty: int = 0
+    n_complete: int = 0
+    """Images with every object labelled, which the annotator has marked complete."""
     iterations: int = 0
     """Training iterations done so far in total."""
     seconds_train: float = 0.0
@@ -431,9 +448,13 @@ def run_active_learning(
     (``rounds + 1`` in all). Images are (C, H, W) float32, GT dense labels (0 = background).
 
     ``initial_background_per_image`` background squares (``background_side`` px) per image are
-    marked in round 0 for every strategy. ``initial_checkpoint``: where round 0's model is cached;
-    when the file exists it is used instead of training round 0 again (round 0 is the same for
-    every strategy with the same seed, labels and config, so strategies can share it).
+    marked in round 0 for every strategy. Once every GT object of an image is labelled, the
+    annotator marks it complete, as an annotator in the Studio does: it trains with its unlabelled
+    pixels as background and gets no more model-ranked suggestions.
+
+    ``initial_checkpoint``: where round 0's model is cached; when the file exists it is used
+    instead of training round 0 again (round 0 is the same for every strategy with the same seed,
+    labels and config, so strategies can share it).
     ``uncertainty_kwargs`` go to ``image_uncertainty``/``confidence_scores``, ``segment_kwargs``
     to ``Predictor.segment`` for evaluation. ``name`` (default: the strategy) labels log lines and
     checkpoint files.
@@ -511,7 +532,7 @@ def run_active_learning(
                     picks.append((s.key, int(s.object_id), "none" if answer is None else answer[0]))
             t1 = time.perf_counter()
             n_iter = iterations_per_round if r > 0 or initial_iterations is None else initial_iterations
-            samples = [(train_images[key], annotator.sparse[key]) for key in train_images]
+            samples = [(train_images[key], annotator.training_labels(key)) for key in train_images]
             path = folder / f"{name}_round{r:02d}.pt"
             if r == 0 and initial_checkpoint is not None and Path(initial_checkpoint).is_file():
                 predictor = Predictor.from_checkpoint(initial_checkpoint, device=config.device)
@@ -534,6 +555,7 @@ def run_active_learning(
                 SBD=scores["SBD"],
                 n_actions=annotator.n_actions,
                 n_empty=annotator.n_empty,
+                n_complete=sum(annotator.is_complete(key) for key in train_images),
                 iterations=iterations,
                 seconds_train=t2 - t1,
                 seconds_suggest=t1 - t0,

@@ -224,11 +224,12 @@ def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.nda
 
 
 def labelled_image_ids(db: Database, project_id: int) -> list[int]:
+    """Images with a live label, or marked complete (an image with no object is all background)."""
     return [
-        int(r["image_id"])
+        int(r["id"])
         for r in db.query(
-            "SELECT DISTINCT a.image_id FROM annotations a JOIN images i ON i.id = a.image_id "
-            "WHERE i.project_id = ? AND a.deleted_at IS NULL ORDER BY a.image_id",
+            "SELECT id FROM images i WHERE i.project_id = ? AND (i.complete_at IS NOT NULL OR EXISTS "
+            "(SELECT 1 FROM annotations a WHERE a.image_id = i.id AND a.deleted_at IS NULL)) ORDER BY id",
             [project_id],
         )
     ]

@@ -231,6 +231,15 @@ def to_info(row: dict) -> ImageInfo:
         n_objects=int(row["n_objects"] or 0),
         n_background=int(row["n_background"] or 0),
         created_at=float(row["created_at"]),
+        complete=row.get("complete_at") is not None,
+    )
+
+
+def set_complete(db: Database, image_id: int, user_id: int, complete: bool) -> None:
+    """Mark an image complete (every object labelled) or take the mark back."""
+    db.execute(
+        "UPDATE images SET complete_at = ?, complete_by = ? WHERE id = ?",
+        [now() if complete else None, user_id if complete else None, image_id],
     )
 
 

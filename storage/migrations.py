@@ -226,7 +226,26 @@ def _v6_sessions(db: Database) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [_v1_core, _v2_models, _v3_operations, _v4_claims, _v5_channels, _v6_sessions]
+def _v7_complete_images(db: Database) -> None:
+    """Images marked complete (every object labelled): training takes their unlabelled pixels as
+    background (spoco_core.labels.complete_labels)."""
+    db.executescript(
+        """
+        ALTER TABLE images ADD COLUMN complete_at REAL;
+        ALTER TABLE images ADD COLUMN complete_by INTEGER REFERENCES users(id);
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    _v1_core,
+    _v2_models,
+    _v3_operations,
+    _v4_claims,
+    _v5_channels,
+    _v6_sessions,
+    _v7_complete_images,
+]
 LATEST = len(MIGRATIONS)
 
 

@@ -72,10 +72,12 @@ def to_suggestion(row: dict) -> Suggestion:
 
 
 def open_suggestions(db: Database, project_id: int, model_version_id: int, limit: int) -> list[Suggestion]:
+    """Open suggestions by rank; none on images marked complete (nothing is left to label there)."""
     return [
         to_suggestion(r)
         for r in db.query(
             "SELECT * FROM suggestions WHERE project_id = ? AND model_version_id = ? AND status = 'open' "
+            "AND image_id NOT IN (SELECT id FROM images WHERE complete_at IS NOT NULL) "
             "ORDER BY rank, id LIMIT ?",
             [project_id, model_version_id, int(limit)],
         )

@@ -50,6 +50,8 @@ class ImageInfo:
     n_background: int
     """Live background marks on this image."""
     created_at: float
+    complete: bool = False
+    """Marked complete: every object labelled, the rest is background for training."""
 
 
 @dataclass(frozen=True, eq=False)

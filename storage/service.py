@@ -521,6 +521,42 @@ class Studio:
         permissions.require_lead(self.db, user, project_id)
         return images.remove(self.db, self.blobs, int(image_id))
 
+    def set_image_complete(self, actor: User, image_id: int, complete: bool = True) -> ImageInfo:
+        """Mark an image complete (every object in it labelled) or take the mark back (any member).
+
+        Training then takes the image's unlabelled pixels as background, and it gets no more
+        suggestions.
+
+        Parameters
+        ----------
+        actor : User
+            The acting user.
+        image_id : int
+            The image.
+        complete : bool
+            True marks the image complete, False takes the mark back.
+
+        Returns
+        -------
+        ImageInfo
+            The image with its new state.
+
+        Raises
+        ------
+        PermissionDenied
+            The actor is not a member of the image's project.
+        NotFound
+            No such image.
+        InputError
+            ``complete`` is not a bool.
+        """
+        if not isinstance(complete, bool):
+            raise InputError(f"complete must be true or false, not {complete!r}")
+        user, _, _ = self._image_role(actor, image_id)
+        with transaction(self.db) as db:
+            images.set_complete(db, int(image_id), user.id, complete)
+        return images.get(self.db, int(image_id))
+
     def load_image(self, actor: User, image_id: int) -> np.ndarray:
         """(C, H, W) float32, percentile-normalised: model input (the project's model channels)."""
         from storage import channels

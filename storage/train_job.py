@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spoco_core.labels import complete_labels
 from storage import annotations, channels, images, jobs
 from storage import versions as model_versions
 from storage.db import one, transaction
@@ -23,14 +24,17 @@ log = logging.getLogger("storage.worker")
 
 
 def collect_samples(ctx: JobContext) -> tuple[list[tuple[np.ndarray, np.ndarray]], int, int]:
-    """(image (C,H,W), sparse labels) for every image with a live label; plus the object and image
-    counts recorded with the model version."""
+    """(image (C,H,W), sparse labels) for every image with a live label or marked complete (its
+    unlabelled pixels then count as background); plus the object and image counts recorded with
+    the model version."""
     samples = []
     n_objects = 0
     chosen = channels.get(ctx.db, ctx.project_id).model_channels
     for image_id in annotations.labelled_image_ids(ctx.db, ctx.project_id):
         row = images.row(ctx.db, image_id)
         labels = annotations.sparse_labels(ctx.db, image_id, (int(row["height"]), int(row["width"])))
+        if row["complete_at"] is not None:
+            labels = complete_labels(labels)
         if not np.any(labels != 0):
             continue
         samples.append((images.load_normalised(ctx.blobs, row["blob"], row["name"], chosen), labels))

@@ -86,7 +86,15 @@ def test_quick_real_nuclei_prints_every_row_or_says_why_not(quick_runs: dict[str
     out = quick_runs["real_nuclei"].result()
     if out.startswith("skipped:"):
         pytest.skip(out.strip())  # offline: the data could not be fetched
-    rows = ("| classical", "| dense |", "| 30 % + marks |", "| 10 % + marks, long |", "| instability | 1 |")
+    rows = (
+        "| classical",
+        "| dense |",
+        "| 30 % + marks |",
+        "| 10 % + marks, long |",
+        "| instability | 1 |",
+        "| as labelled |",
+        "| marked complete (the rest background) |",
+    )
     assert all(row in out for row in rows), out
 
 

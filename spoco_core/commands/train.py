@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.io import ImageReadError, list_images, read_image, read_labels
+from spoco_core.labels import complete_labels
 from spoco_core.losses import LossConfig
 from spoco_core.model import UNetConfig
 from spoco_core.synthetic import sparsify
@@ -135,7 +136,7 @@ def load_samples(
         labels = labels.copy()
         labels[objects] = np.unique(labels[objects], return_inverse=True)[1].ravel() + 1
         if zero_is_background:
-            labels = np.where(labels == 0, -1, labels).astype(np.int32)
+            labels = complete_labels(labels)
         if fraction is not None:
             labels = sparsify(labels, fraction, seed=seed * 100003 + i)
         samples.append((image, labels))

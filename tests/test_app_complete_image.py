@@ -1,0 +1,39 @@
+"""Annotate page and suggestions for an image marked complete. Real app under AppTest, real Studio."""
+
+from __future__ import annotations
+
+from storage import predictions
+from storage.db import transaction
+from storage.service import Studio
+from tests.test_app_pages import (  # noqa: F401
+    admin_of,
+    open_annotate,
+    project_with_image,
+    store_model_output,
+    studio,
+)
+
+
+def test_a_complete_image_gets_no_suggestions(studio: Studio) -> None:  # noqa: F811
+    project, image_id, labels = project_with_image(studio)
+    admin = admin_of(studio)
+    store_model_output(studio, project.id, image_id, labels, int(labels.max()))
+    assert [sug.image_id for sug in studio.suggestions(admin, project.id)] == [image_id]
+    studio.set_image_complete(admin, image_id)
+    assert studio.suggestions(admin, project.id) == []
+    with transaction(studio.db) as db:  # the suggestion stays stored: taking the mark back shows it
+        assert predictions.open_suggestions(db, project.id, 1, 10) == []
+    studio.set_image_complete(admin, image_id, False)
+    assert len(studio.suggestions(admin, project.id)) == 1
+
+
+def test_the_annotate_page_marks_the_image_complete(studio: Studio) -> None:  # noqa: F811
+    project, image_id, _ = project_with_image(studio)
+    at = open_annotate(studio, project)
+    toggle = at.toggle(key=f"ann_complete_{image_id}")
+    assert toggle.value is False
+    toggle.set_value(True).run()
+    assert not at.exception, at.exception
+    assert studio.get_image(admin_of(studio), image_id).complete
+    at.run()
+    assert at.toggle(key=f"ann_complete_{image_id}").value is True
