@@ -48,7 +48,10 @@ bench-quick: venv
 	$(PY) -m benchmarks.active_vs_random --quick
 	$(PY) -m benchmarks.label_selection --quick
 	$(PY) -m benchmarks.embed_speed --quick
+	$(PY) -m benchmarks.large_image --quick
 	$(PY) -m benchmarks.real_nuclei --quick
+	$(PY) -m benchmarks.pretrained_start --quick
+	$(PY) -m benchmarks.click_segment --quick
 	$(PY) -m benchmarks.annotation_effort --quick
 
 clean:

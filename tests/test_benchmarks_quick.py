@@ -44,6 +44,7 @@ TABLES = {
     "label_selection.py": "| oracle-worst |",
     "embed_speed.py": "second process (one precision): True",
     "large_image.py": "| image size | tiles | views | teacher | seconds predict | seconds rank |",
+    "pretrained_start.py": "| 30 % + marks, warm start from the synthetic model |",
 }
 
 
@@ -64,7 +65,10 @@ def quick_runs(plot_dir: Path) -> Iterator[dict[str, Future[str]]]:
 
 @pytest.mark.parametrize("script", sorted(TABLES))
 def test_quick_benchmark_prints_a_table(script: str, quick_runs: dict[str, Future[str]]) -> None:
-    assert TABLES[script] in quick_runs[script].result()
+    out = quick_runs[script].result()
+    if out.startswith("skipped:"):
+        pytest.skip(out.strip())  # offline: the real data could not be fetched
+    assert TABLES[script] in out
 
 
 def test_quick_active_vs_random_writes_its_plot(quick_runs: dict[str, Future[str]], plot_dir: Path) -> None:
