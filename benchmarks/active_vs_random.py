@@ -221,17 +221,7 @@ def time_ranking(seed: int, train_iterations: int, repeats: int, threads: int = 
     )
     trainer = Trainer(cfg, samples)
     trainer.fit()
-    predictors = {
-        bf16: Predictor(
-            trainer.student,
-            trainer.teacher,
-            "cpu",
-            trainer.config,
-            foreground_trained=trainer.foreground_trained,
-            cpu_bf16=bf16,
-        )
-        for bf16 in (None, False)
-    }
+    predictors = {bf16: Predictor.from_trainer(trainer, cpu_bf16=bf16) for bf16 in (None, False)}
     img, _ = generate(512, seed=seed + 11)
     image = normalize_percentile(img.astype(np.float32))[None]
     times: dict[str, list[float]] = {name: [] for name in PLACEMENTS}

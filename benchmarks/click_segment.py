@@ -100,13 +100,7 @@ def train(data: Data, minutes: float, quick: bool, iterations: int = 0) -> tuple
         )  # fmt: skip
     trainer = Trainer(cfg, list(zip(data.train_images, data.train_labels, strict=True)))
     done = trainer.fit().iterations_done
-    return Predictor(
-        trainer.student,
-        trainer.teacher,
-        device="cpu",
-        config=trainer.config,
-        foreground_trained=trainer.foreground_trained,
-    ), done
+    return Predictor.from_trainer(trainer), done
 
 
 def evaluate(

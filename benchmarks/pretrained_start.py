@@ -27,17 +27,17 @@ import torch
 
 from benchmarks.real_nuclei import (
     load_data,
+    load_or_say_why,
     n_views,
     quick_settings,
     score,
     sparse_labels,
     train_config,
-    trained_predictor,
 )
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
+from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
 from spoco_core.labels import complete_labels
-from spoco_core.real_data import DataUnavailable
 from spoco_core.synthetic import generate
 from spoco_core.train import Trainer
 
@@ -59,7 +59,7 @@ def synthetic_samples(quick: bool) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def segment_and_score(trainer: Trainer, images: list[np.ndarray], ref: list[np.ndarray]) -> dict:
-    predictor = trained_predictor(trainer)
+    predictor = Predictor.from_trainer(trainer)
     return score([predictor.segment(im, tta=n_views()) for im in images], ref)
 
 
@@ -100,10 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         "--pretrain-minutes", type=float, default=PRETRAIN_MINUTES, help="synthetic pretraining budget"
     )
     args = parser.parse_args(argv)
-    try:
-        data = load_data(args.quick)
-    except DataUnavailable as exc:
-        print(f"skipped: the real nuclei data is not available ({exc})")
+    data = load_or_say_why(args.quick)
+    if data is None:
         return 0
     minutes = 0.05 if args.quick else args.minutes
     pretrain = 0.05 if args.quick else args.pretrain_minutes

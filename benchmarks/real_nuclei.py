@@ -91,6 +91,15 @@ def load_data(quick: bool = False) -> Data:
     return Data(*train, *test)
 
 
+def load_or_say_why(quick: bool) -> Data | None:
+    """The data, or None after printing why it is not available (the tests skip on that line)."""
+    try:
+        return load_data(quick)
+    except DataUnavailable as exc:
+        print(f"skipped: the real nuclei data is not available ({exc})")
+        return None
+
+
 def al_crops(
     frames: list[np.ndarray], reference: list[np.ndarray], quick: bool = False
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -151,16 +160,6 @@ def score(labels: list[np.ndarray], ref: list[np.ndarray]) -> dict:
     return metrics
 
 
-def trained_predictor(trainer: Trainer) -> Predictor:
-    return Predictor(
-        trainer.student,
-        trainer.teacher,
-        device="cpu",
-        config=trainer.config,
-        foreground_trained=trainer.foreground_trained,
-    )
-
-
 def run_row(row: Row, quick: bool, threads: int) -> tuple[Row, dict]:
     """Train (or run the classical pipeline) and score one row, in a worker process."""
     torch.set_num_threads(threads)
@@ -177,7 +176,7 @@ def run_row(row: Row, quick: bool, threads: int) -> tuple[Row, dict]:
     )
     result = trainer.fit()
     t_train = time.perf_counter() - t0
-    predictor = trained_predictor(trainer)
+    predictor = Predictor.from_trainer(trainer)
     labels = [predictor.segment(img, tta=n_views()) for img in data.test_images]
     out = score(labels, data.test_ref)
     out.update(
@@ -236,7 +235,7 @@ def run_complete(complete: bool, minutes: float, quick: bool, threads: int) -> t
     samples = list(zip(pool_images, labels, strict=True))
     trainer = Trainer(train_config(minutes, **quick_settings(quick)), samples)
     result = trainer.fit()
-    predictor = trained_predictor(trainer)
+    predictor = Predictor.from_trainer(trainer)
     out = score([predictor.segment(img, tta=n_views()) for img in test_images], test_ref)
     out.update(iterations=result.iterations_done, labelled=int(sum(int(r.max()) for r in pool_ref)))
     return complete, out
@@ -292,10 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-active", action="store_true", help="skip the active-learning rows")
     args = parser.parse_args(argv)
-    try:
-        data = load_data(args.quick)
-    except DataUnavailable as exc:
-        print(f"skipped: the real nuclei data is not available ({exc})")
+    data = load_or_say_why(args.quick)
+    if data is None:
         return 0
     minutes = 0.05 if args.quick else args.minutes
     long_minutes = 0.1 if args.quick else args.long_minutes

@@ -121,14 +121,7 @@ def train_row(setup: Setup, row: Row, images: list[np.ndarray], labels: list[np.
     start = time.perf_counter()
     result = trainer.fit()
     its = result.iterations_done / (time.perf_counter() - start)
-    predictor = Predictor(
-        trainer.student,
-        trainer.teacher,
-        device="cpu",
-        config=trainer.config,
-        foreground_trained=trainer.foreground_trained,
-    )
-    return predictor, its, result.history
+    return Predictor.from_trainer(trainer), its, result.history
 
 
 def score(

@@ -14,7 +14,14 @@ from torch import nn
 
 from spoco_core.io import to_channels
 from spoco_core.model import EmbeddingUNet
-from spoco_core.train import TrainConfig, cpu_has_bf16, load_checkpoint, min_object_size, resolve_device
+from spoco_core.train import (
+    TrainConfig,
+    Trainer,
+    cpu_has_bf16,
+    load_checkpoint,
+    min_object_size,
+    resolve_device,
+)
 
 
 @dataclass
@@ -216,6 +223,31 @@ class Predictor:
         self.teacher = _for_inference(teacher, self.device) if teacher is not None else None
         self.config = config or TrainConfig(model=student.config)
         self.foreground_trained = foreground_trained
+
+    @classmethod
+    def from_trainer(cls, trainer: Trainer, cpu_bf16: bool | None = None) -> Predictor:
+        """The trainer's student and teacher as they are now, on the trainer's device.
+
+        Parameters
+        ----------
+        trainer : Trainer
+            A trainer (usually after ``fit``).
+        cpu_bf16 : bool, optional
+            As for :class:`Predictor`.
+
+        Returns
+        -------
+        Predictor
+            Shares the trainer's networks (no copy).
+        """
+        return cls(
+            trainer.student,
+            trainer.teacher,
+            device=trainer.device,
+            config=trainer.config,
+            foreground_trained=trainer.foreground_trained,
+            cpu_bf16=cpu_bf16,
+        )
 
     @classmethod
     def from_checkpoint(

@@ -402,14 +402,7 @@ def train_round(
     trainer = Trainer(cfg, samples, init_checkpoint=init_checkpoint)
     done = trainer.fit().iterations_done
     trainer.save(save_to)
-    predictor = Predictor(
-        trainer.student,
-        trainer.teacher,
-        device=trainer.device,
-        config=trainer.config,
-        foreground_trained=trainer.foreground_trained,
-    )
-    return predictor, done
+    return Predictor.from_trainer(trainer), done
 
 
 def run_active_learning(
