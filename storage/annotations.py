@@ -223,6 +223,19 @@ def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.nda
     return labels
 
 
+def has_objects(db: Database, project_id: int) -> bool:
+    """Whether the project has a live object label (training needs one)."""
+    return (
+        one(
+            db,
+            "SELECT 1 AS found FROM annotations a JOIN images i ON i.id = a.image_id "
+            "WHERE i.project_id = ? AND a.kind = 'object' AND a.deleted_at IS NULL LIMIT 1",
+            [project_id],
+        )
+        is not None
+    )
+
+
 def labelled_image_ids(db: Database, project_id: int) -> list[int]:
     """Images with a live label, or marked complete (an image with no object is all background)."""
     return [

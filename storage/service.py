@@ -1015,7 +1015,7 @@ class Studio:
         permissions.require_lead(self.db, user, pid)
         checked = jobs.check_train_params(params, iterations)
         _check_training_memory(self.db, pid, checked)
-        if not annotations.labelled_image_ids(self.db, pid):
+        if not annotations.has_objects(self.db, pid):
             raise InputError("nothing to train on yet: label at least one object first")
         with transaction(self.db) as db:
             job_id = jobs.enqueue(db, pid, "train", checked, user.id, total=checked["iterations"])

@@ -75,3 +75,15 @@ def test_the_simulated_annotator_completes_an_image_once_every_object_is_labelle
     annotator.add_object("a", 2)
     assert annotator.is_complete("a")
     assert np.array_equal(annotator.training_labels("a"), np.where(gt == 0, -1, gt))
+
+
+def test_complete_images_without_any_object_are_not_enough_to_train(world: World) -> None:
+    s = world.studio
+    image = s.add_image(world.lead, world.project.id, "empty.png", synthetic_png(seed=2)[0])
+    s.set_image_complete(world.lead, image.id)
+    with pytest.raises(InputError, match="label at least one object"):
+        s.enqueue_training(world.lead, world.project.id)
+    square = np.zeros((64, 64), bool)
+    square[5:15, 5:15] = True
+    s.add_annotation(world.annotator, image.id, "object", square)
+    assert s.enqueue_training(world.lead, world.project.id).kind == "train"
