@@ -30,12 +30,11 @@ from benchmarks.real_nuclei import (
     load_or_say_why,
     n_views,
     quick_settings,
-    score,
+    segment_and_score,
     sparse_labels,
     train_config,
 )
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
-from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
 from spoco_core.labels import complete_labels
 from spoco_core.synthetic import generate
@@ -56,11 +55,6 @@ def synthetic_samples(quick: bool) -> list[tuple[np.ndarray, np.ndarray]]:
         img = normalize_percentile(image.astype(np.float32))[None]
         out.append((img, complete_labels(labels.astype(np.int32))))
     return out
-
-
-def segment_and_score(trainer: Trainer, images: list[np.ndarray], ref: list[np.ndarray]) -> dict:
-    predictor = Predictor.from_trainer(trainer)
-    return score([predictor.segment(im, tta=n_views()) for im in images], ref)
 
 
 def run(pretrain_minutes: float, minutes: float, quick: bool) -> list[tuple[str, dict]]:

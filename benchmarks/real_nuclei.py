@@ -160,6 +160,12 @@ def score(labels: list[np.ndarray], ref: list[np.ndarray]) -> dict:
     return metrics
 
 
+def segment_and_score(trainer: Trainer, images: list[np.ndarray], ref: list[np.ndarray]) -> dict:
+    """The trained model's segmentations of ``images`` (the app's views), scored against ``ref``."""
+    predictor = Predictor.from_trainer(trainer)
+    return score([predictor.segment(img, tta=n_views()) for img in images], ref)
+
+
 def run_row(row: Row, quick: bool, threads: int) -> tuple[Row, dict]:
     """Train (or run the classical pipeline) and score one row, in a worker process."""
     torch.set_num_threads(threads)
@@ -176,9 +182,7 @@ def run_row(row: Row, quick: bool, threads: int) -> tuple[Row, dict]:
     )
     result = trainer.fit()
     t_train = time.perf_counter() - t0
-    predictor = Predictor.from_trainer(trainer)
-    labels = [predictor.segment(img, tta=n_views()) for img in data.test_images]
-    out = score(labels, data.test_ref)
+    out = segment_and_score(trainer, data.test_images, data.test_ref)
     out.update(
         seconds=time.perf_counter() - t0,
         train_seconds=t_train,
@@ -235,8 +239,7 @@ def run_complete(complete: bool, minutes: float, quick: bool, threads: int) -> t
     samples = list(zip(pool_images, labels, strict=True))
     trainer = Trainer(train_config(minutes, **quick_settings(quick)), samples)
     result = trainer.fit()
-    predictor = Predictor.from_trainer(trainer)
-    out = score([predictor.segment(img, tta=n_views()) for img in test_images], test_ref)
+    out = segment_and_score(trainer, test_images, test_ref)
     out.update(iterations=result.iterations_done, labelled=int(sum(int(r.max()) for r in pool_ref)))
     return complete, out
 

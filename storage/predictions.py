@@ -77,9 +77,9 @@ def open_suggestions(db: Database, project_id: int, model_version_id: int, limit
         to_suggestion(r)
         for r in db.query(
             "SELECT * FROM suggestions WHERE project_id = ? AND model_version_id = ? AND status = 'open' "
-            "AND image_id NOT IN (SELECT id FROM images WHERE complete_at IS NOT NULL) "
+            "AND image_id NOT IN (SELECT id FROM images WHERE project_id = ? AND complete_at IS NOT NULL) "
             "ORDER BY rank, id LIMIT ?",
-            [project_id, model_version_id, int(limit)],
+            [project_id, model_version_id, project_id, int(limit)],
         )
     ]
 
