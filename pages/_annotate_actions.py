@@ -326,7 +326,7 @@ def shortcuts_help() -> None:
 
 
 def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:
-    labels = studio.list_annotations(user, image.id)
+    labels = studio.label_summaries(user, image.id)
     with st.expander(f"Labels on this image ({len(labels)})", expanded=False):
         if not labels:
             st.caption("None yet.")
@@ -340,7 +340,7 @@ def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:
                     "author": a.author,
                     "created": fmt_time(a.created_at),
                     "seconds": round(a.seconds, 1),
-                    "pixels": int(a.mask.sum()),
+                    "pixels": a.pixels,
                 }
                 for a in reversed(labels)
             ],

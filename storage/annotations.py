@@ -11,10 +11,10 @@ import json
 import numpy as np
 from sqlite_utils import Database
 
-from storage import masks
+from storage import label_cache, masks
 from storage.db import now, one
 from storage.errors import Conflict, NotFound
-from storage.records import Annotation
+from storage.records import Annotation, LabelSummary
 
 _SELECT = "SELECT a.*, u.username AS author_name FROM annotations a JOIN users u ON u.id = a.author "
 
@@ -82,6 +82,24 @@ def live_row(db: Database, annotation_id: int) -> dict:
     if row["deleted_at"] is not None:
         raise Conflict(f"annotation {annotation_id} was already deleted or replaced")
     return row
+
+
+def summaries(db: Database, image_id: int) -> list[LabelSummary]:
+    """Live labels of the image, oldest first, with their area from the RLE (no mask decoded)."""
+    return [
+        LabelSummary(
+            id=int(r["id"]),
+            kind=r["kind"],
+            source=r["source"],
+            author=r["author_name"],
+            created_at=float(r["created_at"]),
+            seconds=float(r["seconds"]),
+            pixels=masks.area(masks.from_json(r["rle"])),
+        )
+        for r in db.query(
+            _SELECT + "WHERE a.image_id = ? AND a.deleted_at IS NULL ORDER BY a.created_at, a.id", [image_id]
+        )
+    ]
 
 
 def list_live(db: Database, image_id: int) -> list[Annotation]:
@@ -201,25 +219,44 @@ def redo_change(db: Database, image_id: int, user_id: int, change: dict) -> bool
     return True
 
 
+def _db_file(db: Database) -> str:
+    row = db.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else ""
+
+
 def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.ndarray:
     """int32 (H, W): 0 unknown, -1 background mark, k >= 1 the k-th live object (by creation order).
-    Objects are painted after background marks, so an object wins where both were drawn."""
-    labels = np.zeros(shape, dtype=np.int32)
-    rows = list(
-        db.query(
-            "SELECT kind, rle FROM annotations WHERE image_id = ? AND deleted_at IS NULL "
+    Objects are painted after background marks, so an object wins where both were drawn.
+
+    Composed once per set of live rows (``label_cache``); a fresh writable array every call."""
+    live = [
+        (int(r["id"]), r["kind"])
+        for r in db.query(
+            "SELECT id, kind FROM annotations WHERE image_id = ? AND deleted_at IS NULL "
             "ORDER BY created_at, id",
             [image_id],
         )
-    )
-    for r in rows:
-        if r["kind"] == "background":
-            labels[masks.decode(masks.from_json(r["rle"]))] = -1
+    ]
+    key = (_db_file(db), int(image_id), tuple(shape), tuple(live))
+    cached = label_cache.SPARSE_LABELS.get(key)
+    if cached is not None:
+        return cached
+    rle = {
+        int(r["id"]): masks.from_json(r["rle"])
+        for r in db.query(
+            "SELECT id, rle FROM annotations WHERE image_id = ? AND deleted_at IS NULL", [image_id]
+        )
+    }
+    labels = np.zeros(shape, dtype=np.int32)
+    for ann_id, kind in live:
+        if kind == "background" and ann_id in rle:
+            masks.paint_rle(labels, rle[ann_id], -1)
     k = 0
-    for r in rows:
-        if r["kind"] == "object":
+    for ann_id, kind in live:
+        if kind == "object" and ann_id in rle:
             k += 1
-            labels[masks.decode(masks.from_json(r["rle"]))] = k
+            masks.paint_rle(labels, rle[ann_id], k)
+    label_cache.SPARSE_LABELS.put(key, labels)
     return labels
 
 

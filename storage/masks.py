@@ -26,14 +26,31 @@ def encode(mask: np.ndarray) -> dict:
     }
 
 
+def _coco(rle: dict) -> dict:
+    counts = rle["counts"]
+    raw = counts.encode("ascii") if isinstance(counts, str) else counts
+    return {"size": list(rle["size"]), "counts": raw}
+
+
 def decode(rle: dict) -> np.ndarray:
     """Inverse of ``encode``: bool (H, W)."""
-    counts = rle["counts"]
-    data = {
-        "size": list(rle["size"]),
-        "counts": counts.encode("ascii") if isinstance(counts, str) else counts,
-    }
-    return coco_mask.decode(data).astype(bool)
+    return coco_mask.decode(_coco(rle)).astype(bool)
+
+
+def area(rle: dict) -> int:
+    """Pixels inside an RLE mask, counted from its runs."""
+    return int(coco_mask.area(_coco(rle)))
+
+
+def paint_rle(labels: np.ndarray, rle: dict, value: int) -> None:
+    """Set ``labels`` to ``value`` under an RLE mask, touching only the mask's bounding box (painting
+    a small object on a large image costs the object, not the image)."""
+    coco = _coco(rle)
+    x, y, w, h = (int(v) for v in coco_mask.toBbox(coco))
+    if w == 0 or h == 0:
+        return
+    inside = coco_mask.decode(coco)[y : y + h, x : x + w] != 0
+    labels[y : y + h, x : x + w][inside] = value
 
 
 def to_json(rle: dict) -> str:

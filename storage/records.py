@@ -72,6 +72,19 @@ class Annotation:
 
 
 @dataclass(frozen=True)
+class LabelSummary:
+    """An annotation without its mask: what a list of labels shows, read without decoding masks."""
+
+    id: int
+    kind: str
+    source: str
+    author: str
+    created_at: float
+    seconds: float
+    pixels: int
+
+
+@dataclass(frozen=True)
 class ModelVersion:
     id: int
     project_id: int
