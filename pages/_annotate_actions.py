@@ -31,6 +31,10 @@ KEYS = {
     "redo": "Mod+Shift+Z",
     "fill_holes": "F",
     "next_image": "Shift+Right",
+    "next_tool": "T",
+    "segment_new": "W",
+    "segment_add": "G",
+    "segment_remove": "X",  # Streamlit keeps C and R for itself
 }
 FLASH = "_ann_last_action"  # kept until the next action: the canvas triggers extra reruns of its own
 REDO = "_ann_redo"  # {image id: [changes undone in this session, newest last]}
@@ -301,6 +305,43 @@ def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[S
             show_error(exc)
 
 
+def _set(key: str, value: str) -> None:
+    st.session_state[key] = value
+
+
+def option_keys(state_key: str, options: dict[str, str], keys: dict[str, str]) -> None:
+    """One small button per option of a radio (``state_key``), each with its keyboard shortcut:
+    Streamlit's radio takes no shortcut, a button does. Pressed, it sets the radio before it is drawn."""
+    cols = st.columns(len(keys))
+    for col, (value, name) in zip(cols, keys.items(), strict=True):
+        col.button(
+            options[value],
+            key=f"{state_key}_key_{value}",
+            shortcut=KEYS[name],
+            type="tertiary",
+            on_click=_set,
+            args=(state_key, value),
+        )
+
+
+def _cycle(state_key: str, options: list[str]) -> None:
+    current = st.session_state.get(state_key, options[0])
+    st.session_state[state_key] = options[(options.index(current) + 1) % len(options)]
+
+
+def next_option_key(state_key: str, options: list[str], label: str, name: str) -> None:
+    """A button, with its shortcut, that moves a radio to its next option."""
+    st.button(
+        label,
+        key=f"{state_key}_next",
+        shortcut=KEYS[name],
+        type="tertiary",
+        icon=":material/swap_horiz:",
+        on_click=_cycle,
+        args=(state_key, options),
+    )
+
+
 def shortcuts_help() -> None:
     """The page's keyboard shortcuts (also shown on each button)."""
     with st.expander("Keyboard shortcuts", icon=":material/keyboard:", expanded=False):
@@ -316,6 +357,10 @@ def shortcuts_help() -> None:
             ("redo", "redo the change I last undid"),
             ("fill_holes", "fill the holes of the label being edited (Edit outline)"),
             ("next_image", "next image of the list (Any image)"),
+            ("next_tool", "switch to the next tool"),
+            ("segment_new", "Click to segment: the next click outlines a new object"),
+            ("segment_add", "Click to segment: the next click grows the selected object"),
+            ("segment_remove", "Click to segment: the next click removes a part of it"),
         ]
         lines = ["| key | does |", "| --- | --- |"] + [f"| `{KEYS[k]}` | {what} |" for k, what in rows]
         st.markdown("\n".join(lines))

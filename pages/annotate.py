@@ -249,6 +249,7 @@ def main() -> None:
         if shown.w < image.width or shown.h < image.height:
             overview(render.display_rgb(studio, user, image.id), shown, image.id)
         tool = st.radio("Tool", list(TOOLS), format_func=TOOLS.get, horizontal=True, key="ann_tool")
+        actions.next_option_key("ann_tool", list(TOOLS), "Next tool", "next_tool")
         on_click = "select"
         if tool == "click":
             on_click = st.radio(
@@ -272,6 +273,11 @@ def main() -> None:
                 key="ann_segment_mode",
                 help="New object: the model's object under the click. Grow adds the region under "
                 "the next click, Remove a part takes away what is more like the clicked spot.",
+            )
+            actions.option_keys(
+                "ann_segment_mode",
+                select.SEGMENT_MODES,
+                {"new": "segment_new", "add": "segment_add", "remove": "segment_remove"},
             )
 
     with left:

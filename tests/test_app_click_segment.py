@@ -66,3 +66,28 @@ def test_click_to_segment_before_a_model_takes_the_classical_proposal(studio: St
     (mark,) = studio.list_annotations(admin, image_id)
     assert mark.kind == "background"
     np.testing.assert_array_equal(mark.mask, proposals == biggest)
+
+
+def test_tool_and_next_click_mode_have_keyboard_buttons(studio: Studio) -> None:
+    """Streamlit's radios take no shortcut: buttons with shortcuts switch the tool and the mode."""
+    project, _, _ = project_with_image(studio)
+    at = open_annotate(studio, project)
+    n_tools = len(at.radio(key="ann_tool").options)
+    first = at.radio(key="ann_tool").index
+    next_tool = at.button(key="ann_tool_next")
+    assert next_tool.proto.shortcut.upper() == "T"
+    next_tool.click().run()
+    assert not at.exception, at.exception
+    assert at.radio(key="ann_tool").index == (first + 1) % n_tools
+
+    at.radio(key="ann_tool").set_value("segment").run()
+    grow = at.button(key="ann_segment_mode_key_add")
+    assert grow.proto.shortcut.upper() == "G"
+    grow.click().run()
+    assert at.radio(key="ann_segment_mode").value == "add"
+    at.button(key="ann_segment_mode_key_remove").click().run()
+    assert at.radio(key="ann_segment_mode").value == "remove"
+    at.button(key="ann_segment_mode_key_new").click().run()
+    assert at.radio(key="ann_segment_mode").value == "new"
+    keys_help = texts(at)
+    assert "switch to the next tool" in keys_help and "grows the selected object" in keys_help
