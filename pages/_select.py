@@ -92,7 +92,8 @@ def handle_click(
         st.session_state.pop(SELECTED, None)
         return False, "That pixel is labelled already (green: object, red: background)."
     for sug in suggestions:
-        if sug.image_id == image_id and sug.mask[y, x]:
+        y0, x0, y1, x1 = sug.bbox  # the box first: a suggestion's mask is decoded on first use
+        if sug.image_id == image_id and y0 <= y < y1 and x0 <= x < x1 and sug.mask[y, x]:
             st.session_state[SELECTED] = {"image_id": image_id, "suggestion_id": sug.id}
             return True, None
     if predicted is not None and model_id is not None and predicted[y, x] > 0:

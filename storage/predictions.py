@@ -66,7 +66,7 @@ def to_suggestion(row: dict) -> Suggestion:
         object_id=int(row["object_id"]),
         score=float(row["score"]),
         bbox=tuple(int(v) for v in json.loads(row["bbox"])),  # type: ignore[arg-type]
-        mask=masks.decode(masks.from_json(row["rle"])),
+        rle=masks.from_json(row["rle"]),
         status=row["status"],
     )
 

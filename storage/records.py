@@ -7,8 +7,11 @@ Users appear by username (``author``, ``created_by``) because that is what pages
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
+
+from storage import masks
 
 ROLES = ("lead", "annotator")
 KINDS = ("object", "background")
@@ -132,6 +135,11 @@ class Suggestion:
     """Instability in 0..1: higher means the model is less sure (label it first)."""
     bbox: tuple[int, int, int, int]
     """(y0, x0, y1, x1), end exclusive."""
-    mask: np.ndarray = field(repr=False)
-    """bool (H, W)."""
+    rle: dict = field(repr=False)
+    """The object's mask, COCO run-length encoded (``storage.masks``)."""
     status: str
+
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """bool (H, W), decoded on first use: a page lists many suggestions and shows few."""
+        return masks.decode(self.rle)

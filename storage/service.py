@@ -1228,16 +1228,16 @@ class Studio:
         if vid is None or limit <= 0:
             return []
         out: list[Suggestion] = []
-        labels_cache: dict[int, np.ndarray] = {}
+        labelled: dict[int, dict] = {}  # image id -> RLE of its labelled pixels (objects and marks)
         fetch = max(int(limit) * 3, 20)  # some may be dropped below
         for sug in predictions.open_suggestions(self.db, int(project_id), int(vid), fetch):
-            if sug.image_id not in labels_cache:
-                labels_cache[sug.image_id] = annotations.sparse_labels(self.db, sug.image_id, sug.mask.shape)
-            y0, x0, y1, x1 = sug.bbox  # count inside the box: a small object on a large image stays cheap
-            inside = sug.mask[y0:y1, x0:x1]
-            area = int(np.count_nonzero(inside))
-            covered = int(np.count_nonzero(labels_cache[sug.image_id][y0:y1, x0:x1][inside]))
-            if area and covered * 2 >= area:
+            if sug.image_id not in labelled:
+                shape = (int(sug.rle["size"][0]), int(sug.rle["size"][1]))
+                sparse = annotations.sparse_labels(self.db, sug.image_id, shape)
+                labelled[sug.image_id] = masks.encode(sparse != 0)
+            # counted on the run-length codes: listing the queue decodes no mask
+            area = masks.area(sug.rle)
+            if area and masks.overlap(sug.rle, labelled[sug.image_id]) * 2 >= area:
                 continue
             out.append(sug)
             if len(out) >= limit:

@@ -88,6 +88,9 @@ def test_painting_an_rle_touches_only_its_mask() -> None:
     masks.paint_rle(labels, masks.encode(mask), 9)
     np.testing.assert_array_equal(labels, expected)
     assert masks.area(masks.encode(mask)) == int(mask.sum())
+    other = np.zeros((H, W), bool)
+    other[0:7, 35:40] = True
+    assert masks.overlap(masks.encode(mask), masks.encode(other)) == int((mask & other).sum())
 
 
 def test_the_cache_keeps_to_its_byte_budget_and_drops_the_oldest() -> None:
