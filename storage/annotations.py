@@ -224,40 +224,85 @@ def _db_file(db: Database) -> str:
     return str(row[2]) if row else ""
 
 
-def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.ndarray:
-    """int32 (H, W): 0 unknown, -1 background mark, k >= 1 the k-th live object (by creation order).
-    Objects are painted after background marks, so an object wins where both were drawn.
-
-    Composed once per set of live rows (``label_cache``); a fresh writable array every call."""
-    live = [
+def _live(db: Database, image_id: int, shape: tuple[int, int]) -> tuple[tuple, tuple]:
+    """(where, live): the image's identity and its live rows ``(id, kind)`` in painting order."""
+    live = tuple(
         (int(r["id"]), r["kind"])
         for r in db.query(
             "SELECT id, kind FROM annotations WHERE image_id = ? AND deleted_at IS NULL "
             "ORDER BY created_at, id",
             [image_id],
         )
-    ]
-    key = (_db_file(db), int(image_id), tuple(shape), tuple(live))
-    cached = label_cache.SPARSE_LABELS.get(key)
+    )
+    return (_db_file(db), int(image_id), tuple(shape)), live
+
+
+def _rles(db: Database, image_id: int, ids: list[int] | None = None) -> dict[int, dict]:
+    """Run-length codes of the image's live rows (``ids`` of them only, when given)."""
+    sql, args = "SELECT id, rle FROM annotations WHERE image_id = ? AND deleted_at IS NULL", [image_id]
+    out: dict[int, dict] = {}
+    chunks = [None] if ids is None else [ids[i : i + 500] for i in range(0, len(ids), 500)]
+    for chunk in chunks:  # SQLite limits bound parameters per statement
+        where = "" if chunk is None else f" AND id IN ({','.join('?' * len(chunk))})"
+        for r in db.query(sql + where, args + ([] if chunk is None else chunk)):
+            out[int(r["id"])] = masks.from_json(r["rle"])
+    return out
+
+
+def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.ndarray:
+    """int32 (H, W): 0 unknown, -1 background mark, k >= 1 the k-th live object (by creation order).
+    Objects are painted after background marks, so an object wins where both were drawn.
+
+    Composed once per set of live rows (``label_cache``), and rows added since the image's newest
+    composition are painted on a copy of it; a fresh writable array every call.
+    """
+    where, live = _live(db, image_id, shape)
+    cached = label_cache.SPARSE_LABELS.get((*where, live))
     if cached is not None:
         return cached
-    rle = {
-        int(r["id"]): masks.from_json(r["rle"])
-        for r in db.query(
-            "SELECT id, rle FROM annotations WHERE image_id = ? AND deleted_at IS NULL", [image_id]
-        )
-    }
-    labels = np.zeros(shape, dtype=np.int32)
-    for ann_id, kind in live:
-        if kind == "background" and ann_id in rle:
-            masks.paint_rle(labels, rle[ann_id], -1)
-    k = 0
-    for ann_id, kind in live:
-        if kind == "object" and ann_id in rle:
-            k += 1
-            masks.paint_rle(labels, rle[ann_id], k)
-    label_cache.SPARSE_LABELS.put(key, labels)
+    newest = label_cache.NEWEST.get(where)
+    labels = None
+    if isinstance(newest, tuple) and newest and live[: len(newest)] == newest:
+        labels = label_cache.SPARSE_LABELS.get((*where, newest))
+    newest_used, done = labels is not None, 0
+    if labels is not None:  # rows added since: objects on top, background marks under the objects
+        done = len(newest)  # type: ignore[arg-type]
+        k = sum(kind == "object" for _, kind in live[:done])
+        rle = _rles(db, image_id, [ann_id for ann_id, _ in live[done:]])
+        for ann_id, kind in live[done:]:
+            if ann_id not in rle:
+                continue
+            if kind == "object":
+                k += 1
+                masks.paint_rle(labels, rle[ann_id], k)
+            else:
+                masks.paint_rle(labels, rle[ann_id], -1, unlabelled_only=True)
+    else:
+        labels = np.zeros(shape, dtype=np.int32)
+        rle = _rles(db, image_id)
+        for ann_id, kind in live:
+            if kind == "background" and ann_id in rle:
+                masks.paint_rle(labels, rle[ann_id], -1)
+        k = 0
+        for ann_id, kind in live:
+            if kind == "object" and ann_id in rle:
+                k += 1
+                masks.paint_rle(labels, rle[ann_id], k)
+    if all(ann_id in rle for ann_id, _ in live[done if newest_used else 0 :]):
+        # (a row deleted between the two queries is not painted: such a result is not cached)
+        label_cache.SPARSE_LABELS.put((*where, live), labels)
+        label_cache.NEWEST.put(where, live)
     return labels
+
+
+def labelled_rle(db: Database, image_id: int, shape: tuple[int, int]) -> dict:
+    """The run-length code of the image's labelled pixels (objects and background marks)."""
+    where, live = _live(db, image_id, shape)
+    rle = label_cache.LABELLED_RLE.get((*where, live))
+    if not isinstance(rle, dict):
+        rle = masks.encode(sparse_labels(db, image_id, shape) != 0)
+        label_cache.LABELLED_RLE.put((*where, live), rle)
+    return rle
 
 
 def has_objects(db: Database, project_id: int) -> bool:

@@ -57,4 +57,32 @@ class ArrayCache:
         return len(self._items)
 
 
+class SmallCache:
+    """LRU of small values (keys, run-length codes) by count; safe to share between threads."""
+
+    def __init__(self, max_items: int = 4096) -> None:
+        self.max_items = int(max_items)
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> object | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: object) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+
 SPARSE_LABELS = ArrayCache()
+NEWEST = SmallCache()
+"""Per image, the live rows of its newest composition: a label added since is painted on a copy of
+it instead of composing every label again (each save on the Annotate page adds one)."""
+LABELLED_RLE = SmallCache(max_items=512)
+"""Per set of live rows, the run-length code of the labelled pixels (the suggestion queue's filter)."""

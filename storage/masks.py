@@ -47,15 +47,19 @@ def overlap(a: dict, b: dict) -> int:
     return int(coco_mask.area(coco_mask.merge([_coco(a), _coco(b)], intersect=True)))
 
 
-def paint_rle(labels: np.ndarray, rle: dict, value: int) -> None:
+def paint_rle(labels: np.ndarray, rle: dict, value: int, unlabelled_only: bool = False) -> None:
     """Set ``labels`` to ``value`` under an RLE mask, touching only the mask's bounding box (painting
-    a small object on a large image costs the object, not the image)."""
+    a small object on a large image costs the object, not the image). ``unlabelled_only``: leave
+    pixels above 0 (objects) as they are, as a background mark painted under them."""
     coco = _coco(rle)
     x, y, w, h = (int(v) for v in coco_mask.toBbox(coco))
     if w == 0 or h == 0:
         return
+    window = labels[y : y + h, x : x + w]
     inside = coco_mask.decode(coco)[y : y + h, x : x + w] != 0
-    labels[y : y + h, x : x + w][inside] = value
+    if unlabelled_only:
+        inside &= window <= 0
+    window[inside] = value
 
 
 def to_json(rle: dict) -> str:

@@ -1233,8 +1233,7 @@ class Studio:
         for sug in predictions.open_suggestions(self.db, int(project_id), int(vid), fetch):
             if sug.image_id not in labelled:
                 shape = (int(sug.rle["size"][0]), int(sug.rle["size"][1]))
-                sparse = annotations.sparse_labels(self.db, sug.image_id, shape)
-                labelled[sug.image_id] = masks.encode(sparse != 0)
+                labelled[sug.image_id] = annotations.labelled_rle(self.db, sug.image_id, shape)
             # counted on the run-length codes: listing the queue decodes no mask
             area = masks.area(sug.rle)
             if area and masks.overlap(sug.rle, labelled[sug.image_id]) * 2 >= area:

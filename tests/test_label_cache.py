@@ -49,6 +49,8 @@ def test_every_change_is_seen_and_callers_get_their_own_array(world: World, imag
         lambda: s.add_annotation(ann, image_id, "background", box(0, 0, 6, 48)),
         lambda: s.add_annotation(ann, image_id, "object", box(3, 3, 12, 12)),
         lambda: s.add_annotation(ann, image_id, "object", box(20, 20, 30, 33)),
+        lambda: s.add_annotation(ann, image_id, "background", box(25, 0, 35, 48)),  # under the objects
+        lambda: s.add_annotation(ann, image_id, "object", box(30, 5, 38, 15)),  # over a background mark
         lambda: s.edit_annotation(ann, s.list_annotations(ann, image_id)[1].id, box(3, 3, 16, 16)),
         lambda: s.delete_annotation(ann, s.list_annotations(ann, image_id)[-1].id),
         lambda: s.undo_last(ann, image_id),  # the delete undone: the object is back
@@ -62,7 +64,7 @@ def test_every_change_is_seen_and_callers_get_their_own_array(world: World, imag
         first[:] = 7  # a caller painting on its copy
         np.testing.assert_array_equal(s.sparse_labels(ann, image_id), composed(s, world, image_id))
         seen.add(s.sparse_labels(ann, image_id).tobytes())
-    assert len(seen) == 5  # the two undos bring back earlier states
+    assert len(seen) == 7  # the two undos bring back earlier states
 
 
 def test_a_label_added_by_another_process_is_seen(world: World, image_id: int) -> None:
