@@ -192,8 +192,12 @@ def run_row(row: Row, quick: bool, threads: int) -> tuple[Row, dict]:
     return row, out
 
 
-def run_active(strategy: str, minutes: float, quick: bool, threads: int) -> tuple[str, list[dict]]:
-    """Incremental loop on crops of the training frames: a few objects first, then growing rounds."""
+def run_active(
+    strategy: str, minutes: float, quick: bool, threads: int, seed: int = 0
+) -> tuple[str, list[dict]]:
+    """Incremental loop on crops of the training frames: a few objects first, then growing rounds.
+
+    ``seed`` draws the first labels, the random picks and every round's training."""
     from spoco_core.simulate import run_active_learning
 
     torch.set_num_threads(threads)
@@ -216,6 +220,7 @@ def run_active(strategy: str, minutes: float, quick: bool, threads: int) -> tupl
         background_side=MARK_SIDE,
         train_config=cfg,
         segment_kwargs={"tta": n_views()},
+        seed=seed,
     )
     return strategy, [r.as_dict() for r in results]
 
@@ -293,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
         "--rows", default="all", help="comma-separated row indices, 'all' or 'none' (active learning only)"
     )
     parser.add_argument("--no-active", action="store_true", help="skip the active-learning rows")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="active-learning loops: seed of first labels, picks, training"
+    )
     args = parser.parse_args(argv)
     data = load_or_say_why(args.quick)
     if data is None:
@@ -317,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         active, complete = [], []
         if not args.no_active:
             active = [
-                pool.submit(run_active, s, minutes, args.quick, args.threads)
+                pool.submit(run_active, s, minutes, args.quick, args.threads, args.seed)
                 for s in ("instability", "random")
             ]
             complete = [
@@ -355,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{', '.join(map(str, al_rounds(args.quick)))} "
             f"suggestions, each answered as an object or a background mark; a crop whose every object "
             f"is labelled is marked complete; warm-started {minutes:g} min each; tested on "
-            f"{len(test_ref)} crops of the test frames):\n"
+            f"{len(test_ref)} crops of the test frames; seed {args.seed}):\n"
         )
         print(
             "| strategy | round | objects labelled | background marks | crops complete | iterations "
