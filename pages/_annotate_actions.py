@@ -371,7 +371,7 @@ def shortcuts_help() -> None:
 
 
 def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:
-    labels = studio.label_summaries(user, image.id)
+    labels = studio.list_annotations(user, image.id)  # masks are decoded only when used
     with st.expander(f"Labels on this image ({len(labels)})", expanded=False):
         if not labels:
             st.caption("None yet.")

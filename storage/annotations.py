@@ -14,7 +14,7 @@ from sqlite_utils import Database
 from storage import label_cache, masks
 from storage.db import now, one
 from storage.errors import Conflict, NotFound
-from storage.records import Annotation, LabelSummary
+from storage.records import Annotation
 
 _SELECT = "SELECT a.*, u.username AS author_name FROM annotations a JOIN users u ON u.id = a.author "
 
@@ -28,7 +28,7 @@ def to_annotation(row: dict) -> Annotation:
         author=row["author_name"],
         created_at=float(row["created_at"]),
         seconds=float(row["seconds"]),
-        mask=masks.decode(masks.from_json(row["rle"])),
+        rle=masks.from_json(row["rle"]),
         parent_id=row["parent_id"],
     )
 
@@ -82,24 +82,6 @@ def live_row(db: Database, annotation_id: int) -> dict:
     if row["deleted_at"] is not None:
         raise Conflict(f"annotation {annotation_id} was already deleted or replaced")
     return row
-
-
-def summaries(db: Database, image_id: int) -> list[LabelSummary]:
-    """Live labels of the image, oldest first, with their area from the RLE (no mask decoded)."""
-    return [
-        LabelSummary(
-            id=int(r["id"]),
-            kind=r["kind"],
-            source=r["source"],
-            author=r["author_name"],
-            created_at=float(r["created_at"]),
-            seconds=float(r["seconds"]),
-            pixels=masks.area(masks.from_json(r["rle"])),
-        )
-        for r in db.query(
-            _SELECT + "WHERE a.image_id = ? AND a.deleted_at IS NULL ORDER BY a.created_at, a.id", [image_id]
-        )
-    ]
 
 
 def list_live(db: Database, image_id: int) -> list[Annotation]:

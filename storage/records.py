@@ -68,23 +68,20 @@ class Annotation:
     author: str
     created_at: float
     seconds: float
-    mask: np.ndarray = field(repr=False)
-    """bool (H, W)."""
+    rle: dict = field(repr=False)
+    """The mask, COCO run-length encoded (``storage.masks``)."""
     parent_id: int | None
     """The annotation this one replaced by an edit (its history), or None."""
 
+    @cached_property
+    def mask(self) -> np.ndarray:
+        """bool (H, W), decoded on first use: listing an image's labels decodes none."""
+        return masks.decode(self.rle)
 
-@dataclass(frozen=True)
-class LabelSummary:
-    """An annotation without its mask: what a list of labels shows, read without decoding masks."""
-
-    id: int
-    kind: str
-    source: str
-    author: str
-    created_at: float
-    seconds: float
-    pixels: int
+    @property
+    def pixels(self) -> int:
+        """The mask's area, counted from its runs."""
+        return masks.area(self.rle)
 
 
 @dataclass(frozen=True)

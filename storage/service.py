@@ -16,7 +16,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlite_utils import Database
@@ -48,7 +48,6 @@ from storage.records import (
     Annotation,
     ImageInfo,
     Job,
-    LabelSummary,
     ModelVersion,
     Project,
     Suggestion,
@@ -60,8 +59,6 @@ if TYPE_CHECKING:
     from storage.channels import ChannelSettings
     from storage.click_masks import ClickSegment
     from storage.imports import ImportReport
-
-L = TypeVar("L", Annotation, LabelSummary)
 
 RESOLUTIONS = ("accepted", "corrected", "background", "skipped")
 MAX_LABEL_SECONDS = 24 * 3600.0  # time booked on one label (the Annotate page books at most an hour)
@@ -918,15 +915,6 @@ class Studio:
         user, _, role = self._image_role(actor, image_id)
         return _own_seconds(annotations.list_live(self.db, int(image_id)), user, role)
 
-    def label_summaries(self, actor: User, image_id: int) -> list[LabelSummary]:
-        """Live labels of the image without their masks, oldest first.
-
-        A list of labels shown on every click stays cheap however many labels the image has.
-        ``seconds`` as in :meth:`list_annotations`.
-        """
-        user, _, role = self._image_role(actor, image_id)
-        return _own_seconds(annotations.summaries(self.db, int(image_id)), user, role)
-
     def annotation_history(self, actor: User, annotation_id: int) -> list[Annotation]:
         """The label and the versions it replaced, newest first.
 
@@ -1466,7 +1454,7 @@ def _require_unclaimed(db: Database, suggestion_id: int, user: User) -> None:
         raise Conflict(f"{holder} is working on this suggested object; please take the next one")
 
 
-def _own_seconds(labels: list[L], user: User, role: str) -> list[L]:
+def _own_seconds(labels: list[Annotation], user: User, role: str) -> list[Annotation]:
     """Leads see everyone's working time; others only their own (NaN elsewhere)."""
     if role == permissions.LEAD:
         return labels

@@ -1,5 +1,5 @@
 """Composed sparse labels are cached per set of live rows: every change, from any process, is seen;
-callers get their own arrays; the cache keeps to its byte budget; label summaries need no masks."""
+callers get their own arrays; the cache keeps to its byte budget; listed labels count pixels from runs."""
 
 from __future__ import annotations
 
@@ -108,15 +108,13 @@ def test_the_cache_keeps_to_its_byte_budget_and_drops_the_oldest() -> None:
     assert cache.get("big") is None and len(cache) == 3
 
 
-def test_label_summaries_match_the_labels_without_decoding(world: World, image_id: int) -> None:
+def test_listed_labels_count_their_pixels_from_the_runs(world: World, image_id: int) -> None:
     s = world.studio
     s.add_annotation(world.annotator, image_id, "object", box(0, 0, 5, 7), seconds=2.0)
     s.add_annotation(world.lead, image_id, "background", box(10, 10, 30, 12), seconds=4.0)
     for viewer in (world.lead, world.annotator):
-        full = s.list_annotations(viewer, image_id)
-        short = s.label_summaries(viewer, image_id)
-        assert [(a.id, a.kind, a.author, int(a.mask.sum())) for a in full] == [
-            (b.id, b.kind, b.author, b.pixels) for b in short
-        ]
-    mine, theirs = s.label_summaries(world.annotator, image_id)
+        listed = s.list_annotations(viewer, image_id)
+        assert [a.pixels for a in listed] == [35, 40] == [int(a.mask.sum()) for a in listed]
+    mine, theirs = s.list_annotations(world.annotator, image_id)
     assert mine.seconds == 2.0 and math.isnan(theirs.seconds)  # working time: leads see everyone's
+    assert theirs.mask.sum() == 40  # the mask survives hiding the seconds
