@@ -6,26 +6,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 
 from storage import label_cache, masks
 from storage.service import Studio
-from tests.test_storage_support import World, png_bytes
+from tests.test_storage_annotations import H, W, box, image_id
+from tests.test_storage_support import World
 
-H, W = 40, 48
-
-
-@pytest.fixture
-def image_id(world: World) -> int:
-    return world.studio.add_image(
-        world.lead, world.project.id, "a.png", png_bytes(np.zeros((H, W), np.uint8))
-    ).id
-
-
-def box(y0: int, x0: int, y1: int, x1: int) -> np.ndarray:
-    m = np.zeros((H, W), dtype=bool)
-    m[y0:y1, x0:x1] = True
-    return m
+__all__ = ["image_id"]  # the fixture: one blank image in the world's project
 
 
 def composed(studio: Studio, world: World, image_id: int) -> np.ndarray:
@@ -46,12 +33,12 @@ def composed(studio: Studio, world: World, image_id: int) -> np.ndarray:
 def test_every_change_is_seen_and_callers_get_their_own_array(world: World, image_id: int) -> None:
     s, ann = world.studio, world.annotator
     steps = [
-        lambda: s.add_annotation(ann, image_id, "background", box(0, 0, 6, 48)),
-        lambda: s.add_annotation(ann, image_id, "object", box(3, 3, 12, 12)),
-        lambda: s.add_annotation(ann, image_id, "object", box(20, 20, 30, 33)),
-        lambda: s.add_annotation(ann, image_id, "background", box(25, 0, 35, 48)),  # under the objects
-        lambda: s.add_annotation(ann, image_id, "object", box(30, 5, 38, 15)),  # over a background mark
-        lambda: s.edit_annotation(ann, s.list_annotations(ann, image_id)[1].id, box(3, 3, 16, 16)),
+        lambda: s.add_annotation(ann, image_id, "background", box(0, 0, 4, 32)),
+        lambda: s.add_annotation(ann, image_id, "object", box(2, 2, 8, 8)),
+        lambda: s.add_annotation(ann, image_id, "object", box(12, 12, 18, 20)),
+        lambda: s.add_annotation(ann, image_id, "background", box(15, 0, 20, 32)),  # under the objects
+        lambda: s.add_annotation(ann, image_id, "object", box(17, 3, 22, 9)),  # over a background mark
+        lambda: s.edit_annotation(ann, s.list_annotations(ann, image_id)[1].id, box(2, 2, 10, 10)),
         lambda: s.delete_annotation(ann, s.list_annotations(ann, image_id)[-1].id),
         lambda: s.undo_last(ann, image_id),  # the delete undone: the object is back
         lambda: s.undo_last(ann, image_id),  # the edit undone: the old outline is back
@@ -69,29 +56,29 @@ def test_every_change_is_seen_and_callers_get_their_own_array(world: World, imag
 
 def test_a_label_added_by_another_process_is_seen(world: World, image_id: int) -> None:
     s = world.studio
-    s.add_annotation(world.annotator, image_id, "object", box(1, 1, 9, 9))
+    s.add_annotation(world.annotator, image_id, "object", box(1, 1, 5, 5))
     assert s.sparse_labels(world.lead, image_id).max() == 1  # now cached
     other = Studio.open(s.data_dir)  # its own connection to the same database file
     try:
-        other.add_annotation(other.find_user("lena"), image_id, "object", box(20, 20, 28, 28))
+        other.add_annotation(other.find_user("lena"), image_id, "object", box(12, 12, 16, 16))
     finally:
         other.close()
     labels = s.sparse_labels(world.lead, image_id)
-    assert labels.max() == 2 and labels[24, 24] == 2
+    assert labels.max() == 2 and labels[14, 14] == 2
 
 
 def test_painting_an_rle_touches_only_its_mask() -> None:
     rng = np.random.default_rng(1)
     labels = rng.integers(-1, 5, size=(H, W)).astype(np.int32)
     mask = np.zeros((H, W), bool)
-    mask[5:9, 30:47] = rng.random((4, 17)) > 0.3
+    mask[5:9, 20:31] = rng.random((4, 11)) > 0.3
     expected = labels.copy()
     expected[mask] = 9
     masks.paint_rle(labels, masks.encode(mask), 9)
     np.testing.assert_array_equal(labels, expected)
     assert masks.area(masks.encode(mask)) == int(mask.sum())
     other = np.zeros((H, W), bool)
-    other[0:7, 35:40] = True
+    other[0:7, 25:30] = True
     assert masks.overlap(masks.encode(mask), masks.encode(other)) == int((mask & other).sum())
 
 
@@ -111,10 +98,10 @@ def test_the_cache_keeps_to_its_byte_budget_and_drops_the_oldest() -> None:
 def test_listed_labels_count_their_pixels_from_the_runs(world: World, image_id: int) -> None:
     s = world.studio
     s.add_annotation(world.annotator, image_id, "object", box(0, 0, 5, 7), seconds=2.0)
-    s.add_annotation(world.lead, image_id, "background", box(10, 10, 30, 12), seconds=4.0)
+    s.add_annotation(world.lead, image_id, "background", box(10, 10, 20, 12), seconds=4.0)
     for viewer in (world.lead, world.annotator):
         listed = s.list_annotations(viewer, image_id)
-        assert [a.pixels for a in listed] == [35, 40] == [int(a.mask.sum()) for a in listed]
+        assert [a.pixels for a in listed] == [35, 20] == [int(a.mask.sum()) for a in listed]
     mine, theirs = s.list_annotations(world.annotator, image_id)
     assert mine.seconds == 2.0 and math.isnan(theirs.seconds)  # working time: leads see everyone's
-    assert theirs.mask.sum() == 40  # the mask survives hiding the seconds
+    assert theirs.mask.sum() == 20  # the mask survives hiding the seconds
