@@ -101,8 +101,9 @@ class TrainConfig:
     iterations: int = 500
     minutes: float = 0.0
     """> 0: train for this wall-clock time instead of ``iterations`` steps. The step count follows
-    from the speed measured over the first steps (``CALIBRATION_STEPS``), so a GPU does more steps
-    in the same time, and the cosine schedule spans the planned steps."""
+    from the speed measured over the first steps (``CALIBRATION_STEPS``) and again at ``REPLAN_AT``
+    of the plan, so a GPU does more steps in the same time, and the cosine schedule spans the
+    planned steps."""
     batch_size: int = 4
     patch_size: int = 96
     lr: float = 2e-3  # real nuclei at 2e-4 (the paper's): nearly every nucleus came back twice
@@ -318,6 +319,10 @@ def coord_scale_for(object_area: float, fallback: float) -> float:
 
 CALIBRATION_STEPS = 6  # the first is a warm-up (allocations, autotuning); the rest set the rate
 OVERTIME = 1.25  # a time-budgeted run stops here even if the machine slowed down after calibration
+REPLAN_AT = (0.25, 0.5)
+"""Fractions of a time-budgeted run's plan where it measures its speed again and re-plans: the first
+steps can run slower or faster than the rest (a busy machine, caches warming up), and a run planned
+from them alone ended a 3-minute budget after ~2.5 minutes."""
 
 
 def planned_iterations(minutes: float, done: int, elapsed_s: float, rate: float) -> int:
@@ -588,8 +593,10 @@ class Trainer:
         cancelled = False
         done = 0
         start = t_last = time.perf_counter()
-        t_warm = start
-        n_last = 0
+        t_warm = t_plan = start
+        n_last = n_plan = 0
+        replans = list(REPLAN_AT)
+        next_plan = 0
         try:
             i = 0
             while i < total:
@@ -605,11 +612,16 @@ class Trainer:
                 done = i
                 if timed and i == 1:
                     t_warm = time.perf_counter()
-                if timed and i == CALIBRATION_STEPS:
+                if timed and i in (CALIBRATION_STEPS, next_plan):
                     now = time.perf_counter()
-                    rate = (i - 1) / max(now - t_warm, 1e-9)
-                    total = self._agree(planned_iterations(self.config.minutes, i, now - start, rate))
-                    self.scheduler = self._cosine(total, already=i)
+                    # the speed since the last plan (the first: since the warm-up step)
+                    rate = (i - max(n_plan, 1)) / max(now - (t_plan if n_plan else t_warm), 1e-9)
+                    planned = self._agree(planned_iterations(self.config.minutes, i, now - start, rate))
+                    if i == CALIBRATION_STEPS or abs(planned - total) > 0.05 * total:
+                        total = planned
+                        self.scheduler = self._cosine(total, already=i)  # same shape, new length
+                    t_plan, n_plan = now, i
+                    next_plan = max(i + CALIBRATION_STEPS, int(replans.pop(0) * total)) if replans else 0
                 history.append({"iteration": i, "step": self.iteration, "lr": lr, **terms})
                 window.append(terms)
                 if i % max(1, self.config.log_every) == 0 or i == total:

@@ -246,7 +246,7 @@ def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.nda
     labels = None
     if isinstance(newest, tuple) and newest and live[: len(newest)] == newest:
         labels = label_cache.SPARSE_LABELS.get((*where, newest))
-    newest_used, done = labels is not None, 0
+    done = 0
     if labels is not None:  # rows added since: objects on top, background marks under the objects
         done = len(newest)  # type: ignore[arg-type]
         k = sum(kind == "object" for _, kind in live[:done])
@@ -270,7 +270,7 @@ def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.nda
             if kind == "object" and ann_id in rle:
                 k += 1
                 masks.paint_rle(labels, rle[ann_id], k)
-    if all(ann_id in rle for ann_id, _ in live[done if newest_used else 0 :]):
+    if all(ann_id in rle for ann_id, _ in live[done:]):
         # (a row deleted between the two queries is not painted: such a result is not cached)
         label_cache.SPARSE_LABELS.put((*where, live), labels)
         label_cache.NEWEST.put(where, live)

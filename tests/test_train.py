@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import numpy as np
 import pytest
@@ -245,6 +246,29 @@ def test_channels_converted_and_foreground_flag(samples):
     assert all(img.shape[0] == 1 for img, _ in trainer.samples)
     assert not trainer.foreground_trained  # no background marks: the head learnt nothing
     assert trainer.fit().iterations_done == 2
+
+
+def test_time_budget_plans_again_when_the_first_steps_were_slow(samples):
+    """Calibration steps held up (as on a machine busy for a moment) plan too few steps; the run
+    measures its speed again at REPLAN_AT of the plan and plans more, still annealing to the end."""
+    calls = {"n": 0}
+
+    def slow_start() -> bool:
+        calls["n"] += 1
+        if calls["n"] <= CALIBRATION_STEPS:
+            time.sleep(0.4)
+        return False
+
+    events: list[ProgressEvent] = []
+    trainer = Trainer(
+        tiny_config(minutes=0.15, iterations=1), samples, progress=events.append, should_cancel=slow_start
+    )
+    result = trainer.fit()
+    first_plan = next(e.total for e in events if e.iteration == CALIBRATION_STEPS)
+    assert events[-1].total > 2 * first_plan  # planned again from the faster steps
+    assert result.iterations_done > first_plan
+    lrs = [h["lr"] for h in result.history]
+    assert lrs[-1] < 0.2 * lrs[0]  # the schedule spans the new plan: annealed at its end
 
 
 def test_time_budget_plans_steps_from_measured_speed_and_anneals(samples):
