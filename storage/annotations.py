@@ -231,12 +231,14 @@ def _rles(db: Database, image_id: int, ids: list[int] | None = None) -> dict[int
     return out
 
 
-def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.ndarray:
+def sparse_labels(db: Database, image_id: int, shape: tuple[int, int], keep: bool = True) -> np.ndarray:
     """int32 (H, W): 0 unknown, -1 background mark, k >= 1 the k-th live object (by creation order).
     Objects are painted after background marks, so an object wins where both were drawn.
 
     Composed once per set of live rows (``label_cache``), and rows added since the image's newest
-    composition are painted on a copy of it; a fresh writable array every call.
+    composition are painted on a copy of it; a fresh writable array every call. ``keep=False``
+    (a pass over every image: export, training, prediction) uses the cache but adds nothing to it,
+    so such a pass holds one image at a time and leaves the pages' working set alone.
     """
     where, live = _live(db, image_id, shape)
     cached = label_cache.SPARSE_LABELS.get((*where, live))
@@ -270,7 +272,7 @@ def sparse_labels(db: Database, image_id: int, shape: tuple[int, int]) -> np.nda
             if kind == "object" and ann_id in rle:
                 k += 1
                 masks.paint_rle(labels, rle[ann_id], k)
-    if all(ann_id in rle for ann_id, _ in live[done:]):
+    if keep and all(ann_id in rle for ann_id, _ in live[done:]):
         # (a row deleted between the two queries is not painted: such a result is not cached)
         label_cache.SPARSE_LABELS.put((*where, live), labels)
         label_cache.NEWEST.put(where, live)

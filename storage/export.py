@@ -176,7 +176,7 @@ def write_zip(
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for row, stem in zip(rows, _stems([r["name"] for r in rows]), strict=True):
             image_id, shape = int(row["id"]), (int(row["height"]), int(row["width"]))
-            sparse = annotations.sparse_labels(db, image_id, shape)
+            sparse = annotations.sparse_labels(db, image_id, shape, keep=False)
             pred = None
             if version is not None:
                 prow = predictions.prediction_row(db, image_id, version.id)

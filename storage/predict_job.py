@@ -146,7 +146,7 @@ def run_prediction(ctx: JobContext) -> None:
                 ctx.blobs.remove(rel)
                 continue
             items[info.id] = result
-            sparse = annotations.sparse_labels(ctx.db, info.id, (info.height, info.width))
+            sparse = annotations.sparse_labels(ctx.db, info.id, (info.height, info.width), keep=False)
             if np.any(sparse != 0):
                 labelled[info.id] = sparse
                 ious += label_agreement(labels, sparse)

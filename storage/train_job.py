@@ -32,7 +32,8 @@ def collect_samples(ctx: JobContext) -> tuple[list[tuple[np.ndarray, np.ndarray]
     chosen = channels.get(ctx.db, ctx.project_id).model_channels
     for image_id in annotations.labelled_image_ids(ctx.db, ctx.project_id):
         row = images.row(ctx.db, image_id)
-        labels = annotations.sparse_labels(ctx.db, image_id, (int(row["height"]), int(row["width"])))
+        shape = (int(row["height"]), int(row["width"]))
+        labels = annotations.sparse_labels(ctx.db, image_id, shape, keep=False)
         if row["complete_at"] is not None:
             labels = complete_labels(labels)
         if not np.any(labels != 0):

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from storage import label_cache, masks
+from storage import annotations, label_cache, masks
 from storage.service import Studio
 from tests.test_storage_annotations import H, W, box, image_id
 from tests.test_storage_support import World
@@ -105,3 +105,14 @@ def test_listed_labels_count_their_pixels_from_the_runs(world: World, image_id: 
     mine, theirs = s.list_annotations(world.annotator, image_id)
     assert mine.seconds == 2.0 and math.isnan(theirs.seconds)  # working time: leads see everyone's
     assert theirs.mask.sum() == 20  # the mask survives hiding the seconds
+
+
+def test_a_pass_over_every_image_adds_nothing_to_the_cache(world: World, image_id: int) -> None:
+    """Export, training and prediction read every image once: they must not fill the pages' cache."""
+    s = world.studio
+    s.add_annotation(world.annotator, image_id, "object", box(1, 1, 5, 5))
+    before = len(label_cache.SPARSE_LABELS)
+    labels = annotations.sparse_labels(s.db, image_id, (H, W), keep=False)
+    assert labels.max() == 1 and len(label_cache.SPARSE_LABELS) == before
+    s.sparse_labels(world.lead, image_id)  # the page's read keeps it
+    assert len(label_cache.SPARSE_LABELS) == before + 1
