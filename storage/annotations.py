@@ -219,15 +219,17 @@ def _live(db: Database, image_id: int, shape: tuple[int, int]) -> tuple[tuple, t
     return (_db_file(db), int(image_id), tuple(shape)), live
 
 
-def _rles(db: Database, image_id: int, ids: list[int] | None = None) -> dict[int, dict]:
-    """Run-length codes of the image's live rows (``ids`` of them only, when given)."""
-    sql, args = "SELECT id, rle FROM annotations WHERE image_id = ? AND deleted_at IS NULL", [image_id]
+def _rles(db: Database, image_id: int, ids: list[int]) -> dict[int, dict]:
+    """Run-length codes of those of ``ids`` that are live rows of the image."""
     out: dict[int, dict] = {}
-    chunks = [None] if ids is None else [ids[i : i + 500] for i in range(0, len(ids), 500)]
-    for chunk in chunks:  # SQLite limits bound parameters per statement
-        where = "" if chunk is None else f" AND id IN ({','.join('?' * len(chunk))})"
-        for r in db.query(sql + where, args + ([] if chunk is None else chunk)):
-            out[int(r["id"])] = masks.from_json(r["rle"])
+    for i in range(0, len(ids), 500):  # SQLite limits bound parameters per statement
+        chunk = ids[i : i + 500]
+        rows = db.query(
+            "SELECT id, rle FROM annotations WHERE image_id = ? AND deleted_at IS NULL "
+            f"AND id IN ({','.join('?' * len(chunk))})",
+            [image_id, *chunk],
+        )
+        out.update((int(r["id"]), masks.from_json(r["rle"])) for r in rows)
     return out
 
 
@@ -248,31 +250,22 @@ def sparse_labels(db: Database, image_id: int, shape: tuple[int, int], keep: boo
     labels = None
     if isinstance(newest, tuple) and newest and live[: len(newest)] == newest:
         labels = label_cache.SPARSE_LABELS.get((*where, newest))
-    done = 0
-    if labels is not None:  # rows added since: objects on top, background marks under the objects
-        done = len(newest)  # type: ignore[arg-type]
-        k = sum(kind == "object" for _, kind in live[:done])
-        rle = _rles(db, image_id, [ann_id for ann_id, _ in live[done:]])
-        for ann_id, kind in live[done:]:
-            if ann_id not in rle:
-                continue
-            if kind == "object":
-                k += 1
-                masks.paint_rle(labels, rle[ann_id], k)
-            else:
-                masks.paint_rle(labels, rle[ann_id], -1, unlabelled_only=True)
-    else:
+    done = len(newest) if labels is not None else 0  # type: ignore[arg-type]
+    if labels is None:
         labels = np.zeros(shape, dtype=np.int32)
-        rle = _rles(db, image_id)
-        for ann_id, kind in live:
-            if kind == "background" and ann_id in rle:
-                masks.paint_rle(labels, rle[ann_id], -1)
-        k = 0
-        for ann_id, kind in live:
-            if kind == "object" and ann_id in rle:
-                k += 1
-                masks.paint_rle(labels, rle[ann_id], k)
-    if keep and all(ann_id in rle for ann_id, _ in live[done:]):
+    # In creation order, objects on top and background marks only under no object: the same as
+    # painting every mark first and every object over them, and it continues a cached result.
+    k = sum(kind == "object" for _, kind in live[:done])
+    rle = _rles(db, image_id, [ann_id for ann_id, _ in live[done:]])
+    for ann_id, kind in live[done:]:
+        if ann_id not in rle:
+            continue
+        if kind == "object":
+            k += 1
+            masks.paint_rle(labels, rle[ann_id], k)
+        else:
+            masks.paint_rle(labels, rle[ann_id], -1, unlabelled_only=True)
+    if keep and len(rle) == len(live) - done:
         # (a row deleted between the two queries is not painted: such a result is not cached)
         label_cache.SPARSE_LABELS.put((*where, live), labels)
         label_cache.NEWEST.put(where, live)
