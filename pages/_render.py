@@ -1,8 +1,9 @@
 """Rendering of images for the browser, cached so a page redraws in well under 300 ms after a save.
 
-The expensive parts (decoding, normalising, the model's prediction) are cached per image (and model
-version); each run only crops and scales to the on-screen size (a few hundred pixels) and draws the
-outlines there.
+The expensive parts are done once: the image's display RGB is decoded into memory-mapped levels
+on disk (``storage.display_pyramid``), the model's prediction is cached per image and model
+version; each run reads only the on-screen pixels (a few hundred per side) of the level that fits
+and draws the outlines there.
 Callers pass only image ids they got from `studio.list_images` for a project the user belongs to,
 so a cache shared between sessions never hands out an image its user could not list.
 """
@@ -18,6 +19,7 @@ from PIL import Image
 from pages._session import data_dir
 from pages._viewport import Viewport
 from spoco_core.overlay import boundaries, outline_overlay
+from storage.display_pyramid import Levels
 from storage.records import User
 from storage.service import Studio
 
@@ -26,26 +28,29 @@ BACKGROUND_RGB = np.array([230, 60, 60], dtype=np.float32)  # background marks: 
 SELECTED_RGB = np.array([255, 40, 255], dtype=np.float32)  # the object clicked on: magenta
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _display_rgb(_studio: Studio, _user: User, directory: str, image_id: int) -> np.ndarray:
-    return _studio.display_image(_user, image_id)
-
-
-def display_rgb(studio: Studio, user: User, image_id: int) -> np.ndarray:
-    """uint8 (H, W, 3) of an image, decoded once per server."""
-    return _display_rgb(studio, user, data_dir(), image_id)
+def display_levels(studio: Studio, user: User, image_id: int) -> Levels:
+    """The image's display RGB as memory-mapped levels (full size first, each half the last),
+    decoded once per image and display settings into files: a rerun reads only what it shows."""
+    return studio.display_levels(user, image_id)
 
 
 class _NotYet(Exception):
     """Raised inside a cached function so that a missing result is not cached (errors never are)."""
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
+def _shared(arr: np.ndarray) -> np.ndarray:
+    """Read-only: one array is handed to every rerun and session (no copy per rerun, which for a
+    large image's labels cost more than drawing the view); a caller that wrote into it would fail."""
+    arr.setflags(write=False)
+    return arr
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
 def _prediction(_studio: Studio, _user: User, directory: str, image_id: int, model_id: int) -> np.ndarray:
     labels = _studio.prediction(_user, image_id)
     if labels is None:
         raise _NotYet
-    return labels
+    return _shared(labels)
 
 
 def prediction(studio: Studio, user: User, image_id: int, model_id: int | None) -> np.ndarray | None:
@@ -59,9 +64,13 @@ def prediction(studio: Studio, user: User, image_id: int, model_id: int | None) 
         return None
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_resource(show_spinner=False, max_entries=64)
 def _proposals(_studio: Studio, _user: User, directory: str, image_id: int) -> np.ndarray:
-    return _studio.proposals(_user, image_id)
+    return _shared(_studio.proposals(_user, image_id))
+
+
+def forget_proposals() -> None:
+    _proposals.clear()
 
 
 def proposals(studio: Studio, user: User, image_id: int, sparse: np.ndarray) -> np.ndarray:
@@ -74,7 +83,7 @@ def proposals(studio: Studio, user: User, image_id: int, sparse: np.ndarray) -> 
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def _thumbnail_png(_studio: Studio, _user: User, directory: str, image_id: int, side: int) -> bytes:
-    img = Image.fromarray(_studio.display_image(_user, image_id))
+    img = Image.fromarray(np.asarray(_studio.display_levels(_user, image_id)[-1]))
     img.thumbnail((side, side))
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -85,12 +94,28 @@ def thumbnail_png(studio: Studio, user: User, image_id: int, side: int = 160) ->
     return _thumbnail_png(studio, user, data_dir(), image_id, side)
 
 
-def _sample(arr: np.ndarray, view: Viewport) -> np.ndarray:
+def _sample(arr: np.ndarray, view: Viewport, step: int = 1) -> np.ndarray:
     """Crop + nearest-neighbour resample to the screen size: pixel-exact for labels, and for the
-    image it shows real pixels when zoomed in (what an annotator outlines)."""
+    image it shows real pixels when zoomed in (what an annotator outlines). ``step``: ``arr`` is
+    the image at 1/step of its size (a pyramid level)."""
     rows = view.y0 + np.minimum((np.arange(view.out_h) * view.scale_y).astype(np.intp), view.h - 1)
     cols = view.x0 + np.minimum((np.arange(view.out_w) * view.scale_x).astype(np.intp), view.w - 1)
+    if step > 1:
+        rows = np.minimum(rows // step, arr.shape[0] - 1)
+        cols = np.minimum(cols // step, arr.shape[1] - 1)
     return arr[rows[:, None], cols[None, :]]
+
+
+def sample_levels(levels: Levels | np.ndarray, view: Viewport) -> np.ndarray:
+    """The view's image pixels from the smallest level that still has an image pixel for every
+    screen pixel: a whole large image on screen reads a level near the screen's size, not all of it."""
+    if isinstance(levels, np.ndarray):
+        return _sample(levels, view)
+    finest = min(view.scale_x, view.scale_y)
+    k = 0
+    while k + 1 < len(levels) and 2 ** (k + 1) <= finest:
+        k += 1
+    return _sample(levels[k], view, 2**k)
 
 
 def _adjust(rgb: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
@@ -113,7 +138,7 @@ def _tint(rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
 
 
 def render_view(
-    base: np.ndarray,
+    base: Levels | np.ndarray,
     view: Viewport,
     brightness: float = 0.0,
     contrast: float = 1.0,
@@ -123,8 +148,9 @@ def render_view(
     selected_mask: np.ndarray | None = None,
 ) -> Image.Image:
     """The on-screen picture: adjusted image, the user's labels tinted, the model's predicted
-    outlines, the suggested object highlighted and the object clicked on tinted magenta."""
-    rgb = _adjust(_sample(base, view), brightness, contrast)
+    outlines, the suggested object highlighted and the object clicked on tinted magenta. ``base``:
+    the image's display levels (``display_levels``) or one full-size RGB array."""
+    rgb = _adjust(sample_levels(base, view), brightness, contrast)
     if sparse is not None and sparse.any():
         rgb = _tint(rgb, _sample(sparse, view))
     if predicted is not None or suggestion_mask is not None:

@@ -10,6 +10,7 @@ next click on the overview (once).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,13 +76,15 @@ def _widget(kind, label: str, key: str, default, saved: dict, name: str, **kwarg
     return value
 
 
-def overview(base: np.ndarray, view: Viewport, image_id: int) -> None:
-    """The whole image small with the part on screen framed; a click there centres the view."""
+def overview(levels: Sequence[np.ndarray], view: Viewport, image_id: int) -> None:
+    """The whole image small with the part on screen framed; a click there centres the view.
+    ``levels``: the image's display levels, full size first (only the smallest is read)."""
     from streamlit_image_coordinates import streamlit_image_coordinates
 
-    height, width = base.shape[:2]
-    step = max(1, int(np.ceil(max(height, width) / OVERVIEW_SIDE)))
-    small = Image.fromarray(np.ascontiguousarray(base[::step, ::step]))
+    height, width = levels[0].shape[:2]
+    top = levels[-1]
+    step = max(1, int(np.ceil(max(top.shape[:2]) / OVERVIEW_SIDE)))
+    small = Image.fromarray(np.ascontiguousarray(top[::step, ::step]))
     sx, sy = small.width / width, small.height / height
     frame = (view.x0 * sx, view.y0 * sy, (view.x0 + view.w) * sx - 1, (view.y0 + view.h) * sy - 1)
     ImageDraw.Draw(small).rectangle(frame, outline=(255, 220, 0), width=2)

@@ -247,7 +247,7 @@ def main() -> None:
         settings = view_controls(image.id, image.width, image.height, sug.bbox if sug else None)
         shown = settings.viewport
         if shown.w < image.width or shown.h < image.height:
-            overview(render.display_rgb(studio, user, image.id), shown, image.id)
+            overview(render.display_levels(studio, user, image.id), shown, image.id)
         tool = st.radio("Tool", list(TOOLS), format_func=TOOLS.get, horizontal=True, key="ann_tool")
         actions.next_option_key("ann_tool", list(TOOLS), "Next tool", "next_tool")
         on_click = "select"
@@ -322,7 +322,7 @@ def main() -> None:
             if editing is not None:
                 selected = select.Selected(image.id, editing.mask, "label")
         view = render.render_view(
-            render.display_rgb(studio, user, image.id),
+            render.display_levels(studio, user, image.id),
             settings.viewport,
             settings.brightness,
             settings.contrast,

@@ -234,7 +234,8 @@ def _channels(studio: Studio, user: User, project: Project) -> None:
     except StudioError as exc:
         show_error(exc)
         return
-    st.cache_data.clear()  # the cached renderings used the old colours
+    st.cache_data.clear()  # the cached thumbnails used the old colours
+    render.forget_proposals()  # they were made from the old model channels
     st.success("Channels saved; model channels apply to the next training and prediction.")
 
 

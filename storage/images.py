@@ -351,8 +351,9 @@ def load_display(blobs: BlobStore, blob: str, name: str, display: tuple = ()) ->
 def remove(db: Database, blobs: BlobStore, image_id: int) -> ImageInfo:
     """Delete an image row with everything that hangs on it: its labels and their history,
     predictions, suggestions and claims (the schema cascades), then its files: prediction labels,
-    cached embeddings, and the image bytes unless another image (of another project) shares them.
+    cached embeddings and display levels, and the image bytes unless another image (of another project) shares them.
     The rows go in one transaction first, so a crash leaves at most unreferenced files behind."""
+    from storage import display_pyramid
     from storage.db import transaction
     from storage.embedding_cache import embedding_rel
 
@@ -372,6 +373,7 @@ def remove(db: Database, blobs: BlobStore, image_id: int) -> ImageInfo:
         shared = one(db, "SELECT 1 AS x FROM images WHERE blob = ?", [found["blob"]]) is not None
     for rel in labels + [embedding_rel(v, image_id) for v in versions]:
         blobs.remove(rel)
+    display_pyramid.remove(blobs, int(image_id))
     if not shared:
         blobs.remove(found["blob"])
     return info

@@ -25,6 +25,7 @@ from storage import (
     annotations,
     auth,
     backup,
+    display_pyramid,
     claims,
     images,
     jobs,
@@ -574,6 +575,21 @@ class Studio:
         row = images.row(self.db, int(image_id))
         display = channels.get(self.db, project_id).display
         return images.load_display(self.blobs, row["blob"], row["name"], display)
+
+    def display_levels(self, actor: User, image_id: int) -> display_pyramid.Levels:
+        """``display_image`` as memory-mapped levels, full size first, each half the last: a page
+        reads only the pixels it shows (built on the first call for the current settings)."""
+        from storage import channels
+
+        _, project_id, _ = self._image_role(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        display = channels.get(self.db, project_id).display
+        return display_pyramid.display_levels(
+            self.blobs,
+            int(image_id),
+            display,
+            lambda: images.load_display(self.blobs, row["blob"], row["name"], display),
+        )
 
     def channel_settings(self, actor: User, project_id: int) -> ChannelSettings:
         """Any member: which channels feed the model and how each is shown (storage.channels)."""
