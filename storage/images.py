@@ -351,7 +351,8 @@ def load_display(blobs: BlobStore, blob: str, name: str, display: tuple = ()) ->
 def remove(db: Database, blobs: BlobStore, image_id: int) -> ImageInfo:
     """Delete an image row with everything that hangs on it: its labels and their history,
     predictions, suggestions and claims (the schema cascades), then its files: prediction labels,
-    cached embeddings and display levels, and the image bytes unless another image (of another project) shares them.
+    cached embeddings, display levels, and the image bytes unless another image (of another
+    project) shares them.
     The rows go in one transaction first, so a crash leaves at most unreferenced files behind."""
     from storage import display_pyramid
     from storage.db import transaction

@@ -25,8 +25,8 @@ from storage import (
     annotations,
     auth,
     backup,
-    display_pyramid,
     claims,
+    display_pyramid,
     images,
     jobs,
     liveness,
@@ -577,8 +577,10 @@ class Studio:
         return images.load_display(self.blobs, row["blob"], row["name"], display)
 
     def display_levels(self, actor: User, image_id: int) -> display_pyramid.Levels:
-        """``display_image`` as memory-mapped levels, full size first, each half the last: a page
-        reads only the pixels it shows (built on the first call for the current settings)."""
+        """``display_image`` as memory-mapped levels, full size first, each half the last.
+
+        A page reads only the pixels it shows; built on the first call for the current settings.
+        """
         from storage import channels
 
         _, project_id, _ = self._image_role(actor, image_id)
