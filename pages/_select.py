@@ -39,7 +39,7 @@ class Selected:
 
     image_id: int
     mask: np.ndarray
-    what: str  # "suggested object" | "predicted object"
+    what: str  # "suggested object" | "predicted object" | "proposed object" | "segmented object"
     suggestion_id: int | None = None
 
 
@@ -106,6 +106,8 @@ def handle_click(
     st.session_state.pop(SELECTED, None)
     if predicted is None:
         return False, "No object there: without a model's outlines only suggested objects can be clicked."
+    if model_id == PROPOSALS:
+        return False, "No proposal there: the classical pipeline sees background at that pixel."
     return False, "No object there: the model sees background at that pixel."
 
 
@@ -129,7 +131,8 @@ def current(
     if predicted is None or sel.get("model_id") != model_id:
         return None
     mask = predicted == sel["object_id"]
-    return Selected(image_id, mask, "predicted object") if mask.any() else None
+    what = "proposed object" if model_id == PROPOSALS else "predicted object"
+    return Selected(image_id, mask, what) if mask.any() else None
 
 
 def clear() -> None:
@@ -164,7 +167,8 @@ def handle_segment_click(
     if not result.mask.any():
         if mode == "new" or clicks is None:
             clear()
-            return "No object there: the model sees background or a labelled object at that pixel."
+            seen = "the model sees" if result.source == "model" else "the classical pipeline sees"
+            return f"No object there: {seen} background or a labelled object at that pixel."
         return "That click would leave nothing: the object is kept as it was."
     st.session_state[SELECTED] = {
         "image_id": image_id,

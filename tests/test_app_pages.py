@@ -634,9 +634,12 @@ def test_before_any_model_classical_proposals_are_clicked_and_accepted(studio: S
     at.radio(key="ann_tool").set_value("click").run()
     assert not at.exception, at.exception
     assert "classical proposals" in texts(at)
+    at.session_state[CLICK_TEST_HOOK] = inside(proposals == 0)
+    at.run()
+    assert "No proposal there: the classical pipeline sees background" in texts(at)
     at.session_state[CLICK_TEST_HOOK] = inside(proposals == biggest)
     at.run()
-    assert "Selected predicted object" in texts(at)
+    assert "Selected proposed object" in texts(at)  # not "predicted": no model made it
     at.button(key="ann_sel_accept").click().run()
     assert not at.exception, at.exception
     (kept,) = studio.list_annotations(admin, image_id)
