@@ -94,7 +94,9 @@ class ImageMeta:
     some axis was undeclared and placed by :data:`UNDECLARED_RULE`. ``pixel_size``: ``(y, x)`` in
     micrometres when the file says so. ``drop_alpha``: an RGBA alpha sample is left out.
     ``plane``: for one plane stored on its own (``io.write_plane_tiff``), its place in the stack it
-    came from, e.g. ``"z 3/5"``, and ``stack`` an identifier of that stack.
+    came from, e.g. ``"z 3/5"``, and ``stack`` an identifier of that stack. ``other_series``: series
+    of the file not read because their shape differs from the first's (thumbnails, overviews);
+    series of the same shape are planes along ``M``.
     """
 
     name: str
@@ -109,6 +111,7 @@ class ImageMeta:
     drop_alpha: bool = False
     plane: str = ""
     stack: str = ""
+    other_series: int = 0
 
     @property
     def itemsize(self) -> int:
@@ -172,6 +175,8 @@ class ImageMeta:
         """``"ZCYX 5x2x64x64 (axes assumed)"``-style summary for messages and pages."""
         sizes = [*self.plane_shape, *([self.channels] if self.channels > 1 else []), self.height, self.width]
         text = f"{self.axes} {'x'.join(str(s) for s in sizes)}"
+        if self.other_series:
+            text += f"; {self.other_series} series of another size not read"
         return text + (" (axes assumed)" if self.assumed else "")
 
 

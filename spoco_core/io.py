@@ -5,7 +5,8 @@ the single :class:`ImageReadError`, whose message names the file, so callers nee
 and can show the user which file was at fault.
 
 Axes come from the file (:mod:`spoco_core.axes`): a Z-stack or time series is read as planes
-(:func:`read_planes`), channels only where the file declares them (or where
+(:func:`read_planes`), as are a TIFF's series of one shape (an OME-TIFF's positions: axis ``M``),
+channels only where the file declares them (or where
 :data:`spoco_core.axes.UNDECLARED_RULE` places them). :func:`probe` reads the header alone, and
 every limit (side, decoded bytes of a plane and of the whole file) is checked from it before a
 pixel is decoded. :func:`read_image` and :func:`read_image_raw` take one 2-D image and refuse a stack.
@@ -187,12 +188,34 @@ def _stored(tif: tifffile.TiffFile, key: str) -> str:
     return found if isinstance(found, str) else ""
 
 
-def _probe_tiff(tif: tifffile.TiffFile, name: str) -> tuple[ImageMeta, object]:
+SERIES_AXIS = "M"
+"""The plane letter of a file's series (an OME-TIFF's images: positions, scenes, wells) when it
+holds several of the same shape: each series is a plane, labelled ``m 2/3``."""
+
+
+def _same_series(tif: tifffile.TiffFile) -> tuple[list, int]:
+    """The series shaped like the first (read as planes along ``SERIES_AXIS``) and how many others
+    there are (thumbnails, label or overview images of other sizes: not read)."""
+    first = tif.series[0]
+    same = [
+        s
+        for s in tif.series
+        if tuple(s.shape) == tuple(first.shape) and str(s.axes) == str(first.axes) and s.dtype == first.dtype
+    ]
+    return same, len(tif.series) - len(same)
+
+
+def _probe_tiff(tif: tifffile.TiffFile, name: str) -> tuple[ImageMeta, list]:
     if not tif.series:
         raise ImageReadError(f"{name}: TIFF contains no image")
-    series = tif.series[0]
+    every, other_series = _same_series(tif)
+    series = every[0]
     shape = tuple(int(s) for s in series.shape)
     axes = str(series.axes)
+    if len(every) > 1 and SERIES_AXIS not in axes:
+        shape, axes = (len(every), *shape), SERIES_AXIS + axes
+    else:
+        every = every[:1]
     try:
         roles, assumed = interpret(axes, shape, imagej=bool(tif.is_imagej))
     except ValueError as exc:
@@ -220,8 +243,9 @@ def _probe_tiff(tif: tifffile.TiffFile, name: str) -> tuple[ImageMeta, object]:
         plane=_stored(tif, "plane"),
         stack=_stored(tif, "stack"),
         drop_alpha=drop_alpha,
+        other_series=other_series,
     )
-    return meta, series
+    return meta, every
 
 
 def _pil_layout(img: Image.Image, keep_palette: bool) -> tuple[int, str]:
@@ -337,17 +361,18 @@ def _read(
         return meta, [] if chw is None else [Plane((), "", chw)]
     try:
         with tifffile.TiffFile(_rewind(source)) as tif:
-            meta, series = _probe_tiff(tif, label)
+            meta, every = _probe_tiff(tif, label)
             check_limits(meta, limits, label)
             if header_only:
                 return meta, []
             try:
-                stack = to_canonical(series.asarray(), meta)
+                whole = every[0].asarray() if len(every) == 1 else np.stack([s.asarray() for s in every])
+                stack = to_canonical(whole, meta)
             except Exception as exc:
                 # tifffile lacks some codecs (LZW, JPEG) without imagecodecs; Pillow has them for
                 # ordinary gray/RGB TIFFs, so try it before giving up with tifffile's reason.
                 if meta.n_planes != 1:
-                    pages = [int(page.index) for page in series.pages]
+                    pages = [int(page.index) for series in every for page in series.pages]
                     stack = _pil_pages(source, pages, meta)
                     if stack is None:
                         raise ImageReadError(f"{label}: cannot decode TIFF ({exc})") from exc

@@ -95,6 +95,27 @@ def test_ome_tiff_time_series_and_pixel_size(tmp_path: Path) -> None:
     assert meta.pixel_size == pytest.approx((0.65, 0.65))
 
 
+def test_every_series_of_a_multi_position_ome_tiff_is_read(tmp_path: Path) -> None:
+    """An OME-TIFF with three positions (series) of one shape and a thumbnail: the three are planes
+    along M, each with its own pixels; the thumbnail is named, not read (the first series alone used
+    to be read, silently)."""
+    positions = [_stack((2, 16, 20)) for _ in range(3)]
+    path = tmp_path / "wells.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        for data in positions:
+            tif.write(data, metadata={"axes": "CYX"})
+        tif.write(_stack((4, 5)), metadata={"axes": "YX"})
+    meta, planes = read_planes(path)
+    assert (meta.axes, meta.n_planes, meta.channels, meta.other_series) == ("MCYX", 3, 2, 1)
+    assert [p.label for p in planes] == ["m 1/3", "m 2/3", "m 3/3"]
+    for plane, data in zip(planes, positions, strict=True):
+        assert np.array_equal(plane.image, data)
+    assert "1 series of another size not read" in meta.describe()
+    assert meta.decoded_bytes == 3 * 2 * 16 * 20 * 2  # limits count every series
+    with pytest.raises(ImageReadError):
+        probe(path, limits=Limits(max_bytes=meta.decoded_bytes - 1))
+
+
 def test_ome_rgb_stack_keeps_samples_as_channels(tmp_path: Path) -> None:
     data = RNG.integers(0, 256, (2, 16, 20, 3), dtype=np.uint8)
     tifffile.imwrite(tmp_path / "rgbz.ome.tif", data, ome=True, photometric="rgb", metadata={"axes": "ZYXS"})

@@ -122,6 +122,22 @@ def _tiff(data: np.ndarray, **kwargs) -> bytes:
     return buf.getvalue()
 
 
+def test_multi_position_upload_becomes_one_image_per_series(world: World) -> None:
+    s = world.studio
+    positions = [np.random.default_rng(k).integers(0, 4000, (24, 32)).astype(np.uint16) for k in range(3)]
+    buf = io.BytesIO()
+    with tifffile.TiffWriter(buf, ome=True) as tif:
+        for data in positions:
+            tif.write(data, metadata={"axes": "YX"})
+    infos, meta = s.add_upload(world.lead, world.project.id, "plate.ome.tif", buf.getvalue())
+    assert meta.axes == "MYX"
+    assert [i.name for i in infos] == [f"plate.ome [m {k} of 3].tif" for k in (1, 2, 3)]
+    for info, data in zip(infos, positions, strict=True):
+        _, stored = s.image_bytes(world.annotator, info.id)
+        assert np.array_equal(tifffile.imread(io.BytesIO(stored)), data)
+    assert [i.id for i in s.stack_planes(world.annotator, infos[1].id)] == [i.id for i in infos]
+
+
 def test_stack_upload_becomes_one_image_per_plane(world: World) -> None:
     s = world.studio
     data = np.random.default_rng(1).integers(0, 4000, (3, 2, 24, 32)).astype(np.uint16)
