@@ -194,8 +194,10 @@ holds several of the same shape: each series is a plane, labelled ``m 2/3``."""
 
 
 def _same_series(tif: tifffile.TiffFile) -> tuple[list, int]:
-    """The series shaped like the first (read as planes along ``SERIES_AXIS``) and how many others
-    there are (thumbnails, label or overview images of other sizes: not read)."""
+    """The series shaped like the first (planes along ``SERIES_AXIS``), and how many others.
+
+    The others (thumbnails, label or overview images of other sizes) are not read.
+    """
     first = tif.series[0]
     same = [
         s
