@@ -23,9 +23,15 @@ def _origin(size: int, patch: int, centre: int | None, rng: np.random.Generator)
     return int(rng.integers(lo, hi + 1))
 
 
-def _labelled_pixel(labels: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
-    """A random object pixel (or, failing that, a background mark), or None if nothing is labelled."""
-    for mask in (labels > 0, labels != 0):
+def _labelled_pixel(
+    labels: np.ndarray, rng: np.random.Generator, background_share: float = 0.0
+) -> tuple[int, int] | None:
+    """A random object pixel (or, failing that, a background mark), or None if nothing is labelled;
+    with probability ``background_share`` a background-mark pixel first."""
+    order = (labels > 0, labels != 0)
+    if background_share > 0 and rng.random() < background_share:
+        order = (labels < 0, labels != 0)
+    for mask in order:
         ys, xs = np.nonzero(mask)
         if ys.size:
             i = int(rng.integers(ys.size))
@@ -34,9 +40,16 @@ def _labelled_pixel(labels: np.ndarray, rng: np.random.Generator) -> tuple[int, 
 
 
 def crop_or_pad(
-    image: np.ndarray, labels: np.ndarray, patch: int, rng: np.random.Generator
+    image: np.ndarray,
+    labels: np.ndarray,
+    patch: int,
+    rng: np.random.Generator,
+    background_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Cut a (patch x patch) window: random crop on large sides, reflect pad (labels 0) on small ones."""
+    """Cut a (patch x patch) window: random crop on large sides, reflect pad (labels 0) on small ones.
+
+    Most windows are placed around a labelled pixel (``PREFER_LABELLED``): an object's, or with
+    probability ``background_share`` a background mark's."""
     _, h, w = image.shape
     ph, pw = max(0, patch - h), max(0, patch - w)
     if ph or pw:
@@ -45,7 +58,7 @@ def crop_or_pad(
         image = np.pad(image, ((0, 0), *pad), mode="reflect" if min(h, w) > 1 else "edge")
         labels = np.pad(labels, pad, mode="constant", constant_values=0)  # padding is unknown, not background
         h, w = labels.shape
-    centre = _labelled_pixel(labels, rng) if rng.random() < PREFER_LABELLED else None
+    centre = _labelled_pixel(labels, rng, background_share) if rng.random() < PREFER_LABELLED else None
     y0 = _origin(h, patch, centre[0] if centre else None, rng)
     x0 = _origin(w, patch, centre[1] if centre else None, rng)
     return image[:, y0 : y0 + patch, x0 : x0 + patch], labels[y0 : y0 + patch, x0 : x0 + patch]
@@ -121,17 +134,21 @@ def sample_views(
     paste_pool: list[ObjectCut] | None = None,
     n_paste: int = 0,
     scale_jitter: float = 0.0,
+    background_share: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(view_f (C,p,p), view_g (C,p,p), labels (p,p) int64): one geometry, two photometric draws.
 
     With a ``paste_pool``, ``n_paste`` labelled objects are pasted into the crop first
     (spoco_core.copy_paste), so both views and the labels carry them. ``scale_jitter`` > 0 crops a
     window up to (1 + jitter) times larger or smaller than ``patch`` and resizes it to ``patch``, so
-    the network meets objects at sizes the labelled ones did not have."""
+    the network meets objects at sizes the labelled ones did not have. ``background_share``: see
+    :func:`crop_or_pad`."""
     if image.ndim != 3 or image.shape[1:] != labels.shape:
         raise ValueError(f"expected image (C,H,W) and labels (H,W), got {image.shape} and {labels.shape}")
     side = max(8, round(patch * scale_factor(rng, scale_jitter)))
-    crop, lab = crop_or_pad(image.astype(np.float32, copy=False), labels.astype(np.int64), side, rng)
+    crop, lab = crop_or_pad(
+        image.astype(np.float32, copy=False), labels.astype(np.int64), side, rng, background_share
+    )
     crop, lab = rescale(crop, lab, patch)
     if paste_pool and n_paste > 0:
         crop, lab = paste_objects(crop, lab, paste_pool, rng, n_paste)

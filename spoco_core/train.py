@@ -88,6 +88,8 @@ class TrainConfig:
         Labelled objects pasted next to labelled ones per patch (0: off).
     scale_jitter : float
         Patches zoomed by up to ``1 + scale_jitter`` either way (0: off).
+    background_crops : float
+        Share of the patches placed around a labelled pixel that are centred on a background mark.
     model : UNetConfig
         The network; a warm start keeps its checkpoint's instead.
     loss : LossConfig
@@ -115,6 +117,7 @@ class TrainConfig:
     log_every: int = 10
     paste_objects: int = 1  # labelled objects pasted next to labelled ones per patch (copy_paste.py)
     scale_jitter: float = 0.0  # patches zoomed by up to (1 + this) either way (augment.sample_views)
+    background_crops: float = 0.0
     model: UNetConfig = field(default_factory=UNetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     auto_coord_scale: bool = True
@@ -515,6 +518,7 @@ class Trainer:
             vf, vg, lab = sample_views(
                 image, labels, self.config.patch_size, self.rng, paste_pool=self.paste_pool,
                 n_paste=self.config.paste_objects, scale_jitter=self.config.scale_jitter,
+                background_share=self.config.background_crops,
             )  # fmt: skip
             views_f.append(vf)
             views_g.append(vg)

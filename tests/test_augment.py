@@ -90,6 +90,32 @@ def test_crops_prefer_labelled_pixels():
     assert np.mean(hits) > 0.6  # a uniform crop would contain it ~4% of the time
 
 
+def test_background_crops_put_the_marks_in_view():
+    """Sparse labels: one object and one background mark far apart. Without ``background_share``
+    crops follow the object and the mark is almost never seen; with 0.5 about 0.8 x 0.5 of them
+    are centred on the mark (what keeps the foreground head from calling unknown pixels objects)."""
+    labels = np.zeros((300, 300), dtype=np.int64)
+    labels[10:14, 10:14] = 1
+    labels[280:290, 280:290] = -1
+    image = np.zeros((1, 300, 300), dtype=np.float32)
+
+    def seen(share: float) -> float:
+        return float(
+            np.mean(
+                [
+                    (
+                        sample_views(image, labels, 32, np.random.default_rng(s), background_share=share)[2]
+                        < 0
+                    ).any()
+                    for s in range(200)
+                ]
+            )
+        )
+
+    assert seen(0.0) < 0.1
+    assert 0.3 < seen(0.5) < 0.6
+
+
 def test_same_seed_same_views_different_seed_different_views():
     labels = _unique_labels(50, 50)
     image = np.random.default_rng(0).random((1, 50, 50), dtype=np.float32)
