@@ -276,7 +276,7 @@ def describe(minutes: float, long_minutes: float, threads: int, jobs: int, data:
             f"{cfg.patch_size}, U-Net depth {cfg.model.depth} base {cfg.model.base_channels}, coordinate "
             f"channels x 2.2 / sqrt(median labelled area), foreground weight {cfg.loss.w_foreground:g}"
             f"{' with background never outweighed by objects' if cfg.loss.fg_balanced else ''}, "
-            "scale "
+            f"{cfg.background_crops:g} of the labelled-centred patches on a background mark, scale "
             f"jitter {cfg.scale_jitter:g}) with {OVERRIDES}, for {minutes:g} min (the app's default "
             f"budget) or {long_minutes:g} min; {jobs} rows side by side, {threads} torch thread(s) each, "
             f"{'bfloat16 autocast' if cpu_has_bf16() else 'float32'}.",
