@@ -14,6 +14,10 @@ def test_real_nuclei_trains_with_the_defaults_and_its_declared_overrides_only() 
     want = asdict(replace(TrainConfig(), minutes=2.5, seed=3, **real_nuclei.OVERRIDES))
     assert got == want
     assert set(real_nuclei.OVERRIDES) <= {"device"}  # nothing that changes what is learned
+    changed = [row for row in real_nuclei.ROWS if row.ablation]  # only a named ablation row may
+    assert changed == [real_nuclei.ROWS[-1]]
+    for field_name, value in changed[0].ablation:
+        assert field_name in changed[0].name and getattr(TrainConfig(), field_name) != value
 
 
 def test_sparse_vs_dense_trains_with_the_defaults_and_its_declared_overrides_only() -> None:
