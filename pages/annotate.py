@@ -246,8 +246,9 @@ def main() -> None:
         _complete_toggle(studio, user, image)
         settings = view_controls(image.id, image.width, image.height, sug.bbox if sug else None)
         shown = settings.viewport
+        levels = render.display_levels(studio, user, image.id)
         if shown.w < image.width or shown.h < image.height:
-            overview(render.display_levels(studio, user, image.id), shown, image.id)
+            overview(levels, shown, image.id)
         tool = st.radio("Tool", list(TOOLS), format_func=TOOLS.get, horizontal=True, key="ann_tool")
         actions.next_option_key("ann_tool", list(TOOLS), "Next tool", "next_tool")
         on_click = "select"
@@ -322,7 +323,7 @@ def main() -> None:
             if editing is not None:
                 selected = select.Selected(image.id, editing.mask, "label")
         view = render.render_view(
-            render.display_levels(studio, user, image.id),
+            levels,
             settings.viewport,
             settings.brightness,
             settings.contrast,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -567,31 +567,27 @@ class Studio:
         chosen = channels.get(self.db, project_id).model_channels
         return images.load_normalised(self.blobs, row["blob"], row["name"], chosen)
 
-    def display_image(self, actor: User, image_id: int) -> np.ndarray:
-        """uint8 (H, W, 3) for rendering (the project's channel colours and contrast, when set)."""
+    def _display_source(self, actor: User, image_id: int) -> tuple[tuple, Callable[[], np.ndarray]]:
+        """The project's display settings for the image, and how to decode its display RGB."""
         from storage import channels
 
         _, project_id, _ = self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
         display = channels.get(self.db, project_id).display
-        return images.load_display(self.blobs, row["blob"], row["name"], display)
+        return display, lambda: images.load_display(self.blobs, row["blob"], row["name"], display)
+
+    def display_image(self, actor: User, image_id: int) -> np.ndarray:
+        """uint8 (H, W, 3) for rendering (the project's channel colours and contrast, when set)."""
+        _, decode = self._display_source(actor, image_id)
+        return decode()
 
     def display_levels(self, actor: User, image_id: int) -> display_pyramid.Levels:
         """``display_image`` as memory-mapped levels, full size first, each half the last.
 
         A page reads only the pixels it shows; built on the first call for the current settings.
         """
-        from storage import channels
-
-        _, project_id, _ = self._image_role(actor, image_id)
-        row = images.row(self.db, int(image_id))
-        display = channels.get(self.db, project_id).display
-        return display_pyramid.display_levels(
-            self.blobs,
-            int(image_id),
-            display,
-            lambda: images.load_display(self.blobs, row["blob"], row["name"], display),
-        )
+        display, decode = self._display_source(actor, image_id)
+        return display_pyramid.display_levels(self.blobs, int(image_id), display, decode)
 
     def channel_settings(self, actor: User, project_id: int) -> ChannelSettings:
         """Any member: which channels feed the model and how each is shown (storage.channels)."""
