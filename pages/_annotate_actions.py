@@ -147,11 +147,14 @@ def suggestion_actions(
         show_error(exc)
 
 
-def selection_actions(studio: Studio, user: User, image: ImageInfo, sel: select.Selected | None) -> None:
+def selection_actions(
+    studio: Studio, user: User, image: ImageInfo, sel: select.Selected | None, has_model: bool = True
+) -> None:
     """One more click keeps the clicked object as a labelled object or marks it background."""
     if sel is None:
         st.markdown("**Click an object** on the image.")
-        st.caption("Coloured outlines are the model's objects, yellow the suggested one.")
+        made_by = "the model's objects" if has_model else "the classical pipeline's proposals"
+        st.caption(f"Coloured outlines are {made_by}, yellow the suggested one.")
         return
     st.markdown(f"**Selected {sel.what}** (magenta) · {int(sel.mask.sum())} pixels")
     c1, c2 = st.columns(2)

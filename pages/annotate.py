@@ -358,7 +358,7 @@ def main() -> None:
 
     with right:
         if tool in CLICK_TOOLS:
-            actions.selection_actions(studio, user, image, selected)
+            actions.selection_actions(studio, user, image, selected, has_model=model is not None)
         if tool == "edit":
             actions.edit_panel(studio, user, image, editing)
         if sug is not None:

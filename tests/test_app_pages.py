@@ -634,6 +634,7 @@ def test_before_any_model_classical_proposals_are_clicked_and_accepted(studio: S
     at.radio(key="ann_tool").set_value("click").run()
     assert not at.exception, at.exception
     assert "classical proposals" in texts(at)
+    assert "the classical pipeline's proposals" in texts(at) and "the model's objects" not in texts(at)
     at.session_state[CLICK_TEST_HOOK] = inside(proposals == 0)
     at.run()
     assert "No proposal there: the classical pipeline sees background" in texts(at)
