@@ -8,7 +8,7 @@ import streamlit as st
 from pages import _edit as edit
 from pages import _select as select
 from pages import _timer as timer
-from pages._canvas import clear_canvas
+from pages._canvas import clear_canvas, has_drawing, mark_saved
 from pages._fabric import Shape
 from pages._feedback import show_error
 from pages._text import fmt_time, md
@@ -41,7 +41,8 @@ REDO = "_ann_redo"  # {image id: [changes undone in this session, newest last]}
 
 
 def show_last_action() -> None:
-    """The outcome of the annotator's last action (and any per-outline errors)."""
+    """The outcome of the annotator's last action (and any per-outline errors); shown under the
+    canvas, so a message appearing after a save does not move the canvas the next clicks aim at."""
     if flash := st.session_state.get(FLASH):
         message, errors = flash
         st.success(message)
@@ -55,16 +56,23 @@ def canvas_key(image: ImageInfo) -> str:
 
 
 def _done(
-    message: str, clear_key: str | None = None, errors: list[str] | None = None, keep_redo: bool = False
+    message: str,
+    clear_key: str | None = None,
+    errors: list[str] | None = None,
+    keep_redo: bool = False,
+    saved_key: str | None = None,
 ) -> None:
-    """After a saved action: restart the clock, empty the canvas, and rerun so the view shows the
-    new label at once; the message (and any per-outline errors) is shown on that run. A new change
-    ends what Redo can bring back (``keep_redo``: Undo and Redo themselves)."""
+    """After a saved action: restart the clock, empty the canvas (``clear_key``) or retire the
+    outlines just saved from it (``saved_key``), and rerun so the view shows the new label at once;
+    the message (and any per-outline errors) is shown on that run. A new change ends what Redo can
+    bring back (``keep_redo``: Undo and Redo themselves)."""
     timer.restart()
     if not keep_redo:
         st.session_state.pop(REDO, None)
     if clear_key:
         clear_canvas(clear_key)
+    if saved_key:
+        mark_saved(saved_key)
     st.session_state[FLASH] = (message, errors or [])
     st.rerun()
 
@@ -245,7 +253,7 @@ def _save_shapes(
             st.error(md(error))
         return
     what = "object" if kind == "object" else "background region"
-    _done(f"Saved {saved} {what}{'s' if saved > 1 else ''}.", canvas_key(image), errors)
+    _done(f"Saved {saved} {what}{'s' if saved > 1 else ''}.", errors=errors, saved_key=canvas_key(image))
 
 
 def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[Shape] | None) -> None:
@@ -270,7 +278,12 @@ def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[S
     ):
         _save_shapes(studio, user, image, shapes or [], "background", "drawn")
     if c1.button(
-        "Clear drawing", icon=":material/ink_eraser:", key="ann_clear", disabled=not shapes, width="stretch"
+        "Clear drawing",
+        icon=":material/ink_eraser:",
+        key="ann_clear",
+        disabled=not (shapes or has_drawing(canvas_key(image))),
+        width="stretch",
+        help="Empty the canvas, saved outlines included (what is saved stays saved)",
     ):
         clear_canvas(canvas_key(image))
         st.rerun()

@@ -3,10 +3,15 @@
 `draw_shapes` shows the canvas over a rendered view and returns the closed outlines drawn on it in
 *image* coordinates (the viewport undoes display scaling and the crop offset).
 
+After a save the canvas stays mounted (`mark_saved`): the outlines it reported so far are no longer
+returned, and clicks the annotator makes on it while the page reruns (the next polygon's corners)
+are kept. A new widget key would remount it and drop them. `clear_canvas` does remount it (Clear
+drawing, brush strokes), and so does a new view (a drawing belongs to the view it was drawn on).
+
 Test hook: tests cannot drive the JavaScript canvas under `AppTest`, so when
 `st.session_state[TEST_HOOK_KEY]` holds a list of outlines (each a list of `(x, y)` image
 coordinates) `draw_shapes` returns those instead of what the canvas reported, until
-`clear_canvas` is called (as after a save, which also empties the real canvas).
+`mark_saved` or `clear_canvas` is called.
 """
 
 from __future__ import annotations
@@ -31,10 +36,39 @@ def _nonce_key(key: str) -> str:
     return f"_canvas_nonce:{key}"
 
 
+def _saved_key(key: str) -> str:
+    return f"_canvas_saved:{key}"
+
+
+def _shown_key(key: str) -> str:
+    return f"_canvas_shown:{key}"
+
+
+def _fingerprint(shape: Shape) -> tuple:
+    """A drawn outline as the canvas reports it (canvas pixels), to recognise it on later runs."""
+    return (shape.kind, *((round(x, 1), round(y, 1)) for x, y in shape.points))
+
+
 def clear_canvas(key: str) -> None:
     """Empty the canvas (a new widget key remounts it) and drop any test-hook shapes."""
     st.session_state[_nonce_key(key)] = st.session_state.get(_nonce_key(key), 0) + 1
     st.session_state.pop(TEST_HOOK_KEY, None)
+
+
+def mark_saved(key: str) -> None:
+    """The outlines the canvas showed on this run are saved: stop returning them, keep the canvas."""
+    widget, saved = st.session_state.get(_saved_key(key), ("", frozenset()))
+    shown_widget, shown = st.session_state.get(_shown_key(key), ("", ()))
+    if shown_widget != widget:
+        saved = frozenset()
+    st.session_state[_saved_key(key)] = (shown_widget, saved | frozenset(shown))
+    st.session_state.pop(TEST_HOOK_KEY, None)
+
+
+def has_drawing(key: str) -> bool:
+    """Whether the canvas shows anything at all, saved outlines included (for Clear drawing)."""
+    shown = st.session_state.get(_shown_key(key), ("", ()))[1]
+    return bool(shown) or bool(st.session_state.get(TEST_HOOK_KEY))
 
 
 def _encode(background: Image.Image) -> bytes:
@@ -65,6 +99,8 @@ def draw_shapes(
     view = viewport or Viewport(
         0, 0, background.width, background.height, background.width, background.height
     )
+    nonce = st.session_state.get(_nonce_key(key), 0)
+    widget = f"{key}-{nonce}-{view.x0}-{view.y0}-{view.w}-{view.h}-{view.out_w}-{view.out_h}"
     result = st_canvas(
         fill_color=_FILL,
         stroke_width=stroke_width or (3 if mode == "freedraw" else 2),
@@ -74,10 +110,16 @@ def draw_shapes(
         width=background.width,
         height=background.height,
         drawing_mode=mode,
-        key=f"{key}-{st.session_state.get(_nonce_key(key), 0)}",
+        key=widget,
     )
     hooked = st.session_state.get(TEST_HOOK_KEY)
     if hooked:
         return [Shape("polygon", [(float(x), float(y)) for x, y in pts]) for pts in hooked]
-    shapes = _to_image(shapes_from_fabric(result.json_data), view)
-    return shapes or None
+    drawn = shapes_from_fabric(result.json_data)
+    prints = [_fingerprint(s) for s in drawn]
+    st.session_state[_shown_key(key)] = (widget, tuple(prints))
+    saved_widget, saved = st.session_state.get(_saved_key(key), ("", frozenset()))
+    if saved_widget != widget:
+        saved = frozenset()
+    fresh = [s for s, p in zip(drawn, prints, strict=True) if p not in saved]
+    return _to_image(fresh, view) or None

@@ -229,7 +229,6 @@ def _complete_toggle(studio: Studio, user: User, image: ImageInfo) -> None:
 def main() -> None:
     studio, user, project = session.require_project()
     st.title("Annotate")
-    actions.show_last_action()
     images = studio.list_images(user, project.id)
     if not images:
         st.info("This project has no images yet. A lead adds them on the Projects page.")
@@ -355,6 +354,7 @@ def main() -> None:
             "Green = labelled objects, red = background, coloured lines = model "
             "prediction, yellow = suggestion, magenta = selected."
         )
+        actions.show_last_action()  # below the canvas: a message never moves what is being clicked
 
     with right:
         if tool in CLICK_TOOLS:

@@ -362,6 +362,42 @@ def test_browser_saves_land_on_the_chosen_image(server: Server) -> None:
             browser.close()
 
 
+def test_browser_keeps_clicks_made_while_a_save_reruns(server: Server) -> None:
+    """The next polygon's corners, clicked right after Save while the page still reruns, are kept:
+    both outlines are saved, on the chosen image."""
+    from playwright.sync_api import sync_playwright
+
+    _, images = _annotations(server.data_dir)
+    image = images[1]
+    before = _labels_on(server.data_dir)[image.name]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(30_000)
+            shots = Shots(page)
+            _log_in(page, server.url, ADMIN, ADMIN_PW)
+            _go(page, "Annotate")
+            page.locator("label").filter(has_text="Any image").click()
+            _settle(page)
+            page.get_by_role("combobox", name="Image").click()
+            page.get_by_role("option").filter(has_text=image.name).first.click()
+            _settle(page)
+            _draw_polygon(page, [(0.1, 0.1), (0.35, 0.1), (0.35, 0.35), (0.1, 0.35)])
+            page.get_by_text("1 outline(s) ready").wait_for()
+            page.get_by_role("button", name="Save as object").click()
+            _draw_polygon(page, [(0.55, 0.55), (0.8, 0.55), (0.8, 0.8), (0.55, 0.8)])  # no wait
+            _wait_count(server.data_dir, image.name, before + 1)
+            _settle(page)
+            shots("second_drawn_during_save")
+            page.get_by_text("1 outline(s) ready").wait_for(timeout=10_000)
+            page.get_by_role("button", name="Save as object").click()
+            _wait_count(server.data_dir, image.name, before + 2)
+            page.get_by_text("0 outline(s) ready").wait_for()
+        finally:
+            browser.close()
+
+
 def test_browser_new_member_sees_the_project_without_reloading(server: Server) -> None:
     """A user logged in before being added to a project sees it appear in the sidebar by itself."""
     from playwright.sync_api import sync_playwright
