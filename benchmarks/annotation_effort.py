@@ -387,15 +387,8 @@ class Driver:
         self.settle()
 
     def picture(self, image: Img):
-        """The clickable picture (the largest image-coordinates frame), its box and the shown window."""
-        frames = self.page.locator('iframe[src*="streamlit_image_coordinates"]')
-        frames.first.wait_for()
-        best = max(
-            range(frames.count()), key=lambda i: (frames.nth(i).bounding_box() or {"width": 0})["width"]
-        )
-        picture = (
-            self.page.frame_locator('iframe[src*="streamlit_image_coordinates"]').nth(best).locator("#image")
-        )
+        """The clickable picture (the main view), its box and the shown window."""
+        picture = self.page.locator("img.spoco-click-image")
         picture.wait_for()
         return picture, picture.bounding_box(), self.shown(image)
 

@@ -379,11 +379,11 @@ def shortcuts_help() -> None:
             ("segment_remove", "Click to segment: the next click removes a part of it"),
         ]
         lines = ["| key | does |", "| --- | --- |"] + [f"| `{KEYS[k]}` | {what} |" for k, what in rows]
+        lines += [
+            "| `Shift`+click | Click to segment: grow the selected object by the part clicked |",
+            "| `Alt`+click (or `Ctrl`+click) | Click to segment: remove the part clicked |",
+        ]
         st.markdown("\n".join(lines))
-        st.caption(
-            "The keys act on the page, not inside the picture: after a click on the picture (Click "
-            "objects), click beside it first, or use the buttons."
-        )
 
 
 def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:

@@ -91,7 +91,7 @@ def handle_click(
     point = select.new_click(select.click_key(image.id), viewport)
     if point is None:
         return None, False
-    x, y = point
+    x, y = point.x, point.y
     if not (0 <= x < image.width and 0 <= y < image.height):
         return None, False
     hit = label_at(labels, x, y)

@@ -3,24 +3,28 @@ select it; the Annotate page then keeps it as a labelled object or marks it back
 more click. Click to segment selects the mask the model's embeddings give under the click instead
 (``Studio.click_segment``); further clicks grow it or remove a part.
 
-The clickable view is `streamlit-image-coordinates` (a maintained component): it reports the last
-click in screen pixels of the shown view, which the viewport maps back to image pixels. The
+The clickable view (`pages._click_image`) reports the last click in screen pixels of the shown view,
+which the viewport maps back to image pixels, and the modifier keys held: in click to segment a
+shift-click grows the object and an alt- (or ctrl-) click removes a part, whatever "Next click" says. The
 selection lives in session state as ids (the suggestion, or the model version and object id), so
 its mask is always the stored one.
 
-Test hook: `AppTest` cannot click into a component, so an image point `(x, y)` put in
-`st.session_state[CLICK_TEST_HOOK]` is taken as the next click (once).
+Test hook: `AppTest` cannot click into a component, so an image point `(x, y)` (or
+`(x, y, "shift" | "alt")`) put in `st.session_state[CLICK_TEST_HOOK]` is taken as the next click
+(once).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
+from pages._click_image import click_image, last_click
 from pages._viewport import Viewport
 from storage.errors import StudioError
 from storage.records import Suggestion, User
@@ -47,14 +51,24 @@ def click_key(image_id: int) -> str:
     return f"ann_click_{image_id}"
 
 
-def new_click(key: str, viewport: Viewport) -> tuple[int, int] | None:
-    """The image pixel of a click made since the last run, else None. The component's value is in
-    session state before it is drawn, so the view drawn on this run already shows the selection."""
+class Click(NamedTuple):
+    """A click on the view, in image pixels, with the modifier keys held."""
+
+    x: int
+    y: int
+    shift: bool = False
+    alt: bool = False
+
+
+def new_click(key: str, viewport: Viewport) -> Click | None:
+    """The click made since the last run, else None. The component's value is in session state
+    before it is drawn, so the view drawn on this run already shows the selection."""
     hooked = st.session_state.pop(CLICK_TEST_HOOK, None)
     if hooked is not None:
-        return math.floor(hooked[0]), math.floor(hooked[1])
-    value = st.session_state.get(key)
-    if not isinstance(value, dict) or "x" not in value:
+        held = hooked[2] if len(hooked) > 2 else ""
+        return Click(math.floor(hooked[0]), math.floor(hooked[1]), held == "shift", held == "alt")
+    value = last_click(key)
+    if value is None or "x" not in value:
         return None
     seen = st.session_state.setdefault(_SEEN, {})
     if seen.get(key) == value.get("unix_time"):
@@ -64,7 +78,7 @@ def new_click(key: str, viewport: Viewport) -> tuple[int, int] | None:
     sx = viewport.out_w / max(1.0, float(value.get("width") or viewport.out_w))
     sy = viewport.out_h / max(1.0, float(value.get("height") or viewport.out_h))
     x, y = viewport.to_image(float(value["x"]) * sx, float(value["y"]) * sy)
-    return math.floor(x), math.floor(y)
+    return Click(math.floor(x), math.floor(y), bool(value.get("shift")), bool(value.get("alt")))
 
 
 PROPOSALS = 0
@@ -84,7 +98,7 @@ def handle_click(
     point = new_click(click_key(image_id), viewport)
     if point is None:
         return False, None
-    x, y = point
+    x, y = point.x, point.y
     height, width = sparse.shape
     if not (0 <= x < width and 0 <= y < height):
         return False, None
@@ -144,12 +158,15 @@ def handle_segment_click(
     studio: Studio, user: User, image_id: int, viewport: Viewport, mode: str
 ) -> str | None:
     """Click to segment: a new click starts an object (``mode`` "new"), adds the region under it
-    ("add") or removes the part under it ("remove") from the object of the earlier clicks. The
-    model's mask (the classical proposal before a model exists) becomes the selection, accepted
-    with one more click. Returns a message when the click gave nothing."""
-    point = new_click(click_key(image_id), viewport)
-    if point is None:
+    ("add", or any shift-click) or removes the part under it ("remove", or any alt-click) from the
+    object of the earlier clicks. The model's mask (the classical proposal before a model exists)
+    becomes the selection, accepted with one more click. Returns a message when the click gave
+    nothing."""
+    click = new_click(click_key(image_id), viewport)
+    if click is None:
         return None
+    point = (click.x, click.y)
+    mode = "add" if click.shift else "remove" if click.alt else mode
     sel = st.session_state.get(SELECTED) or {}
     clicks = sel.get("segment") if sel.get("image_id") == image_id else None
     if mode == "new" or clicks is None:
@@ -181,14 +198,4 @@ def handle_segment_click(
 
 def click_view(view: Image.Image, image_id: int) -> None:
     """Show the rendered view; a click on it reruns the page with the click's position."""
-    # Imported here: the package registers a component at import time, which fails outside a running app.
-    from streamlit_image_coordinates import streamlit_image_coordinates
-
-    streamlit_image_coordinates(
-        view,
-        width=view.width,
-        key=click_key(image_id),
-        image_format="JPEG",
-        jpeg_quality=90,
-        cursor="pointer",
-    )
+    click_image(view, key=click_key(image_id))

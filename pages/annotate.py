@@ -272,7 +272,8 @@ def main() -> None:
                 horizontal=True,
                 key="ann_segment_mode",
                 help="New object: the model's object under the click. Grow adds the region under "
-                "the next click, Remove a part takes away what is more like the clicked spot.",
+                "the next click, Remove a part takes away what is more like the clicked spot. "
+                "A shift-click always grows, an alt-click always removes.",
             )
             actions.option_keys(
                 "ann_segment_mode",
@@ -347,10 +348,12 @@ def main() -> None:
         else:
             shapes = draw_shapes(view, tool, key=actions.canvas_key(image), viewport=settings.viewport)
         st.caption(
-            "Polygon: click to add corners, click the first corner to close. "
+            "Polygon: click to add corners, click the first corner to close (a click on another "
+            "corner removes it, so for objects under ~30 screen px zoom in or use Free-hand). "
             "Free-hand: drag a closed outline. Click objects: click one, then accept it or mark it "
-            "background. Click to segment: click an object to outline it from the model, then "
-            "accept it. Edit outline: click a label, then brush, erase, merge, split or fill it. "
+            "background. Click to segment: click an object to outline it from the model (shift-click "
+            "grows it, alt-click removes a part), then accept it. Edit outline: click a label, then "
+            "brush, erase, merge, split or fill it. "
             "Green = labelled objects, red = background, coloured lines = model "
             "prediction, yellow = suggestion, magenta = selected."
         )

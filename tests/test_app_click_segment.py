@@ -91,3 +91,22 @@ def test_tool_and_next_click_mode_have_keyboard_buttons(studio: Studio) -> None:
     assert at.radio(key="ann_segment_mode").value == "new"
     keys_help = texts(at)
     assert "switch to the next tool" in keys_help and "grows the selected object" in keys_help
+
+
+def test_shift_click_grows_and_alt_click_removes_whatever_next_click_says(studio: Studio) -> None:
+    project, image_id, labels = project_with_image(studio)
+    sizes = np.bincount(labels.ravel())
+    a, b = (int(i) for i in np.argsort(sizes[1:])[::-1][:2] + 1)
+    version_id = register_model(studio, project.id, cores=False)
+    cache_embeddings(studio, version_id, image_id, labels, cores=False)
+    at = open_annotate(studio, project)
+    at.radio(key="ann_tool").set_value("segment").run()
+    assert at.radio(key="ann_segment_mode").value == "new"
+
+    click(at, inside(labels == a))
+    click(at, (*inside(labels == b), "shift"))
+    assert f"{int(((labels == a) | (labels == b)).sum())} pixels" in texts(at)
+    click(at, (*inside(labels == b), "alt"))
+    assert f"{int((labels == a).sum())} pixels" in texts(at)
+    click(at, inside(labels == b))  # a plain click starts a new object
+    assert f"{int((labels == b).sum())} pixels" in texts(at)

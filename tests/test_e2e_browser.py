@@ -474,8 +474,8 @@ def _free_squares(free, n: int, half: int = 6) -> list[tuple[int, int]]:
 def test_browser_click_an_object_and_accept_it(server: Server) -> None:
     """The model's output is stored the way the worker stores it (a version, a prediction of
     three square objects, the third one suggested), so no training is needed. Then: the A key
-    accepts the suggestion; the Click objects tool selects an object with a click and keeps it
-    with a click on Accept; with "a click accepts it" one click keeps an object."""
+    accepts the suggestion; the Click objects tool selects an object with a click and the A key,
+    pressed right after that click, keeps it; with "a click accepts it" one click keeps an object."""
     import numpy as np
     from playwright.sync_api import sync_playwright
 
@@ -529,7 +529,7 @@ def test_browser_click_an_object_and_accept_it(server: Server) -> None:
 
             page.locator("label").filter(has_text="Click objects").click()
             _settle(page)
-            picture = page.frame_locator('iframe[src*="streamlit_image_coordinates"]').locator("#image")
+            picture = page.locator("img.spoco-click-image")
             picture.wait_for()
             box = picture.bounding_box()
             assert box is not None
@@ -543,7 +543,7 @@ def test_browser_click_an_object_and_accept_it(server: Server) -> None:
             page.get_by_text("Selected predicted object").wait_for()
             _settle(page)
             shots("click_selected")
-            page.get_by_role("button", name="Accept as object").click()
+            page.keyboard.press("a")  # the picture keeps no focus of its own: the key reaches the page
             page.get_by_text("Accepted the predicted object.").wait_for()
             _settle(page)
 
@@ -562,6 +562,70 @@ def test_browser_click_an_object_and_accept_it(server: Server) -> None:
     assert [(a.kind, a.source, a.image_id) for a in new] == [("object", "accepted", image.id)] * 3
     for label, k in zip(new, (3, 1, 2), strict=True):
         assert np.array_equal(label.mask, predicted == k), k
+
+
+def test_browser_shift_click_grows_and_alt_click_removes(server: Server) -> None:
+    """Click to segment before a model (the classical proposals): a click selects one proposal, a
+    real shift-click adds a second one, an alt-click takes it away again."""
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+    from scipy import ndimage
+
+    from storage.service import Studio
+
+    studio = Studio.open(server.data_dir)
+    try:
+        admin = studio.find_user(ADMIN)
+        project = next(p for p in studio.list_projects(admin) if p.name == "Demo")
+        image = studio.list_images(admin, project.id)[0]
+        free = studio.sparse_labels(admin, image.id) == 0
+        proposals = np.where(free, studio.proposals(admin, image.id), 0)
+    finally:
+        studio.close()
+    sizes = np.bincount(proposals.ravel())
+    sizes[0] = 0
+    a, b = (int(i) for i in np.argsort(sizes)[::-1][:2])
+
+    def deepest(mask: np.ndarray) -> tuple[int, int]:
+        y, x = np.unravel_index(np.argmax(ndimage.distance_transform_edt(mask)), mask.shape)
+        return int(y), int(x)
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1000})
+            page.set_default_timeout(30_000)
+            shots = Shots(page)
+            _log_in(page, server.url, ADMIN, ADMIN_PW)
+            _go(page, "Annotate")
+            page.locator("label").filter(has_text="Any image").click()
+            _settle(page)
+            page.get_by_role("combobox", name="Image").click()
+            page.get_by_role("option").filter(has_text=image.name).first.click()
+            _settle(page)
+            page.locator("label").filter(has_text="Click to segment").click()
+            _settle(page)
+            picture = page.locator("img.spoco-click-image")
+            box = picture.bounding_box()
+            assert box is not None
+            scale = box["width"] / image.width
+
+            def click(label: int, modifiers: list[str]) -> None:
+                cy, cx = deepest(proposals == label)
+                where = {"x": (cx + 0.5) * scale, "y": (cy + 0.5) * scale}
+                picture.click(position=where, modifiers=modifiers)
+
+            click(a, [])
+            page.get_by_text(f"{int(sizes[a])} pixels").wait_for()
+            _settle(page)
+            click(b, ["Shift"])
+            page.get_by_text(f"{int(sizes[a] + sizes[b])} pixels").wait_for()
+            _settle(page)
+            shots("shift_click_grown")
+            click(b, ["Alt"])
+            page.get_by_text(f"{int(sizes[a])} pixels").wait_for()
+        finally:
+            browser.close()
 
 
 def test_browser_overview_click_centres_the_view(server: Server) -> None:

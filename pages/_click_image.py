@@ -1,0 +1,79 @@
+"""A picture that reports where it was clicked and with which modifier keys held.
+
+Click to segment grows an object on a shift-click and removes a part on an alt- (or ctrl-)
+click. `streamlit-image-coordinates`, the maintained click component the overview uses, reports
+no modifier keys, so the main view is this small Streamlit components-v2 element instead (no
+build step, no iframe). Its value, in session state under its key, is the last click:
+``{"click": {"x", "y", "width", "height", "shift", "alt", "unix_time"}}`` in pixels of the picture
+as the browser shows it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+
+import streamlit as st
+from PIL import Image
+
+_JS = """
+export default function (component) {
+  const { parentElement, data, setStateValue } = component;
+  let img = parentElement.querySelector("img");
+  if (!img) {
+    img = document.createElement("img");
+    img.className = "spoco-click-image";
+    img.draggable = false;
+    parentElement.appendChild(img);
+  }
+  if (img.dataset.src !== data.src) {
+    img.src = data.src;
+    img.dataset.src = data.src;
+  }
+  img.style.width = data.width + "px";
+  img.style.maxWidth = "100%";
+  img.style.display = "block";
+  img.style.cursor = data.cursor;
+  img.onclick = (event) => {
+    const box = img.getBoundingClientRect();
+    setStateValue("click", {
+      x: event.clientX - box.left,
+      y: event.clientY - box.top,
+      width: box.width,
+      height: box.height,
+      shift: event.shiftKey,
+      alt: event.altKey || event.ctrlKey || event.metaKey,
+      unix_time: Date.now(),
+    });
+  };
+}
+"""
+
+_NAME = "spoco_click_image"
+
+
+@st.cache_resource
+def _component() -> Callable[..., object]:
+    """Registered once per server, on first use (registering needs a running app)."""
+    return st.components.v2.component(_NAME, js=_JS)
+
+
+def _data_url(picture: Image.Image) -> str:
+    buf = io.BytesIO()
+    picture.convert("RGB").save(buf, format="JPEG", quality=90, subsampling=0)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def click_image(picture: Image.Image, key: str, cursor: str = "pointer") -> None:
+    """Show ``picture`` at its own size (narrower if the column is); clicks land in session state."""
+    _component()(key=key, data={"src": _data_url(picture), "width": picture.width, "cursor": cursor})
+
+
+def last_click(key: str) -> dict | None:
+    """The last click reported under ``key`` (see the module docstring), or None."""
+    value = st.session_state.get(key)
+    if value is None:
+        return None
+    click = value.get("click") if hasattr(value, "get") else getattr(value, "click", None)
+    return dict(click) if isinstance(click, dict) or hasattr(click, "keys") else None
