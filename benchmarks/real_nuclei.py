@@ -320,7 +320,7 @@ def describe(minutes: float, long_minutes: float, threads: int, jobs: int, sampl
             f"budget) or {long_minutes:g} min; {jobs} rows side by side, {threads} torch thread(s) each, "
             f"{'bfloat16 autocast' if cpu_has_bf16() else 'float32'}.",
             f"Segmentation: Predictor.segment, mean of {n_views()} views (the app's), smallest object "
-            "a tenth of the labelled objects' median area. Metrics: mean over test frames.",
+            "a quarter of the labelled objects' median area. Metrics: mean over test frames.",
             "",
         ]
     )

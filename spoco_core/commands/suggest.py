@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-size",
         type=int,
         default=None,
-        help="smallest object in pixels (default: a tenth of the median labelled object in training)",
+        help="smallest object in pixels (default: a quarter of the median labelled object in training)",
     )
     parser.add_argument(
         "--n-tta",
