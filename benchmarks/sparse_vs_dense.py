@@ -184,8 +184,9 @@ def describe(setup: Setup, threads: int) -> str:
             f"LossConfig.core_margin px as 0) vs {setup.marks_per_image} "
             f"background-mark squares of {side} per training image, the same in every row; every "
             "other unlabelled pixel is unknown. No ground-truth foreground is used.",
-            "Clustering: cluster.segment (HDBSCAN, epsilon = delta_v = 0.5, min_cluster_size = min_size "
-            "= Predictor.min_size: a quarter of the labelled objects' median area, at least 15 px), "
+            "Clustering: cluster.segment (HDBSCAN, epsilon = delta_v = 0.5, min_cluster_size 0.4 x "
+            "min_size, objects under min_size = Predictor.min_size dropped: a quarter of the labelled "
+            "objects' median area, at least 15 px), "
             f"object cores grown back by LossConfig.core_margin px, on the mean embedding of "
             f"{setup.tta} flipped/rotated view(s) (spoco_core.tta; '1 view' columns: the plain embedding). "
             "Metrics: mean over test images of metrics.evaluate.",
