@@ -362,40 +362,52 @@ def test_browser_saves_land_on_the_chosen_image(server: Server) -> None:
             browser.close()
 
 
-def test_browser_keeps_clicks_made_while_a_save_reruns(server: Server) -> None:
-    """The next polygon's corners, clicked right after Save while the page still reruns, are kept:
-    both outlines are saved, on the chosen image."""
+@contextlib.contextmanager
+def _browser_page() -> Iterator:
+    """A page of a fresh headless Chromium, 1500x1000, closed on leaving."""
     from playwright.sync_api import sync_playwright
 
-    _, images = _annotations(server.data_dir)
-    image = images[1]
-    before = _labels_on(server.data_dir)[image.name]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1000})
             page.set_default_timeout(30_000)
-            shots = Shots(page)
-            _log_in(page, server.url, ADMIN, ADMIN_PW)
-            _go(page, "Annotate")
-            page.locator("label").filter(has_text="Any image").click()
-            _settle(page)
-            page.get_by_role("combobox", name="Image").click()
-            page.get_by_role("option").filter(has_text=image.name).first.click()
-            _settle(page)
-            _draw_polygon(page, [(0.1, 0.1), (0.35, 0.1), (0.35, 0.35), (0.1, 0.35)])
-            page.get_by_text("1 outline(s) ready").wait_for()
-            page.get_by_role("button", name="Save as object").click()
-            _draw_polygon(page, [(0.55, 0.55), (0.8, 0.55), (0.8, 0.8), (0.55, 0.8)])  # no wait
-            _wait_count(server.data_dir, image.name, before + 1)
-            _settle(page)
-            shots("second_drawn_during_save")
-            page.get_by_text("1 outline(s) ready").wait_for(timeout=10_000)
-            page.get_by_role("button", name="Save as object").click()
-            _wait_count(server.data_dir, image.name, before + 2)
-            page.get_by_text("0 outline(s) ready").wait_for()
+            yield page
         finally:
             browser.close()
+
+
+def _annotate_image(page, url: str, name: str) -> None:
+    """Log in as the admin and open image ``name`` on the Annotate page ("Any image")."""
+    _log_in(page, url, ADMIN, ADMIN_PW)
+    _go(page, "Annotate")
+    page.locator("label").filter(has_text="Any image").click()
+    _settle(page)
+    page.get_by_role("combobox", name="Image").click()
+    page.get_by_role("option").filter(has_text=name).first.click()
+    _settle(page)
+
+
+def test_browser_keeps_clicks_made_while_a_save_reruns(server: Server) -> None:
+    """The next polygon's corners, clicked right after Save while the page still reruns, are kept:
+    both outlines are saved, on the chosen image."""
+    _, images = _annotations(server.data_dir)
+    image = images[1]
+    before = _labels_on(server.data_dir)[image.name]
+    with _browser_page() as page:
+        shots = Shots(page)
+        _annotate_image(page, server.url, image.name)
+        _draw_polygon(page, [(0.1, 0.1), (0.35, 0.1), (0.35, 0.35), (0.1, 0.35)])
+        page.get_by_text("1 outline(s) ready").wait_for()
+        page.get_by_role("button", name="Save as object").click()
+        _draw_polygon(page, [(0.55, 0.55), (0.8, 0.55), (0.8, 0.8), (0.55, 0.8)])  # no wait
+        _wait_count(server.data_dir, image.name, before + 1)
+        _settle(page)
+        shots("second_drawn_during_save")
+        page.get_by_text("1 outline(s) ready").wait_for(timeout=10_000)
+        page.get_by_role("button", name="Save as object").click()
+        _wait_count(server.data_dir, image.name, before + 2)
+        page.get_by_text("0 outline(s) ready").wait_for()
 
 
 def test_browser_new_member_sees_the_project_without_reloading(server: Server) -> None:
@@ -568,7 +580,6 @@ def test_browser_shift_click_grows_and_alt_click_removes(server: Server) -> None
     """Click to segment before a model (the classical proposals): a click selects one proposal, a
     real shift-click adds a second one, an alt-click takes it away again."""
     import numpy as np
-    from playwright.sync_api import sync_playwright
     from scipy import ndimage
 
     from storage.service import Studio
@@ -590,42 +601,30 @@ def test_browser_shift_click_grows_and_alt_click_removes(server: Server) -> None
         y, x = np.unravel_index(np.argmax(ndimage.distance_transform_edt(mask)), mask.shape)
         return int(y), int(x)
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1000})
-            page.set_default_timeout(30_000)
-            shots = Shots(page)
-            _log_in(page, server.url, ADMIN, ADMIN_PW)
-            _go(page, "Annotate")
-            page.locator("label").filter(has_text="Any image").click()
-            _settle(page)
-            page.get_by_role("combobox", name="Image").click()
-            page.get_by_role("option").filter(has_text=image.name).first.click()
-            _settle(page)
-            page.locator("label").filter(has_text="Click to segment").click()
-            _settle(page)
-            picture = page.locator("img.spoco-click-image")
-            box = picture.bounding_box()
-            assert box is not None
-            scale = box["width"] / image.width
+    with _browser_page() as page:
+        shots = Shots(page)
+        _annotate_image(page, server.url, image.name)
+        page.locator("label").filter(has_text="Click to segment").click()
+        _settle(page)
+        picture = page.locator("img.spoco-click-image")
+        box = picture.bounding_box()
+        assert box is not None
+        scale = box["width"] / image.width
 
-            def click(label: int, modifiers: list[str]) -> None:
-                cy, cx = deepest(proposals == label)
-                where = {"x": (cx + 0.5) * scale, "y": (cy + 0.5) * scale}
-                picture.click(position=where, modifiers=modifiers)
+        def click(label: int, modifiers: list[str]) -> None:
+            cy, cx = deepest(proposals == label)
+            where = {"x": (cx + 0.5) * scale, "y": (cy + 0.5) * scale}
+            picture.click(position=where, modifiers=modifiers)
 
-            click(a, [])
-            page.get_by_text(f"{int(sizes[a])} pixels").wait_for()
-            _settle(page)
-            click(b, ["Shift"])
-            page.get_by_text(f"{int(sizes[a] + sizes[b])} pixels").wait_for()
-            _settle(page)
-            shots("shift_click_grown")
-            click(b, ["Alt"])
-            page.get_by_text(f"{int(sizes[a])} pixels").wait_for()
-        finally:
-            browser.close()
+        click(a, [])
+        page.get_by_text(f"{int(sizes[a])} pixels").wait_for()
+        _settle(page)
+        click(b, ["Shift"])
+        page.get_by_text(f"{int(sizes[a] + sizes[b])} pixels").wait_for()
+        _settle(page)
+        shots("shift_click_grown")
+        click(b, ["Alt"])
+        page.get_by_text(f"{int(sizes[a])} pixels").wait_for()
 
 
 def test_browser_overview_click_centres_the_view(server: Server) -> None:
