@@ -283,7 +283,6 @@ def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[S
         key="ann_clear",
         disabled=not (shapes or has_drawing(canvas_key(image))),
         width="stretch",
-        help="Empty the canvas, saved outlines included (what is saved stays saved)",
     ):
         clear_canvas(canvas_key(image))
         st.rerun()
