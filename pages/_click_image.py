@@ -59,10 +59,16 @@ def _component() -> Callable[..., object]:
     return st.components.v2.component(_NAME, js=_JS)
 
 
-def _data_url(picture: Image.Image) -> str:
+def jpeg(picture: Image.Image) -> bytes:
+    """JPEG (full-resolution colour, quality 90): ~2 ms where a PNG takes ~150 ms, a third of the
+    bytes sent to the browser on every rerun."""
     buf = io.BytesIO()
     picture.convert("RGB").save(buf, format="JPEG", quality=90, subsampling=0)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def _data_url(picture: Image.Image) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg(picture)).decode("ascii")
 
 
 def click_image(picture: Image.Image, key: str, cursor: str = "pointer") -> None:
@@ -73,7 +79,5 @@ def click_image(picture: Image.Image, key: str, cursor: str = "pointer") -> None
 def last_click(key: str) -> dict | None:
     """The last click reported under ``key`` (see the module docstring), or None."""
     value = st.session_state.get(key)
-    if value is None:
-        return None
-    click = value.get("click") if hasattr(value, "get") else getattr(value, "click", None)
-    return dict(click) if isinstance(click, dict) or hasattr(click, "keys") else None
+    click = value.get("click") if hasattr(value, "get") else None
+    return dict(click) if click else None
