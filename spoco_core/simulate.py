@@ -322,7 +322,7 @@ def suggest(
         elif strategy == "confidence":
             items[key] = confidence_scores(predictor, image, seed=seed, **kw)
         else:
-            seg_kw = {n: kw[n] for n in ("method", "min_size", "max_samples") if n in kw}
+            seg_kw = {n: kw[n] for n in ("method", "min_size", "max_samples", "min_confidence") if n in kw}
             labels = predictor.segment(image, seed=seed, **seg_kw)
             items[key] = ImageUncertainty(
                 labels, _predicted_objects(labels), np.zeros(labels.shape, np.float32)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from spoco_core.cluster import Method, segment
+from spoco_core.cluster import CORE_CONFIDENCE, Method, segment
 from spoco_core.lifeline import exit_with_parent
 from spoco_core.tta import VIEWS, Embedder, average_views, embed_view, embed_views
 
@@ -96,6 +96,7 @@ def image_uncertainty(
     max_samples: int = DEFAULT_MAX_SAMPLES,
     overlap: bool = True,
     cluster_pool: Executor | None = None,
+    min_confidence: float = CORE_CONFIDENCE,
 ) -> ImageUncertainty:
     """Cluster the image under perturbations and score each reference object's instability.
 
@@ -138,6 +139,8 @@ def image_uncertainty(
         Embed with the teacher in a thread while the student's runs are clustered.
     cluster_pool : Executor, optional
         A second process for the runs on the mean embedding (see above).
+    min_confidence : float
+        Objects without a core this sure are dropped (see :func:`~spoco_core.cluster.segment`).
 
     Returns
     -------
@@ -156,7 +159,7 @@ def image_uncertainty(
     views, emb, fg = _reference(predictor, image, n_tta)
     factors = [1.0] + [b for b in bandwidths if not math.isclose(b, 1.0)]
     kw = {"background": background, "method": method, "min_size": min_size, "max_samples": max_samples}
-    kw |= {"seed": seed, "grow": grow}
+    kw |= {"seed": seed, "grow": grow, "min_confidence": min_confidence}
     with ThreadPoolExecutor(max_workers=1) as thread:  # the teacher's forward pass
         pending = thread.submit(_teacher, predictor, image)
         if not overlap:
@@ -363,6 +366,7 @@ def confidence_scores(
     delta_v: float | None = None,
     min_size: int | None = None,
     max_samples: int = DEFAULT_MAX_SAMPLES,
+    min_confidence: float = CORE_CONFIDENCE,
 ) -> ImageUncertainty:
     """Baseline: score = 1 - mean foreground probability of each object (one clustering run).
 
@@ -372,7 +376,7 @@ def confidence_scores(
 
     Parameters
     ----------
-    predictor, image, seed, n_tta, method, background, delta_v, min_size, max_samples
+    predictor, image, seed, n_tta, method, background, delta_v, min_size, max_samples, min_confidence
         As in :func:`image_uncertainty`.
 
     Returns
@@ -394,6 +398,7 @@ def confidence_scores(
         max_samples=max_samples,
         seed=seed,
         grow=_grow(predictor),
+        min_confidence=min_confidence,
     )
     if fg is not None:
         pixel_map = (1.0 - np.abs(2.0 * fg - 1.0)).astype(np.float32)

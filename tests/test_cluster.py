@@ -70,7 +70,7 @@ def test_without_foreground_the_largest_cluster_is_background(method):
 
 def test_foreground_comes_from_fg_prob_threshold():
     gt = disks(seed=2)
-    fg_prob = np.where(gt > 0, 0.8, 0.2).astype(np.float32)
+    fg_prob = np.where(gt > 0, 0.9, 0.2).astype(np.float32)
     fg_prob[gt == 3] = 0.4  # the model thinks object 3 is background
     pred = segment(embed(gt, seed=2), fg_prob=fg_prob)
     assert not pred[gt == 3].any()
@@ -109,6 +109,19 @@ def test_blurred_borders_go_to_the_spatial_neighbour():
     # Off by default (a trained foreground head's halo would be filled too): the blurred seam stays 0.
     default = segment(emb, fg_prob=(gt > 0).astype(np.float32), min_cluster_size=100)
     assert (default[gt > 0] == 0).any() and (default[:, 40:56] == 0).any()
+
+
+def test_objects_without_a_confident_core_are_dropped():
+    gt = disks(n=6, seed=3)
+    fg = np.where(gt > 0, 0.99, 0.05).astype(np.float32)
+    faint = np.isin(gt, [2, 5])
+    fg[faint] = 0.7  # foreground, but nowhere sure
+    fg[(gt == 5) & (ndimage.distance_transform_edt(gt == 5) > 4)] = 0.95  # a confident core
+    emb = embed(gt, seed=4)
+    pred = segment(emb, fg_prob=fg, min_size=15)
+    assert pred.max() == 5 and not pred[gt == 2].any()
+    assert pred[gt == 5].all() and sorted(np.unique(pred)) == list(range(6))
+    assert segment(emb, fg_prob=fg, min_size=15, min_confidence=0).max() == 6
 
 
 def test_components_smaller_than_min_size_are_dropped():
