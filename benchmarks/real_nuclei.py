@@ -42,6 +42,7 @@ import torch
 from skimage.segmentation import relabel_sequential
 
 from spoco_core.classical import segment_classical
+from spoco_core.cluster import CORE_CONFIDENCE
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
@@ -320,7 +321,8 @@ def describe(minutes: float, long_minutes: float, threads: int, jobs: int, sampl
             f"budget) or {long_minutes:g} min; {jobs} rows side by side, {threads} torch thread(s) each, "
             f"{'bfloat16 autocast' if cpu_has_bf16() else 'float32'}.",
             f"Segmentation: Predictor.segment, mean of {n_views()} views (the app's), smallest object "
-            "a quarter of the labelled objects' median area. Metrics: mean over test frames.",
+            "a quarter of the labelled objects' median area, objects without a core of foreground "
+            f"probability >= {CORE_CONFIDENCE:g} dropped. Metrics: mean over test frames.",
             "",
         ]
     )

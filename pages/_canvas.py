@@ -1,7 +1,9 @@
 """The drawing canvas behind one small function, so pages never touch streamlit_drawable_canvas.
 
 `draw_shapes` shows the canvas over a rendered view and returns the closed outlines drawn on it in
-*image* coordinates (the viewport undoes display scaling and the crop offset).
+*image* coordinates (the viewport undoes display scaling and the crop offset). Polygons are drawn
+on the picture of `pages/_corner_polygon.py` instead (the canvas' corner handles swallow clicks on
+small objects); free-hand outlines, rectangles and brush strokes on the canvas.
 
 After a save the canvas stays mounted (`mark_saved`): the outlines it reported so far are no longer
 returned, and clicks the annotator makes on it while the page reruns (the next polygon's corners)
@@ -22,6 +24,7 @@ import streamlit as st
 from PIL import Image
 
 from pages._click_image import jpeg
+from pages._corner_polygon import polygon_picture
 from pages._fabric import Shape, shapes_from_fabric
 from pages._viewport import Viewport
 
@@ -93,21 +96,24 @@ def draw_shapes(
     )
     nonce = st.session_state.get(_nonce_key(key), 0)
     widget = f"{key}-{nonce}-{view.x0}-{view.y0}-{view.w}-{view.h}-{view.out_w}-{view.out_h}"
-    result = st_canvas(
-        fill_color=_FILL,
-        stroke_width=stroke_width or (3 if mode == "freedraw" else 2),
-        stroke_color=_STROKE,
-        background_image=jpeg(background),
-        update_streamlit=True,
-        width=background.width,
-        height=background.height,
-        drawing_mode=mode,
-        key=widget,
-    )
+    if mode == "polygon":  # corners without grab handles (see pages/_corner_polygon.py)
+        drawn = [Shape("polygon", pts) for pts in polygon_picture(background, widget, _STROKE, _FILL)]
+    else:
+        result = st_canvas(
+            fill_color=_FILL,
+            stroke_width=stroke_width or (3 if mode == "freedraw" else 2),
+            stroke_color=_STROKE,
+            background_image=jpeg(background),
+            update_streamlit=True,
+            width=background.width,
+            height=background.height,
+            drawing_mode=mode,
+            key=widget,
+        )
+        drawn = shapes_from_fabric(result.json_data)
     hooked = st.session_state.get(TEST_HOOK_KEY)
     if hooked:
         return [Shape("polygon", [(float(x), float(y)) for x, y in pts]) for pts in hooked]
-    drawn = shapes_from_fabric(result.json_data)
     prints = [_fingerprint(s) for s in drawn]
     st.session_state[_shown_key(key)] = (widget, tuple(prints))
     saved_widget, saved = st.session_state.get(_saved_key(key), ("", frozenset()))

@@ -67,13 +67,13 @@ def jpeg(picture: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _data_url(picture: Image.Image) -> str:
+def data_url(picture: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(jpeg(picture)).decode("ascii")
 
 
 def click_image(picture: Image.Image, key: str, cursor: str = "pointer") -> None:
     """Show ``picture`` at its own size (narrower if the column is); clicks land in session state."""
-    _component()(key=key, data={"src": _data_url(picture), "width": picture.width, "cursor": cursor})
+    _component()(key=key, data={"src": data_url(picture), "width": picture.width, "cursor": cursor})
 
 
 def last_click(key: str) -> dict | None:

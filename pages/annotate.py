@@ -348,8 +348,8 @@ def main() -> None:
         else:
             shapes = draw_shapes(view, tool, key=actions.canvas_key(image), viewport=settings.viewport)
         st.caption(
-            "Polygon: click to add corners, click the first corner to close (a click on another "
-            "corner removes it, so for objects under ~30 screen px zoom in or use Free-hand). "
+            "Polygon: click to add corners, click the first corner or double-click to close, "
+            "right-click to take the last corner back. "
             "Free-hand: drag a closed outline. Click objects: click one, then accept it or mark it "
             "background. Click to segment: click an object to outline it from the model (shift-click "
             "grows it, alt-click removes a part), then accept it. Edit outline: click a label, then "

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -196,10 +197,10 @@ def _wait_for_suggestions(page, timeout: float = 240.0) -> None:
 
 
 def _draw_polygon(page, fractions: list[tuple[float, float]]) -> None:
-    """drawable-canvas polygon mode: a click adds a corner, clicking the first corner closes it."""
-    canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for(timeout=30_000)
-    box = canvas.bounding_box()
+    """The polygon tool: a click adds a corner, clicking the first corner closes the outline."""
+    picture = page.locator(".spoco-polygon img").first
+    picture.wait_for(timeout=30_000)
+    box = picture.bounding_box()
     assert box is not None
     points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in fractions]
     for x, y in [*points, points[0]]:
@@ -408,6 +409,39 @@ def test_browser_keeps_clicks_made_while_a_save_reruns(server: Server) -> None:
         page.get_by_role("button", name="Save as object").click()
         _wait_count(server.data_dir, image.name, before + 2)
         page.get_by_text("0 outline(s) ready").wait_for()
+
+
+def test_browser_outlines_a_small_object_corner_by_corner(server: Server) -> None:
+    """Polygon corners 7-9 screen px apart are all corners (the canvas' grab handles took such
+    clicks as drags of an earlier corner); a right-click takes a stray corner back; a double-click
+    closes the outline, which is saved where it was drawn."""
+    _, images = _annotations(server.data_dir)
+    image = images[2]
+    before = {a.id for a in _annotations(server.data_dir)[0]}
+    count = _labels_on(server.data_dir)[image.name]
+    with _browser_page() as page:
+        _annotate_image(page, server.url, image.name)
+        picture = page.locator(".spoco-polygon img").first
+        picture.wait_for()
+        box = picture.bounding_box()
+        assert box is not None
+        x0, y0 = box["x"] + 0.4 * box["width"], box["y"] + 0.4 * box["height"]
+        corners = [(0, 0), (7, -4), (14, 0), (11, 9)]
+        for dx, dy in [*corners, (60, 60)]:  # the last one is a stray
+            page.mouse.click(x0 + dx, y0 + dy)
+            time.sleep(0.1)
+        page.mouse.click(x0 + 60, y0 + 60, button="right")
+        page.mouse.dblclick(x0 + 3, y0 + 9)
+        page.get_by_text("1 outline(s) ready").wait_for()
+        page.get_by_role("button", name="Save as object").click()
+        _wait_count(server.data_dir, image.name, count + 1)
+    new = [a for a in _annotations(server.data_dir)[0] if a.id not in before]
+    assert len(new) == 1 and new[0].kind == "object"
+    scale = box["width"] / image.width  # screen px per image px
+    ys, xs = np.nonzero(new[0].mask)
+    assert abs(xs.mean() - (0.4 * box["width"] + 7) / scale) < 6 / scale + 1
+    assert abs(ys.mean() - (0.4 * box["height"] + 3) / scale) < 6 / scale + 1
+    assert xs.max() - xs.min() <= 15 / scale + 2  # the stray corner 60 px away is not in it
 
 
 def test_browser_new_member_sees_the_project_without_reloading(server: Server) -> None:
