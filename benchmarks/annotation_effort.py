@@ -18,7 +18,7 @@ Playwright, logs in and labels, per row, ``--objects`` objects:
 * click an object: the Click objects tool, "a click accepts it as object" (one click), or
   "selects it" and then Accept as object (two clicks);
 * click-to-segment: the Click to segment tool, a click at the object, then Accept as object;
-* polygon: corners on the reference outline (simplified, corners at least 12 screen px apart),
+* polygon: corners on the reference outline (simplified, corners at least 8 screen px apart),
   a click on the first corner closes it, then Save as object.
 
 Clicks go at the pixel farthest inside a reference object (objects off the image edge, distinct
@@ -63,7 +63,7 @@ CHROMIUM_ARGS = [
 ]
 ADMIN, ADMIN_PW = "admin", "effort-admin-pass"
 GOOD_IOU = 0.5
-MIN_CORNER_PX = 12.0
+MIN_CORNER_PX = 8.0
 MISSES = ["No object there", "That pixel is labelled", "No object under"]
 RUN_OBSERVER = """() => {
   if (window.__effortObserver) return;
@@ -446,7 +446,7 @@ def polygon_row(d: Driver, image: Img, objs: list[tuple[int, np.ndarray]], row: 
     clear = d.page.locator(".st-key-ann_clear button")
     t0 = time.perf_counter()
     for _, mask in objs:
-        canvas = d.page.locator("canvas.upper-canvas").first
+        canvas = d.page.locator(".spoco-polygon img").first
         canvas.wait_for()
         box = canvas.bounding_box()
         window = d.shown(image)
