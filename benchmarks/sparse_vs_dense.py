@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from spoco_core.cluster import segment
+from spoco_core.cluster import CORE_CONFIDENCE, segment
 from spoco_core.infer import Predictor
 from spoco_core.metrics import evaluate, mean_metrics
 from spoco_core.model import UNetConfig
@@ -90,12 +90,15 @@ class Setup:
     seed: int = 0
     tta: int = N_VIEWS  # embeddings averaged over the 8 flips/rotations (spoco_core.tta)
     small_net: bool = False  # --quick: a tiny network on 32 px patches (checks the script runs)
+    amp: bool = True  # --float32: no bfloat16 autocast even where the CPU has it (TrainConfig.amp)
 
 
 def train_config(setup: Setup, row: Row | None = None) -> TrainConfig:
     """The defaults, ``OVERRIDES`` (with --iterations), the seed, and the row's ablation if any."""
     overrides = {**OVERRIDES, "iterations": setup.iterations, "log_every": max(1, setup.iterations // 10)}
     cfg = replace(TrainConfig(), seed=setup.seed, **overrides)  # type: ignore[arg-type]
+    if not setup.amp:
+        cfg = replace(cfg, amp=False)
     if setup.small_net:
         cfg = replace(cfg, patch_size=32, batch_size=2, model=UNetConfig(base_channels=8, depth=2))
     if row is not None:
@@ -178,7 +181,8 @@ def describe(setup: Setup, threads: int) -> str:
             f"labelled objects (2.2 / sqrt(median area)), copy-paste of {cfg.paste_objects} labelled "
             f"object(s) per patch (unless the row says otherwise); {setup.iterations} iterations per row, "
             f"batch {cfg.batch_size}, patch {cfg.patch_size}, lr {cfg.lr:g}, {threads} torch thread(s), "
-            f"{'bfloat16 autocast (native on this CPU)' if cpu_has_bf16() else 'float32'} training.",
+            f"{'bfloat16 autocast (native on this CPU)' if cpu_has_bf16() and setup.amp else 'float32'} "
+            f"training{'' if setup.amp else ' (--float32: TrainConfig.amp off)'}.",
             f"Foreground at inference: the model's foreground head (fg_prob > 0.5, loss weight "
             f"{cfg.loss.w_foreground:g}), trained on labelled objects' cores (their rims of "
             f"LossConfig.core_margin px as 0) vs {setup.marks_per_image} "
@@ -186,7 +190,8 @@ def describe(setup: Setup, threads: int) -> str:
             "other unlabelled pixel is unknown. No ground-truth foreground is used.",
             "Clustering: cluster.segment (HDBSCAN, epsilon = delta_v = 0.5, min_cluster_size 0.4 x "
             "min_size, objects under min_size = Predictor.min_size dropped: a quarter of the labelled "
-            "objects' median area, at least 15 px), "
+            "objects' median area, at least 15 px; objects without a core of foreground probability >= "
+            f"{CORE_CONFIDENCE:g} dropped), "
             f"object cores grown back by LossConfig.core_margin px, on the mean embedding of "
             f"{setup.tta} flipped/rotated view(s) (spoco_core.tta; '1 view' columns: the plain embedding). "
             "Metrics: mean over test images of metrics.evaluate.",
@@ -205,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         "--rows", default=DEFAULT_ROWS, help=f"comma-separated row indices (default {DEFAULT_ROWS}; 'all')"
     )
     parser.add_argument("--n-train", type=int, default=None, help="training images (default 96)")
+    parser.add_argument(
+        "--float32", action="store_true", help="train in float32 where the CPU would use bfloat16 autocast"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     setup = Setup()
@@ -222,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
         setup = replace(setup, iterations=args.iterations)
     if args.n_train:
         setup = replace(setup, n_train=args.n_train)
+    if args.float32:
+        setup = replace(setup, amp=False)
     rows = ROWS if args.rows == "all" else [ROWS[int(i)] for i in args.rows.split(",")]
     t0 = time.perf_counter()
 
