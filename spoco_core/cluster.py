@@ -46,6 +46,10 @@ test frames, 30 % labels trained 4000 steps, the 90th percentile of the foregrou
 background; keeping objects above 0.85 raised mAP 0.645 -> 0.703 on one label draw and
 0.762 -> 0.767 on another (0.8-0.9 within 0.005 of each other, 0.98 cost 0.04)."""
 CONFIDENCE_QUANTILE = 0.9  # "a tenth of its pixels": the rim around a core is less sure
+UNSURE_MODEL_SHARE = 0.9
+"""When even the surest object's core is below ``CORE_CONFIDENCE`` / this (a model a few steps into
+training), objects are kept from this share of the surest one's: such a model still shows and
+suggests its best objects. Trained models have cores near 1, where this changes nothing."""
 FILL_RADIUS = 8.0  # ...between rounds only if its embedding is within this of that centre
 MAX_ROUNDS = 3  # re-cluster what stays unclaimed (small objects the subsample missed)
 SEED_MIN_BIN_FREQ = 3  # mean-shift seed bins need this many sampled points
@@ -109,7 +113,8 @@ def segment(
         Pixels to grow each object by (see above).
     min_confidence : float
         With ``fg_prob``: objects whose 90th-percentile foreground probability is below this are
-        dropped (``CORE_CONFIDENCE``; 0 keeps every object).
+        dropped (``CORE_CONFIDENCE``; 0 keeps every object); below ``UNSURE_MODEL_SHARE`` of the
+        surest object's when that one is not sure either.
 
     Returns
     -------
@@ -166,7 +171,7 @@ def segment(
 
 
 def drop_unsure(labels: np.ndarray, fg_prob: np.ndarray, min_confidence: float) -> np.ndarray:
-    """Drop objects without a confident core (see ``CORE_CONFIDENCE``), relabel 1..n."""
+    """Drop objects without a confident core, relabel 1..n (``CORE_CONFIDENCE``, ``UNSURE_MODEL_SHARE``)."""
     inside = labels > 0
     ids, probs = labels[inside], fg_prob[inside]
     if ids.size == 0:
@@ -178,8 +183,11 @@ def drop_unsure(labels: np.ndarray, fg_prob: np.ndarray, min_confidence: float) 
     present = np.flatnonzero(counts)
     present = present[present > 0]
     at = starts[present] + np.floor(CONFIDENCE_QUANTILE * (counts[present] - 1)).astype(np.int64)
+    sure = probs[at]
+    # a model early in training is sure of nothing yet: "sure" is then relative to its surest object
+    threshold = min(min_confidence, UNSURE_MODEL_SHARE * float(sure.max()))
     keep = np.zeros(len(counts), dtype=bool)
-    keep[present[probs[at] >= min_confidence]] = True
+    keep[present[sure >= threshold]] = True
     lut = np.zeros(len(counts), dtype=np.int32)
     lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
     return lut[labels]

@@ -124,6 +124,14 @@ def test_objects_without_a_confident_core_are_dropped():
     assert segment(emb, fg_prob=fg, min_size=15, min_confidence=0).max() == 6
 
 
+def test_a_model_sure_of_nothing_keeps_its_surest_objects():
+    gt = disks(n=6, seed=3)
+    fg = np.where(gt > 0, 0.7, 0.05).astype(np.float32)  # a model early in training
+    fg[np.isin(gt, [2, 5])] = 0.55
+    pred = segment(embed(gt, seed=4), fg_prob=fg, min_size=15)
+    assert pred.max() == 4 and not pred[np.isin(gt, [2, 5])].any()
+
+
 def test_components_smaller_than_min_size_are_dropped():
     gt = np.zeros((64, 64), dtype=np.int32)
     gt[disk((20, 20), 10)] = 1
