@@ -590,7 +590,9 @@ def run(args: argparse.Namespace) -> int:
             try:
                 page = browser.new_page(viewport={"width": 1500, "height": 1000})
                 page.set_default_timeout(60_000)
-                d = Driver(page, timeout_s=120.0)  # a first click-to-segment computes embeddings
+                # a first click-to-segment computes embeddings; --quick's tiny model misses more
+                # objects, and a miss whose rerun shows no running indicator is only seen by timing out
+                d = Driver(page, timeout_s=20.0 if args.quick else 120.0)
                 page.goto(url)
                 page.get_by_role("textbox", name="Username").fill(ADMIN)
                 page.get_by_role("textbox", name="Password").fill(ADMIN_PW)
