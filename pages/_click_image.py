@@ -76,8 +76,13 @@ def click_image(picture: Image.Image, key: str, cursor: str = "pointer") -> None
     _component()(key=key, data={"src": data_url(picture), "width": picture.width, "cursor": cursor})
 
 
+def state_value(key: str, name: str) -> object:
+    """A components-v2 element's state ``name`` under widget ``key`` (None before it is set)."""
+    value = st.session_state.get(key)
+    return value.get(name) if hasattr(value, "get") else None
+
+
 def last_click(key: str) -> dict | None:
     """The last click reported under ``key`` (see the module docstring), or None."""
-    value = st.session_state.get(key)
-    click = value.get("click") if hasattr(value, "get") else None
+    click = state_value(key, "click")
     return dict(click) if click else None

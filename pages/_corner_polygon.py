@@ -16,7 +16,7 @@ from collections.abc import Callable
 import streamlit as st
 from PIL import Image
 
-from pages._click_image import data_url
+from pages._click_image import data_url, state_value
 
 Point = tuple[float, float]
 CLOSE_PX = 4  # screen px: a click this close to the first corner closes the outline
@@ -137,6 +137,5 @@ def polygon_picture(picture: Image.Image, key: str, stroke: str, fill: str) -> l
         "close_px": CLOSE_PX,
     }
     _component()(key=key, data=data)
-    value = st.session_state.get(key)
-    polygons = value.get("polygons") if hasattr(value, "get") else None
+    polygons = state_value(key, "polygons")
     return [[(float(x), float(y)) for x, y in poly] for poly in polygons or [] if len(poly) >= 3]
