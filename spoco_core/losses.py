@@ -40,8 +40,9 @@ class LossConfig:
     """Unknown pixels also teach the foreground head "background", at this weight relative to the
     labelled pixels (each group averaged on its own), so regions no mark covers do not drift to
     foreground as training goes on. Off: patches centred on background marks
-    (``TrainConfig.background_crops``) stop that drift better, and 0.1 on top of them cost mAP
-    (real nuclei, 30 % labels, 1200 steps: 0.605 against 0.658)."""
+    (``TrainConfig.background_crops``) stopped that drift better, and 0.1 on top of them cost mAP
+    (real nuclei, 30 % labels, 1200 steps: 0.605 against 0.658); today the confidence filter of
+    segmentation (``cluster.CORE_CONFIDENCE``) drops what drift is left."""
     fg_balanced: bool = True
     """Background pixels of the batch never weigh less, in total, than its object pixels in the
     foreground BCE: with sparse labels object pixels outnumber the few background marks many times,

@@ -95,7 +95,7 @@ def test_quick_real_nuclei_prints_every_row_or_says_why_not(quick_runs: dict[str
         "| dense |",
         "| 30 % + marks |",
         "| 10 % + marks, long |",
-        "| 30 % + marks, patches follow objects only (background_crops 0) |",
+        "| 30 % + marks, half the patches centred on a background mark (background_crops 0.5) |",
         "| instability | 1 |",
         "| as labelled |",
         "| marked complete (the rest background) |",
