@@ -24,7 +24,8 @@ The classical row is ``spoco_core.classical`` (Otsu + distance-transform watersh
 the first training frame and fixed. The active-learning rows label crops of the training frames
 (``al_crops``): the same few objects and marks first, then growing rounds of suggestions picked by
 cluster instability or at random (``simulate.run_active_learning``, a simulated annotator answers
-each with the reference object or a background mark), warm-starting each round for the default
+each with the reference object or a background mark, and marks a background square wherever the
+Annotate page asks for one, ``labels.wants_background``), warm-starting each round for the default
 budget, until the labels approach every object of the pool.
 """
 
@@ -46,7 +47,7 @@ from spoco_core.cluster import CORE_CONFIDENCE
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
-from spoco_core.labels import complete_labels
+from spoco_core.labels import OBJECTS_PER_MARK, complete_labels
 from spoco_core.metrics import evaluate, mean_metrics
 from spoco_core.model import UNetConfig
 from spoco_core.real_data import PACKAGE, DataUnavailable, load_hela
@@ -231,6 +232,7 @@ def run_active(
         initial_objects_per_image=AL_FIRST_OBJECTS,
         initial_background_per_image=AL_FIRST_MARKS,
         background_side=MARK_SIDE,
+        prompted_marks=True,
         train_config=cfg,
         segment_kwargs={"tta": n_views()},
         seed=seed,
@@ -410,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\nActive learning on {len(pool_ref)} crops ({n_pool} objects) of the training frames (start: "
             f"{AL_FIRST_OBJECTS} objects + {AL_FIRST_MARKS} marks per crop; rounds of "
             f"{', '.join(map(str, al_rounds(args.quick)))} "
-            f"suggestions, each answered as an object or a background mark; a crop whose every object "
+            f"suggestions, each answered as an object or a background mark; a background square "
+            f"wherever a crop holds over {OBJECTS_PER_MARK} objects per mark; a crop whose every object "
             f"is labelled is marked complete; warm-started {minutes:g} min each; tested on "
             f"{len(test_ref)} crops of the test frames; seed {args.seed}):\n"
         )

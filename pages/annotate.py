@@ -17,6 +17,7 @@ from pages import _timer as timer
 from pages._canvas import draw_shapes
 from pages._text import md
 from pages._view_controls import overview, view_controls
+from spoco_core.labels import OBJECTS_PER_MARK, wants_background
 from storage.records import ImageInfo, Project, Suggestion, User
 from storage.service import Studio
 
@@ -208,6 +209,18 @@ def _progress(image: ImageInfo, images: list[ImageInfo], queue: list[Suggestion]
     m3.metric("Queue", f"{len(queue)}+" if len(queue) >= QUEUE_LIMIT else len(queue))
 
 
+def _background_prompt(image: ImageInfo) -> None:
+    """Ask for a background mark where objects outnumber marks: until the image is marked complete,
+    the model learns background only from marks, and more objects alone made it worse."""
+    if wants_background(image.n_objects, image.n_background, image.complete):
+        st.warning(
+            f"{image.n_objects} objects and {image.n_background} background marks on this image: "
+            f"mark some background too (one mark for every {OBJECTS_PER_MARK} objects), or mark the "
+            "image complete once every object is labelled. Until then the model learns background "
+            "only from marks."
+        )
+
+
 def _complete_toggle(studio: Studio, user: User, image: ImageInfo) -> None:
     """Say that every object of the image is labelled: training then learns its unlabelled pixels
     as background, which more object labels alone never teach."""
@@ -242,6 +255,7 @@ def main() -> None:
         _plane_nav(studio, user, image)
         timer.show((image.id, sug.id if sug else None))
         _progress(image, images, queue)
+        _background_prompt(image)
         _complete_toggle(studio, user, image)
         settings = view_controls(image.id, image.width, image.height, sug.bbox if sug else None)
         shown = settings.viewport

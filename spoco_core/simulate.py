@@ -24,7 +24,9 @@ The simulated annotator behaves like a careful person in the Studio:
 * a suggestion that overlaps unlabelled objects without matching any and barely touches
   background -> they correct it to the largest of those objects (``correct_merges``; off gives
   the stricter rule below);
-* anything else (the suggestion lies on objects labelled already) -> nothing to add.
+* anything else (the suggestion lies on objects labelled already) -> nothing to add;
+* when an image holds too many objects per background mark (``labels.wants_background``), the
+  Annotate page asks for a mark and they scribble one on background (``prompted_side``).
 
 Labelled objects keep their ground-truth id in the sparse label images, so "object k" in a sparse
 label is GT object k.
@@ -44,7 +46,7 @@ import numpy as np
 from scipy import ndimage
 
 from spoco_core.infer import Predictor
-from spoco_core.labels import complete_labels
+from spoco_core.labels import complete_labels, wants_background
 from spoco_core.metrics import evaluate, mean_metrics
 from spoco_core.synthetic import background_squares
 from spoco_core.train import TrainConfig, Trainer
@@ -92,8 +94,12 @@ class SimulatedAnnotator:
     """Answers suggestions from dense ground truth and keeps the sparse label images.
 
     ``sparse[key]`` is int32 (H, W): 0 unknown, -1 background mark, k >= 1 labelled GT object k.
-    Counters: ``n_objects`` labelled objects, ``n_background_marks`` background actions,
-    ``n_actions`` suggestions answered (including those that added nothing), ``n_empty`` those.
+    Counters: ``n_objects`` labelled objects, ``n_background_marks`` background actions (answers
+    and prompted marks), ``n_actions`` suggestions answered (including those that added nothing),
+    ``n_empty`` those; ``marks[key]`` background marks per image (seeded ones included).
+    ``prompted_side`` > 0: after each object answer, an image that wants background
+    (``labels.wants_background``) gets a background square of that side, as the Annotate page
+    asks; 0: the annotator marks background only where a suggestion lies on it.
     """
 
     def __init__(
@@ -103,6 +109,7 @@ class SimulatedAnnotator:
         match_fraction: float = MATCH_FRACTION,
         correct_merges: bool = True,
         split_merges: bool = True,
+        prompted_side: int = 0,
     ) -> None:
         self.gt = {k: np.asarray(v).astype(np.int32) for k, v in gt_labels.items()}
         self.sparse = {k: np.zeros(v.shape, np.int32) for k, v in self.gt.items()}
@@ -115,6 +122,8 @@ class SimulatedAnnotator:
         self.n_background_marks = 0
         self.n_actions = 0
         self.n_empty = 0
+        self.prompted_side = prompted_side
+        self.marks: dict[Key, int] = dict.fromkeys(self.gt, 0)
 
     # ---- queries
 
@@ -204,13 +213,27 @@ class SimulatedAnnotator:
             if on_objects > on_background:
                 best = max(cand, key=lambda t: (t[1], -t[0]))[0]
         if best is not None:
-            return "object", self.add_object(key, best)
+            mask = self.add_object(key, best)
+            self._answer_prompt(key)
+            return "object", mask
         new = self.add_background(key, pred)
         if not new.any():
             self.n_empty += 1
             return None
         self.n_background_marks += 1
+        self.marks[key] += 1
         return "background", pred & (gt == 0)
+
+    def _answer_prompt(self, key: Key) -> None:
+        """Scribble a background square where the Annotate page would ask for one."""
+        if not self.prompted_side or self.is_complete(key):
+            return
+        if not wants_background(len(self.labelled_ids(key)), self.marks[key]):
+            return
+        square = background_squares(self.gt[key], 1, self.prompted_side, seed=[self.n_actions, 2])
+        if self.add_background(key, square).any():
+            self.n_background_marks += 1
+            self.marks[key] += 1
 
     def seed_objects(self, per_image: int, seed: int = 0) -> None:
         """Label ``per_image`` random GT objects in every image (the same ones for the same seed)."""
@@ -229,7 +252,9 @@ class SimulatedAnnotator:
         false objects).
         """
         for i, key in enumerate(self.gt):
-            self.add_background(key, background_squares(self.gt[key], per_image, side, seed=[seed, i, 1]))
+            squares = background_squares(self.gt[key], per_image, side, seed=[seed, i, 1])
+            if self.add_background(key, squares).any():
+                self.marks[key] += int(ndimage.label(squares)[1])
 
 
 # --------------------------------------------------------------------------- suggestions
@@ -422,6 +447,7 @@ def run_active_learning(
     initial_checkpoint: Path | str | None = None,
     initial_background_per_image: int = 0,
     background_side: int = 12,
+    prompted_marks: bool = False,
     random_share: float = 0.0,
     correct_merges: bool = True,
     split_merges: bool = True,
@@ -443,7 +469,9 @@ def run_active_learning(
     ``initial_background_per_image`` background squares (``background_side`` px) per image are
     marked in round 0 for every strategy. Once every GT object of an image is labelled, the
     annotator marks it complete, as an annotator in the Studio does: it trains with its unlabelled
-    pixels as background and gets no more model-ranked suggestions.
+    pixels as background and gets no more model-ranked suggestions. ``prompted_marks``: the
+    annotator also scribbles a ``background_side`` square wherever the Annotate page asks for a
+    background mark (``labels.wants_background``), as in the Studio.
 
     ``initial_checkpoint``: where round 0's model is cached; when the file exists it is used
     instead of training round 0 again (round 0 is the same for every strategy with the same seed,
@@ -494,7 +522,12 @@ def run_active_learning(
         raise ValueError(f"k_per_round needs {rounds} positive numbers (one per round), got {k_per_round}")
     config = train_config or TrainConfig()
     seg_kw = dict(segment_kwargs or {})
-    annotator = SimulatedAnnotator(train_gt, correct_merges=correct_merges, split_merges=split_merges)
+    annotator = SimulatedAnnotator(
+        train_gt,
+        correct_merges=correct_merges,
+        split_merges=split_merges,
+        prompted_side=background_side if prompted_marks else 0,
+    )
     annotator.seed_objects(initial_objects_per_image, seed=seed)
     annotator.seed_background(initial_background_per_image, side=background_side, seed=seed)
 
