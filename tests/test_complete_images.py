@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spoco_core.labels import complete_labels
+from spoco_core.labels import OBJECTS_PER_MARK, complete_labels, wants_background
 from spoco_core.simulate import SimulatedAnnotator
 from storage.errors import InputError, PermissionDenied
 from storage.job_context import JobContext
@@ -87,3 +87,11 @@ def test_complete_images_without_any_object_are_not_enough_to_train(world: World
     square[5:15, 5:15] = True
     s.add_annotation(world.annotator, image.id, "object", square)
     assert s.enqueue_training(world.lead, world.project.id).kind == "train"
+
+
+def test_an_image_wants_background_when_objects_outnumber_its_marks() -> None:
+    assert not wants_background(0, 0)
+    assert wants_background(1, 0)  # objects and not a single mark
+    assert not wants_background(OBJECTS_PER_MARK, 1)
+    assert wants_background(OBJECTS_PER_MARK + 1, 1)
+    assert not wants_background(OBJECTS_PER_MARK + 1, 1, complete=True)  # the rest is background

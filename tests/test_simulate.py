@@ -63,6 +63,24 @@ def test_false_object_gives_a_background_mark_of_background_pixels_only():
     assert ann.n_empty == 1 and ann.n_actions == 2
 
 
+def test_the_annotator_marks_background_where_the_annotate_page_asks_for_it():
+    gt = np.zeros((60, 60), np.int32)
+    for k in range(5):  # five separate 8x8 objects along the diagonal
+        gt[2 + 11 * k : 10 + 11 * k, 2 + 11 * k : 10 + 11 * k] = k + 1
+    prompted, silent = SimulatedAnnotator({"a": gt}, prompted_side=4), SimulatedAnnotator({"a": gt})
+    marks = []
+    for k in range(1, 5):
+        assert prompted.label("a", gt == k)[0] == "object" and silent.label("a", gt == k)[0] == "object"
+        marks.append(prompted.marks["a"])
+    # a mark whenever objects outnumber OBJECTS_PER_MARK per mark: after objects 1 and 3
+    assert marks == [1, 1, 2, 2] and prompted.n_background_marks == 2
+    assert np.count_nonzero(prompted.sparse["a"] == -1) == 2 * 16
+    assert np.all(gt[prompted.sparse["a"] == -1] == 0)  # squares lie on background only
+    assert silent.marks["a"] == 0 and not np.any(silent.sparse["a"] == -1)
+    prompted.label("a", gt == 5)  # the last object: the image is complete, nothing is asked
+    assert prompted.marks["a"] == 2 and prompted.is_complete("a")
+
+
 def test_merged_prediction_is_split_into_its_objects_or_corrected_to_one_or_left():
     gt = np.zeros((20, 40), np.int32)
     for k in (1, 2, 3):  # three touching squares predicted as one object: a third each
