@@ -1,6 +1,6 @@
 """Sparse vs dense object labels on synthetic data: how much of the dense quality do few labels keep?
 
-    python -m benchmarks.sparse_vs_dense [--quick] [--iterations N] [--threads T]
+    python -m benchmarks.sparse_vs_dense [--quick] [--iterations N] [--threads T] [--seed S]
 
 Train set: 96 synthetic 128x128 images (seed 1; ~29 objects each, so 10% is ~3 per image: few
 objects in many images, the setting SPOCO is for); test set: 8 images (seed 2, disjoint). Every row
@@ -175,7 +175,7 @@ def describe(setup: Setup, threads: int) -> str:
     return "\n".join(
         [
             f"# Sparse vs dense labels (synthetic; train {setup.n_train} images of {setup.size}px, seed 1; "
-            f"test {setup.n_test}, seed 2)",
+            f"test {setup.n_test}, seed 2; training seed {setup.seed})",
             f"TrainConfig() defaults with {OVERRIDES}: U-Net depth {cfg.model.depth}, base "
             f"{cfg.model.base_channels}, E={cfg.model.embedding_dim}, coordinate channels scaled to the "
             f"labelled objects (2.2 / sqrt(median area)), copy-paste of {cfg.paste_objects} labelled "
@@ -213,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--float32", action="store_true", help="train in float32 where the CPU would use bfloat16 autocast"
     )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="training seed of every row (weights, patches, loss draws)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    setup = Setup()
+    setup = Setup(seed=args.seed)
     if args.quick:
         setup = replace(
             setup,
