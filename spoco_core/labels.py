@@ -18,10 +18,10 @@ BACKGROUND = -1
 OBJECTS_PER_MARK = 2
 """Until an image is marked complete, it should hold a background mark for every this many labelled
 objects. The foreground head learns background only from marks there, and with many objects
-against a few marks it called dark background near faint nuclei foreground: real nuclei, 12 crops
-from 2 objects + 2 marks each, random objects added, 96 of 143 labelled: 0.635 mAP, against 0.721
-when a mark followed every few objects (docs/benchmarks.md, real_nuclei). The Annotate page asks
-for the mark; the simulated annotator of ``spoco_core.simulate`` gives it."""
+against a few marks it called dark background next to faint nuclei foreground: real nuclei, 12
+crops from 2 objects + 2 marks each, random objects added until 96 of 143 are labelled: 0.660 /
+0.635 mAP (two seeds) with no mark asked for, 0.714 / 0.679 with this prompt answered
+(docs/benchmarks.md, real_nuclei). The Annotate page asks for the mark; the simulated annotator of ``spoco_core.simulate`` gives it."""
 
 
 def complete_labels(labels: np.ndarray) -> np.ndarray:
