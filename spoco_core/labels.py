@@ -21,7 +21,8 @@ objects. The foreground head learns background only from marks there, and with m
 against a few marks it called dark background next to faint nuclei foreground: real nuclei, 12
 crops from 2 objects + 2 marks each, random objects added until 96 of 143 are labelled: 0.660 /
 0.635 mAP (two seeds) with no mark asked for, 0.714 / 0.679 with this prompt answered
-(docs/benchmarks.md, real_nuclei). The Annotate page asks for the mark; the simulated annotator of ``spoco_core.simulate`` gives it."""
+(docs/benchmarks.md, real_nuclei). The Annotate page asks for the mark; the simulated annotator
+of ``spoco_core.simulate`` gives it."""
 
 
 def complete_labels(labels: np.ndarray) -> np.ndarray:
