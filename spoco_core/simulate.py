@@ -201,7 +201,9 @@ class SimulatedAnnotator:
         if self.split_merges:
             merged = [i for i, c in cand if c >= MERGE_COVER * int(self._areas[key][i])]
             if len(merged) >= 2:
-                return "object", np.logical_or.reduce([self.add_object(key, i) for i in merged])
+                union = np.logical_or.reduce([self.add_object(key, i) for i in merged])
+                self._answer_prompt(key)
+                return "object", union
         best, best_iou = None, -1.0
         for gt_id, c in cand:
             iou = c / (area + int(self._areas[key][gt_id]) - c)
