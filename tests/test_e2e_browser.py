@@ -200,6 +200,7 @@ def _draw_polygon(page, fractions: list[tuple[float, float]]) -> None:
     """The polygon tool: a click adds a corner, clicking the first corner closes the outline."""
     picture = page.locator(".spoco-polygon img").first
     picture.wait_for(timeout=30_000)
+    picture.scroll_into_view_if_needed()  # a click on a button lower down may have scrolled it away
     box = picture.bounding_box()
     assert box is not None
     points = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in fractions]
