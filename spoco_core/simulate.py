@@ -189,6 +189,12 @@ class SimulatedAnnotator:
         predicted pixels on GT background become a background mark; None when that adds nothing
         (the prediction lies on labelled objects or on pixels marked already).
         """
+        answer = self._answer(key, predicted_mask)
+        if answer is not None and answer[0] == "object":
+            self._answer_prompt(key)
+        return answer
+
+    def _answer(self, key: Key, predicted_mask: np.ndarray) -> tuple[str, np.ndarray] | None:
         pred = np.asarray(predicted_mask, bool)
         gt = self.gt[key]
         if pred.shape != gt.shape:
@@ -201,9 +207,7 @@ class SimulatedAnnotator:
         if self.split_merges:
             merged = [i for i, c in cand if c >= MERGE_COVER * int(self._areas[key][i])]
             if len(merged) >= 2:
-                union = np.logical_or.reduce([self.add_object(key, i) for i in merged])
-                self._answer_prompt(key)
-                return "object", union
+                return "object", np.logical_or.reduce([self.add_object(key, i) for i in merged])
         best, best_iou = None, -1.0
         for gt_id, c in cand:
             iou = c / (area + int(self._areas[key][gt_id]) - c)
@@ -215,15 +219,12 @@ class SimulatedAnnotator:
             if on_objects > on_background:
                 best = max(cand, key=lambda t: (t[1], -t[0]))[0]
         if best is not None:
-            mask = self.add_object(key, best)
-            self._answer_prompt(key)
-            return "object", mask
+            return "object", self.add_object(key, best)
         new = self.add_background(key, pred)
         if not new.any():
             self.n_empty += 1
             return None
-        self.n_background_marks += 1
-        self.marks[key] += 1
+        self._count_mark(key)
         return "background", pred & (gt == 0)
 
     def _answer_prompt(self, key: Key) -> None:
@@ -234,8 +235,11 @@ class SimulatedAnnotator:
             return
         square = background_squares(self.gt[key], 1, self.prompted_side, seed=[self.n_actions, 2])
         if self.add_background(key, square).any():
-            self.n_background_marks += 1
-            self.marks[key] += 1
+            self._count_mark(key)
+
+    def _count_mark(self, key: Key) -> None:
+        self.n_background_marks += 1
+        self.marks[key] += 1
 
     def seed_objects(self, per_image: int, seed: int = 0) -> None:
         """Label ``per_image`` random GT objects in every image (the same ones for the same seed)."""

@@ -39,6 +39,10 @@ def test_the_annotate_page_marks_the_image_complete(studio: Studio) -> None:  # 
     assert at.toggle(key=f"ann_complete_{image_id}").value is True
 
 
+def background_prompts(at) -> list[str]:
+    return [w.value for w in at.warning if "background marks on this image" in w.value]
+
+
 def test_the_annotate_page_asks_for_background_until_the_image_is_complete(studio: Studio) -> None:  # noqa: F811
     project, image_id, labels = project_with_image(studio)
     admin = admin_of(studio)
@@ -46,15 +50,15 @@ def test_the_annotate_page_asks_for_background_until_the_image_is_complete(studi
         studio.add_annotation(admin, image_id, "object", labels == k)
     at = open_annotate(studio, project)
     assert not at.exception, at.exception
-    asked = [w.value for w in at.warning if "background marks on this image" in w.value]
+    asked = background_prompts(at)
     assert asked and asked[0].startswith("2 objects and 0 background marks")
     studio.add_annotation(admin, image_id, "background", labels == 0)
     at.run()
-    assert not [w for w in at.warning if "background marks on this image" in w.value]
+    assert not background_prompts(at)
     for k in range(3, 5):  # four objects and one mark: more than OBJECTS_PER_MARK per mark
         studio.add_annotation(admin, image_id, "object", labels == k)
     at.run()
-    assert [w for w in at.warning if "background marks on this image" in w.value]
+    assert background_prompts(at)
     studio.set_image_complete(admin, image_id)
     at.run()
-    assert not [w for w in at.warning if "background marks on this image" in w.value]
+    assert not background_prompts(at)
