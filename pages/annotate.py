@@ -214,7 +214,8 @@ def _background_prompt(image: ImageInfo) -> None:
     the model learns background only from marks, and more objects alone made it worse."""
     if wants_background(image.n_objects, image.n_background, image.complete):
         st.warning(
-            f"{image.n_objects} objects and {image.n_background} background marks on this image: "
+            f"{image.n_objects} objects and {image.n_background} background "
+            f"mark{'' if image.n_background == 1 else 's'} on this image: "
             f"mark some background too (one mark for every {OBJECTS_PER_MARK} objects), or mark the "
             "image complete once every object is labelled. Until then the model learns background "
             "only from marks."

@@ -40,7 +40,7 @@ def test_the_annotate_page_marks_the_image_complete(studio: Studio) -> None:  # 
 
 
 def background_prompts(at) -> list[str]:
-    return [w.value for w in at.warning if "background marks on this image" in w.value]
+    return [w.value for w in at.warning if " on this image: mark some background" in w.value]
 
 
 def test_the_annotate_page_asks_for_background_until_the_image_is_complete(studio: Studio) -> None:  # noqa: F811
