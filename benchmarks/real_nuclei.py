@@ -24,9 +24,10 @@ The classical row is ``spoco_core.classical`` (Otsu + distance-transform watersh
 the first training frame and fixed. The active-learning rows label crops of the training frames
 (``al_crops``): the same few objects and marks first, then growing rounds of suggestions picked by
 cluster instability or at random (``simulate.run_active_learning``, a simulated annotator answers
-each with the reference object or a background mark, and marks a background square wherever the
-Annotate page asks for one, ``labels.wants_background``), warm-starting each round for the default
-budget, until the labels approach every object of the pool.
+each with the reference object or a background mark, and marks a background square beside the
+labelled objects wherever the Annotate page asks for one, ``labels.wants_background``),
+warm-starting each round for the default budget, until the labels approach every object of the
+pool.
 """
 
 from __future__ import annotations
@@ -412,8 +413,9 @@ def main(argv: list[str] | None = None) -> int:
             f"\nActive learning on {len(pool_ref)} crops ({n_pool} objects) of the training frames (start: "
             f"{AL_FIRST_OBJECTS} objects + {AL_FIRST_MARKS} marks per crop; rounds of "
             f"{', '.join(map(str, al_rounds(args.quick)))} "
-            f"suggestions, each answered as an object or a background mark; a background square "
-            f"wherever a crop holds over {OBJECTS_PER_MARK} objects per mark; a crop whose every object "
+            f"suggestions, each answered as an object or a background mark; a {MARK_SIDE} px "
+            f"background square beside the labelled objects wherever a crop holds more than "
+            f"{OBJECTS_PER_MARK} object(s) per mark; a crop whose every object "
             f"is labelled is marked complete; warm-started {minutes:g} min each; tested on "
             f"{len(test_ref)} crops of the test frames; seed {args.seed}):\n"
         )

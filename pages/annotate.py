@@ -209,16 +209,23 @@ def _progress(image: ImageInfo, images: list[ImageInfo], queue: list[Suggestion]
     m3.metric("Queue", f"{len(queue)}+" if len(queue) >= QUEUE_LIMIT else len(queue))
 
 
+def _marks_wanted() -> str:
+    if OBJECTS_PER_MARK == 1:
+        return "one mark for each object"
+    return f"one mark for every {OBJECTS_PER_MARK} objects"
+
+
 def _background_prompt(image: ImageInfo) -> None:
     """Ask for a background mark where objects outnumber marks: until the image is marked complete,
     the model learns background only from marks, and more objects alone made it worse."""
     if wants_background(image.n_objects, image.n_background, image.complete):
         st.warning(
-            f"{image.n_objects} objects and {image.n_background} background "
-            f"mark{'' if image.n_background == 1 else 's'} on this image: "
-            f"mark some background too (one mark for every {OBJECTS_PER_MARK} objects), or mark the "
-            "image complete once every object is labelled. Until then the model learns background "
-            "only from marks."
+            f"{image.n_objects} object{'' if image.n_objects == 1 else 's'} and "
+            f"{image.n_background} background mark{'' if image.n_background == 1 else 's'} on this "
+            "image: "
+            f"mark some background beside them too ({_marks_wanted()}, in the gaps between the "
+            "objects), or mark the image complete once every object is labelled. Until then the "
+            "model learns background only from marks."
         )
 
 

@@ -26,7 +26,8 @@ The simulated annotator behaves like a careful person in the Studio:
   the stricter rule below);
 * anything else (the suggestion lies on objects labelled already) -> nothing to add;
 * when an image holds too many objects per background mark (``labels.wants_background``), the
-  Annotate page asks for a mark and they scribble one on background (``prompted_side``).
+  Annotate page asks for a mark next to the objects and they scribble one on the background
+  beside the labelled objects (``prompted_side``).
 
 Labelled objects keep their ground-truth id in the sparse label images, so "object k" in a sparse
 label is GT object k.
@@ -228,14 +229,32 @@ class SimulatedAnnotator:
         return "background", pred & (gt == 0)
 
     def _answer_prompt(self, key: Key) -> None:
-        """Scribble a background square where the Annotate page would ask for one."""
+        """Scribble background beside the labelled objects where the Annotate page asks for it."""
         if not self.prompted_side or self.is_complete(key):
             return
         if not wants_background(len(self.labelled_ids(key)), self.marks[key]):
             return
-        square = background_squares(self.gt[key], 1, self.prompted_side, seed=[self.n_actions, 2])
-        if self.add_background(key, square).any():
+        mark = self._mark_beside_objects(key, seed=[self.n_actions, 2])
+        if self.add_background(key, mark).any():
             self._count_mark(key)
+
+    def _mark_beside_objects(self, key: Key, seed: Sequence[int]) -> np.ndarray:
+        """A background square in the gaps next to the labelled objects.
+
+        Centred on unknown background 2 to ``2 + prompted_side`` px from them and clipped to
+        background: a head taught only by far-off marks called the dim background between cells
+        foreground. A square anywhere on background where no such pixel is left.
+        """
+        gt, sparse, side = self.gt[key], self.sparse[key], self.prompted_side
+        distance = ndimage.distance_transform_edt(sparse <= 0)
+        ys, xs = np.nonzero((gt == 0) & (sparse == 0) & (distance >= 2) & (distance <= 2 + side))
+        if ys.size == 0:
+            return background_squares(gt, 1, side, seed=seed)
+        i = int(np.random.default_rng(seed).integers(ys.size))
+        y, x, half = int(ys[i]), int(xs[i]), side // 2
+        square = np.zeros(gt.shape, bool)
+        square[max(0, y - half) : y + half, max(0, x - half) : x + half] = True
+        return square & (gt == 0)
 
     def _count_mark(self, key: Key) -> None:
         self.n_background_marks += 1

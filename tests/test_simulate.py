@@ -6,9 +6,11 @@ import itertools
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from spoco_core import simulate
 from spoco_core.io import normalize_percentile
+from spoco_core.labels import wants_background
 from spoco_core.model import UNetConfig
 from spoco_core.simulate import STRATEGIES, SimulatedAnnotator, run_active_learning, suggest
 from spoco_core.synthetic import generate
@@ -63,22 +65,29 @@ def test_false_object_gives_a_background_mark_of_background_pixels_only():
     assert ann.n_empty == 1 and ann.n_actions == 2
 
 
-def test_the_annotator_marks_background_where_the_annotate_page_asks_for_it():
+def test_the_annotator_marks_background_beside_its_objects_where_the_annotate_page_asks() -> None:
     gt = np.zeros((60, 60), np.int32)
     for k in range(5):  # five separate 8x8 objects along the diagonal
         gt[2 + 11 * k : 10 + 11 * k, 2 + 11 * k : 10 + 11 * k] = k + 1
-    prompted, silent = SimulatedAnnotator({"a": gt}, prompted_side=4), SimulatedAnnotator({"a": gt})
-    marks = []
+    side = 4
+    prompted, silent = SimulatedAnnotator({"a": gt}, prompted_side=side), SimulatedAnnotator({"a": gt})
+    marks, expected = [], []
     for k in range(1, 5):
         assert prompted.label("a", gt == k)[0] == "object" and silent.label("a", gt == k)[0] == "object"
         marks.append(prompted.marks["a"])
-    # a mark whenever objects outnumber OBJECTS_PER_MARK per mark: after objects 1 and 3
-    assert marks == [1, 1, 2, 2] and prompted.n_background_marks == 2
-    assert np.count_nonzero(prompted.sparse["a"] == -1) == 2 * 16
-    assert np.all(gt[prompted.sparse["a"] == -1] == 0)  # squares lie on background only
+        asked = wants_background(k, expected[-1] if expected else 0)
+        expected.append((expected[-1] if expected else 0) + int(asked))
+    # a mark whenever objects outnumber OBJECTS_PER_MARK per mark
+    assert marks == expected and prompted.n_background_marks == expected[-1] > 0
+    marked = prompted.sparse["a"] == -1
+    assert np.all(gt[marked] == 0)  # on background only
+    # beside the labelled objects (objects 1-4): within the band and half a square of them
+    near = ndimage.distance_transform_edt(~np.isin(gt, [1, 2, 3, 4])) <= 2 + side + side / 2 * np.sqrt(2)
+    assert marked.any() and np.all(near[marked])
     assert silent.marks["a"] == 0 and not np.any(silent.sparse["a"] == -1)
+    before = prompted.marks["a"]
     prompted.label("a", gt == 5)  # the last object: the image is complete, nothing is asked
-    assert prompted.marks["a"] == 2 and prompted.is_complete("a")
+    assert prompted.marks["a"] == before and prompted.is_complete("a")
 
 
 def test_merged_prediction_is_split_into_its_objects_or_corrected_to_one_or_left():
