@@ -49,7 +49,7 @@ from scipy import ndimage
 from spoco_core.infer import Predictor
 from spoco_core.labels import complete_labels, wants_background
 from spoco_core.metrics import evaluate, mean_metrics
-from spoco_core.synthetic import background_squares
+from spoco_core.synthetic import background_beside, background_squares
 from spoco_core.train import TrainConfig, Trainer
 from spoco_core.uncertainty import (
     ImageUncertainty,
@@ -234,27 +234,12 @@ class SimulatedAnnotator:
             return
         if not wants_background(len(self.labelled_ids(key)), self.marks[key]):
             return
-        mark = self._mark_beside_objects(key, seed=[self.n_actions, 2])
+        sparse = self.sparse[key]
+        mark = background_beside(
+            self.gt[key], sparse > 0, self.prompted_side, seed=[self.n_actions, 2], free=sparse == 0
+        )
         if self.add_background(key, mark).any():
             self._count_mark(key)
-
-    def _mark_beside_objects(self, key: Key, seed: Sequence[int]) -> np.ndarray:
-        """A background square in the gaps next to the labelled objects.
-
-        Centred on unknown background 2 to ``2 + prompted_side`` px from them and clipped to
-        background: a head taught only by far-off marks called the dim background between cells
-        foreground. A square anywhere on background where no such pixel is left.
-        """
-        gt, sparse, side = self.gt[key], self.sparse[key], self.prompted_side
-        distance = ndimage.distance_transform_edt(sparse <= 0)
-        ys, xs = np.nonzero((gt == 0) & (sparse == 0) & (distance >= 2) & (distance <= 2 + side))
-        if ys.size == 0:
-            return background_squares(gt, 1, side, seed=seed)
-        i = int(np.random.default_rng(seed).integers(ys.size))
-        y, x, half = int(ys[i]), int(xs[i]), side // 2
-        square = np.zeros(gt.shape, bool)
-        square[max(0, y - half) : y + half, max(0, x - half) : x + half] = True
-        return square & (gt == 0)
 
     def _count_mark(self, key: Key) -> None:
         self.n_background_marks += 1

@@ -517,3 +517,40 @@ def background_squares(labels: np.ndarray, n: int, side: int, seed: int | Sequen
             marks[window] = True
             placed += 1
     return marks
+
+
+def background_beside(
+    labels: np.ndarray,
+    near: np.ndarray,
+    side: int,
+    seed: int | Sequence[int],
+    free: np.ndarray | None = None,
+) -> np.ndarray:
+    """A background mark in the gaps next to the ``near`` pixels (the objects just labelled).
+
+    Where an annotator scribbles when asked for background beside their objects: a ``side`` x
+    ``side`` square centred on a background pixel 2 to ``2 + side`` px from ``near`` (and in
+    ``free``, when given: pixels not labelled yet), clipped to background. A foreground head
+    taught only by marks far from the objects called the dim background between cells foreground
+    (``labels.OBJECTS_PER_MARK``). Where no such pixel exists, one of ``background_squares``.
+
+    Returns
+    -------
+    np.ndarray
+        Bool ``(H, W)`` mask, on ``labels == 0`` only (empty where the image has no background).
+    """
+    background, near = np.asarray(labels) == 0, np.asarray(near, bool)
+    if not near.any():
+        return background_squares(labels, 1, side, seed=seed)
+    distance = ndimage.distance_transform_edt(~near)
+    band = background & (distance >= 2) & (distance <= 2 + side)
+    if free is not None:
+        band &= np.asarray(free, bool)
+    ys, xs = np.nonzero(band)
+    if ys.size == 0:
+        return background_squares(labels, 1, side, seed=seed)
+    i = int(np.random.default_rng(seed).integers(ys.size))
+    y, x, half = int(ys[i]), int(xs[i]), side // 2
+    square = np.zeros(background.shape, bool)
+    square[max(0, y - half) : y + half, max(0, x - half) : x + half] = True
+    return square & background

@@ -42,21 +42,6 @@ def _pick_objects(labels: np.ndarray, k: int, seed: int) -> list[int]:
     return sorted(int(i) for i in rng.choice(candidates, size=k, replace=False))
 
 
-def _background_box(labels: np.ndarray, side: int) -> np.ndarray | None:
-    """A square far from every object, as a background mark; None if the image has no room."""
-    from scipy import ndimage
-
-    free = ndimage.binary_erosion(labels == 0, iterations=side // 2 + 4, border_value=0)
-    ys, xs = np.nonzero(free)
-    if ys.size == 0:
-        return None
-    mid = ys.size // 2
-    cy, cx = int(ys[mid]), int(xs[mid])
-    mask = np.zeros(labels.shape, dtype=bool)
-    mask[cy - side // 2 : cy + side // 2, cx - side // 2 : cx + side // 2] = True
-    return mask
-
-
 def _sample_dir() -> Path:
     import skimage
 
@@ -76,7 +61,7 @@ def seed_demo(
     seed-demo` passes no options, so SPOCO_DEMO_IMAGES, SPOCO_DEMO_SIZE and SPOCO_DEMO_SAMPLES=0
     shrink the demo (a slow laptop, the browser test: predicting every image takes CPU time).
     """
-    from spoco_core.synthetic import generate
+    from spoco_core.synthetic import background_beside, generate
 
     settings = Settings.from_env()
     n_synthetic = settings.demo_images if n_synthetic is None else n_synthetic
@@ -88,11 +73,14 @@ def seed_demo(
     for i in range(n_synthetic):
         image, labels = generate(size, seed=i)
         info = studio.add_image(admin_user, project.id, f"synthetic_{i:02d}.png", _png_bytes(image))
+        marked = np.zeros(labels.shape, bool)
         for object_id in _pick_objects(labels, OBJECTS_PER_IMAGE, seed=i):
             studio.add_annotation(admin_user, info.id, "object", labels == object_id, source="drawn")
-        background = _background_box(labels, BACKGROUND_SIDE)
-        if background is not None:
-            studio.add_annotation(admin_user, info.id, "background", background, source="drawn")
+            # a background mark beside each object, as the Annotate page asks of annotators
+            mark = background_beside(labels, labels == object_id, BACKGROUND_SIDE, [i, object_id], ~marked)
+            if mark.any():
+                studio.add_annotation(admin_user, info.id, "background", mark, source="drawn")
+                marked |= mark
     for name in SAMPLE_FILES if with_samples else ():
         path = _sample_dir() / name
         if path.is_file():

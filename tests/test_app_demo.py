@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from spoco_core.labels import wants_background
 from storage.demo import DEMO_NAME, OBJECTS_PER_IMAGE, SAMPLE_FILES, seed_demo
 from storage.service import Studio
 
@@ -31,6 +32,8 @@ def test_seed_demo_creates_a_trainable_project_once(studio: Studio) -> None:
     for im in images[:2]:
         kinds = [a.kind for a in studio.list_annotations(admin, im.id)]
         assert 1 <= kinds.count("object") <= OBJECTS_PER_IMAGE
+        # a background mark beside each object: the Annotate page has nothing to ask for
+        assert not wants_background(kinds.count("object"), kinds.count("background"))
         assert all(a.author == "admin" and a.source == "drawn" for a in studio.list_annotations(admin, im.id))
     studio.enqueue_training(admin, project.id, iterations=5)  # labels are there: training can start
     assert seed_demo(studio, admin, n_synthetic=2, size=96) is None

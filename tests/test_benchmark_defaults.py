@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 
+import numpy as np
+from scipy import ndimage
+
 from benchmarks import real_nuclei, sparse_vs_dense
+from spoco_core.labels import wants_background
 from spoco_core.train import TrainConfig
 
 
@@ -26,3 +30,20 @@ def test_sparse_vs_dense_trains_with_the_defaults_and_its_declared_overrides_onl
     assert got == want
     ablation = sparse_vs_dense.ROWS[-1]  # only an ablation row may change what is learned
     assert asdict(sparse_vs_dense.train_config(sparse_vs_dense.Setup(seed=2), ablation)) != want
+
+
+def test_real_nuclei_labels_answer_the_annotate_pages_background_prompt() -> None:
+    """The sparse rows hold the marks the app asks for: one beside the objects per labelled object
+    beyond the first ten marks, on reference background only."""
+    ref = np.zeros((120, 120), np.int32)
+    for k in range(16):  # sixteen separate 10x10 nuclei on a grid
+        y, x = 5 + 28 * (k // 4), 5 + 28 * (k % 4)
+        ref[y : y + 10, x : x + 10] = k + 1
+    sparse = np.where(ref <= 3, ref, 0).astype(np.int32)  # three labelled objects, no mark yet
+    assert real_nuclei.answer_prompt(sparse, ref, n_marks=0, seed=0) == 3
+    assert np.all(ref[sparse == -1] == 0) and not wants_background(3, 3)
+    beside = ndimage.distance_transform_edt(~np.isin(ref, [1, 2, 3])) <= 2 + real_nuclei.MARK_SIDE * 1.8
+    assert np.all(beside[sparse == -1])  # in the gaps next to the labelled objects
+    assert real_nuclei.answer_prompt(sparse, ref, n_marks=3, seed=0) == 0  # nothing more is asked
+    rows = real_nuclei.sparse_labels([ref], 0.5)  # the benchmark's own draw: 8 objects, 10 marks
+    assert np.all(ref[rows[0] == -1] == 0) and np.unique(rows[0][rows[0] > 0]).size == 8

@@ -10,7 +10,7 @@ import pytest
 from scipy import ndimage
 
 from spoco_core.io import read_image_raw, read_labels
-from spoco_core.synthetic import KINDS, generate, sparsify, write_dataset
+from spoco_core.synthetic import KINDS, background_beside, generate, sparsify, write_dataset
 
 
 def _adjacent_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
@@ -99,3 +99,22 @@ def test_sparsify_global_fraction_across_images() -> None:
     )
     with pytest.raises(TypeError):
         sparsify(stack[0], 0.5, mode="global")
+
+
+def test_background_beside_lies_in_the_gap_next_to_the_objects_and_on_background_only() -> None:
+    labels = np.zeros((60, 60), np.int32)
+    labels[10:20, 10:20] = 1  # the object just labelled
+    labels[10:20, 24:34] = 2  # an unlabelled neighbour 4 px away
+    near = labels == 1
+    distance = ndimage.distance_transform_edt(~near)
+    for seed in range(20):
+        mark = background_beside(labels, near, 6, seed)
+        assert mark.any() and np.all(labels[mark] == 0)  # never on either object
+        assert distance[mark].max() <= 2 + 6 + 3 * np.sqrt(2)  # beside object 1, not anywhere
+    taken = np.zeros_like(near)
+    taken[:, :30] = True  # everything left of x = 30 is marked already: the band there is not free
+    mark = background_beside(labels, near, 6, 0, free=~taken)
+    assert mark.any() and np.all(labels[mark] == 0)
+    # no object to stand beside, or no free pixel in the band: a square anywhere on background
+    for fallback in (background_beside(labels, np.zeros_like(near), 6, 0), mark):
+        assert fallback.sum() == 36 and np.all(labels[fallback] == 0)
