@@ -37,10 +37,9 @@ class LossConfig:
     counts twice the others: it is the term that keeps an object's pixels together and everything
     else out, and with a few labelled objects the unlabelled ones came out loose (their pixels lie
     0.63 from their mean embedding on average, 0.47 with dense labels, delta_v 0.5; splits and
-    merges). Synthetic, 10 %
-    labels, 1600 steps, three training seeds: 0.660 / 0.639 / 0.618 mAP against 0.626 / 0.626 /
-    0.604 at 1 (3 at seed 0: 0.678); real nuclei, 30 % labels at the default 3 min: 0.738 against
-    0.713 (see docs/benchmarks.md)."""
+    merges). Synthetic, 10 % labels, 1600 steps, three training seeds: 0.660 / 0.639 / 0.618 mAP
+    against 0.626 / 0.626 / 0.604 at 1 (3 at seed 0: 0.678); real nuclei at the default 3 min:
+    30 % labels 0.738 against 0.713, 10 % 0.714 against 0.690 (see docs/benchmarks.md)."""
     w_unlabelled: float = 1.0
     w_consistency: float = 1.0
     w_foreground: float = 5.0  # at 1 the head barely learns next to the embedding terms in 1000 steps
