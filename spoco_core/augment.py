@@ -7,6 +7,8 @@ only intensities may differ between them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage
 
@@ -39,26 +41,71 @@ def _labelled_pixel(
     return None
 
 
+@dataclass(frozen=True)
+class FarMarks:
+    """The background-mark pixels of one image that no window around an object can show.
+
+    Windows follow the objects, so a mark drawn on open background (where a model called the
+    texture foreground) would otherwise stay unseen: the demo's phase-contrast cell kept a hundred
+    and more objects on its marked background. Each such mark is sampled as often as an object.
+    """
+
+    ys: np.ndarray
+    xs: np.ndarray
+    share: float
+    """Chance that a window placed around a labelled pixel is centred on one of these pixels:
+    far marks / (objects + far marks), each mark counted as one connected region."""
+
+
+def far_marks(labels: np.ndarray, patch: int) -> FarMarks | None:
+    """The marks at least ``patch`` px (chessboard) from every object pixel, or None if none are.
+
+    Computed once per training image (a maximum filter over the image), not per window.
+    """
+    labels = np.asarray(labels)
+    marks = labels < 0
+    if not marks.any():
+        return None
+    objects = labels > 0
+    if objects.any():
+        marks &= ~ndimage.maximum_filter(objects, size=2 * patch - 1, mode="constant")
+    regions, n_far = ndimage.label(marks)
+    if n_far == 0:
+        return None
+    n_objects = np.unique(labels[objects]).size
+    ys, xs = np.nonzero(regions)
+    return FarMarks(ys, xs, n_far / (n_objects + n_far))
+
+
 def crop_or_pad(
     image: np.ndarray,
     labels: np.ndarray,
     patch: int,
     rng: np.random.Generator,
     background_share: float = 0.0,
+    far: FarMarks | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cut a (patch x patch) window: random crop on large sides, reflect pad (labels 0) on small ones.
 
     Most windows are placed around a labelled pixel (``PREFER_LABELLED``): an object's, or with
-    probability ``background_share`` a background mark's."""
+    probability ``background_share`` a background mark's, or with probability ``far.share`` one of
+    the marks no window around an object reaches (:func:`far_marks`)."""
     _, h, w = image.shape
     ph, pw = max(0, patch - h), max(0, patch - w)
+    top = left = 0
     if ph or pw:
         top, left = int(rng.integers(0, ph + 1)), int(rng.integers(0, pw + 1))
         pad = ((top, ph - top), (left, pw - left))
         image = np.pad(image, ((0, 0), *pad), mode="reflect" if min(h, w) > 1 else "edge")
         labels = np.pad(labels, pad, mode="constant", constant_values=0)  # padding is unknown, not background
         h, w = labels.shape
-    centre = _labelled_pixel(labels, rng, background_share) if rng.random() < PREFER_LABELLED else None
+    centre = None
+    if rng.random() < PREFER_LABELLED:
+        if far is not None and rng.random() < far.share:
+            i = int(rng.integers(far.ys.size))
+            centre = int(far.ys[i]) + top, int(far.xs[i]) + left
+        else:
+            centre = _labelled_pixel(labels, rng, background_share)
     y0 = _origin(h, patch, centre[0] if centre else None, rng)
     x0 = _origin(w, patch, centre[1] if centre else None, rng)
     return image[:, y0 : y0 + patch, x0 : x0 + patch], labels[y0 : y0 + patch, x0 : x0 + patch]
@@ -135,19 +182,20 @@ def sample_views(
     n_paste: int = 0,
     scale_jitter: float = 0.0,
     background_share: float = 0.0,
+    far: FarMarks | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(view_f (C,p,p), view_g (C,p,p), labels (p,p) int64): one geometry, two photometric draws.
 
     With a ``paste_pool``, ``n_paste`` labelled objects are pasted into the crop first
     (spoco_core.copy_paste), so both views and the labels carry them. ``scale_jitter`` > 0 crops a
     window up to (1 + jitter) times larger or smaller than ``patch`` and resizes it to ``patch``, so
-    the network meets objects at sizes the labelled ones did not have. ``background_share``: see
-    :func:`crop_or_pad`."""
+    the network meets objects at sizes the labelled ones did not have. ``background_share`` and
+    ``far``: see :func:`crop_or_pad`."""
     if image.ndim != 3 or image.shape[1:] != labels.shape:
         raise ValueError(f"expected image (C,H,W) and labels (H,W), got {image.shape} and {labels.shape}")
     side = max(8, round(patch * scale_factor(rng, scale_jitter)))
     crop, lab = crop_or_pad(
-        image.astype(np.float32, copy=False), labels.astype(np.int64), side, rng, background_share
+        image.astype(np.float32, copy=False), labels.astype(np.int64), side, rng, background_share, far
     )
     crop, lab = rescale(crop, lab, patch)
     if paste_pool and n_paste > 0:

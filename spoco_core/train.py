@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from spoco_core.atomic import atomic_write
-from spoco_core.augment import sample_views
+from spoco_core.augment import far_marks, sample_views
 from spoco_core.copy_paste import object_pool
 from spoco_core.io import to_channels
 from spoco_core.losses import LossConfig, spoco_loss
@@ -426,6 +426,8 @@ class Trainer:
         if config.paste_objects > 0:
             self.paste_pool = object_pool(self.samples, config.patch_size // 2, rng=self.rng)
         self.foreground_trained = prev_fg_trained or any(np.any(lab < 0) for _, lab in self.samples)
+        # marks on open background get windows of their own (augment.far_marks)
+        self.far = [far_marks(lab, config.patch_size) for _, lab in self.samples]
 
         self.student = EmbeddingUNet(config.model).to(self.device)
         if ckpt_data is not None:
@@ -526,11 +528,12 @@ class Trainer:
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         views_f, views_g, labs = [], [], []
         for _ in range(self.config.batch_size):
-            image, labels = self.samples[int(self.rng.integers(len(self.samples)))]
+            k = int(self.rng.integers(len(self.samples)))
+            image, labels = self.samples[k]
             vf, vg, lab = sample_views(
                 image, labels, self.config.patch_size, self.rng, paste_pool=self.paste_pool,
                 n_paste=self.config.paste_objects, scale_jitter=self.config.scale_jitter,
-                background_share=self.config.background_crops,
+                background_share=self.config.background_crops, far=self.far[k],
             )  # fmt: skip
             views_f.append(vf)
             views_g.append(vg)

@@ -1,6 +1,13 @@
 """A ready-to-use "Demo" project, so a fresh `make run` has images to annotate and enough sparse
 labels to start training at once: synthetic images with a few ground-truth objects labelled, plus
-real sample images shipped inside scikit-image (read from the package, nothing downloaded)."""
+real sample images shipped inside scikit-image (read from the package, nothing downloaded).
+
+The phase-contrast cell and the coins come labelled as an annotator labels a new image type before
+any model exists: a few of the classical pipeline's proposals accepted, background marked beside
+them and on the open background. Left unlabelled, the first model, taught on synthetic images
+only, tiled their textured backgrounds with a hundred objects and more
+(``benchmarks/demo_first_model.py``). The immunohistochemistry image stays unlabelled: what the
+model makes of an image type it was never shown, and where its suggestions point first."""
 
 from __future__ import annotations
 
@@ -17,10 +24,16 @@ from storage.service import Studio
 DEMO_NAME = "Demo"
 DEMO_DESCRIPTION = (
     "Synthetic cells/nuclei/leaves with a few objects outlined per image, and real sample images "
-    "(cells, immunohistochemistry, coins) from scikit-image."
+    "from scikit-image: a phase-contrast cell and coins with a few objects accepted from the "
+    "classical proposals, and an unlabelled immunohistochemistry image."
 )
 SAMPLE_FILES = ("cell.png", "ihc.png", "coins.png")
+OPEN_BACKGROUND_MARKS = 3
+"""Marks on a labelled sample's open background, besides those beside its objects: the texture
+away from the objects is what a model taught on other images calls foreground."""
 OBJECTS_PER_IMAGE = 3
+SAMPLE_OBJECTS = {"cell.png": 1, "coins.png": OBJECTS_PER_IMAGE}
+"""Sample images labelled at seeding, and how many classical proposals each gets accepted."""
 MIN_OBJECT_AREA = 60
 BACKGROUND_SIDE = 20
 
@@ -84,5 +97,38 @@ def seed_demo(
     for name in SAMPLE_FILES if with_samples else ():
         path = _sample_dir() / name
         if path.is_file():
-            studio.add_image(admin_user, project.id, name, path.read_bytes())
+            info = studio.add_image(admin_user, project.id, name, path.read_bytes())
+            if name in SAMPLE_OBJECTS:
+                _label_sample(studio, admin_user, info.id, SAMPLE_OBJECTS[name], seed=len(name))
     return project
+
+
+def _label_sample(studio: Studio, user: User, image_id: int, k: int, seed: int) -> None:
+    """Accept ``k`` whole classical proposals and mark background beside them and in the open.
+
+    The marks lie on the pipeline's background, the only background known on an image without
+    ground truth.
+    """
+    from spoco_core.synthetic import background_beside, background_squares
+
+    proposals = studio.proposals(user, image_id)
+    marked = np.zeros(proposals.shape, bool)
+    for object_id in _pick_objects(proposals, k, seed=seed):
+        studio.add_annotation(user, image_id, "object", proposals == object_id, source="accepted")
+        mark = background_beside(
+            proposals, proposals == object_id, BACKGROUND_SIDE, [seed, object_id], ~marked
+        )
+        if mark.any():
+            studio.add_annotation(user, image_id, "background", mark, source="drawn")
+            marked |= mark
+    taken = np.where(marked, -1, proposals)
+    for square in _squares(background_squares(taken, OPEN_BACKGROUND_MARKS, BACKGROUND_SIDE, seed)):
+        studio.add_annotation(user, image_id, "background", square, source="drawn")
+
+
+def _squares(mask: np.ndarray) -> list[np.ndarray]:
+    """One mask per connected square: each mark is its own annotation, as an annotator draws them."""
+    from scipy import ndimage
+
+    parts, n = ndimage.label(mask)
+    return [parts == i for i in range(1, n + 1)]

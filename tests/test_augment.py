@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spoco_core.augment import geometric, photometric, sample_views
+from spoco_core.augment import far_marks, geometric, photometric, sample_views
 
 
 def _unique_labels(h: int, w: int) -> np.ndarray:
@@ -114,6 +114,51 @@ def test_background_crops_put_the_marks_in_view():
 
     assert seen(0.0) < 0.1
     assert 0.3 < seen(0.5) < 0.6
+
+
+def test_far_marks_are_the_marks_no_window_around_an_object_reaches():
+    labels = np.zeros((300, 300), dtype=np.int64)
+    labels[10:14, 10:14] = 1
+    labels[20:24, 40:44] = 2
+    labels[16:20, 16:20] = -1  # beside the objects: windows around them show it
+    labels[280:290, 280:290] = -1  # open background, far from both
+    labels[200:205, 20:25] = -1  # 186 px below object 1
+    far = far_marks(labels, 32)
+    assert far is not None and far.share == pytest.approx(2 / (2 + 2))
+    picked = np.zeros(labels.shape, bool)
+    picked[far.ys, far.xs] = True
+    assert picked.sum() == 100 + 25 and picked[280:290, 280:290].all() and not picked[16:20, 16:20].any()
+    # a mark is far only when it is at least a window side from every object pixel
+    assert far_marks(labels, 190) is not None and far_marks(labels, 300) is None
+    assert far_marks(np.where(labels < 0, 0, labels), 32) is None  # no marks at all
+    only_marks = np.where(labels > 0, 0, labels)
+    assert far_marks(only_marks, 32).share == 1.0  # nothing else to centre windows on
+
+
+def test_far_marks_come_into_view_as_often_as_an_object():
+    """One object and one mark on open background: windows following the object almost never
+    show the mark; with the far marks each is the centre of about half the labelled windows."""
+    labels = np.zeros((300, 300), dtype=np.int64)
+    labels[10:14, 10:14] = 1
+    labels[280:290, 280:290] = -1
+    image = np.zeros((1, 300, 300), dtype=np.float32)
+    far = far_marks(labels, 32)
+
+    def seen(far_arg: object) -> float:
+        views = [
+            sample_views(image, labels, 32, np.random.default_rng(s), far=far_arg)[2] for s in range(200)
+        ]
+        return float(np.mean([(lab < 0).any() for lab in views]))
+
+    assert seen(None) < 0.1
+    assert 0.3 < seen(far) < 0.55  # 0.8 of the windows are placed around a labelled pixel, half of those here
+    # padding shifts the image: a far mark still lands in the window of a larger-than-image crop
+    small = np.zeros((40, 120), dtype=np.int64)
+    small[2:4, 2:4] = 1
+    small[30:36, 110:116] = -1
+    view = [sample_views(np.zeros((1, 40, 120), np.float32), small, 48, np.random.default_rng(s),
+                         far=far_marks(small, 48))[2] for s in range(50)]  # fmt: skip
+    assert all(v.shape == (48, 48) for v in view) and np.mean([(v < 0).any() for v in view]) > 0.3
 
 
 def test_same_seed_same_views_different_seed_different_views():

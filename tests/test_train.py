@@ -250,6 +250,18 @@ def test_channels_converted_and_foreground_flag(samples):
     assert trainer.fit().iterations_done == 2
 
 
+def test_marks_on_open_background_reach_the_training_windows():
+    """One object in a corner and a mark drawn far away on open background (where a model taught
+    elsewhere saw objects): the Trainer centres windows on that mark too, so the head learns it."""
+    labels = np.zeros((240, 240), np.int32)
+    labels[8:20, 8:20] = 1
+    labels[200:216, 200:216] = -1
+    image = np.random.default_rng(0).random((1, 240, 240)).astype(np.float32)
+    trainer = Trainer(tiny_config(batch_size=8, patch_size=32), [(image, labels)])
+    seen = np.mean([(trainer._batch()[2] < 0).any(dim=(1, 2)).float().mean().item() for _ in range(20)])
+    assert 0.3 < seen < 0.55  # about half of the 80 % of windows placed around a labelled pixel
+
+
 def test_time_budget_plans_again_when_the_first_steps_were_slow(samples):
     """Calibration steps held up (as on a machine busy for a moment) plan too few steps; the run
     measures its speed again at REPLAN_AT of the plan and plans more, still annealing to the end."""
