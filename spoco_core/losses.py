@@ -32,14 +32,14 @@ class LossConfig:
     w_pull: float = 1.0
     w_push: float = 1.0
     w_reg: float = 0.001
-    w_instance: float = 2.0
+    w_instance: float = 3.0
     """The instance term (Dice of each labelled object against a soft mask around one of its pixels)
-    counts twice the others: it is the term that keeps an object's pixels together and everything
-    else out, and with a few labelled objects the unlabelled ones came out loose (their pixels lie
-    0.63 from their mean embedding on average, 0.47 with dense labels, delta_v 0.5; splits and
-    merges). Synthetic, 10 % labels, 1600 steps, three training seeds: 0.660 / 0.639 / 0.618 mAP
-    against 0.626 / 0.626 / 0.604 at 1 (3 at seed 0: 0.678); real nuclei at the default 3 min:
-    30 % labels 0.738 against 0.713, 10 % 0.714 against 0.690 (see docs/benchmarks.md)."""
+    counts three times the others: it is the term that keeps an object's pixels together and
+    everything else out, and with a few labelled objects the unlabelled ones came out loose (their
+    pixels lie 0.63 from their mean embedding on average, 0.47 with dense labels, delta_v 0.5;
+    splits and merges). Synthetic, 1600 steps, three training seeds, 10 % labels / dense:
+    weight 1: 0.619 / 0.715 mAP (ratio 0.87); 2: 0.639 / 0.711 (0.90); 3: 0.649 / 0.701 (0.93).
+    Real nuclei: see docs/benchmarks.md."""
     w_unlabelled: float = 1.0
     w_consistency: float = 1.0
     w_foreground: float = 5.0  # at 1 the head barely learns next to the embedding terms in 1000 steps

@@ -67,12 +67,14 @@ def seed_demo(
     n_synthetic: int | None = None,
     size: int | None = None,
     with_samples: bool | None = None,
+    label_samples: bool = True,
 ) -> Project | None:
     """Create the "Demo" project unless one exists; returns it, or None when it was already there.
 
     Defaults: 8 synthetic images of 256 px plus the scikit-image samples. `python -m storage
     seed-demo` passes no options, so SPOCO_DEMO_IMAGES, SPOCO_DEMO_SIZE and SPOCO_DEMO_SAMPLES=0
     shrink the demo (a slow laptop, the browser test: predicting every image takes CPU time).
+    ``label_samples=False`` leaves the samples unlabelled (benchmarks/demo_first_model.py compares).
     """
     from spoco_core.synthetic import background_beside, generate
 
@@ -98,7 +100,7 @@ def seed_demo(
         path = _sample_dir() / name
         if path.is_file():
             info = studio.add_image(admin_user, project.id, name, path.read_bytes())
-            if name in SAMPLE_OBJECTS:
+            if label_samples and name in SAMPLE_OBJECTS:
                 _label_sample(studio, admin_user, info.id, SAMPLE_OBJECTS[name], seed=len(name))
     return project
 

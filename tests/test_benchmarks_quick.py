@@ -45,6 +45,7 @@ TABLES = {
     "embed_speed.py": "second process (one precision): True",
     "large_image.py": "| image size | tiles | views | teacher | seconds predict | seconds rank |",
     "pretrained_start.py": "| 30 % + marks, warm start from the synthetic model |",
+    "demo_first_model.py": "| cell and coins labelled |",
 }
 
 
