@@ -350,7 +350,7 @@ def test_tiny_unet_training_reduces_the_loss():
     opt = torch.optim.Adam(model.parameters(), lr=5e-3)
     cfg = LossConfig(w_consistency=0.0)
     history = []
-    for step in range(30):
+    for step in range(40):
         emb, fg = model(image[None, None])
         total, terms = spoco_loss(emb, None, fg, lab[None], cfg, _gen(step))
         opt.zero_grad()
