@@ -51,6 +51,7 @@ bench-quick: venv
 	$(PY) -m benchmarks.large_image --quick
 	$(PY) -m benchmarks.real_nuclei --quick
 	$(PY) -m benchmarks.pretrained_start --quick
+	$(PY) -m benchmarks.demo_first_model --quick
 	$(PY) -m benchmarks.click_segment --quick
 	$(PY) -m benchmarks.annotation_effort --quick
 
