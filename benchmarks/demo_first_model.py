@@ -27,7 +27,6 @@ skipped); its object count is shown. Synthetic images: mAP against the generator
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -129,12 +128,11 @@ def answer_suggestions(studio, user, project_id: int, limit: int) -> tuple[int, 
 
 def train_and_predict(studio, user, project_id: int, params: dict) -> tuple[int, float]:
     """One training job and the prediction job that follows it, run by the app's worker here."""
-    from storage.config import Settings
     from storage.worker import Worker
 
     job = studio.enqueue_training(user, project_id, params=params)
     start = time.perf_counter()
-    Worker(Settings.from_env()).run(once=True)
+    Worker(studio.settings).run(once=True)
     job = studio.get_job(user, job.id)
     if job.status != "done":
         raise RuntimeError(f"training job ended {job.status}: {job.error}")
@@ -147,7 +145,6 @@ def run_row(label_samples: bool, minutes: float, quick: bool, limit: int) -> lis
     from storage.service import Studio
 
     with tempfile.TemporaryDirectory(prefix="spoco-demo-bench-") as data:
-        os.environ["SPOCO_DATA_DIR"] = data
         studio = Studio.open(data)
         studio.ensure_admin("bench", "bench-password-1")
         user = studio.find_user("bench")
