@@ -54,12 +54,11 @@ def compare(ref: np.ndarray, pred: np.ndarray) -> dict[str, int]:
     half their pixels on a reference object)."""
     from spoco_core.metrics import iou_matrix
 
-    n_pred = int(np.unique(pred[pred > 0]).size)
     iou = iou_matrix(ref, pred)
     found = int((iou.max(axis=1) >= 0.5).sum()) if iou.size else 0
     ids, sizes = np.unique(pred[pred > 0], return_counts=True)
     on = np.bincount(pred[(pred > 0) & (ref > 0)].ravel(), minlength=int(pred.max()) + 1)[ids]
-    return {"objects": n_pred, "found": found, "off": int((on < 0.5 * sizes).sum())}
+    return {"objects": int(ids.size), "found": found, "off": int((on < 0.5 * sizes).sum())}
 
 
 def score(studio, user, project_id: int) -> dict:
@@ -109,16 +108,15 @@ def answer_suggestions(studio, user, project_id: int, limit: int) -> tuple[int, 
         if ref is None:
             continue
         ids, counts = np.unique(ref[sug.mask], return_counts=True)
-        best = max((c for i, c in zip(ids, counts, strict=True) if i > 0), default=0)
-        best_id = next((i for i, c in zip(ids, counts, strict=True) if i > 0 and c == best), 0)
-        union = int(sug.mask.sum() + (ref == best_id).sum() - best) if best_id else 1
-        on_objects = int(counts[ids > 0].sum())
-        if best_id and best / union >= 0.5:
+        counts, ids = counts[ids > 0], ids[ids > 0]  # the reference objects under the suggestion
+        best = int(counts.argmax()) if ids.size else -1
+        iou = counts[best] / (sug.mask.sum() + (ref == ids[best]).sum() - counts[best]) if ids.size else 0.0
+        if iou >= 0.5:
             studio.add_annotation(
                 user, sug.image_id, "object", sug.mask, source="accepted", suggestion_id=sug.id
             )
             accepted += 1
-        elif on_objects < 0.5 * sug.mask.sum():
+        elif counts.sum() < 0.5 * sug.mask.sum():
             studio.add_annotation(
                 user, sug.image_id, "background", sug.mask, source="corrected", suggestion_id=sug.id
             )

@@ -76,7 +76,7 @@ def seed_demo(
     shrink the demo (a slow laptop, the browser test: predicting every image takes CPU time).
     ``label_samples=False`` leaves the samples unlabelled (benchmarks/demo_first_model.py compares).
     """
-    from spoco_core.synthetic import background_beside, generate
+    from spoco_core.synthetic import generate
 
     settings = Settings.from_env()
     n_synthetic = settings.demo_images if n_synthetic is None else n_synthetic
@@ -88,14 +88,7 @@ def seed_demo(
     for i in range(n_synthetic):
         image, labels = generate(size, seed=i)
         info = studio.add_image(admin_user, project.id, f"synthetic_{i:02d}.png", _png_bytes(image))
-        marked = np.zeros(labels.shape, bool)
-        for object_id in _pick_objects(labels, OBJECTS_PER_IMAGE, seed=i):
-            studio.add_annotation(admin_user, info.id, "object", labels == object_id, source="drawn")
-            # a background mark beside each object, as the Annotate page asks of annotators
-            mark = background_beside(labels, labels == object_id, BACKGROUND_SIDE, [i, object_id], ~marked)
-            if mark.any():
-                studio.add_annotation(admin_user, info.id, "background", mark, source="drawn")
-                marked |= mark
+        _label_objects(studio, admin_user, info.id, labels, OBJECTS_PER_IMAGE, i, "drawn")
     for name in SAMPLE_FILES if with_samples else ():
         path = _sample_dir() / name
         if path.is_file():
@@ -105,24 +98,33 @@ def seed_demo(
     return project
 
 
+def _label_objects(
+    studio: Studio, user: User, image_id: int, labels: np.ndarray, k: int, seed: int, source: str
+) -> np.ndarray:
+    """Label ``k`` whole objects of ``labels`` and a background mark beside each (as the Annotate
+    page asks of annotators); returns the marked pixels."""
+    from spoco_core.synthetic import background_beside
+
+    marked = np.zeros(labels.shape, bool)
+    for object_id in _pick_objects(labels, k, seed=seed):
+        studio.add_annotation(user, image_id, "object", labels == object_id, source=source)
+        mark = background_beside(labels, labels == object_id, BACKGROUND_SIDE, [seed, object_id], ~marked)
+        if mark.any():
+            studio.add_annotation(user, image_id, "background", mark, source="drawn")
+            marked |= mark
+    return marked
+
+
 def _label_sample(studio: Studio, user: User, image_id: int, k: int, seed: int) -> None:
     """Accept ``k`` whole classical proposals and mark background beside them and in the open.
 
     The marks lie on the pipeline's background, the only background known on an image without
     ground truth.
     """
-    from spoco_core.synthetic import background_beside, background_squares
+    from spoco_core.synthetic import background_squares
 
     proposals = studio.proposals(user, image_id)
-    marked = np.zeros(proposals.shape, bool)
-    for object_id in _pick_objects(proposals, k, seed=seed):
-        studio.add_annotation(user, image_id, "object", proposals == object_id, source="accepted")
-        mark = background_beside(
-            proposals, proposals == object_id, BACKGROUND_SIDE, [seed, object_id], ~marked
-        )
-        if mark.any():
-            studio.add_annotation(user, image_id, "background", mark, source="drawn")
-            marked |= mark
+    marked = _label_objects(studio, user, image_id, proposals, k, seed, "accepted")
     taken = np.where(marked, -1, proposals)
     for square in _squares(background_squares(taken, OPEN_BACKGROUND_MARKS, BACKGROUND_SIDE, seed)):
         studio.add_annotation(user, image_id, "background", square, source="drawn")
