@@ -47,14 +47,16 @@ class FarMarks:
 
     Windows follow the objects, so a mark drawn on open background (where a model called the
     texture foreground) would otherwise stay unseen: the demo's phase-contrast cell kept a hundred
-    and more objects on its marked background. Each such mark is sampled as often as an object.
+    and more objects on its marked background. Together an image's far marks are sampled as often
+    as one of its objects: counted one by one they took a fifth to two fifths of the windows of a
+    real nuclei frame labelled at 10 % and cost that row 0.025 mAP.
     """
 
     ys: np.ndarray
     xs: np.ndarray
     share: float
     """Chance that a window placed around a labelled pixel is centred on one of these pixels:
-    far marks / (objects + far marks), each mark counted as one connected region."""
+    1 / (objects + 1): the far marks count as one object."""
 
 
 def far_marks(labels: np.ndarray, patch: int) -> FarMarks | None:
@@ -69,12 +71,11 @@ def far_marks(labels: np.ndarray, patch: int) -> FarMarks | None:
     objects = labels > 0
     if objects.any():
         marks &= ~ndimage.maximum_filter(objects, size=2 * patch - 1, mode="constant")
-    regions, n_far = ndimage.label(marks)
-    if n_far == 0:
+    if not marks.any():
         return None
     n_objects = np.unique(labels[objects]).size
-    ys, xs = np.nonzero(regions)
-    return FarMarks(ys, xs, n_far / (n_objects + n_far))
+    ys, xs = np.nonzero(marks)
+    return FarMarks(ys, xs, 1 / (n_objects + 1))
 
 
 def crop_or_pad(

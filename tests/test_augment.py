@@ -124,13 +124,16 @@ def test_far_marks_are_the_marks_no_window_around_an_object_reaches():
     labels[280:290, 280:290] = -1  # open background, far from both
     labels[200:205, 20:25] = -1  # 186 px below object 1
     far = far_marks(labels, 32)
-    assert far is not None and far.share == pytest.approx(2 / (2 + 2))
+    assert far is not None and far.share == pytest.approx(1 / (2 + 1))  # the far marks count as one object
     picked = np.zeros(labels.shape, bool)
     picked[far.ys, far.xs] = True
     assert picked.sum() == 100 + 25 and picked[280:290, 280:290].all() and not picked[16:20, 16:20].any()
     # a mark is far only when it is at least a window side from every object pixel
     assert far_marks(labels, 190) is not None and far_marks(labels, 300) is None
     assert far_marks(np.where(labels < 0, 0, labels), 32) is None  # no marks at all
+    more = labels.copy()
+    more[280:290, 150:160] = -1  # a third far mark: more far pixels, the same share of the windows
+    assert far_marks(more, 32).share == far.share and far_marks(more, 32).ys.size == 225
     only_marks = np.where(labels > 0, 0, labels)
     assert far_marks(only_marks, 32).share == 1.0  # nothing else to centre windows on
 
