@@ -26,6 +26,7 @@ from spoco_core.copy_paste import object_pool
 from spoco_core.io import to_channels
 from spoco_core.losses import LossConfig, spoco_loss
 from spoco_core.model import EmbeddingUNet, UNetConfig, ema_update, make_teacher
+from spoco_core.object_scale import image_scale, rescale_sample
 
 FORMAT_VERSION = 1
 
@@ -420,6 +421,11 @@ class Trainer:
 
         self.samples = self._prepare_samples(samples, config.model.in_channels)
         config.object_area = median_object_area(self.samples) or config.object_area
+        # an image whose labelled objects are far larger than the project's trains shrunk to its size
+        self.scales = [image_scale(lab, config.object_area) for _, lab in self.samples]
+        self.samples = [
+            rescale_sample(im, lab, s) for (im, lab), s in zip(self.samples, self.scales, strict=True)
+        ]
         if ckpt_data is None and config.auto_coord_scale and config.model.coord_scale > 0:
             config.model.coord_scale = coord_scale_for(config.object_area, config.model.coord_scale)
         self.paste_pool = []  # complete labelled objects to paste (copy_paste.py)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 
 import numpy as np
 
@@ -88,6 +89,7 @@ class _Ranker:
 
 def run_prediction(ctx: JobContext) -> None:
     from spoco_core.infer import Predictor
+    from spoco_core.object_scale import image_scale, uncertainty_scaled
     from spoco_core.tiling import tiled_uncertainty
     from spoco_core.uncertainty import ImageUncertainty, clustering_pool
 
@@ -117,22 +119,30 @@ def run_prediction(ctx: JobContext) -> None:
             except NotFound:  # removed from the project while the job ran
                 continue
             image = images.load_normalised(ctx.blobs, row["blob"], row["name"], chosen)
-            embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
+            sparse = annotations.sparse_labels(ctx.db, info.id, (info.height, info.width), keep=False)
+            # an image whose labelled objects are far larger than the project's is segmented shrunk,
+            # as it was trained (spoco_core.object_scale); the embedding cache holds full-size
+            # embeddings only (click masks read them), so such an image is embedded afresh
+            scale = image_scale(sparse, predictor.config.object_area)
+            embedder = predictor
+            if scale == 1.0:
+                embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
             try:
                 # large images go tile by tile with fewer test-time views (spoco_core.tiling);
                 # the cancel flag and the worker's stop are checked between tiles
-                result = tiled_uncertainty(
+                rank = partial(
+                    tiled_uncertainty,
                     embedder,
-                    image,
                     seed=seed,
-                    min_size=min_size,
+                    min_size=None if min_size is None else max(1, round(min_size * scale**2)),
                     cluster_pool=pool,
                     should_stop=ctx.should_cancel,
                 )
+                result = uncertainty_scaled(rank, image, scale)
             except InterruptedError:
                 _stopped(ctx)
                 return
-            cache_hits += embedder.hits
+            cache_hits += getattr(embedder, "hits", 0)
             labels = np.asarray(result.labels, dtype=np.int32)
             result.pixel_map = None  # ranking does not read it; saves memory across a large project
             rel = f"predictions/version-{version.id}/image-{info.id}.tif"
@@ -146,7 +156,6 @@ def run_prediction(ctx: JobContext) -> None:
                 ctx.blobs.remove(rel)
                 continue
             items[info.id] = result
-            sparse = annotations.sparse_labels(ctx.db, info.id, (info.height, info.width), keep=False)
             if np.any(sparse != 0):
                 labelled[info.id] = sparse
                 ious += label_agreement(labels, sparse)

@@ -20,7 +20,7 @@ from storage.db import transaction
 from storage.errors import Conflict
 from storage.records import Job
 from storage.service import Studio
-from tests.test_storage_support import World, make_world, synthetic_png
+from tests.test_storage_support import World, make_world, png_bytes, synthetic_png
 
 pytestmark = pytest.mark.slow
 
@@ -293,3 +293,47 @@ def test_predictions_arrive_image_by_image_and_a_large_image_stops_on_cancel_and
         assert not s.worker_alive()
     finally:
         stop(proc)
+
+
+def test_an_image_of_far_larger_objects_is_predicted_shrunk_and_stored_at_full_size(
+    project: World, tmp_path
+) -> None:
+    """A third image whose three labelled objects are each ~5 times across the others': the job
+    trains and segments it shrunk to the project's object size (spoco_core.object_scale) and stores
+    its prediction and suggestions at the image's own size; its embeddings are not cached (the
+    cache holds full-size embeddings for click masks), the other images' are."""
+    from spoco_core.object_scale import image_scale
+    from spoco_core.synthetic import generate
+
+    w, s = project, project.studio
+    image, labels = generate(64, seed=3)
+    big_image = np.kron(image, np.ones((5, 5), np.uint8))
+    big_labels = np.kron(labels, np.ones((5, 5), labels.dtype))
+    big = s.add_image(w.lead, w.project.id, "big.png", png_bytes(big_image))
+    ids, areas = np.unique(big_labels[big_labels > 0], return_counts=True)
+    for k in ids[np.argsort(-areas)][:3]:
+        s.add_annotation(w.annotator, big.id, "object", big_labels == k, seconds=2.0)
+
+    log = tmp_path / "worker.log"
+    s.enqueue_training(w.lead, w.project.id, params=TINY)
+    once = start_worker(s.data_dir, log, "--once")  # trains v1, predicts, exits
+    assert once.wait(180) == 0, log.read_text()[-3000:]
+    version = s.current_model(w.lead, w.project.id)
+    predict = next(j for j in s.list_jobs(w.lead, w.project.id) if j.kind == "predict")
+    assert predict.status == "done", predict.error
+
+    from spoco_core.infer import Predictor
+
+    area = Predictor.from_checkpoint(s.blobs.path(version.checkpoint), device="cpu").config.object_area
+    assert image_scale(s.sparse_labels(w.annotator, big.id), area) < 0.5
+    prediction = s.prediction(w.annotator, big.id)
+    assert prediction is not None and prediction.shape == (320, 320) and prediction.max() > 0
+    infos = s.list_images(w.annotator, w.project.id)
+    cached = {i.id: s.blobs.exists(f"embeddings/version-{version.id}/image-{i.id}.npz") for i in infos}
+    assert cached.pop(big.id) is False and all(cached.values())
+    suggestions = s.suggestions(w.annotator, w.project.id, limit=50)
+    assert any(g.image_id == big.id for g in suggestions)
+    for g in suggestions:
+        assert g.mask.shape == ((320, 320) if g.image_id == big.id else (64, 64))
+        y0, x0, y1, x1 = g.bbox
+        assert g.mask[y0:y1, x0:x1].sum() == g.mask.sum() > 0  # the box holds the whole object
