@@ -45,10 +45,14 @@ def image_scale(labels: np.ndarray | None, object_area: float) -> float:
     """Factor (<= 1) to shrink an image by so its labelled objects come to ``object_area``; 1 when
     they are near that size or smaller, when the image has none, or when ``object_area`` is
     unknown (0)."""
-    own = labelled_area(labels) if labels is not None else 0.0
-    if own <= 0 or object_area <= 0:
+    return scale_for_area(labelled_area(labels) if labels is not None else 0.0, object_area)
+
+
+def scale_for_area(area: float, object_area: float) -> float:
+    """:func:`image_scale` for objects of median ``area`` px (0: unknown)."""
+    if area <= 0 or object_area <= 0:
         return 1.0
-    scale = float(np.sqrt(object_area / own))
+    scale = float(np.sqrt(object_area / area))
     if scale > 1 / TOLERANCE:
         return 1.0
     return max(scale, MIN_SCALE)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from functools import partial
 from pathlib import Path
 
 from tqdm import tqdm
@@ -11,6 +13,7 @@ from tqdm import tqdm
 from spoco_core.cluster import METHODS
 from spoco_core.infer import Predictor
 from spoco_core.io import ImageReadError, list_images, read_image, write_labels
+from spoco_core.object_scale import scale_for_area, segment_scaled
 from spoco_core.tta import N_VIEWS
 
 
@@ -37,6 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="smallest object in pixels (default: a quarter of the median labelled object in training)",
     )
     parser.add_argument(
+        "--object-diameter",
+        type=float,
+        default=None,
+        metavar="PX",
+        help="typical object diameter in these images; where it is over 1.6 times that of the objects "
+        "the model was trained on, the images are segmented shrunk to their size (default: as they are)",
+    )
+    parser.add_argument(
         "--tile", type=int, default=1024, help="images larger than this are embedded in tiles (default: 1024)"
     )
     parser.add_argument(
@@ -59,6 +70,8 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.min_size is not None and args.min_size < 1:
         return _fail("--min-size must be >= 1")
+    if args.object_diameter is not None and not args.object_diameter > 0:
+        return _fail("--object-diameter must be > 0")
     if not args.images.is_dir():
         return _fail(f"--images {args.images} is not a folder")
     if not args.model.is_file():
@@ -71,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
+    area = 0.0 if args.object_diameter is None else math.pi * args.object_diameter**2 / 4
+    scale = scale_for_area(area, predictor.config.object_area)
+    sizes = {} if args.min_size is None else {"min_size": max(1, round(args.min_size * scale**2))}
+    segment = partial(predictor.segment, method=args.method, tile=args.tile, tta=args.tta, **sizes)
     failed = 0
     for path in tqdm(images, desc="segment", unit="img", file=sys.stderr):
         try:
@@ -79,8 +96,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {exc}; skipped", file=sys.stderr)
             failed += 1
             continue
-        sizes = {} if args.min_size is None else {"min_size": args.min_size}
-        labels = predictor.segment(image, method=args.method, tile=args.tile, tta=args.tta, **sizes)
+        labels = segment_scaled(segment, image, scale)
         write_labels(args.out / f"{path.stem}.tif", labels)
     done = len(images) - failed
     print(f"wrote {done} label images to {args.out}" + (f"; {failed} unreadable" if failed else ""))
