@@ -103,12 +103,54 @@ def segment(
     if version is None:
         return ClickSegment(_proposal_mask(image(), blocked, positive, negative), "proposal")
     from spoco_core.click_segment import click_mask
+    from spoco_core.object_scale import image_scale
 
+    scale = image_scale(sparse, _predictor(blobs, version).config.object_area)
+    if scale != 1.0:
+        return ClickSegment(
+            _scaled_click_mask(blobs, version, image, blocked, positive, negative, scale), "model"
+        )
     emb, fg, predictor = model_embedding(blobs, version, image_id, image)
     mask = click_mask(
         emb, fg, positive, negative, delta_v=predictor.delta_v, grow=predictor.grow, blocked=blocked
     )
     return ClickSegment(mask, "model")
+
+
+def _scaled_click_mask(
+    blobs: BlobStore,
+    version: ModelVersion,
+    image: Callable[[], np.ndarray],
+    blocked: np.ndarray,
+    positive: Sequence[tuple[int, int]],
+    negative: Sequence[tuple[int, int]],
+    scale: float,
+) -> np.ndarray:
+    """The click mask of an image whose labelled objects are far larger than the project's: on the
+    image shrunk as the model was trained and predicts it (``spoco_core.object_scale``), embedded
+    afresh (small, so quick; the cache holds full-size embeddings), brought back to full size."""
+    from spoco_core.click_segment import click_mask
+    from spoco_core.object_scale import resize_image, resize_labels, scaled_shape
+
+    predictor = _predictor(blobs, version)
+    shape = scaled_shape(blocked.shape, scale)
+    out = predictor.embed(resize_image(image(), shape))
+    h, w = blocked.shape
+
+    def shrunk(points: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        # a click off the image stays off it; one on it lands on the shrunk image
+        return [
+            (min(int(x * scale), shape[1] - 1), min(int(y * scale), shape[0] - 1))
+            if 0 <= x < w and 0 <= y < h
+            else (-1, -1)
+            for x, y in points
+        ]
+
+    small = click_mask(
+        out.emb, out.fg_prob, shrunk(positive), shrunk(negative), delta_v=predictor.delta_v,
+        grow=predictor.grow, blocked=resize_labels(blocked, shape),
+    )  # fmt: skip
+    return resize_labels(small, blocked.shape) & ~blocked
 
 
 def _proposal_mask(

@@ -108,3 +108,21 @@ def test_clicks_are_checked(world: World) -> None:
             s.click_segment(world.annotator, info.id, bad)
     with pytest.raises(PermissionDenied):
         s.click_segment(world.outsider, info.id, [(1, 1)])
+
+
+def test_an_image_of_far_larger_objects_is_clicked_on_shrunk_and_answered_at_full_size(world: World) -> None:
+    """The model learnt 20 px squares; an image of 100 px squares with one labelled is shrunk to
+    that size (``spoco_core.object_scale``) for the click, as for its prediction. Not cached: the
+    cache holds full-size embeddings."""
+    s = world.studio
+    _, labels = _image()
+    big_labels = np.kron(labels, np.ones((5, 5), np.int32))
+    data = png_bytes(np.where(big_labels > 0, 200, 20).astype(np.uint8))
+    info = s.add_image(world.lead, world.project.id, "large.png", data)
+    vid = register_model(s, world.project.id)
+    s.add_annotation(world.annotator, info.id, "object", big_labels == 1)
+    out = s.click_segment(world.annotator, info.id, [(200, 100)])
+    assert out.source == "model" and out.mask.shape == (240, 320) and out.mask.dtype == bool
+    assert not (out.mask & (big_labels == 1)).any()  # the labelled object stays out
+    assert not s.blobs.exists(embedding_rel(vid, info.id))
+    assert not s.click_segment(world.annotator, info.id, [(400, 100)]).mask.any()  # off the image
