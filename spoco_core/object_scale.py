@@ -3,7 +3,7 @@ shrunk for training and prediction so its objects come to the project's size.
 
 The network sees 96 px windows and its coordinate channels span about one object of the
 project's median labelled area per 2.2 embedding units (``train.COORD_SPAN``). An object several
-times larger than that (the demo's 120 px phase-contrast cell among 22 px objects, its 60 px coins)
+times larger than that (the demo's 120 px phase-contrast cell among 22 px objects, its 45 px coins)
 spans many embedding units and more than a window, and comes back in pieces or not at all. Its
 image's own labels say how large its objects are, as a diameter does in other tools: that image
 is resized by ``sqrt(project area / image area)`` before its windows are cut, and again before
@@ -56,6 +56,11 @@ def scale_for_area(area: float, object_area: float) -> float:
     if scale > 1 / TOLERANCE:
         return 1.0
     return max(scale, MIN_SCALE)
+
+
+def scaled_min_size(min_size: int | None, scale: float) -> int | None:
+    """A smallest-object size given in the image's pixels, in the shrunk image's (None stays None)."""
+    return None if min_size is None else max(1, round(min_size * scale**2))
 
 
 def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:

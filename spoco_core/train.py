@@ -382,6 +382,8 @@ class Trainer:
     leaves the group when it ends (so one Trainer fits once per process in that mode).
     A warm start (``init_checkpoint``) keeps the checkpoint's architecture, weights, EMA teacher
     and Adam moments, continues its iteration counter and restarts the cosine schedule.
+    A sample whose labelled objects are far larger than the median labelled object trains shrunk
+    to that size (``self.scales``; :mod:`spoco_core.object_scale`).
     """
 
     def __init__(

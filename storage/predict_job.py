@@ -89,7 +89,7 @@ class _Ranker:
 
 def run_prediction(ctx: JobContext) -> None:
     from spoco_core.infer import Predictor
-    from spoco_core.object_scale import image_scale, uncertainty_scaled
+    from spoco_core.object_scale import image_scale, scaled_min_size, uncertainty_scaled
     from spoco_core.tiling import tiled_uncertainty
     from spoco_core.uncertainty import ImageUncertainty, clustering_pool
 
@@ -134,7 +134,7 @@ def run_prediction(ctx: JobContext) -> None:
                     tiled_uncertainty,
                     embedder,
                     seed=seed,
-                    min_size=None if min_size is None else max(1, round(min_size * scale**2)),
+                    min_size=scaled_min_size(min_size, scale),
                     cluster_pool=pool,
                     should_stop=ctx.should_cancel,
                 )

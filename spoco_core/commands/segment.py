@@ -13,7 +13,7 @@ from tqdm import tqdm
 from spoco_core.cluster import METHODS
 from spoco_core.infer import Predictor
 from spoco_core.io import ImageReadError, list_images, read_image, write_labels
-from spoco_core.object_scale import scale_for_area, segment_scaled
+from spoco_core.object_scale import scale_for_area, scaled_min_size, segment_scaled
 from spoco_core.tta import N_VIEWS
 
 
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     area = 0.0 if args.object_diameter is None else math.pi * args.object_diameter**2 / 4
     scale = scale_for_area(area, predictor.config.object_area)
-    sizes = {} if args.min_size is None else {"min_size": max(1, round(args.min_size * scale**2))}
+    sizes = {} if args.min_size is None else {"min_size": scaled_min_size(args.min_size, scale)}
     segment = partial(predictor.segment, method=args.method, tile=args.tile, tta=args.tta, **sizes)
     failed = 0
     for path in tqdm(images, desc="segment", unit="img", file=sys.stderr):
