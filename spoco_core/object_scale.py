@@ -108,6 +108,8 @@ def uncertainty_scaled(
 ) -> ImageUncertainty:
     """``rank(image)`` (an ``ImageUncertainty``) run on the shrunk image, brought back to full size:
     labels and disagreement map enlarged, each object's box and area measured again."""
+    from spoco_core.uncertainty import box_of
+
     if scale == 1.0:
         return rank(image)
     shape = tuple(image.shape[-2:])
@@ -115,10 +117,8 @@ def uncertainty_scaled(
     labels = resize_labels(small.labels, shape)
     areas = np.bincount(labels.ravel())
     boxes = ndimage.find_objects(labels)
-    objects = []
-    for o in small.objects:
-        sl = boxes[o.object_id - 1]
-        bbox = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
-        objects.append(replace(o, bbox=bbox, area=int(areas[o.object_id])))
+    objects = [
+        replace(o, bbox=box_of(boxes[o.object_id - 1]), area=int(areas[o.object_id])) for o in small.objects
+    ]
     pixel_map = None if small.pixel_map is None else resize_image(small.pixel_map, shape)
     return replace(small, labels=labels, objects=objects, pixel_map=pixel_map)

@@ -55,6 +55,7 @@ from spoco_core.uncertainty import (
     ImageUncertainty,
     ObjectScore,
     Suggestion,
+    box_of,
     confidence_scores,
     image_uncertainty,
     rank_suggestions,
@@ -275,15 +276,14 @@ def _predicted_objects(labels: np.ndarray) -> list[ObjectScore]:
     out = []
     for i, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is not None:
-            bbox = (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)
-            out.append(ObjectScore(i, 0.0, bbox, int(areas[i]), 0, 0, None))
+            out.append(ObjectScore(i, 0.0, box_of(sl), int(areas[i]), 0, 0, None))
     return out
 
 
 def _gt_suggestion(annotator: SimulatedAnnotator, key: Key, gt_id: int) -> Suggestion:
     mask = annotator.gt[key] == gt_id
     sl = ndimage.find_objects(mask.astype(np.int32))[0]
-    return Suggestion(key, gt_id, 0.0, (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop), mask, "random")
+    return Suggestion(key, gt_id, 0.0, box_of(sl), mask, "random")
 
 
 def _per_image_picks(

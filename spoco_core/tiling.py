@@ -28,6 +28,7 @@ from spoco_core.uncertainty import (
     DEFAULT_N_TTA,
     ImageUncertainty,
     ObjectScore,
+    box_of,
     image_uncertainty,
 )
 
@@ -257,7 +258,7 @@ def tiled_uncertainty(
             replace(
                 scores[index][oid],
                 object_id=new_id,
-                bbox=(sl[0].start, sl[1].start, sl[0].stop, sl[1].stop),
+                bbox=box_of(sl),
                 area=int(areas[new_id]),
             )
         )

@@ -66,6 +66,11 @@ class ImageUncertainty:
     (callers that only rank may drop it to save memory)."""
 
 
+def box_of(sl: tuple[slice, slice]) -> tuple[int, int, int, int]:
+    """``(y0, x0, y1, x1)`` of one ``ndimage.find_objects`` slice pair (end exclusive)."""
+    return sl[0].start, sl[1].start, sl[0].stop, sl[1].stop
+
+
 @dataclass(frozen=True)
 class Suggestion:
     """One object to label next: the image's key, the object and its full-image mask."""
@@ -330,7 +335,7 @@ def _objects(
             ObjectScore(
                 object_id=i,
                 score=float(score[i]),
-                bbox=(sl[0].start, sl[1].start, sl[0].stop, sl[1].stop),
+                bbox=box_of(sl),
                 area=int(areas[i]),
                 splits=int(splits[i]),
                 merges=int(merges[i]),

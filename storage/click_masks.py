@@ -105,11 +105,10 @@ def segment(
     from spoco_core.click_segment import click_mask
     from spoco_core.object_scale import image_scale
 
-    scale = image_scale(sparse, _predictor(blobs, version).config.object_area)
+    predictor = _predictor(blobs, version)
+    scale = image_scale(sparse, predictor.config.object_area)
     if scale != 1.0:
-        return ClickSegment(
-            _scaled_click_mask(blobs, version, image, blocked, positive, negative, scale), "model"
-        )
+        return ClickSegment(_scaled_click_mask(predictor, image, blocked, positive, negative, scale), "model")
     emb, fg, predictor = model_embedding(blobs, version, image_id, image)
     mask = click_mask(
         emb, fg, positive, negative, delta_v=predictor.delta_v, grow=predictor.grow, blocked=blocked
@@ -118,8 +117,7 @@ def segment(
 
 
 def _scaled_click_mask(
-    blobs: BlobStore,
-    version: ModelVersion,
+    predictor: Any,
     image: Callable[[], np.ndarray],
     blocked: np.ndarray,
     positive: Sequence[tuple[int, int]],
@@ -132,7 +130,6 @@ def _scaled_click_mask(
     from spoco_core.click_segment import click_mask
     from spoco_core.object_scale import resize_image, resize_labels, scaled_shape
 
-    predictor = _predictor(blobs, version)
     shape = scaled_shape(blocked.shape, scale)
     out = predictor.embed(resize_image(image(), shape))
     h, w = blocked.shape
