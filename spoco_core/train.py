@@ -13,6 +13,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from spoco_core.copy_paste import object_pool
 from spoco_core.io import to_channels
 from spoco_core.losses import LossConfig, spoco_loss
 from spoco_core.model import EmbeddingUNet, UNetConfig, ema_update, make_teacher
-from spoco_core.object_scale import image_scale, rescale_sample
+from spoco_core.object_scale import classical_area, image_scale, rescale_sample
 
 FORMAT_VERSION = 1
 
@@ -383,7 +384,8 @@ class Trainer:
     A warm start (``init_checkpoint``) keeps the checkpoint's architecture, weights, EMA teacher
     and Adam moments, continues its iteration counter and restarts the cosine schedule.
     A sample whose labelled objects are far larger than the median labelled object trains shrunk
-    to that size (``self.scales``; :mod:`spoco_core.object_scale`).
+    to that size (``self.scales``; :mod:`spoco_core.object_scale`); a sample with background marks
+    only is measured by its classical objects.
     """
 
     def __init__(
@@ -423,8 +425,11 @@ class Trainer:
 
         self.samples = self._prepare_samples(samples, config.model.in_channels)
         config.object_area = median_object_area(self.samples) or config.object_area
-        # an image whose labelled objects are far larger than the project's trains shrunk to its size
-        self.scales = [image_scale(lab, config.object_area) for _, lab in self.samples]
+        # an image whose objects are far larger than the project's trains shrunk to its size; one
+        # with marks only is measured by its classical objects, as it is when predicted
+        self.scales = [
+            image_scale(lab, config.object_area, partial(classical_area, im)) for im, lab in self.samples
+        ]
         self.samples = [
             rescale_sample(im, lab, s) for (im, lab), s in zip(self.samples, self.scales, strict=True)
         ]

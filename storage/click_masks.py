@@ -94,19 +94,32 @@ def segment(
     sparse: np.ndarray,
     positive: Sequence[tuple[int, int]],
     negative: Sequence[tuple[int, int]] = (),
+    image_key: tuple[str, tuple[int, ...]] | None = None,
 ) -> ClickSegment:
     """The object under the ``positive`` clicks less the parts under the ``negative`` ones; pixels
-    of labelled objects (``sparse`` > 0) are never included. Empty when the clicks hit background."""
+    of labelled objects (``sparse`` > 0) are never included. Empty when the clicks hit background.
+
+    ``image_key`` (``object_sizes.image_key``): an image without labelled objects is measured by
+    its classical objects, as the prediction job measures it, and clicked on shrunk where they are
+    far larger than the project's; None keeps such an image at its size."""
     positive = check_points(positive, "positive")
     negative = check_points(negative, "negative")
     blocked = np.asarray(sparse) > 0
+    image = _once(image)
     if version is None:
         return ClickSegment(_proposal_mask(image(), blocked, positive, negative), "proposal")
     from spoco_core.click_segment import click_mask
     from spoco_core.object_scale import image_scale
+    from storage import object_sizes
+    from storage.embedding_cache import embedding_rel
 
     predictor = _predictor(blobs, version)
-    scale = image_scale(sparse, predictor.config.object_area)
+    area = predictor.config.object_area
+    if image_key is None or blocked.any() or blobs.path(embedding_rel(version.id, image_id)).is_file():
+        # labelled objects decide; cached embeddings mean the prediction job kept the image's size
+        scale = image_scale(sparse, area)
+    else:
+        scale = object_sizes.image_scale(image_key, image, sparse, area)
     if scale != 1.0:
         return ClickSegment(_scaled_click_mask(predictor, image, blocked, positive, negative, scale), "model")
     emb, fg, predictor = model_embedding(blobs, version, image_id, image)
@@ -148,6 +161,18 @@ def _scaled_click_mask(
         grow=predictor.grow, blocked=resize_labels(blocked, shape),
     )  # fmt: skip
     return resize_labels(small, blocked.shape) & ~blocked
+
+
+def _once(load: Callable[[], np.ndarray]) -> Callable[[], np.ndarray]:
+    """``load`` that decodes the image on its first call only (measuring and clicking both read it)."""
+    held: list[np.ndarray] = []
+
+    def pixels() -> np.ndarray:
+        if not held:
+            held.append(load())
+        return held[0]
+
+    return pixels
 
 
 def _proposal_mask(

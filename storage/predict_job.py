@@ -14,7 +14,7 @@ from functools import partial
 
 import numpy as np
 
-from storage import annotations, channels, images, jobs, predictions
+from storage import annotations, channels, images, jobs, object_sizes, predictions
 from storage import versions as model_versions
 from storage.db import transaction
 from storage.embedding_cache import CachedEmbedder, embedding_rel
@@ -89,7 +89,7 @@ class _Ranker:
 
 def run_prediction(ctx: JobContext) -> None:
     from spoco_core.infer import Predictor
-    from spoco_core.object_scale import image_scale, scaled_min_size, uncertainty_scaled
+    from spoco_core.object_scale import scaled_min_size, uncertainty_scaled
     from spoco_core.tiling import tiled_uncertainty
     from spoco_core.uncertainty import ImageUncertainty, clustering_pool
 
@@ -120,10 +120,12 @@ def run_prediction(ctx: JobContext) -> None:
                 continue
             image = images.load_normalised(ctx.blobs, row["blob"], row["name"], chosen)
             sparse = annotations.sparse_labels(ctx.db, info.id, (info.height, info.width), keep=False)
-            # an image whose labelled objects are far larger than the project's is segmented shrunk,
-            # as it was trained (spoco_core.object_scale); the embedding cache holds full-size
-            # embeddings only (click masks read them), so such an image is embedded afresh
-            scale = image_scale(sparse, predictor.config.object_area)
+            # an image whose objects are far larger than the project's is segmented shrunk, as it
+            # was trained (spoco_core.object_scale; unlabelled: measured by its classical objects);
+            # the embedding cache holds full-size embeddings only (click masks read them), so such
+            # an image is embedded afresh
+            key = object_sizes.image_key(row["sha256"], chosen)
+            scale = object_sizes.image_scale(key, image, sparse, predictor.config.object_area)
             embedder = predictor
             if scale == 1.0:
                 embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)

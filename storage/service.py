@@ -1204,12 +1204,13 @@ class Studio:
         classical proposals under them before a project has a model. Labelled objects' pixels are
         left out.
         """
-        from storage import click_masks
+        from storage import channels, click_masks, object_sizes
 
         _, project_id, _ = self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
         sparse = annotations.sparse_labels(self.db, int(image_id), (int(row["height"]), int(row["width"])))
         version = model_versions.current(self.db, project_id)
+        chosen = channels.get(self.db, project_id).model_channels
         return click_masks.segment(
             self.blobs,
             version if version is not None and model_versions.has_network(version) else None,
@@ -1218,6 +1219,7 @@ class Studio:
             sparse,
             positive,
             negative,
+            image_key=object_sizes.image_key(row["sha256"], chosen),
         )
 
     def suggestions(self, actor: User, project_id: int, limit: int = 20) -> list[Suggestion]:

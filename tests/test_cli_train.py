@@ -12,6 +12,7 @@ from PIL import Image
 
 from spoco_core.__main__ import main
 from spoco_core.losses import LossConfig
+from spoco_core.object_scale import MEASURABLE_AREA
 from spoco_core.train import coord_scale_for, load_checkpoint
 from tests._cli import run_cli as _cli
 
@@ -179,8 +180,10 @@ def test_errors_are_clear(trained, tmp_path, capsys):
 
 def test_segment_images_of_far_larger_objects_at_the_models_object_size(trained, tmp_path):
     """``--object-diameter``: coins ~60 px across against the ~7 px synthetic objects the model
-    learnt; they are segmented shrunk and written at the image's size. A diameter near the
-    training objects' changes nothing."""
+    learnt; they are segmented shrunk and written at the image's size. Without it they are measured
+    by their classical objects only where the model's objects are large enough for that pipeline
+    (these are not: 7 px objects merge), so they keep their size, as with a diameter near the
+    training objects'."""
     _, model = trained
     images = tmp_path / "coins"
     images.mkdir()
@@ -203,6 +206,7 @@ def test_segment_images_of_far_larger_objects_at_the_models_object_size(trained,
         assert result.returncode == 0, result.stderr
     large, plain, same = (tifffile.imread(tmp_path / n / "coins.tif") for n in ("large", "plain", "same"))
     assert large.shape == plain.shape == coins.shape
+    assert load_checkpoint(model, "cpu").config.object_area < MEASURABLE_AREA
     assert np.array_equal(same, plain) and not np.array_equal(large, plain)
     bad = _cli(
         "segment", "--model", model, "--images", images, "--out", tmp_path / "bad", "--object-diameter", "0"

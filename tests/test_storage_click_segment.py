@@ -126,3 +126,25 @@ def test_an_image_of_far_larger_objects_is_clicked_on_shrunk_and_answered_at_ful
     assert not (out.mask & (big_labels == 1)).any()  # the labelled object stays out
     assert not s.blobs.exists(embedding_rel(vid, info.id))
     assert not s.click_segment(world.annotator, info.id, [(400, 100)]).mask.any()  # off the image
+
+
+def test_an_unlabelled_image_is_measured_by_its_classical_objects_for_the_click(world: World) -> None:
+    """No object labelled on an image of 100 px squares (the model learnt 20 px ones): the click
+    measures it by its classical objects, as the prediction job does, and answers on it shrunk
+    (not cached). Once an object of the project's size is labelled there, the labels decide: the
+    click is answered at full size and cached."""
+    s = world.studio
+    _, labels = _image()
+    big_labels = np.kron(labels, np.ones((5, 5), np.int32))
+    pixels = np.where(big_labels > 0, 200, 20).astype(np.uint8)
+    info = s.add_image(world.lead, world.project.id, "large.png", png_bytes(pixels))
+    vid = register_model(s, world.project.id)
+    out = s.click_segment(world.annotator, info.id, [(200, 100)])
+    assert out.source == "model" and out.mask.shape == (240, 320)
+    assert not s.blobs.exists(embedding_rel(vid, info.id))
+    small = np.zeros((240, 320), bool)
+    small[200:220, 20:40] = True  # a 20 px object: the project's size
+    s.add_annotation(world.annotator, info.id, "object", small)
+    again = s.click_segment(world.annotator, info.id, [(200, 100)])
+    assert again.mask.shape == (240, 320) and not (again.mask & small).any()
+    assert s.blobs.exists(embedding_rel(vid, info.id))

@@ -295,6 +295,41 @@ def test_predictions_arrive_image_by_image_and_a_large_image_stops_on_cancel_and
         stop(proc)
 
 
+def test_an_unlabelled_image_of_far_larger_objects_is_measured_and_predicted_shrunk(
+    studio: Studio, env: dict, tmp_path
+) -> None:
+    """scikit-image's phase-contrast cell, unlabelled, in a project of 256 px synthetic images with
+    three objects labelled each: the prediction job measures it by its classical objects (the one
+    cell, ~25 times the synthetic objects' area), segments it shrunk and stores its prediction and
+    suggestions at its own size, not cached; the synthetic images at theirs, cached."""
+    import skimage
+
+    w = make_world(studio)
+    for seed in range(2):
+        data, labels = synthetic_png(seed, 256)
+        info = studio.add_image(w.lead, w.project.id, f"img{seed}.png", data)
+        ids, areas = np.unique(labels[labels > 0], return_counts=True)
+        for k in ids[np.argsort(-areas)][:3]:
+            studio.add_annotation(w.annotator, info.id, "object", labels == k, seconds=2.0)
+    cell_png = (Path(skimage.__file__).parent / "data" / "cell.png").read_bytes()
+    cell = studio.add_image(w.lead, w.project.id, "cell.png", cell_png)
+
+    log = tmp_path / "worker.log"
+    studio.enqueue_training(w.lead, w.project.id, params={**TINY, "n_suggestions": 50})
+    once = start_worker(studio.data_dir, log, "--once")
+    assert once.wait(300) == 0, log.read_text()[-3000:]
+    version = studio.current_model(w.lead, w.project.id)
+    predict = next(j for j in studio.list_jobs(w.lead, w.project.id) if j.kind == "predict")
+    assert predict.status == "done", predict.error
+    prediction = studio.prediction(w.annotator, cell.id)
+    assert prediction is not None and prediction.shape == (660, 550)
+    infos = studio.list_images(w.annotator, w.project.id)
+    cached = {i.id: studio.blobs.exists(f"embeddings/version-{version.id}/image-{i.id}.npz") for i in infos}
+    assert cached.pop(cell.id) is False and all(cached.values())
+    for g in studio.suggestions(w.annotator, w.project.id, limit=50):
+        assert g.mask.shape == ((660, 550) if g.image_id == cell.id else (256, 256))
+
+
 def test_an_image_of_far_larger_objects_is_predicted_shrunk_and_stored_at_full_size(
     project: World, tmp_path
 ) -> None:

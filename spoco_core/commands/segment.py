@@ -13,7 +13,13 @@ from tqdm import tqdm
 from spoco_core.cluster import METHODS
 from spoco_core.infer import Predictor
 from spoco_core.io import ImageReadError, list_images, read_image, write_labels
-from spoco_core.object_scale import scale_for_area, scaled_min_size, segment_scaled
+from spoco_core.object_scale import (
+    classical_area,
+    image_scale,
+    scale_for_area,
+    scaled_min_size,
+    segment_scaled,
+)
 from spoco_core.tta import N_VIEWS
 
 
@@ -45,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="PX",
         help="typical object diameter in these images; where it is over 1.6 times that of the objects "
-        "the model was trained on, the images are segmented shrunk to their size (default: as they are)",
+        "the model was trained on, the images are segmented shrunk to their size (default: measured "
+        "per image by its classical Otsu + watershed objects, where the model's objects are at least "
+        "20 px across)",
     )
     parser.add_argument(
         "--tile", type=int, default=1024, help="images larger than this are embedded in tiles (default: 1024)"
@@ -84,10 +92,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
-    area = 0.0 if args.object_diameter is None else math.pi * args.object_diameter**2 / 4
-    scale = scale_for_area(area, predictor.config.object_area)
-    sizes = {} if args.min_size is None else {"min_size": scaled_min_size(args.min_size, scale)}
-    segment = partial(predictor.segment, method=args.method, tile=args.tile, tta=args.tta, **sizes)
+    given = None if args.object_diameter is None else math.pi * args.object_diameter**2 / 4
     failed = 0
     for path in tqdm(images, desc="segment", unit="img", file=sys.stderr):
         try:
@@ -96,6 +101,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {exc}; skipped", file=sys.stderr)
             failed += 1
             continue
+        if given is None:  # measured by its classical objects, as the app measures unlabelled images
+            scale = image_scale(None, predictor.config.object_area, partial(classical_area, image))
+        else:
+            scale = scale_for_area(given, predictor.config.object_area)
+        sizes = {} if args.min_size is None else {"min_size": scaled_min_size(args.min_size, scale)}
+        segment = partial(predictor.segment, method=args.method, tile=args.tile, tta=args.tta, **sizes)
         labels = segment_scaled(segment, image, scale)
         write_labels(args.out / f"{path.stem}.tif", labels)
     done = len(images) - failed
