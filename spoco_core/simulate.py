@@ -66,6 +66,8 @@ __all__ = [
     "STRATEGIES",
     "RoundResult",
     "SimulatedAnnotator",
+    "as_seen",
+    "evaluate_against",
     "evaluate_predictor",
     "run_active_learning",
     "suggest",
@@ -102,6 +104,10 @@ class SimulatedAnnotator:
     ``prompted_side`` > 0: after each object answer, an image that wants background
     (``labels.wants_background``) gets a background square of that side, as the Annotate page
     asks; 0: the annotator marks background only where a suggestion lies on it.
+    ``sees`` (per image, bool (H, W)): what the annotator sees as foreground, for ground truth
+    made by an algorithm rather than by eye. A GT object mostly outside it is no object to them
+    (never labelled; background once the image is complete), and they never mark background
+    inside it. None: the ground truth is what they see.
     """
 
     def __init__(
@@ -112,8 +118,12 @@ class SimulatedAnnotator:
         correct_merges: bool = True,
         split_merges: bool = True,
         prompted_side: int = 0,
+        sees: Mapping[Key, np.ndarray] | None = None,
     ) -> None:
         self.gt = {k: np.asarray(v).astype(np.int32) for k, v in gt_labels.items()}
+        self.unsure = {k: np.zeros(v.shape, bool) for k, v in self.gt.items()}
+        for key, seen in (sees or {}).items():
+            self.gt[key], self.unsure[key] = as_seen(self.gt[key], np.asarray(seen, bool))
         self.sparse = {k: np.zeros(v.shape, np.int32) for k, v in self.gt.items()}
         self.match_iou = match_iou
         self.match_fraction = match_fraction
@@ -174,7 +184,7 @@ class SimulatedAnnotator:
 
     def add_background(self, key: Key, mask: np.ndarray) -> np.ndarray:
         """Mark the GT-background pixels of ``mask`` as background; returns the newly marked ones."""
-        new = np.asarray(mask, bool) & (self.gt[key] == 0) & (self.sparse[key] == 0)
+        new = np.asarray(mask, bool) & (self.gt[key] == 0) & (self.sparse[key] == 0) & ~self.unsure[key]
         if new.any():
             self.sparse[key][new] = -1
         return new
@@ -227,7 +237,7 @@ class SimulatedAnnotator:
             self.n_empty += 1
             return None
         self._count_mark(key)
-        return "background", pred & (gt == 0)
+        return "background", pred & (gt == 0) & ~self.unsure[key]
 
     def _answer_prompt(self, key: Key) -> None:
         """Scribble background beside the labelled objects where the Annotate page asks for it."""
@@ -266,6 +276,22 @@ class SimulatedAnnotator:
             squares = background_squares(self.gt[key], per_image, side, seed=[seed, i, 1])
             if self.add_background(key, squares).any():
                 self.marks[key] += int(ndimage.label(squares)[1])
+
+
+def as_seen(gt: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth as an annotator who sees ``seen`` as foreground reads it.
+
+    Returns the ground truth with the objects under half in view dropped, and the pixels in view
+    on its background (which they never mark).
+    """
+    if seen.shape != gt.shape:
+        raise ValueError(f"view shape {seen.shape} does not match ground truth {gt.shape}")
+    areas = np.bincount(np.maximum(gt, 0).ravel())
+    in_view = np.bincount(np.maximum(gt, 0).ravel(), weights=seen.ravel(), minlength=areas.size)
+    hidden = in_view < 0.5 * areas
+    hidden[0] = False
+    out = np.where(hidden[np.maximum(gt, 0)], 0, gt).astype(np.int32)
+    return out, seen & (out == 0)
 
 
 # --------------------------------------------------------------------------- suggestions
@@ -392,6 +418,8 @@ class RoundResult:
     seconds_eval: float = 0.0
     picks: list[tuple[Key, int, str]] = field(default_factory=list)
     """This round's suggestions: (image key, object id, answer "object"|"background"|"none")."""
+    also: dict[str, float] = field(default_factory=dict)
+    """mAP against each of ``run_active_learning``'s ``also_score`` references, by name."""
 
     def as_dict(self) -> dict:
         """The fields as a dict, without ``picks``."""
@@ -406,10 +434,22 @@ def evaluate_predictor(
     **segment_kwargs: Any,
 ) -> dict[str, float]:
     """Mean of ``metrics.evaluate`` over the images (hdbscan on the student, the model's own foreground)."""
-    rows = [
-        evaluate(gt[key], predictor.segment(img, seed=seed, **segment_kwargs)) for key, img in images.items()
-    ]
-    return mean_metrics(rows)
+    return evaluate_against(predictor, images, {"": gt}, seed=seed, **segment_kwargs)[""]
+
+
+def evaluate_against(
+    predictor: Predictor,
+    images: Mapping[Key, np.ndarray],
+    references: Mapping[str, Mapping[Key, np.ndarray]],
+    seed: int = 0,
+    **segment_kwargs: Any,
+) -> dict[str, dict[str, float]]:
+    """:func:`evaluate_predictor` against several references at once (each image segmented once)."""
+    preds = {key: predictor.segment(img, seed=seed, **segment_kwargs) for key, img in images.items()}
+    return {
+        name: mean_metrics([evaluate(gt[key], preds[key]) for key in images])
+        for name, gt in references.items()
+    }
 
 
 def _as_dict(data: Mapping[Key, np.ndarray] | Sequence[np.ndarray]) -> dict[Key, np.ndarray]:
@@ -458,6 +498,8 @@ def run_active_learning(
     initial_background_per_image: int = 0,
     background_side: int = 12,
     prompted_marks: bool = False,
+    annotator_sees: Mapping[Key, np.ndarray] | Sequence[np.ndarray] | None = None,
+    also_score: Mapping[str, Mapping[Key, np.ndarray] | Sequence[np.ndarray]] | None = None,
     random_share: float = 0.0,
     correct_merges: bool = True,
     split_merges: bool = True,
@@ -481,7 +523,10 @@ def run_active_learning(
     annotator marks it complete, as an annotator in the Studio does: it trains with its unlabelled
     pixels as background and gets no more model-ranked suggestions. ``prompted_marks``: the
     annotator also scribbles a ``background_side`` square wherever the Annotate page asks for a
-    background mark (``labels.wants_background``), as in the Studio.
+    background mark (``labels.wants_background``), as in the Studio. ``annotator_sees``: per
+    training image, what the annotator sees as foreground (``SimulatedAnnotator``'s ``sees``).
+    ``also_score``: further references of the test images, by name; each round's mAP against them
+    goes to ``RoundResult.also``.
 
     ``initial_checkpoint``: where round 0's model is cached; when the file exists it is used
     instead of training round 0 again (round 0 is the same for every strategy with the same seed,
@@ -537,6 +582,7 @@ def run_active_learning(
         correct_merges=correct_merges,
         split_merges=split_merges,
         prompted_side=background_side if prompted_marks else 0,
+        sees=None if annotator_sees is None else _as_dict(annotator_sees),
     )
     annotator.seed_objects(initial_objects_per_image, seed=seed)
     annotator.seed_background(initial_background_per_image, side=background_side, seed=seed)
@@ -580,7 +626,9 @@ def run_active_learning(
             ckpt = path
             iterations += n_iter
             t2 = time.perf_counter()
-            scores = evaluate_predictor(predictor, test_images, test_gt, seed=seed, **seg_kw)
+            references = {"": test_gt, **{n: _as_dict(g) for n, g in (also_score or {}).items()}}
+            all_scores = evaluate_against(predictor, test_images, references, seed=seed, **seg_kw)
+            scores = all_scores.pop("")
             t3 = time.perf_counter()
             result = RoundResult(
                 round=r,
@@ -597,6 +645,7 @@ def run_active_learning(
                 seconds_suggest=t1 - t0,
                 seconds_eval=t3 - t2,
                 picks=picks,
+                also={n: m["mAP"] for n, m in all_scores.items()},
             )
             results.append(result)
             if log is not None:

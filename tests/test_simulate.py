@@ -65,6 +65,35 @@ def test_false_object_gives_a_background_mark_of_background_pixels_only():
     assert ann.n_empty == 1 and ann.n_actions == 2
 
 
+def test_an_annotator_who_sees_the_image_skips_what_the_reference_gets_wrong():
+    """Ground truth made by an algorithm: object 2 lies where the image shows nothing, and a bright
+    blob at (30, 5) has no object. The annotator who sees the image never labels object 2 (a
+    suggestion on it is marked background, and it is background once the image is complete) and
+    never marks the blob background."""
+    gt = scene()
+    seen = np.zeros((40, 40), bool)
+    seen[5:15, 5:15] = seen[25:35, 25:35] = True  # objects 1 and 3 are visible
+    seen[28:34, 2:10] = True  # a blob the ground truth misses
+    ann = SimulatedAnnotator({"a": gt}, sees={"a": seen})
+    assert ann.unlabelled_ids("a") == [1, 3]
+    on_two = np.zeros((40, 40), bool)
+    on_two[6:14, 16:24] = True
+    kind, mask = ann.label("a", on_two)
+    assert kind == "background" and mask.sum() == 64 and (ann.sparse["a"] == -1).sum() == 64
+    blob = np.zeros((40, 40), bool)
+    blob[27:35, 1:11] = True  # the blob and a rim of true background around it
+    kind, mask = ann.label("a", blob)
+    assert kind == "background" and not (mask & seen).any() and mask.sum() == 80 - 48
+    assert not (ann.sparse["a"][seen] == -1).any()
+    ann.add_object("a", 1)
+    ann.add_object("a", 3)
+    assert ann.is_complete("a")
+    training = ann.training_labels("a")
+    assert set(np.unique(training[gt == 2])) == {-1}  # background once complete
+    with pytest.raises(ValueError):
+        SimulatedAnnotator({"a": gt}, sees={"a": seen[:20]})
+
+
 def test_the_annotator_marks_background_beside_its_objects_where_the_annotate_page_asks() -> None:
     gt = np.zeros((60, 60), np.int32)
     for k in range(5):  # five separate 8x8 objects along the diagonal
