@@ -29,7 +29,10 @@ cluster instability or at random (``simulate.run_active_learning``, a simulated 
 each with the reference object or a background mark, and marks a background square beside the
 labelled objects wherever the Annotate page asks for one, ``labels.wants_background``),
 warm-starting each round for the default budget, until the labels approach every object of the
-pool.
+pool. That annotator looks at the image (``annotator_view``): the reference holds objects as dark
+as the background and leaves some bright blobs out, and a person neither outlines the one nor
+marks the other background. The rounds are scored against the reference and against the
+reference read the same way (``seen_reference``).
 """
 
 from __future__ import annotations
