@@ -49,18 +49,22 @@ def env(monkeypatch: pytest.MonkeyPatch) -> dict:
 def project(studio, env) -> World:
     """Two 64x64 synthetic images with a few objects and a background mark each."""
     w = make_world(studio)
+    add_labelled_images(w, 64, marks=True)
+    return w
+
+
+def add_labelled_images(w: World, size: int, marks: bool) -> None:
+    """Two synthetic images of ``size`` px with their three largest objects labelled and, with
+    ``marks``, the background of their top 16 rows marked."""
     for seed in range(2):
-        data, labels = synthetic_png(seed, 64)
-        info = studio.add_image(w.lead, w.project.id, f"img{seed}.png", data)
+        data, labels = synthetic_png(seed, size)
+        info = w.studio.add_image(w.lead, w.project.id, f"img{seed}.png", data)
         ids, areas = np.unique(labels[labels > 0], return_counts=True)
         for k in ids[np.argsort(-areas)][:3]:
-            studio.add_annotation(w.annotator, info.id, "object", labels == k, seconds=2.0)
-        background = np.zeros((64, 64), dtype=bool)
-        background[labels == 0] = True
-        background[16:, :] = False
-        if background.any():
-            studio.add_annotation(w.annotator, info.id, "background", background)
-    return w
+            w.studio.add_annotation(w.annotator, info.id, "object", labels == k, seconds=2.0)
+        background = (labels == 0) & (np.arange(size)[:, None] < 16)
+        if marks and background.any():
+            w.studio.add_annotation(w.annotator, info.id, "background", background)
 
 
 def start_worker(data_dir: Path, log: Path, *extra: str) -> subprocess.Popen:
@@ -305,12 +309,7 @@ def test_an_unlabelled_image_of_far_larger_objects_is_measured_and_predicted_shr
     import skimage
 
     w = make_world(studio)
-    for seed in range(2):
-        data, labels = synthetic_png(seed, 256)
-        info = studio.add_image(w.lead, w.project.id, f"img{seed}.png", data)
-        ids, areas = np.unique(labels[labels > 0], return_counts=True)
-        for k in ids[np.argsort(-areas)][:3]:
-            studio.add_annotation(w.annotator, info.id, "object", labels == k, seconds=2.0)
+    add_labelled_images(w, 256, marks=False)
     cell_png = (Path(skimage.__file__).parent / "data" / "cell.png").read_bytes()
     cell = studio.add_image(w.lead, w.project.id, "cell.png", cell_png)
 
