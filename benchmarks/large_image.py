@@ -10,7 +10,9 @@ the Studio's prediction job does: ``spoco_core.tiling.tiled_uncertainty`` (tiles
 64 px margin, test-time views and the teacher's run by image size, clustering in a second process
 while the next tile goes through the network)
 gives the labels and each object's instability ("seconds predict"); ``rank_suggestions`` picks
-50 objects and their masks are run-length encoded as the job stores them ("seconds rank").
+50 objects and their masks are run-length encoded as the job stores them ("seconds rank"). Before
+that, the job measures an image without labelled objects once by its classical objects
+(``object_scale.classical_area``, "seconds measure"; this one keeps its size).
 Timings on a machine shared with other work read high: "CPU seconds" (this process and the
 clustering process together) divided by the cores used is near what an idle machine takes.
 """
@@ -30,6 +32,7 @@ import torch
 from spoco_core.infer import Predictor
 from spoco_core.io import normalize_percentile
 from spoco_core.model import UNetConfig
+from spoco_core.object_scale import classical_area
 from spoco_core.synthetic import generate, sparsify
 from spoco_core.tiling import MARGIN, TILE, is_tiled, teacher_for, tile_grid, tiled_uncertainty, views_for
 from spoco_core.train import TrainConfig, Trainer
@@ -78,6 +81,8 @@ def run_size(predictor: Predictor, size: int, tile: int, margin: int, pool: obje
     image, _ = generate(size, seed=7, kind="nuclei")
     x = normalize_percentile(image)[None]
     c0 = cpu_seconds(pool)
+    tm = time.perf_counter()
+    classical_area(x)
     t0 = time.perf_counter()
     item = tiled_uncertainty(predictor, x, tile=tile, margin=margin, cluster_pool=pool)
     t1 = time.perf_counter()
@@ -91,6 +96,7 @@ def run_size(predictor: Predictor, size: int, tile: int, margin: int, pool: obje
         "tiles": tiles,
         "views": 1 + views_for(size, size),
         "teacher": "yes" if teacher_for(size, size) else "no",
+        "measure": t0 - tm,
         "predict": t1 - t0,
         "rank": t2 - t1,
         "objects": int(item.labels.max()),
@@ -121,14 +127,17 @@ def main(argv: list[str] | None = None) -> int:
         with clustering_pool() as pool:
             for size in args.sizes:
                 rows.append(run_size(predictor, size, tile, margin, pool))
-                print(
-                    f"done {rows[-1]['size']} in {rows[-1]['predict'] + rows[-1]['rank']:.1f} s", flush=True
-                )
+                seconds = sum(rows[-1][k] for k in ("measure", "predict", "rank"))
+                print(f"done {rows[-1]['size']} in {seconds:.1f} s", flush=True)
     print(f"\ntiles of {tile} px with a {margin} px margin, {args.threads} torch threads\n")
-    print("| image size | tiles | views | teacher | seconds predict | seconds rank | objects | CPU seconds |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| image size | tiles | views | teacher | seconds measure | seconds predict | seconds rank | objects "
+        "| CPU seconds |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        cells = [r["size"], r["tiles"], r["views"], r["teacher"], f"{r['predict']:.1f}", f"{r['rank']:.1f}"]
+        cells = [r["size"], r["tiles"], r["views"], r["teacher"]]
+        cells += [f"{r[k]:.1f}" for k in ("measure", "predict", "rank")]
         cells.append(r["objects"])
         cells.append(f"{r['cpu']:.0f}")
         print("| " + " | ".join(str(c) for c in cells) + " |")

@@ -43,7 +43,7 @@ TABLES = {
     "sparse_vs_dense.py": "| dense (1.0) |",
     "label_selection.py": "| oracle-worst |",
     "embed_speed.py": "second process (one precision): True",
-    "large_image.py": "| image size | tiles | views | teacher | seconds predict | seconds rank |",
+    "large_image.py": "| image size | tiles | views | teacher | seconds measure | seconds predict |",
     "pretrained_start.py": "| 30 % + marks, warm start from the synthetic model |",
     "demo_first_model.py": "| cell and coins labelled |",
 }
