@@ -115,10 +115,10 @@ def segment(
 
     predictor = _predictor(blobs, version)
     area = predictor.config.object_area
-    if image_key is None or blocked.any() or blobs.path(embedding_rel(version.id, image_id)).is_file():
-        # labelled objects decide; cached embeddings mean the prediction job kept the image's size
+    if image_key is None or blobs.path(embedding_rel(version.id, image_id)).is_file():
+        # cached embeddings mean the prediction job kept the image's size: nothing to measure
         scale = image_scale(sparse, area)
-    else:
+    else:  # labelled objects decide; an image without any is measured (once)
         scale = object_sizes.image_scale(image_key, image, sparse, area)
     if scale != 1.0:
         return ClickSegment(_scaled_click_mask(predictor, image, blocked, positive, negative, scale), "model")

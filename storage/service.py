@@ -1215,7 +1215,7 @@ class Studio:
             self.blobs,
             version if version is not None and model_versions.has_network(version) else None,
             int(image_id),
-            lambda: self.load_image(actor, image_id),
+            lambda: images.load_normalised(self.blobs, row["blob"], row["name"], chosen),
             sparse,
             positive,
             negative,
