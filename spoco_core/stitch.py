@@ -41,9 +41,7 @@ class Window:
         return tuple(slice(a, b) for a, b in self.window)
 
 
-def window_grid(
-    shape: tuple[int, ...], tile: tuple[int, ...], margin: tuple[int, ...]
-) -> list[Window]:
+def window_grid(shape: tuple[int, ...], tile: tuple[int, ...], margin: tuple[int, ...]) -> list[Window]:
     """Cores of at most ``tile`` per axis partitioning ``shape``, each with its window.
 
     Raises

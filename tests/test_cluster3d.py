@@ -79,7 +79,7 @@ def test_window_stitching_keeps_an_object_on_a_tile_border_whole() -> None:
     stitcher = WindowStitcher(gt.shape)
     for i, win in enumerate(grid):
         stitcher.add(i, win, gt[win.slices()])  # each window sees the whole object
-    labels, old = stitcher.finish()
+    labels, _ = stitcher.finish()
     assert labels.max() == 1 and np.array_equal(labels > 0, gt > 0)
 
 
@@ -93,7 +93,9 @@ def test_window_stitching_drops_a_copy_placed_by_a_neighbour() -> None:
 
 def test_planes_stitched_by_iou_give_one_object_per_ball() -> None:
     gt = balls()
-    planes = np.stack([(p > 0) * (p + 10 * z) for z, p in enumerate(gt)]).astype(np.int32)  # new ids per plane
+    planes = np.stack([(p > 0) * (p + 10 * z) for z, p in enumerate(gt)]).astype(
+        np.int32
+    )  # new ids per plane
     stitched = stitch_planes(planes)
     assert average_precision(gt, stitched)["mAP"] == 1.0
 
