@@ -321,12 +321,37 @@ def object_cores(labels: Tensor, margin: int) -> Tensor:
     return core
 
 
+def _neighbours(t: Tensor) -> list[Tensor]:
+    """The 2 x ndim face neighbours of every element of ``t``, any number of dims; edges repeat."""
+    out = []
+    for dim in range(t.dim()):
+        n = t.shape[dim]
+        first, last = t.narrow(dim, 0, 1), t.narrow(dim, n - 1, 1)
+        out.append(torch.cat([first, t.narrow(dim, 0, n - 1)], dim=dim))
+        out.append(torch.cat([t.narrow(dim, 1, n - 1), last], dim=dim))
+    return out
+
+
+def object_cores_nd(labels: Tensor, margin: int) -> Tensor:
+    """:func:`object_cores` for labels of any dimension (a volume: 6-neighbours, margin in voxels)."""
+    core = labels > 0
+    for _ in range(margin):
+        same = [
+            (nb == labels) & nb_core
+            for nb, nb_core in zip(_neighbours(labels), _neighbours(core), strict=True)
+        ]
+        for s in same:
+            core = core & s
+    return core
+
+
 def foreground_loss(
     fg_logits: Tensor,
     labels: Tensor,
     core_margin: int = 0,
     unknown_weight: float = 0.0,
     balanced: bool = False,
+    spatial_dims: int = 2,
 ) -> Tensor:
     """BCE on labelled pixels only (objects -> 1, background marks -> 0); unknown pixels carry no signal.
 
@@ -334,6 +359,7 @@ def foreground_loss(
     (``fg_logits`` and ``labels`` may then hold a whole batch, (B,1,H,W) and (B,H,W)).
 
     With ``core_margin`` the target is each object's core (:func:`object_cores`): its rim counts as 0.
+    ``spatial_dims``: 3 for volumes (``labels`` (Z,Y,X) or (B,Z,Y,X); cores by :func:`object_cores_nd`).
     (Also teaching the unknown pixels just outside a labelled object as not-core, valid as objects are
     complete, did not help: 10% labels 0.594 vs 0.618 mAP, dense 0.701 vs 0.700, one seed.)
     """
@@ -342,7 +368,10 @@ def foreground_loss(
     if lab.numel() != logits.numel():
         raise ValueError(f"fg_logits {tuple(fg_logits.shape)} do not match labels {tuple(labels.shape)}")
     known = lab != 0
-    if core_margin:
+    if core_margin and spatial_dims != 2:
+        blocks = labels.to(logits.device).reshape(-1, *labels.shape[-spatial_dims:])
+        target = torch.stack([object_cores_nd(b, core_margin) for b in blocks]).reshape(-1)
+    elif core_margin:
         planes = labels.to(logits.device).reshape(-1, *labels.shape[-2:])
         target = torch.stack([object_cores(p, core_margin) for p in planes]).reshape(-1)
     else:
@@ -390,7 +419,9 @@ def _image_terms(
     if on["consistency"] and emb_g is not None:
         out["consistency"] = consistency_loss(emb_f, emb_g, labels <= 0, cfg, generator)
     if on["foreground"] and fg_logits is not None and not cfg.fg_balanced:
-        out["foreground"] = foreground_loss(fg_logits, labels, cfg.core_margin, cfg.fg_unknown_weight)
+        out["foreground"] = foreground_loss(
+            fg_logits, labels, cfg.core_margin, cfg.fg_unknown_weight, spatial_dims=labels.dim()
+        )
     return out
 
 
@@ -405,12 +436,13 @@ def spoco_loss(
     """Weighted sum of all SPOCO terms, each averaged over the batch.
 
     ``emb_f`` (B,E,H,W) student on view 1; ``emb_g`` (B,E,H,W) teacher on view 2 (detached here; None skips
-    consistency); ``fg_logits`` (B,1,H,W) or None; ``labels`` (B,H,W) int. Returns the total and the
+    consistency); ``fg_logits`` (B,1,H,W) or None; ``labels`` (B,H,W) int. Volumes alike with (Z,Y,X) for
+    (H,W): every term then works on voxels (anchors drawn among them in 3-D). Returns the total and the
     unweighted batch-mean of every term plus ``"total"`` as floats for logging. Computed in float32
     even under autocast, since squared distances and exp kernels lose too much in half precision.
     """
     cfg = cfg or LossConfig()
-    if emb_f.dim() != 4 or labels.shape != (emb_f.shape[0], *emb_f.shape[2:]):
+    if emb_f.dim() not in (4, 5) or labels.shape != (emb_f.shape[0], *emb_f.shape[2:]):
         raise ValueError(
             f"expected emb_f (B,E,H,W) and labels (B,H,W), got {tuple(emb_f.shape)}, {tuple(labels.shape)}"
         )
@@ -434,8 +466,9 @@ def spoco_loss(
         if cfg.fg_balanced and fg_logits is not None and cfg.weight("foreground") != 0.0:
             # balanced over the batch: a patch with no background mark still meets other patches' marks
             means["foreground"] = foreground_loss(
-                fg_logits, labels, cfg.core_margin, cfg.fg_unknown_weight, balanced=True
-            )
+                fg_logits, labels, cfg.core_margin, cfg.fg_unknown_weight, balanced=True,
+                spatial_dims=emb_f.dim() - 2,
+            )  # fmt: skip
         total = sum((cfg.weight(t) * means[t] for t in TERMS if cfg.weight(t) != 0.0), _zero(emb_f))
     values = torch.stack([*means.values(), total]).detach().tolist()  # one device sync
     return total, dict(zip([*TERMS, "total"], values, strict=True))
