@@ -37,7 +37,11 @@ __all__ = [
     "write_dataset",
 ]
 
-KINDS = ("nuclei", "rods", "leaves", "mixed")
+KINDS = ("nuclei", "rods", "leaves", "mixed", "colony", "irregular")
+TRANSMITTED_KINDS = ("colony",)
+"""Kinds rendered as transmitted light / phase contrast: dark cells with bright halos on grey."""
+_NUCLEUS = {"irregular": "irregular"}
+_TEXTURE = {"irregular": (0.25, 0.45)}  # granular cytoplasm; everything else is nearly smooth
 MIN_VISIBLE = 0.6
 _GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 _CROSS = ndimage.generate_binary_structure(2, 1)
@@ -46,6 +50,8 @@ _COLOURS = {
     "nuclei": (0.45, 0.35, 0.95),
     "rods": (0.35, 0.9, 0.45),
     "leaves": (0.45, 0.85, 0.25),
+    "irregular": (0.95, 0.55, 0.3),
+    "colony": (0.8, 0.8, 0.8),
 }
 
 
@@ -58,6 +64,8 @@ class _Object:
     cy: float
     cx: float
     radius: float
+    phi: float = 0.0  # long-axis angle of a colony cell
+    width: float = 0.0  # half-width of a colony cell
 
 
 @dataclass
@@ -91,14 +99,33 @@ def _blob(rng: np.random.Generator, cy: float, cx: float, r: float) -> _Shape:
     return _shape_from_polygon(ys, xs)
 
 
+def _irregular(rng: np.random.Generator, cy: float, cx: float, r: float) -> _Shape:
+    """A cell with an irregular, lobed outline (spread cytoplasm rather than a nucleus)."""
+    theta = np.linspace(0.0, 2.0 * math.pi, 72, endpoint=False)
+    rho = np.ones_like(theta)
+    for k in range(2, 8):
+        rho += rng.uniform(0.05, 0.35) / math.sqrt(k) * np.cos(k * theta + rng.uniform(0, 2 * math.pi))
+    rho = np.clip(rho, 0.35, None)
+    aspect = math.sqrt(rng.uniform(1.0, 2.2))
+    u, v = r * aspect * rho * np.cos(theta), r / aspect * rho * np.sin(theta)
+    phi = rng.uniform(0.0, math.pi)
+    ys = cy + u * math.sin(phi) + v * math.cos(phi)
+    xs = cx + u * math.cos(phi) - v * math.sin(phi)
+    return _shape_from_polygon(ys, xs)
+
+
 def _rod(rng: np.random.Generator, cy: float, cx: float, r: float) -> _Shape:
     """An elongated, possibly curved cell: a capsule around a quadratic Bezier centre line."""
     half_len, half_w = r * rng.uniform(1.3, 1.9), max(1.5, r * rng.uniform(0.3, 0.45))
     bend = rng.uniform(-0.4, 0.4) * half_len
+    return _capsule(cy, cx, half_len, half_w, bend, rng.uniform(0.0, math.pi))
+
+
+def _capsule(cy: float, cx: float, half_len: float, half_w: float, bend: float, phi: float) -> _Shape:
+    """A capsule of half-width ``half_w`` around a bent centre line of half-length ``half_len``."""
     t = np.linspace(0.0, 1.0, 14)[:, None]
     p0, p1, p2 = np.array([-half_len, 0.0]), np.array([0.0, 2 * bend]), np.array([half_len, 0.0])
     line = (1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t**2 * p2  # (n, 2) in (u, v)
-    phi = rng.uniform(0.0, math.pi)
     rot = np.array([[math.cos(phi), -math.sin(phi)], [math.sin(phi), math.cos(phi)]])
     pts = line @ rot.T + np.array([cx, cy])  # columns: x, y
     x0 = math.floor(pts[:, 0].min() - half_w) - 1
@@ -189,14 +216,24 @@ def _place_rosette(rng: np.random.Generator, canvas: _Canvas, n_leaves: int, sca
         )
 
 
-def _place_cells(rng: np.random.Generator, canvas: _Canvas, n: int, rod_share: float, scale: float) -> None:
-    """Nuclei and rods: half dropped at random, half pushed against an existing object so they touch."""
+def _place_cells(
+    rng: np.random.Generator,
+    canvas: _Canvas,
+    n: int,
+    rod_share: float,
+    scale: float,
+    nucleus: str = "nuclei",
+) -> None:
+    """Nuclei (or irregular cells) and rods.
+
+    Half are dropped at random, half pushed against an existing object so they touch.
+    """
     h, w = canvas.labels.shape
     placed, attempts = 0, 0
     while placed < n and attempts < 12 * n + 20:
         attempts += 1
-        kind = "rods" if rng.random() < rod_share else "nuclei"
-        r = max(3.0, (rng.uniform(8.0, 22.0) if kind == "nuclei" else rng.uniform(8.0, 18.0)) * scale)
+        kind = "rods" if rng.random() < rod_share else nucleus
+        r = max(3.0, (rng.uniform(8.0, 22.0) if kind != "rods" else rng.uniform(8.0, 18.0)) * scale)
         if canvas.objects and rng.random() < 0.5:
             other = canvas.objects[rng.integers(len(canvas.objects))]
             ang = rng.uniform(0.0, 2 * math.pi)
@@ -204,8 +241,63 @@ def _place_cells(rng: np.random.Generator, canvas: _Canvas, n: int, rod_share: f
             cy, cx = other.cy + dist * math.sin(ang), other.cx + dist * math.cos(ang)
         else:
             cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-        shape = _blob(rng, cy, cx, r) if kind == "nuclei" else _rod(rng, cy, cx, r)
-        placed += canvas.add(shape, kind, cy, cx, r * (1.6 if kind == "rods" else 1.0))
+        draw = {"nuclei": _blob, "rods": _rod, "irregular": _irregular}[kind]
+        placed += canvas.add(draw(rng, cy, cx, r), kind, cy, cx, r * (1.6 if kind == "rods" else 1.0))
+
+
+COLONY_VISIBLE = 0.85
+"""A colony cell is placed only on free pixels and only where this much of it is free: cells in a
+colony touch and flatten against each other, they do not lie on top of each other."""
+
+
+def _place_colony(rng: np.random.Generator, canvas: _Canvas, n: int, scale: float) -> None:
+    """Dense clumps of touching rods (~50 x 12 px at scale 1) aligned with their neighbours.
+
+    As a bacterial colony grows: each new cell is put beside or after an existing one of its clump.
+    """
+    h, w = canvas.labels.shape
+    clumps: list[list[int]] = []
+    for _ in range(int(rng.integers(2, 4))):
+        clumps.append([])
+        cy, cx = rng.uniform(0.2, 0.8) * h, rng.uniform(0.2, 0.8) * w
+        _add_colony_cell(rng, canvas, cy, cx, rng.uniform(0.0, math.pi), scale, clumps[-1])
+    for _ in range(40 * n):
+        grown = [c for c in clumps if c]
+        if len(canvas.objects) >= n or not grown:
+            break
+        clump = grown[int(rng.integers(len(grown)))]
+        other = canvas.objects[clump[int(rng.integers(len(clump)))] - 1]
+        side = rng.random() < 0.65  # side by side more often than end to end
+        ang = other.phi + (math.pi / 2 if side else 0.0) + (math.pi if rng.random() < 0.5 else 0.0)
+        dist = 2.0 * (other.width if side else other.radius) * rng.uniform(1.0, 1.15)
+        shift = rng.uniform(-0.4, 0.4) * (other.radius if side else other.width)  # staggered rows
+        cy = other.cy + dist * math.sin(ang) + shift * math.cos(ang)
+        cx = other.cx + dist * math.cos(ang) - shift * math.sin(ang)
+        if 0 <= cy < h and 0 <= cx < w:
+            _add_colony_cell(rng, canvas, cy, cx, other.phi + rng.normal(0.0, 0.2), scale, clump)
+
+
+def _add_colony_cell(
+    rng: np.random.Generator, canvas: _Canvas, cy: float, cx: float, phi: float, scale: float, clump: list
+) -> None:
+    """One rod on the free pixels at (cy, cx) if ``COLONY_VISIBLE`` of it is free."""
+    half_len, half_w = rng.uniform(16.0, 22.0) * scale, max(2.0, rng.uniform(5.0, 6.5) * scale)
+    shape = _capsule(cy, cx, half_len, half_w, rng.uniform(-0.12, 0.12) * half_len, phi)
+    full = int(shape.mask.sum())
+    h, w = canvas.labels.shape
+    mh, mw = shape.mask.shape
+    iy0, ix0 = max(shape.y0, 0), max(shape.x0, 0)
+    iy1, ix1 = min(shape.y0 + mh, h), min(shape.x0 + mw, w)
+    free = shape.mask.copy()
+    if iy1 > iy0 and ix1 > ix0:
+        local = (slice(iy0 - shape.y0, iy1 - shape.y0), slice(ix0 - shape.x0, ix1 - shape.x0))
+        free[local] &= canvas.labels[iy0:iy1, ix0:ix1] == 0
+    if free.sum() < COLONY_VISIBLE * full:
+        return
+    if canvas.add(_Shape(free, shape.y0, shape.x0), "colony", cy, cx, half_len + half_w):
+        obj = canvas.objects[-1]
+        obj.phi, obj.width = phi, half_w
+        clump.append(len(canvas.objects))
 
 
 def _scales(h: int, w: int) -> tuple[float, float]:
@@ -233,8 +325,10 @@ def _layout(rng: np.random.Generator, h: int, w: int, kind: str) -> _Canvas:
         for _ in range(rng.binomial(max(1, round(count_factor)), 0.6)):
             _place_rosette(rng, canvas, int(rng.integers(6, 12)), scale)
         _place_cells(rng, canvas, target - len(canvas.objects), rng.uniform(0.2, 0.6), scale)
+    elif kind == "colony":
+        _place_colony(rng, canvas, target, scale)
     else:
-        _place_cells(rng, canvas, target, 1.0 if kind == "rods" else 0.0, scale)
+        _place_cells(rng, canvas, target, 1.0 if kind == "rods" else 0.0, scale, _NUCLEUS.get(kind, "nuclei"))
     return canvas
 
 
@@ -243,7 +337,18 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return field / max(float(field.std()), 1e-9)
 
 
-def _render(rng: np.random.Generator, canvas: _Canvas, rgb: bool) -> np.ndarray:
+def _illumination(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """A gentle gradient plus one broad bright spot, peaking at 1."""
+    yy, xx = np.mgrid[-1.0 : 1.0 : h * 1j, -1.0 : 1.0 : w * 1j]
+    gy, gx = rng.uniform(-0.2, 0.2, 2)
+    by, bx = rng.uniform(-0.8, 0.8, 2)
+    illum = 1.0 + gy * yy + gx * xx + rng.uniform(0.0, 0.25) * np.exp(-((yy - by) ** 2 + (xx - bx) ** 2))
+    return illum / illum.max()
+
+
+def _render(
+    rng: np.random.Generator, canvas: _Canvas, rgb: bool, texture_amp: tuple[float, float] = (0.06, 0.15)
+) -> np.ndarray:
     labels = canvas.labels
     h, w = labels.shape
     scale = _scales(h, w)[0]
@@ -253,15 +358,9 @@ def _render(rng: np.random.Generator, canvas: _Canvas, rgb: bool) -> np.ndarray:
     # Darker rims along every object boundary: touching objects are separable, but only just.
     dist = ndimage.distance_transform_edt(~find_boundaries(labels, mode="inner"))
     rim = np.where(labels > 0, 1.0 - 0.3 * np.exp(-dist / (1.2 * max(scale, 0.5))), 1.0)
-    texture = 1.0 + rng.uniform(0.06, 0.15) * _smooth_noise(rng, (h, w), 1.5 * max(scale, 0.5))
+    texture = 1.0 + rng.uniform(*texture_amp) * _smooth_noise(rng, (h, w), 1.5 * max(scale, 0.5))
     intensity = means[labels] * rim * np.where(labels > 0, texture, 1.0)
-
-    yy, xx = np.mgrid[-1.0 : 1.0 : h * 1j, -1.0 : 1.0 : w * 1j]
-    gy, gx = rng.uniform(-0.2, 0.2, 2)
-    by, bx = rng.uniform(-0.8, 0.8, 2)
-    illum = 1.0 + gy * yy + gx * xx + rng.uniform(0.0, 0.25) * np.exp(-((yy - by) ** 2 + (xx - bx) ** 2))
-    illum *= 1.0 / illum.max()
-    img = intensity * illum
+    img = intensity * _illumination(rng, h, w)
 
     if rgb:
         colours = np.empty((n + 1, 3))
@@ -270,12 +369,41 @@ def _render(rng: np.random.Generator, canvas: _Canvas, rgb: bool) -> np.ndarray:
             colours[i] = np.clip(np.asarray(_COLOURS[obj.kind]) + rng.uniform(-0.15, 0.15, 3), 0.1, 1.0)
         colours /= colours.max(axis=1, keepdims=True)  # hue varies, brightness stays with `means`
         img = img[..., None] * colours[labels]
+    return _optics(rng, img, scale, rgb)
+
+
+def _optics(rng: np.random.Generator, img: np.ndarray, scale: float, rgb: bool) -> np.ndarray:
+    """Blur, shot and read noise, and 8-bit quantisation."""
     sigma = rng.uniform(0.6, 1.2) * math.sqrt(max(scale, 0.25))
     img = ndimage.gaussian_filter(img, (sigma, sigma, 0) if rgb else sigma)
     peak = rng.uniform(40.0, 250.0)
     img = rng.poisson(np.clip(img, 0.0, None) * peak) / peak
     img = img + rng.normal(0.0, rng.uniform(0.005, 0.03), img.shape)
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _render_transmitted(rng: np.random.Generator, canvas: _Canvas, rgb: bool) -> np.ndarray:
+    """Phase-contrast-like: dark textured cells on grey.
+
+    A bright halo around the colony's outline, and thin, faint light lines where cells touch
+    (touching cells separable, but only just).
+    """
+    labels = canvas.labels
+    h, w = labels.shape
+    scale = _scales(h, w)[0]
+    n = len(canvas.objects)
+    background = rng.uniform(0.45, 0.6)
+    means = np.concatenate([[background], background - rng.uniform(0.22, 0.38, n)])
+    inside = labels > 0
+    out_dist = ndimage.distance_transform_edt(~inside)
+    halo = np.where(inside, 0.0, rng.uniform(0.2, 0.35) * np.exp(-out_dist / (1.8 * max(scale, 0.5))))
+    seams = find_boundaries(labels, mode="inner") & inside & ndimage.binary_erosion(inside, _CROSS)
+    texture = 1.0 + rng.uniform(0.05, 0.12) * _smooth_noise(rng, (h, w), 1.2 * max(scale, 0.5))
+    img = means[labels] * np.where(inside, texture, 1.0) + halo + seams * rng.uniform(0.05, 0.15)
+    img = img * _illumination(rng, h, w)
+    if rgb:
+        img = img[..., None] * np.ones(3)
+    return _optics(rng, img, scale, rgb)
 
 
 def generate(
@@ -317,7 +445,10 @@ def generate(
         raise ValueError(f"size must be at least 16x16, got {h}x{w}")
     rng = np.random.default_rng(seed)
     canvas = _layout(rng, h, w, kind)
-    image = _render(rng, canvas, rgb)
+    if kind in TRANSMITTED_KINDS:
+        image = _render_transmitted(rng, canvas, rgb)
+    else:
+        image = _render(rng, canvas, rgb, _TEXTURE.get(kind, (0.06, 0.15)))
     return image, canvas.labels.astype(np.uint16)
 
 
