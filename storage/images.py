@@ -52,6 +52,10 @@ class Prepared:
     suffix: str
     info: Decoded
     plane: str = ""
+    depth: int = 0
+    """A volume's planes (``storage.volumes``); 0 for a 2-D image."""
+    spacing: tuple[float, float, float] | None = None
+    """A volume's voxel size ``(z, y, x)`` in micrometres."""
 
 
 @dataclass(frozen=True)
@@ -104,9 +108,12 @@ def prepare(
     max_bytes: int,
     max_plane_bytes: int | None = None,
     max_decoded_bytes: int | None = None,
+    as_volume: bool = False,
 ) -> Upload:
     """Check and decode an upload (bytes, or a file on the server that is only read once its size
-    and header pass the limits); every failure is an ``InputError`` naming the file."""
+    and header pass the limits); every failure is an ``InputError`` naming the file. With
+    ``as_volume`` a file whose axes include Z becomes one volume per time point
+    (``storage.volumes``) instead of one image per plane."""
     from spoco_core.io import ImageReadError, read_planes, write_plane_tiff
 
     if isinstance(source, Path):
@@ -125,6 +132,10 @@ def prepare(
             f"{name}: file is {size / 2**20:.0f} MiB, above the limit of {max_bytes / 2**20:.0f} MiB"
         )
     src = source if isinstance(source, Path) else bytes(source)
+    if as_volume:
+        found = _volumes(src, name, _limits(max_side, max_plane_bytes, max_decoded_bytes))
+        if found is not None:
+            return found
     try:
         meta, planes = read_planes(
             src, name=name, limits=_limits(max_side, max_plane_bytes, max_decoded_bytes)
@@ -167,6 +178,26 @@ def prepare(
         for plane in planes
     ]
     return Upload(meta, prepared)
+
+
+def _volumes(src: bytes | Path, name: str, limits: Limits) -> Upload | None:
+    """The upload as volumes when its axes include Z, else None (it goes on as planes)."""
+    from spoco_core.io import ImageReadError, probe
+    from spoco_core.volume_io import is_volume_meta
+    from storage.volumes import prepare_volumes
+
+    try:
+        meta = probe(src, name=name, limits=limits)
+    except ImageReadError as exc:
+        raise InputError(str(exc)) from exc
+    if not is_volume_meta(meta):
+        return None
+    if max(meta.height, meta.width) > limits.max_side:
+        raise InputError(
+            f"{name}: image is {meta.height}x{meta.width} pixels, larger than the limit of "
+            f"{limits.max_side} per side"
+        )
+    return Upload(meta, prepare_volumes(src, name, meta, limits))
 
 
 def _content_hash(src: bytes | Path) -> str:

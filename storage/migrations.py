@@ -237,6 +237,17 @@ def _v7_complete_images(db: Database) -> None:
     )
 
 
+def _v8_volumes(db: Database) -> None:
+    """Volume images (storage.volumes): ``depth`` planes (NULL: a 2-D image) and the voxel size
+    ``[z, y, x]`` in micrometres as JSON; a volume's annotations are one row per 3D object."""
+    db.executescript(
+        """
+        ALTER TABLE images ADD COLUMN depth INTEGER;
+        ALTER TABLE images ADD COLUMN voxel_size TEXT;
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     _v1_core,
     _v2_models,
@@ -245,6 +256,7 @@ MIGRATIONS: list[Migration] = [
     _v5_channels,
     _v6_sessions,
     _v7_complete_images,
+    _v8_volumes,
 ]
 LATEST = len(MIGRATIONS)
 

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from storage.channels import ChannelSettings
     from storage.click_masks import ClickSegment
     from storage.imports import ImportReport
+    from storage.volumes import VolumeInfo
 
 RESOLUTIONS = ("accepted", "corrected", "background", "skipped")
 MAX_LABEL_SECONDS = 24 * 3600.0  # time booked on one label (the Annotate page books at most an hour)
@@ -365,7 +366,7 @@ class Studio:
         return self.add_upload(actor, project_id, name, data)[0][0]
 
     def add_upload(
-        self, actor: User, project_id: int, name: str, data: bytes
+        self, actor: User, project_id: int, name: str, data: bytes, as_volume: bool = False
     ) -> tuple[list[ImageInfo], ImageMeta]:
         """Add an uploaded file to a project (lead only): every image it holds.
 
@@ -383,11 +384,16 @@ class Studio:
             The file's name as uploaded (its bare name is kept; ``-1``, ``-2`` on a clash).
         data : bytes
             The file: PNG, JPEG or TIFF (also OME-TIFF and ImageJ stacks).
+        as_volume : bool
+            A file whose axes include Z becomes one volume image per time point (``Z, Y, X, C``
+            with its voxel size, ``storage.volumes``) instead of one image per plane; a 2-D file
+            is added as it is either way. The Projects page offers it as its default.
 
         Returns
         -------
         images : list of ImageInfo
-            Every image the upload became (a stack: one per plane, ``stack [z 3 of 5].tif``).
+            Every image the upload became (a stack: one per plane, ``stack [z 3 of 5].tif``;
+            as volumes: one per time point, ``stack [t 2 of 3].tif``).
         meta : ImageMeta
             The file's layout: axes, whether they were assumed, pixel size.
 
@@ -403,11 +409,13 @@ class Studio:
         """
         user = self._actor(actor)
         permissions.require_lead(self.db, user, int(project_id))
-        return self._add_upload(user, int(project_id), name, data)
+        return self._add_upload(user, int(project_id), name, data, as_volume=as_volume)
 
     def _add_upload(
-        self, user: User, project_id: int, name: str, source: bytes | Path
+        self, user: User, project_id: int, name: str, source: bytes | Path, as_volume: bool = False
     ) -> tuple[list[ImageInfo], ImageMeta]:
+        from storage import volumes
+
         clean = images.clean_name(name)
         upload = images.prepare(
             source,
@@ -416,6 +424,7 @@ class Studio:
             self.settings.max_upload_bytes,
             self.settings.max_plane_bytes,
             self.settings.max_decoded_bytes,
+            as_volume=as_volume,
         )
         stored = [(item, *self.blobs.put_content(item.data, "images", item.suffix)) for item in upload.images]
         ids: list[int] = []
@@ -427,6 +436,8 @@ class Studio:
                 )
                 ids.append(image_id)
                 any_created = any_created or created
+                if created and item.depth:
+                    volumes.record(db, image_id, item.depth, item.spacing or (1.0, 1.0, 1.0))
             if any_created:
                 self._queue_prediction_for_new_images(db, project_id, user.id)
         return [images.get(self.db, i) for i in ids], upload.meta
@@ -683,6 +694,8 @@ class Studio:
         user, _, _ = self._image_role(actor, image_id)
         kind, source, seconds = _check_label_args(kind, source, seconds)
         row = images.row(self.db, int(image_id))
+        if row.get("depth") is not None:
+            raise InputError(f"{row['name']} is a volume: its labels are 3D (add_volume_annotation)")
         mask = masks.validate(mask, (int(row["height"]), int(row["width"])))
         with transaction(self.db) as db:
             if suggestion_id is not None:
@@ -765,6 +778,8 @@ class Studio:
         self._require_may_change(user, project_id, row)
         _, _, seconds = _check_label_args(row["kind"], row["source"], seconds)
         img = images.row(self.db, int(row["image_id"]))
+        if img.get("depth") is not None:
+            raise InputError(f"{img['name']} is a volume: correct a plane with correct_volume_plane")
         mask = masks.validate(mask, (int(img["height"]), int(img["width"])))
         source = "corrected" if row["source"] == "accepted" else row["source"]
         with transaction(self.db) as db:
@@ -944,6 +959,152 @@ class Studio:
         self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
         return annotations.sparse_labels(self.db, int(image_id), (int(row["height"]), int(row["width"])))
+
+    # ------------------------------------------------------------------ volumes
+
+    def volume_info(self, actor: User, image_id: int) -> VolumeInfo | None:
+        """The image as a volume (depth, voxel size), or None for a 2-D image (any member)."""
+        from storage import volumes
+
+        self._image_role(actor, image_id)
+        return volumes.volume_of(self.db, int(image_id))
+
+    def _volume(self, actor: User, image_id: int) -> tuple[User, VolumeInfo]:
+        from storage import volumes
+
+        user, _, _ = self._image_role(actor, image_id)
+        return user, volumes.require_volume(self.db, int(image_id))
+
+    def load_volume(self, actor: User, image_id: int) -> np.ndarray:
+        """float32 ``(C, Z, Y, X)`` normalised over the volume: model input (the model channels)."""
+        from storage import channels, volumes
+
+        _, vol = self._volume(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        chosen = channels.get(self.db, vol.image.project_id).model_channels
+        return volumes.load_normalised(self.blobs, row["blob"], row["name"], chosen)
+
+    def volume_display(self, actor: User, image_id: int) -> np.ndarray:
+        """uint8 ``(Z, Y, X, 3)`` memory-mapped read-only: the volume as the project shows it.
+
+        Built on the first call for the current display settings; ``storage.volumes.view`` takes
+        an XY, XZ or YZ plane of it.
+        """
+        from storage import channels, volumes
+
+        _, vol = self._volume(actor, image_id)
+        row = images.row(self.db, int(image_id))
+        display = channels.get(self.db, vol.image.project_id).display
+        return volumes.display_volume(
+            self.blobs, int(image_id), display, lambda: volumes.load_raw(self.blobs, row["blob"], row["name"])
+        )
+
+    def volume_sparse_labels(self, actor: User, image_id: int) -> np.ndarray:
+        """int32 ``(Z, Y, X)``: 0 unknown, -1 background, k >= 1 the k-th live 3D object."""
+        from storage import volume_labels
+
+        _, vol = self._volume(actor, image_id)
+        return volume_labels.sparse_labels(self.db, vol)
+
+    def add_volume_annotation(
+        self,
+        actor: User,
+        image_id: int,
+        kind: str,
+        mask: np.ndarray,
+        source: str = "drawn",
+        seconds: float = 0.0,
+        suggestion_id: int | None = None,
+    ) -> Annotation:
+        """Save one 3D object (or background) of a volume as one label (any member).
+
+        ``mask``: bool ``(Z, Y, X)`` of the volume's shape; the rest as :meth:`add_annotation`
+        (a suggestion answered with it is resolved; a colleague's claim is a ``Conflict``).
+        """
+        from storage import volume_labels
+
+        user, vol = self._volume(actor, image_id)
+        kind, source, seconds = _check_label_args(kind, source, seconds)
+        clean = volume_labels.validate(mask, vol)
+        label = volume_labels.NewLabel(kind, source, seconds, suggestion_id)
+        with transaction(self.db) as db:
+            ann_id = volume_labels.insert(db, vol, clean, label, user.id)
+        return annotations.get(self.db, ann_id)
+
+    def add_volume_mark(
+        self, actor: User, image_id: int, z: int, mask: np.ndarray, seconds: float = 0.0
+    ) -> Annotation:
+        """A background mark drawn on plane ``z`` (``mask`` bool ``(Y, X)``): background in 3D."""
+        from storage import volume_labels
+
+        _, vol = self._volume(actor, image_id)
+        plane = volume_labels.plane_mask(vol, z, mask)
+        return self.add_volume_annotation(actor, image_id, "background", plane, "drawn", seconds)
+
+    def add_interpolated_object(
+        self,
+        actor: User,
+        image_id: int,
+        outlines: dict[int, np.ndarray],
+        seconds: float = 0.0,
+        suggestion_id: int | None = None,
+    ) -> Annotation:
+        """One 3D object outlined on two or more planes (``{z: bool (Y, X)}``), saved as one label.
+
+        The planes between are interpolated (``spoco_core.interpolate``, signed distances); the
+        object spans the first to the last outlined plane.
+        """
+        from spoco_core.interpolate import interpolate_outlines
+        from storage import volume_labels
+
+        _, vol = self._volume(actor, image_id)
+        planes = {int(z): volume_labels.plane_mask(vol, z, m)[int(z)] for z, m in dict(outlines).items()}
+        try:
+            shape = interpolate_outlines(planes, spacing_yx=vol.spacing[1:]).paste(vol.shape)
+        except ValueError as exc:
+            raise InputError(str(exc)) from exc
+        return self.add_volume_annotation(actor, image_id, "object", shape, "drawn", seconds, suggestion_id)
+
+    def correct_volume_plane(
+        self, actor: User, annotation_id: int, z: int, mask: np.ndarray, seconds: float = 0.0
+    ) -> Annotation:
+        """Replace plane ``z`` of a 3D label (brush / eraser; ``mask`` bool ``(Y, X)``).
+
+        The other planes stay: a new row (``parent_id`` = old), the old one soft-deleted, as an edit.
+        """
+        from storage import volume_labels, volumes
+
+        user = self._actor(actor)
+        project_id, row = permissions.project_of_annotation(self.db, int(annotation_id))
+        self._require_may_change(user, project_id, row)
+        _, _, seconds = _check_label_args(row["kind"], row["source"], seconds)
+        vol = volumes.require_volume(self.db, int(row["image_id"]))
+        plane = volume_labels.plane_mask(vol, z, mask)[int(z)]
+        old_mask = volume_labels.object_mask(annotations.get(self.db, int(annotation_id)), vol)
+        new_mask = volume_labels.validate(volume_labels.with_plane(old_mask, z, plane), vol)
+        source = "corrected" if row["source"] == "accepted" else row["source"]
+        label = volume_labels.NewLabel(row["kind"], source, seconds, None, int(row["id"]))
+        with transaction(self.db) as db:
+            old = annotations.live_row(db, int(annotation_id))
+            annotations.soft_delete(db, old["id"], user.id, "edited")
+            new_id = volume_labels.insert(db, vol, new_mask, label, user.id)
+            db.execute(
+                "UPDATE annotations SET suggestion_id = ? WHERE id = ?", [old["suggestion_id"], new_id]
+            )
+        return annotations.get(self.db, new_id)
+
+    def volume_prediction(self, actor: User, image_id: int) -> np.ndarray | None:
+        """The current model's 3D instance labels int32 ``(Z, Y, X)`` for a volume, or None."""
+        from spoco_core.volume_io import read_label_volume
+
+        _, vol = self._volume(actor, image_id)
+        vid = model_versions.current_id(self.db, vol.image.project_id)
+        if vid is None:
+            return None
+        row = predictions.prediction_row(self.db, int(image_id), int(vid))
+        if row is None or not self.blobs.exists(row["labels_blob"]):
+            return None
+        return read_label_volume(self.blobs.path(row["labels_blob"]))[0]
 
     def project_stats(self, actor: User, project_id: int) -> dict:
         """Counts of the project's images, labels, models and open suggestions (any member).
