@@ -30,6 +30,9 @@ from spoco_core.model import EmbeddingUNet, UNetConfig, ema_update, make_teacher
 from spoco_core.object_scale import classical_area, image_scale, rescale_sample
 
 FORMAT_VERSION = 1
+CHECKPOINT_KINDS = ("2d", "3d")
+"""A checkpoint's ``kind``: a 2-D model (images, ``EmbeddingUNet``) or a 3-D one (volumes,
+``model3d.EmbeddingUNet3D``). Checkpoints without the field are 2-D."""
 
 Sample = tuple[np.ndarray, np.ndarray]
 """(image (C,H,W) float32, sparse labels (H,W) int: 0 unknown, -1 background mark, k >= 1 objects)."""
@@ -193,7 +196,7 @@ class Checkpoint:
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _read_checkpoint_dict(path: Path, device: torch.device) -> dict:
+def _read_checkpoint_dict(path: Path, device: torch.device, kind: str = "2d") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"checkpoint {path} does not exist")
@@ -212,6 +215,13 @@ def _read_checkpoint_dict(path: Path, device: torch.device) -> dict:
     missing = {"student", "teacher", "config"} - data.keys()
     if missing:
         raise ValueError(f"checkpoint {path} lacks {sorted(missing)}")
+    found = str(data.get("kind", "2d"))
+    if found != kind:
+        trained = {"2d": "images", "3d": "volumes"}
+        raise ValueError(
+            f"checkpoint {path} is a {found.upper()} model (trained on {trained.get(found, found)}) but a "
+            f"{kind.upper()} model (trained on {trained.get(kind, kind)}) is needed here"
+        )
     return data
 
 
@@ -387,6 +397,8 @@ class Trainer:
     to that size (``self.scales``; :mod:`spoco_core.object_scale`); a sample with background marks
     only is measured by its classical objects.
     """
+
+    kind = "2d"  # the checkpoint kind it writes (CHECKPOINT_KINDS)
 
     def __init__(
         self,
@@ -682,6 +694,7 @@ class Trainer:
         """Everything a checkpoint holds (tensors on the CPU), with ``meta`` stored alongside."""
         return {
             "format_version": FORMAT_VERSION,
+            "kind": self.kind,
             "student": {k: v.detach().cpu() for k, v in self.student.state_dict().items()},
             "teacher": {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()},
             "optimizer": _to_cpu(self.optimizer.state_dict()),
