@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from spoco_core.io import ImageReadError, list_images, read_labels
+from spoco_core.commands._volumes import read_label_pair
+from spoco_core.io import ImageReadError, list_images
 from spoco_core.metrics import METRIC_KEYS, evaluate, mean_metrics
 
 
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     rows: list[dict] = []
     for stem, pred_path, gt_path in tqdm(pairs, desc="evaluate", unit="img", file=sys.stderr):
         try:
-            gt, pred = read_labels(gt_path), read_labels(pred_path)
+            gt, pred = read_label_pair(gt_path, pred_path)  # volumes: voxel IoU
             scores = evaluate(gt, pred)
         except (ImageReadError, ValueError) as exc:
             print(f"error: {stem} skipped: {exc}", file=sys.stderr)

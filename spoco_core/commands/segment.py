@@ -11,6 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from spoco_core.cluster import METHODS
+from spoco_core.commands._volumes import is_volume_model, segment_volumes
 from spoco_core.infer import Predictor
 from spoco_core.io import ImageReadError, list_images, read_image, write_labels
 from spoco_core.object_scale import (
@@ -87,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
     images = list_images(args.images)
     if not images:
         return _fail(f"no image (.png .jpg .jpeg .tif .tiff) in {args.images}")
+    if is_volume_model(args.model):  # a 3D model: every file is a volume (z-stack)
+        return segment_volumes(args, images)
     try:
         predictor = Predictor.from_checkpoint(args.model, device=args.device)
     except ValueError as exc:

@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from spoco_core.cluster import METHODS
+from spoco_core.commands._volumes import is_volume_model, suggest_volumes
 from spoco_core.infer import Predictor
 from spoco_core.io import ImageReadError, list_images, read_image, read_labels, write_labels
 from spoco_core.uncertainty import (
@@ -176,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
     paths = list_images(args.images)
     if not paths:
         return _fail(f"no image (.png .jpg .jpeg .tif .tiff) in {args.images}")
+    if is_volume_model(args.model):  # a 3D model: one suggestion per 3D object, not per plane
+        return suggest_volumes(args, paths, _label_files(args.labels))
     try:
         predictor = Predictor.from_checkpoint(args.model, device=args.device)
     except ValueError as exc:
