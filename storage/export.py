@@ -175,6 +175,12 @@ def write_zip(
     counts: list[dict] = []
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for row, stem in zip(rows, _stems([r["name"] for r in rows]), strict=True):
+            if row.get("depth") is not None:  # a volume: its 3D files (storage.export_volume)
+                from storage.export_volume import write_volume_files
+
+                records, count = write_volume_files(zf, db, blobs, row, stem, version, ome_zarr)
+                labels_meta, counts = labels_meta + records, [*counts, count]
+                continue
             image_id, shape = int(row["id"]), (int(row["height"]), int(row["width"]))
             sparse = annotations.sparse_labels(db, image_id, shape, keep=False)
             pred = None

@@ -7,7 +7,8 @@ Outlines follow pixel edges (vertices on pixel corners, pixel ``(r, c)`` spans `
 - GeoJSON: one ``Polygon`` per object (holes as inner rings), a ``MultiPolygon`` when it has
   several pieces, in pixel coordinates as QuPath reads them; ``objectType: annotation``,
   classification ``object``.
-- OME-Zarr 0.4: the image and its labels (``labels/objects``), scaled by the pixel size.
+- OME-Zarr 0.5 (Zarr v3): the image and its labels (``labels/objects``), scaled by the pixel size
+  (a volume by its voxel size, ``storage.export_volume``).
 - ImageJ ROI: one traced polygon per object (as Fiji's wand tool makes). An object with holes or
   several pieces is still one polygon: its loops are joined by zero-width bridges along pixel
   edges, which fill to nothing under ImageJ's even-odd polygon filling.
@@ -232,32 +233,40 @@ def stored_pixel_size(blobs: object, blob: str, name: str) -> tuple[float, float
 
 
 OME_ZARR_CHUNK = 1024
+OME_ZARR_VERSION = "0.5"
+"""NGFF 0.5 (Zarr v3, metadata under ``attributes.ome``): the current version, the one
+``ome-zarr``'s reader and ``ome-zarr-models`` take by default (0.4 files draw ome-zarr's "version
+mismatch" warning)."""
+
+
+def _json(zf: zipfile.ZipFile, name: str, obj: dict) -> None:
+    zf.writestr(name, json.dumps(obj, indent=1))
+
+
+def _zarr_group(zf: zipfile.ZipFile, prefix: str, ome: dict) -> None:
+    """A Zarr v3 group whose attributes hold the OME metadata ``ome``."""
+    attrs = {"ome": {"version": OME_ZARR_VERSION, **ome}}
+    _json(zf, f"{prefix}/zarr.json", {"zarr_format": 3, "node_type": "group", "attributes": attrs})
 
 
 def _zarr_array(
-    zf: zipfile.ZipFile, prefix: str, arr: np.ndarray, chunks: tuple[int, ...], attrs: dict
+    zf: zipfile.ZipFile, prefix: str, arr: np.ndarray, chunks: tuple[int, ...], names: list[str]
 ) -> None:
-    """A Zarr v2 group holding array ``0`` (uncompressed chunks, ``/`` separator; the zip deflates)."""
-    zf.writestr(f"{prefix}/.zgroup", json.dumps({"zarr_format": 2}))
-    zf.writestr(f"{prefix}/.zattrs", json.dumps(attrs, indent=1))
-    arr = np.ascontiguousarray(arr)
-    zf.writestr(
-        f"{prefix}/0/.zarray",
-        json.dumps(
-            {
-                "zarr_format": 2,
-                "shape": list(arr.shape),
-                "chunks": list(chunks),
-                "dtype": arr.dtype.str,
-                "compressor": None,
-                "fill_value": 0,
-                "order": "C",
-                "filters": None,
-                "dimension_separator": "/",
-            },
-            indent=1,
-        ),
-    )
+    """A Zarr v3 array at ``prefix`` (raw little-endian chunks, ``c/i/j/k`` keys; the zip deflates)."""
+    arr = np.ascontiguousarray(arr, dtype=np.asarray(arr).dtype.newbyteorder("<"))
+    meta = {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(arr.shape),
+        "data_type": arr.dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": list(chunks)}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0,
+        "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
+        "attributes": {},
+        "dimension_names": names,
+    }
+    _json(zf, f"{prefix}/zarr.json", meta)
     grid = [range(0, n, c) for n, c in zip(arr.shape, chunks, strict=True)]
     for origin in itertools.product(*grid):
         block = arr[tuple(slice(o, o + c) for o, c in zip(origin, chunks, strict=True))]
@@ -265,24 +274,44 @@ def _zarr_array(
         if any(p for _, p in pad):
             block = np.pad(block, pad)
         key = "/".join(str(o // c) for o, c in zip(origin, chunks, strict=True))
-        zf.writestr(f"{prefix}/0/{key}", np.ascontiguousarray(block).tobytes())
+        zf.writestr(f"{prefix}/c/{key}", np.ascontiguousarray(block).tobytes())
 
 
-def _multiscales(name: str, pixel_size: tuple[float, float] | None) -> list[dict]:
-    unit = {"unit": "micrometer"} if pixel_size is not None else {}
-    scale = [1.0, *(pixel_size if pixel_size is not None else (1.0, 1.0))]
+def _multiscales(name: str, names: list[str], scale: list[float], physical: bool) -> list[dict]:
+    """One full-resolution level; space axes in micrometres when the file said so."""
+    unit = {"unit": "micrometer"} if physical else {}
+    axes = [{"name": "c", "type": "channel"}] + [{"name": a, "type": "space", **unit} for a in names[1:]]
     return [
         {
-            "version": "0.4",
             "name": name,
-            "axes": [
-                {"name": "c", "type": "channel"},
-                {"name": "y", "type": "space", **unit},
-                {"name": "x", "type": "space", **unit},
-            ],
+            "axes": axes,
             "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}],
         }
     ]
+
+
+def write_ngff(
+    zf: zipfile.ZipFile, prefix: str, image: np.ndarray, labels: np.ndarray, spacing: tuple[float, ...] | None
+) -> None:
+    """OME-Zarr (:data:`OME_ZARR_VERSION`) under ``prefix``: ``image`` ``(C, [Z,] Y, X)`` in its own
+    dtype, axes ``c [z] y x`` scaled by ``spacing`` (``([z,] y, x)`` micrometres, None: unknown),
+    and ``labels`` ``([Z,] Y, X)`` as the label image ``labels/objects`` (``c`` of size 1)."""
+    if image.ndim not in (3, 4) or labels.shape != image.shape[1:]:
+        raise ValueError(f"image {image.shape} and labels {labels.shape} do not match as (C, ...) and (...)")
+    names = ["c", "z", "y", "x"] if image.ndim == 4 else ["c", "y", "x"]
+    scale = [1.0, *(spacing if spacing is not None else (1.0,) * (image.ndim - 1))]
+    planes = (1,) * (image.ndim - 3)  # a volume is chunked plane by plane
+    chunk = (1, *planes, *(min(n, OME_ZARR_CHUNK) for n in image.shape[-2:]))
+    name = PurePosixPath(prefix).stem
+    _zarr_group(zf, prefix, {"multiscales": _multiscales(name, names, scale, spacing is not None)})
+    _zarr_array(zf, f"{prefix}/0", image, chunk, names)
+    _zarr_group(zf, f"{prefix}/labels", {"labels": ["objects"]})
+    label_meta = {
+        "multiscales": _multiscales("objects", names, scale, spacing is not None),
+        "image-label": {"source": {"image": "../../"}},
+    }
+    _zarr_group(zf, f"{prefix}/labels/objects", label_meta)
+    _zarr_array(zf, f"{prefix}/labels/objects/0", labels[None], chunk, names)
 
 
 def write_ome_zarr(
@@ -292,20 +321,10 @@ def write_ome_zarr(
     labels: np.ndarray,
     pixel_size: tuple[float, float] | None,
 ) -> None:
-    """OME-Zarr 0.4 (NGFF) under ``prefix`` (e.g. ``ome-zarr/cells.zarr``): the image ``(C, H, W)`` in
-    its own dtype, axes ``c y x`` scaled by the pixel size in micrometres, and the instance labels
-    as the label image ``labels/objects`` (``c`` of size 1)."""
-    name = PurePosixPath(prefix).stem
-    h, w = image.shape[1:]
-    chunk = (1, min(h, OME_ZARR_CHUNK), min(w, OME_ZARR_CHUNK))
-    _zarr_array(zf, prefix, image, chunk, {"multiscales": _multiscales(name, pixel_size)})
-    zf.writestr(f"{prefix}/labels/.zgroup", json.dumps({"zarr_format": 2}))
-    zf.writestr(f"{prefix}/labels/.zattrs", json.dumps({"labels": ["objects"]}))
-    attrs = {
-        "multiscales": _multiscales("objects", pixel_size),
-        "image-label": {"version": "0.4", "source": {"image": "../../"}},
-    }
-    _zarr_array(zf, f"{prefix}/labels/objects", labels[None], chunk, attrs)
+    """OME-Zarr of a 2-D image under ``prefix`` (e.g. ``ome-zarr/cells.zarr``): the image
+    ``(C, H, W)`` in its own dtype, axes ``c y x`` scaled by the pixel size in micrometres, and the
+    instance labels as the label image ``labels/objects`` (:func:`write_ngff`)."""
+    write_ngff(zf, prefix, image, labels, pixel_size)
 
 
 def write_image_files(

@@ -149,26 +149,27 @@ def test_no_objects_no_roi_set_but_geojson_is_empty() -> None:
 
 def test_ome_zarr_image_and_labels_read_with_zarr_and_validated(world: World, tmp_path: Path) -> None:
     import zarr
-    from ome_zarr_models.v04.image import Image as OmeImage
-    from ome_zarr_models.v04.image_label import ImageLabel
+    from ome_zarr_models.v05.image import Image as OmeImage
+    from ome_zarr_models.v05.image_label import ImageLabel
 
     zf, objects = _project_export(world, ome_zarr=True)
     plain = zipfile.ZipFile(io.BytesIO(world.studio.export_zip(world.lead, world.project.id)))
     assert not any(n.startswith("ome-zarr/") for n in plain.namelist())  # only when asked for
     zf.extractall(tmp_path)
     root = tmp_path / "ome-zarr" / "cells.zarr"
-    group = zarr.open_group(root, mode="r", zarr_format=2)
-    image = OmeImage.from_zarr(group)  # validates the NGFF 0.4 metadata
-    (multiscale,) = image.attributes.multiscales
+    group = zarr.open_group(root, mode="r", zarr_format=3)
+    image = OmeImage.from_zarr(group)  # validates the NGFF 0.5 metadata
+    (multiscale,) = image.ome_attributes.multiscales
     assert [a.name for a in multiscale.axes] == ["c", "y", "x"]
     scale = multiscale.datasets[0].coordinateTransformations[0].scale
     assert list(scale) == pytest.approx([1.0, 0.65, 0.65], rel=1e-5)
     pixels = np.asarray(group["0"])
     with tifffile.TiffFile(io.BytesIO(world.studio.image_bytes(world.lead, 1)[1])) as tif:
         assert np.array_equal(pixels, tif.asarray()[None])
-    labels_group = zarr.open_group(root / "labels" / "objects", mode="r", zarr_format=2)
+    labels_group = zarr.open_group(root / "labels" / "objects", mode="r", zarr_format=3)
     ImageLabel.from_zarr(labels_group)
-    assert dict(zarr.open_group(root / "labels", mode="r", zarr_format=2).attrs)["labels"] == ["objects"]
+    labels_attrs = dict(zarr.open_group(root / "labels", mode="r", zarr_format=3).attrs)
+    assert labels_attrs["ome"]["labels"] == ["objects"]
     labels = np.asarray(labels_group["0"])[0]
     _match_all([labels == k for k in range(1, int(labels.max()) + 1)], objects)
 
@@ -185,8 +186,8 @@ def test_ome_zarr_edge_chunks_read_back(tmp_path: Path, monkeypatch: pytest.Monk
         export_formats.write_ome_zarr(zf, "ome-zarr/x.zarr", image, labels, None)
     with zipfile.ZipFile(tmp_path / "x.zip") as zf:
         zf.extractall(tmp_path)
-        assert "ome-zarr/x.zarr/0/2/2/3" in zf.namelist()
-    group = zarr.open_group(tmp_path / "ome-zarr" / "x.zarr", mode="r", zarr_format=2)
+        assert "ome-zarr/x.zarr/0/c/2/2/3" in zf.namelist()
+    group = zarr.open_group(tmp_path / "ome-zarr" / "x.zarr", mode="r", zarr_format=3)
     assert np.array_equal(np.asarray(group["0"]), image)
     assert np.array_equal(np.asarray(group["labels/objects/0"])[0], labels)
-    assert "unit" not in group.attrs["multiscales"][0]["axes"][1]
+    assert "unit" not in group.attrs["ome"]["multiscales"][0]["axes"][1]
