@@ -95,13 +95,17 @@ def run_prediction(ctx: JobContext) -> None:
 
     params = ctx.params
     version = model_versions.get(ctx.db, int(params["model_version_id"]))
+    from storage.volume_jobs import dispatch_prediction, planes_only
+
+    if dispatch_prediction(ctx, version):  # a 3D model predicts the volumes
+        return
     seed = int(params.get("seed", 0))
     min_size = int(params["min_size"]) if "min_size" in params else None
     k = int(params.get("n_suggestions", DEFAULT_SUGGESTIONS))
     predictor = Predictor.from_checkpoint(
         ctx.blobs.path(version.checkpoint), device=params.get("device", "auto")
     )
-    rows = images.list_for_project(ctx.db, ctx.project_id)
+    rows = planes_only(ctx.db, images.list_for_project(ctx.db, ctx.project_id))  # 2-D images
     chosen = channels.get(ctx.db, ctx.project_id).model_channels
     writer = ProgressWriter(ctx.db, ctx.job_id, len(rows))
     writer.add(0, len(rows))

@@ -63,6 +63,10 @@ def build_config(params: dict, in_channels: int) -> TrainConfig:
 def run_training(ctx: JobContext) -> None:
     from spoco_core.train import CALIBRATION_STEPS, Trainer
 
+    from storage.volume_jobs import dispatch_training
+
+    if dispatch_training(ctx):  # a project with labelled volumes trains a 3D model
+        return
     params = ctx.params
     parent, notes = model_versions.warm_start(ctx.db, ctx.blobs, ctx.project_id, _loads)
     init = ctx.blobs.path(parent.checkpoint) if parent else None

@@ -199,3 +199,52 @@ def test_volume_planes_for_display(world: World) -> None:
     assert s.volume_display(world.lead, infos[0].id) is not None  # read back from disk
     s.remove_image(world.lead, infos[0].id)
     assert not list(s.blobs.root.glob("display/image-*/volume-*.npy"))
+
+
+@pytest.mark.slow
+def test_worker_trains_a_3d_model_and_suggests_whole_3d_objects(world: World, monkeypatch) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from spoco_core.train3d import checkpoint_kind
+
+    s = world.studio
+    shape = (6, 32, 32)
+    objects = [_ball(shape, (2, 9, 9), 4), _ball(shape, (3, 22, 20), 5), _ball(shape, (3, 8, 24), 3)]
+    data = np.full(shape, 200, np.uint16)
+    for mask in objects:
+        data[mask] = 3000
+    data += np.random.default_rng(5).integers(0, 150, shape).astype(np.uint16)
+    upload = _hyperstack(data, "ZYX")
+    (info,), _ = s.add_upload(world.lead, world.project.id, "v.tif", upload, as_volume=True)
+    plane = s.add_upload(world.lead, world.project.id, "p.png", png_bytes(data[2] // 16))[0][0]
+    s.add_volume_annotation(world.annotator, info.id, "object", objects[0])
+    corner = np.zeros(shape[1:], bool)
+    corner[28:, :12] = True
+    s.add_volume_mark(world.annotator, info.id, 3, corner)
+    params = {"iterations": 4, "patch_size": 32, "base_channels": 4, "depth": 2, "batch_size": 1}
+    job = s.enqueue_training(world.lead, world.project.id, params=params)
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("PYTHONPATH", str(repo))
+    done = subprocess.run(
+        [sys.executable, "-m", "storage.worker", "--data-dir", str(s.data_dir), "--once"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SPOCO_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1"},
+    )
+    trained = s.get_job(world.lead, job.id)
+    assert trained.status == "done", (trained.error, done.stdout[-2000:], done.stderr[-2000:])
+    current = s.current_model(world.lead, world.project.id)
+    assert current.metrics["kind"] == "3d" and checkpoint_kind(s.blobs.path(current.checkpoint)) == "3d"
+    predict = next(j for j in s.list_jobs(world.lead, world.project.id) if j.kind == "predict")
+    assert s.get_job(world.lead, predict.id).status == "done", s.get_job(world.lead, predict.id).error
+    labels = s.volume_prediction(world.annotator, info.id)
+    assert labels is not None and labels.shape == shape and labels.dtype == np.int32
+    assert s.prediction(world.annotator, plane.id) is None  # a 3D model leaves 2-D images alone
+    for sug in s.suggestions(world.annotator, world.project.id, limit=20):
+        assert sug.image_id == info.id and sug.mask.shape == (shape[0] * shape[1], shape[2])
+        assert len(sug.bbox) == 6  # one suggestion per 3D object, with its 3D box
