@@ -108,9 +108,16 @@ class TrainConfig:
     iterations: int = 500
     minutes: float = 0.0
     """> 0: train for this wall-clock time instead of ``iterations`` steps. The step count follows
-    from the speed measured over the first steps (``CALIBRATION_STEPS``) and again at ``REPLAN_AT``
-    of the plan, so a GPU does more steps in the same time, and the cosine schedule spans the
-    planned steps."""
+    from the speed measured over the first steps (``CALIBRATION_STEPS`` and ``CALIBRATION_SHARE`` of
+    the budget), so a GPU does more steps in the same time, and the cosine schedule spans the
+    planned steps. The plan is made once and never changes (:meth:`Trainer.fit`)."""
+    min_steps: int = 0
+    """A time-budgeted run makes at least this many steps (its plan never holds fewer), going past
+    its budget up to ``OVERTIME`` times it; a run that still falls short says so
+    (``TrainResult.too_busy``): the machine was too busy for the budget. 0: no minimum."""
+    warm_lr_scale: float = 1.0
+    """A warm start (``init_checkpoint``) peaks at ``lr`` times this: a short run continuing a
+    trained model, whose Adam moments it also continues (docs/decisions.md)."""
     batch_size: int = 4
     patch_size: int = 96
     lr: float = 2e-3  # real nuclei at 2e-4 (the paper's): nearly every nucleus came back twice
@@ -169,6 +176,9 @@ class ProgressEvent:
     total: int
     losses: dict[str, float]
     its_per_s: float
+    """Steps per second over the last ``SPEED_WINDOW_S`` (a steadier reading than one log window)."""
+    seconds_left: float | None = None
+    """The planned steps left at that speed; None before the plan is made (``total`` 0)."""
 
 
 @dataclass
@@ -178,6 +188,10 @@ class TrainResult:
     iterations_done: int
     cancelled: bool
     history: list[dict] = field(default_factory=list)
+    planned: int = 0
+    """The steps planned (a time budget: fixed once calibrated; else ``iterations``)."""
+    too_busy: bool = False
+    """A time-budgeted run that ended below ``TrainConfig.min_steps``: the machine was too busy."""
 
 
 @dataclass
@@ -345,17 +359,49 @@ def coord_scale_for(object_area: float, fallback: float) -> float:
 
 
 CALIBRATION_STEPS = 6  # the first is a warm-up (allocations, autotuning); the rest set the rate
-OVERTIME = 1.25  # a time-budgeted run stops here even if the machine slowed down after calibration
-REPLAN_AT = (0.25, 0.5)
-"""Fractions of a time-budgeted run's plan where it measures its speed again and re-plans: the first
-steps can run slower or faster than the rest (a busy machine, caches warming up), and a run planned
-from them alone ended a 3-minute budget after ~2.5 minutes."""
+CALIBRATION_SHARE = 0.05
+"""A time-budgeted run measures its speed over at least this share of its budget (and
+``CALIBRATION_STEPS`` steps) before it plans: the plan is shown once and never changes, so it
+waits for a steadier rate than a few steps give."""
+OVERTIME = 1.5
+"""A time-budgeted run stops at this multiple of its budget, plan done or not (a machine that
+slowed down after calibration, or a plan held up to ``TrainConfig.min_steps``)."""
 
 
-def planned_iterations(minutes: float, done: int, elapsed_s: float, rate: float) -> int:
-    """Steps a time-budgeted run makes in total: those done plus what the rest of the budget holds."""
+def planned_iterations(minutes: float, done: int, elapsed_s: float, rate: float, min_steps: int = 0) -> int:
+    """Steps a time-budgeted run makes: those done, what the rest of the budget holds, >= min_steps."""
     left = max(0.0, minutes * 60.0 - elapsed_s)
-    return max(done + 1, done + int(left * max(rate, 0.0)))
+    return max(done + 1, done + int(left * max(rate, 0.0)), int(min_steps))
+
+
+SPEED_WINDOW_S = 20.0
+"""Seconds of steps the reported speed averages over."""
+
+
+class _Speed:
+    """Step times of a run: the speed since its first (warm-up) step, and over the last seconds."""
+
+    def __init__(self, start: float) -> None:
+        self.times: list[float] = [start]  # the run's start, then each step's end
+        self.first = start
+        self.count = 0
+
+    def add(self, t: float) -> None:
+        if not self.count:
+            self.first = t
+        self.count += 1
+        self.times.append(t)
+        while len(self.times) > 2 and t - self.times[1] > SPEED_WINDOW_S:
+            self.times.pop(0)
+
+    def since_first(self) -> float:
+        if self.count < 2:
+            return 0.0
+        return (self.count - 1) / max(self.times[-1] - self.first, 1e-9)
+
+    def recent(self) -> float:
+        n = len(self.times)
+        return 0.0 if n < 2 else (n - 1) / max(self.times[-1] - self.times[0], 1e-9)
 
 
 def _has_labels(labels: np.ndarray) -> bool:
@@ -466,6 +512,7 @@ class Trainer:
         )
         if ckpt_data is not None and ckpt_data.get("optimizer"):
             self._load_optimizer(ckpt_data["optimizer"])
+        self.warm_start = ckpt_data is not None
         self.scheduler = self._cosine(config.iterations)
 
         self.amp_dtype = self._amp_dtype()
@@ -518,13 +565,22 @@ class Trainer:
             group["lr"] = group["initial_lr"] = self.config.lr
             group["weight_decay"] = self.config.weight_decay
 
+    @property
+    def peak_lr(self) -> float:
+        """The run's top learning rate: ``lr``, scaled by ``warm_lr_scale`` from a warm start."""
+        return self.config.lr * (self.config.warm_lr_scale if self.warm_start else 1.0)
+
     def _cosine(self, steps: int, already: int = 0) -> torch.optim.lr_scheduler.CosineAnnealingLR:
-        """A cosine schedule over ``steps``, advanced by the ``already`` steps made at the full rate."""
+        """A cosine schedule over ``steps`` from :attr:`peak_lr` to 1 % of ``lr``.
+
+        Advanced by the ``already`` steps made at the peak rate.
+        """
+        peak = self.peak_lr
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr
+            group["lr"] = peak
             group.pop("initial_lr", None)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(
-            self.optimizer, T_max=max(1, steps), eta_min=self.config.lr * 0.01
+            self.optimizer, T_max=max(1, steps), eta_min=min(peak, self.config.lr * 0.01)
         )
         with warnings.catch_warnings():  # stepping a schedule alone is the point here
             warnings.simplefilter("ignore", UserWarning)
@@ -622,71 +678,83 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Run this run's iterations (or minutes).
 
-        Stops cleanly at the next step when cancellation is requested.
+        A time budget first measures the speed (``CALIBRATION_STEPS`` steps and
+        ``CALIBRATION_SHARE`` of the budget; progress events carry ``total`` 0 meanwhile), then
+        plans its steps once (:func:`planned_iterations`, at least ``min_steps``) and never changes
+        the plan: the cosine schedule spans it, and the run ends at its last step or at
+        ``OVERTIME`` times the budget, whichever comes first. Stops cleanly at the next step when
+        cancellation is requested.
 
         Returns
         -------
         TrainResult
-            Steps made, whether the run was cancelled, and each step's losses.
+            Steps made and planned, whether the run was cancelled or too busy, each step's losses.
         """
         timed = self.config.minutes > 0
-        # a time budget plans its steps after calibration; until then the cosine schedule stays flat
-        total = CALIBRATION_STEPS if timed else self.config.iterations
+        budget_s = self.config.minutes * 60.0
+        total = 0 if timed else self.config.iterations  # 0: not planned yet
         history: list[dict] = []
         window: list[dict[str, float]] = []
         cancelled = False
         done = 0
-        start = t_last = time.perf_counter()
-        t_warm = t_plan = start
-        n_last = n_plan = 0
-        replans = list(REPLAN_AT)
-        next_plan = 0
+        start = time.perf_counter()
+        speed = _Speed(start)
         try:
-            i = 0
-            while i < total:
-                i += 1
+            while total == 0 or done < total:
                 if self._cancel_requested():
                     cancelled = True
                     break
-                overtime = time.perf_counter() - start > self.config.minutes * 60.0 * OVERTIME
-                if timed and overtime and not self.dist.enabled:  # ranks must stop together: no cut
+                late = time.perf_counter() - start > budget_s * OVERTIME
+                if timed and late and not self.dist.enabled:  # ranks must stop together: no cut
                     break
                 lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses
                 terms = self.step()
-                done = i
-                if timed and i == 1:
-                    t_warm = time.perf_counter()
-                if timed and i in (CALIBRATION_STEPS, next_plan):
-                    now = time.perf_counter()
-                    # the speed since the last plan (the first: since the warm-up step)
-                    rate = (i - max(n_plan, 1)) / max(now - (t_plan if n_plan else t_warm), 1e-9)
-                    planned = self._agree(planned_iterations(self.config.minutes, i, now - start, rate))
-                    if i == CALIBRATION_STEPS or abs(planned - total) > 0.05 * total:
-                        total = planned
-                        self.scheduler = self._cosine(total, already=i)  # same shape, new length
-                    t_plan, n_plan = now, i
-                    next_plan = max(i + CALIBRATION_STEPS, int(replans.pop(0) * total)) if replans else 0
-                history.append({"iteration": i, "step": self.iteration, "lr": lr, **terms})
-                window.append(terms)
-                if i % max(1, self.config.log_every) == 0 or i == total:
-                    now = time.perf_counter()
-                    rate = (i - n_last) / max(now - t_last, 1e-9)
-                    self._report(i, total, window, rate)
-                    window, t_last, n_last = [], now, i
-            if cancelled and window:
+                done += 1
                 now = time.perf_counter()
-                self._report(done, total, window, (done - n_last) / max(now - t_last, 1e-9))
+                speed.add(now)
+                if total == 0 and self._calibrated(done, now - start):
+                    rate = speed.since_first()
+                    plan = planned_iterations(
+                        self.config.minutes, done, now - start, rate, self.config.min_steps
+                    )
+                    total = self._agree(plan)
+                    self.scheduler = self._cosine(total, already=done)
+                history.append({"iteration": done, "step": self.iteration, "lr": lr, **terms})
+                window.append(terms)
+                if done % max(1, self.config.log_every) == 0 or done == total:
+                    self._report(done, total, window, speed.recent(), budget_s - (now - start))
+                    window = []
+            if cancelled and window:
+                self._report(done, total, window, speed.recent(), 0.0)
         finally:
             self.student.eval()
             self.close()  # torchrun: leave the group; rank 0 can still save afterwards
-        return TrainResult(iterations_done=done, cancelled=cancelled, history=history)
+        too_busy = timed and not cancelled and done < self.config.min_steps
+        return TrainResult(done, cancelled, history, planned=total or done, too_busy=too_busy)
 
-    def _report(self, i: int, total: int, window: list[dict[str, float]], rate: float) -> None:
+    def _calibrated(self, done: int, elapsed_s: float) -> bool:
+        """Whether a time-budgeted run has measured its speed long enough to plan.
+
+        Under torchrun after ``CALIBRATION_STEPS`` alone, so that every rank plans at the same step.
+        """
+        if self.config.minutes <= 0 or done < CALIBRATION_STEPS:
+            return False
+        return self.dist.enabled or elapsed_s >= CALIBRATION_SHARE * self.config.minutes * 60.0
+
+    def _report(
+        self, i: int, total: int, window: list[dict[str, float]], rate: float, budget_left_s: float
+    ) -> None:
         if self.progress is None or not self.dist.is_main or not window:
             return
         keys = window[-1].keys()
         losses = {k: float(np.mean([w[k] for w in window if k in w])) for k in keys}
-        self.progress(ProgressEvent(iteration=i, total=total, losses=losses, its_per_s=float(rate)))
+        left = None
+        if total > 0 and rate > 0:  # the plan's remaining steps at the measured speed
+            left = (total - i) / rate
+            if self.config.minutes > 0:  # the run stops at OVERTIME x its budget at the latest
+                overtime_left = budget_left_s + self.config.minutes * 60.0 * (OVERTIME - 1.0)
+                left = max(0.0, min(left, overtime_left))
+        self.progress(ProgressEvent(i, total, losses, float(rate), seconds_left=left))
 
     # ---- persistence
 

@@ -34,6 +34,8 @@ TRAIN_PARAMS: dict[str, tuple[type, float | None, float | None]] = {
     "amp": (bool, None, None),
     "n_suggestions": (int, 0, 10_000),
     "min_size": (int, 1, 10**7),
+    "min_steps": (int, 0, 1_000_000),
+    "warm_lr_scale": (float, 0.01, 1.0),
 }
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -69,8 +69,11 @@ def register(
     metrics: dict,
     created_by: int | None,
     job_id: int | None,
+    make_current: bool = True,
 ) -> int:
-    """Add the next version number and make it current (inside the caller's transaction)."""
+    """Add the next version number and make it current unless ``make_current`` is False (a version
+    that scored worse on the held-back labels: kept for the lead to choose), inside the caller's
+    transaction."""
     version = (
         int(
             scalar(
@@ -97,7 +100,8 @@ def register(
         ],
     )
     version_id = int(cur.lastrowid)
-    set_current(db, project_id, version_id)
+    if make_current:
+        set_current(db, project_id, version_id)
     return version_id
 
 
