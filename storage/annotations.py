@@ -47,7 +47,25 @@ def insert(
 ) -> int:
     """``at``: the change's time (default now); the rows of one change (a merge, a split) share it,
     so undo takes them back together."""
-    rle = masks.encode(mask)
+    return insert_box(
+        db, image_id, kind, masks.box_of(mask), source, author_id, seconds, parent_id, suggestion_id, at
+    )
+
+
+def insert_box(
+    db: Database,
+    image_id: int,
+    kind: str,
+    mask: masks.BoxMask,
+    source: str,
+    author_id: int,
+    seconds: float,
+    parent_id: int | None = None,
+    suggestion_id: int | None = None,
+    at: float | None = None,
+) -> int:
+    """:func:`insert` of a mask held as its box crop (imports): never made image-sized."""
+    rle = masks.encode_box(mask)
     cur = db.execute(
         "INSERT INTO annotations (image_id, kind, rle, bbox, area, source, author, created_at, seconds, "
         "parent_id, suggestion_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -55,8 +73,8 @@ def insert(
             image_id,
             kind,
             masks.to_json(rle),
-            json.dumps(masks.bbox(mask)),
-            int(mask.sum()),
+            json.dumps(mask.box if mask.crop.any() else (0, 0, 0, 0)),
+            int(mask.crop.sum()),
             source,
             author_id,
             now() if at is None else at,
@@ -257,14 +275,16 @@ def sparse_labels(db: Database, image_id: int, shape: tuple[int, int], keep: boo
     # painting every mark first and every object over them, and it continues a cached result.
     k = sum(kind == "object" for _, kind in live[:done])
     rle = _rles(db, image_id, [ann_id for ann_id, _ in live[done:]])
+    codes, values = [], []
     for ann_id, kind in live[done:]:
         if ann_id not in rle:
             continue
         if kind == "object":
             k += 1
-            masks.paint_rle(labels, rle[ann_id], k)
-        else:
-            masks.paint_rle(labels, rle[ann_id], -1, unlabelled_only=True)
+        codes.append(rle[ann_id])
+        values.append(k if kind == "object" else -1)
+    # every code parsed at once and painted run by run: no image-sized decode per label
+    labels = masks.paint_many(labels, codes, values)
     if keep and len(rle) == len(live) - done:
         # (a row deleted between the two queries is not painted: such a result is not cached)
         label_cache.SPARSE_LABELS.put((*where, live), labels)

@@ -202,22 +202,7 @@ def write_zip(
                     "label_file": f"labels/{stem}.tif",
                 }
             )
-            for k in range(1, int(final.max()) + 1 if final.size else 1):
-                mask = final == k
-                if not mask.any():
-                    continue
-                coco["annotations"].append(
-                    {
-                        "id": len(coco["annotations"]) + 1,
-                        "image_id": image_id,
-                        "category_id": 1,
-                        "segmentation": masks.encode(mask),
-                        "area": int(mask.sum()),
-                        "bbox": masks.coco_bbox(masks.bbox(mask)),
-                        "iscrowd": 0,
-                        "label_value": k,
-                    }
-                )
+            coco["annotations"] += _coco_annotations(final, image_id, len(coco["annotations"]))
             records = _label_records(db, image_id, row["name"], stem)
             labels_meta += records
             n_pred = len(np.unique(pred[pred > 0])) if pred is not None else 0
@@ -258,6 +243,32 @@ def write_zip(
         zf.writestr("counts.csv", out.getvalue())
 
 
+def _coco_annotations(final: np.ndarray, image_id: int, first_id: int) -> list[dict]:
+    """One COCO annotation per object of the final labels: codes from one pass over the image's
+    runs (``masks.encode_labels``), boxes from ``find_objects``: never objects x image."""
+    from scipy import ndimage
+
+    codes = masks.encode_labels(final)
+    areas = np.bincount(final.ravel(), minlength=int(final.max()) + 1 if final.size else 1)
+    out = []
+    for k, sl in enumerate(ndimage.find_objects(final), start=1):
+        if sl is None or k not in codes:
+            continue
+        out.append(
+            {
+                "id": first_id + len(out) + 1,
+                "image_id": image_id,
+                "category_id": 1,
+                "segmentation": codes[k],
+                "area": int(areas[k]),
+                "bbox": masks.coco_bbox((sl[0].start, sl[1].start, sl[0].stop, sl[1].stop)),
+                "iscrowd": 0,
+                "label_value": k,
+            }
+        )
+    return out
+
+
 def _label_records(db: Database, image_id: int, name: str, stem: str) -> list[dict]:
     """One record per live label, with its value in ``sparse/<stem>.tif`` (objects in creation order)."""
     out = []
@@ -278,8 +289,8 @@ def _label_records(db: Database, image_id: int, name: str, stem: str) -> list[di
                 "seconds": ann.seconds,
                 "created_at": _iso(ann.created_at),
                 "created_at_unix": ann.created_at,
-                "area": int(ann.mask.sum()),
-                "bbox": masks.coco_bbox(masks.bbox(ann.mask)),
+                "area": masks.area(ann.rle),
+                "bbox": masks.coco_bbox(masks.rle_box(ann.rle)),
                 "parent_id": ann.parent_id,
             }
         )
