@@ -14,6 +14,7 @@ from pages import _render as render
 from pages import _select as select
 from pages import _session as session
 from pages import _timer as timer
+from pages import _volume_view as volume_view
 from pages._canvas import draw_shapes
 from pages._text import md
 from pages._view_controls import overview, view_controls
@@ -260,6 +261,8 @@ def main() -> None:
     left, right = st.columns([3, 2], gap="medium")
     with right:
         image, sug, free = _choose_item(studio, user, project, images, queue, model is not None)
+        if studio.volume_info(user, image.id) is not None:  # a volume: pages/_volume_view.py
+            return volume_view.main(studio, user, project, image, sug, left)
         _plane_nav(studio, user, image)
         timer.show((image.id, sug.id if sug else None))
         _progress(image, images, queue)

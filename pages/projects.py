@@ -69,9 +69,17 @@ def _show_report() -> None:
         st.error(md(error))
 
 
-def _upload_note(name: str, n_images: int, meta: ImageMeta) -> str | None:
+STACKS_AS = {
+    "volume": "one volume (3D objects, voxel size kept)",
+    "planes": "one image per plane",
+}
+
+
+def _upload_note(name: str, n_images: int, meta: ImageMeta, as_volume: bool = False) -> str | None:
     """What the reader made of a file: its planes, and the axes it assumed when the file had none."""
     layout = meta.describe()
+    if as_volume and "Z" in meta.plane_axes:
+        return f"{name}: {layout}, added as {n_images} volume(s) (one per time point)."
     if n_images > 1:
         return f"{name}: {layout}, added as {n_images} images, one per plane."
     if meta.assumed:
@@ -87,19 +95,28 @@ def _add_images(studio: Studio, user: User, project: Project) -> None:
     )
     with upload_tab, st.form("upload_images", clear_on_submit=True):
         files = st.file_uploader(
-            "PNG, JPEG or TIFF (16-bit, multi-channel, ImageJ and OME-TIFF stacks: one image per plane)",
+            "PNG, JPEG or TIFF (16-bit, multi-channel, ImageJ and OME-TIFF stacks)",
             type=UPLOAD_TYPES,
             accept_multiple_files=True,
             key="upload_files",
+        )
+        stacks = st.radio(
+            "A z-stack (a file whose axes include Z) becomes",
+            list(STACKS_AS),
+            format_func=STACKS_AS.get,
+            horizontal=True,
+            key="upload_stacks",
         )
         if st.form_submit_button("Add uploaded images", type="primary") and files:
             added, errors, notes = 0, [], []
             progress = st.progress(0.0)
             for i, file in enumerate(files, start=1):
                 try:
-                    infos, meta = studio.add_upload(user, project.id, file.name, file.getvalue())
+                    infos, meta = studio.add_upload(
+                        user, project.id, file.name, file.getvalue(), as_volume=stacks == "volume"
+                    )
                     added += len(infos)
-                    if note := _upload_note(file.name, len(infos), meta):
+                    if note := _upload_note(file.name, len(infos), meta, stacks == "volume"):
                         notes.append(note)
                 except StudioError as exc:
                     errors.append(str(exc))

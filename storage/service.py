@@ -585,6 +585,8 @@ class Studio:
         _, project_id, _ = self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
         display = channels.get(self.db, project_id).display
+        if row.get("depth") is not None:  # a volume shows its middle plane (thumbnails)
+            return display, lambda: np.array(self.volume_display(actor, image_id)[int(row["depth"]) // 2])
         return display, lambda: images.load_display(self.blobs, row["blob"], row["name"], display)
 
     def display_image(self, actor: User, image_id: int) -> np.ndarray:

@@ -31,6 +31,7 @@ def _zyx_stack(n: int = 3) -> bytes:
 def _upload_stack(at: AppTest) -> None:
     """The stack goes in through the Projects page, as a lead uploads it."""
     at.get("file_uploader")[0].set_value([("stack.tif", _zyx_stack(), "image/tiff")])
+    at.radio(key="upload_stacks").set_value("planes")  # (a volume is the default)
     at.button(key="FormSubmitter:upload_images-Add uploaded images").click().run()
     assert not at.exception, at.exception
 

@@ -27,6 +27,7 @@ def test_stack_upload_becomes_planes_and_labels_import(studio: Studio) -> None: 
     at.get("file_uploader")[0].set_value(
         [("stack.tif", _tiff(stack, imagej=True, metadata={"axes": "ZYX"}), "image/tiff")]
     )
+    at.radio(key="upload_stacks").set_value("planes")  # (a volume is the default)
     at.button(key="FormSubmitter:upload_images-Add uploaded images").click().run()
     assert not at.exception, at.exception
     names = [im.name for im in studio.list_images(admin_of(studio), project.id)]
