@@ -70,6 +70,7 @@ def segment(
     fill_distance: float = FILL_DISTANCE,
     grow: int = 0,
     min_confidence: float = CORE_CONFIDENCE,
+    merge_distance: float = 0.0,
 ) -> np.ndarray:
     """Instance labels int32 (H, W) from embeddings (E, H, W); 0 = background.
 
@@ -115,6 +116,9 @@ def segment(
         With ``fg_prob``: objects whose 90th-percentile foreground probability is below this are
         dropped (``CORE_CONFIDENCE``; 0 keeps every object); below ``UNSURE_MODEL_SHARE`` of the
         surest object's when that one is not sure either.
+    merge_distance : float
+        In ``delta_v``: touching objects whose mean embeddings lie within this of each other are
+        one object (:func:`merge_touching`; 0: off).
 
     Returns
     -------
@@ -165,9 +169,62 @@ def segment(
         if background is not None:
             grown[np.asarray(background, dtype=bool)] = 0
         labels = split_components(grown, min_size)
+    if merge_distance > 0:
+        labels = merge_touching(labels, emb, merge_distance * delta_v)
     if fg_prob is None or min_confidence <= 0:
         return labels
     return drop_unsure(labels, np.asarray(fg_prob, dtype=np.float32), min_confidence)
+
+
+def touching_pairs(labels: np.ndarray) -> np.ndarray:
+    """(P, 2) int pairs ``a < b`` of objects sharing a 4-neighbour edge, with no repeats."""
+    pairs = []
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
+        touch = (a != b) & (a > 0) & (b > 0)
+        pairs.append(np.stack([np.minimum(a[touch], b[touch]), np.maximum(a[touch], b[touch])], 1))
+    both = np.concatenate(pairs)
+    return np.unique(both, axis=0) if both.size else np.zeros((0, 2), dtype=np.int64)
+
+
+def merge_touching(labels: np.ndarray, emb: np.ndarray, max_distance: float) -> np.ndarray:
+    """Join touching objects whose mean embeddings lie within ``max_distance``, relabel 1..n.
+
+    The clustering assigns pixels to the nearest of its centres, so an object whose embedding
+    drifts along its length (a long cell whose ends the network did not pull all the way
+    together) can be claimed by two centres and come back in two touching halves. Two halves of
+    one object have means close together; two touching objects the push loss keeps ``2 delta_d``
+    apart. Pairs are joined closest first, each join comparing the means of the merged groups, so a
+    chain of halves does not link two objects through the middle.
+    """
+    labels = np.asarray(labels)
+    n = int(labels.max())
+    pairs = touching_pairs(labels)
+    if n < 2 or len(pairs) == 0:
+        return labels
+    flat, ids = emb.reshape(emb.shape[0], -1), labels.ravel()
+    counts = np.bincount(ids, minlength=n + 1).astype(np.float64)
+    sums = np.stack([np.bincount(ids, weights=c, minlength=n + 1) for c in flat], axis=1)
+    means = sums / np.maximum(counts, 1)[:, None]
+    gaps = np.linalg.norm(means[pairs[:, 0]] - means[pairs[:, 1]], axis=1)
+    parent = np.arange(n + 1)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for k in np.argsort(gaps):
+        if gaps[k] > max_distance:
+            break
+        a, b = root(int(pairs[k, 0])), root(int(pairs[k, 1]))
+        if a == b or np.linalg.norm(sums[a] / counts[a] - sums[b] / counts[b]) > max_distance:
+            continue
+        parent[b], sums[a], counts[a] = a, sums[a] + sums[b], counts[a] + counts[b]
+    roots = np.array([root(i) for i in range(n + 1)])
+    roots[0] = 0
+    _, lut = np.unique(roots, return_inverse=True)
+    return lut.astype(np.int32)[labels]
 
 
 def drop_unsure(labels: np.ndarray, fg_prob: np.ndarray, min_confidence: float) -> np.ndarray:

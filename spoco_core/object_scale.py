@@ -15,7 +15,7 @@ labelled objects are as often pieces cut by an image's edge as a smaller kind.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -66,14 +66,35 @@ def image_scale(
     return scale_for_area(area, object_area)
 
 
-def classical_area(image: np.ndarray) -> float:
+def objects_are_dark(samples: Iterable[tuple[np.ndarray, np.ndarray]]) -> bool:
+    """Whether the labelled objects are darker than their background (transmitted light, phase
+    contrast) rather than brighter (fluorescence).
+
+    The polarity an unlabelled image of the project is measured in (:func:`classical_area`). Per
+    sample, the mean of its labelled objects against that of its background marks (its unknown
+    pixels where it has none); the median sample decides.
+    """
+    gaps = []
+    for image, labels in samples:
+        grey = np.asarray(image, dtype=np.float32)
+        grey = grey.mean(axis=0) if grey.ndim == 3 else grey
+        objects = labels > 0
+        background = labels < 0 if np.any(labels < 0) else labels == 0
+        if objects.any() and background.any():
+            gaps.append(float(grey[objects].mean() - grey[background].mean()))
+    return bool(gaps) and float(np.median(gaps)) < 0
+
+
+def classical_area(image: np.ndarray, invert: bool = False) -> float:
     """Median area of the classical pipeline's objects (Otsu + watershed): an unlabelled image's
     object size. On the demo's unlabelled cell it measures the cell (11600 px), on its coins the
     coins (1520 px, labelled ones 1490); on real nuclei frames and synthetic images it reads
     0.4-0.9 of the labelled objects' area (watershed splits more than it merges), so they are not
-    shrunk. Wrong where the pipeline is (dark objects on a bright background, stained membranes):
-    labelling one object of such an image overrides it."""
-    return labelled_area(segment_classical(image))
+    shrunk. Dark objects on a bright background (``invert``, :func:`objects_are_dark`) are measured
+    inverted: uninverted, the bright background between a phase-contrast colony's cells reads as
+    objects many times a cell's area. Wrong where the pipeline is (stained membranes): labelling
+    one object of such an image overrides it."""
+    return labelled_area(segment_classical(image, ClassicalConfig(invert=invert)))
 
 
 def scale_for_area(area: float, object_area: float) -> float:

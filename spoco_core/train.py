@@ -27,7 +27,8 @@ from spoco_core.copy_paste import object_pool
 from spoco_core.io import to_channels
 from spoco_core.losses import LossConfig, spoco_loss
 from spoco_core.model import EmbeddingUNet, UNetConfig, ema_update, make_teacher
-from spoco_core.object_scale import classical_area, image_scale, rescale_sample
+from spoco_core.object_scale import classical_area, image_scale, objects_are_dark, rescale_sample
+from spoco_core.shape import ROUND_LENGTH, ObjectShape, object_shape
 
 FORMAT_VERSION = 1
 CHECKPOINT_KINDS = ("2d", "3d")
@@ -103,6 +104,8 @@ class TrainConfig:
         Set a fresh model's coordinate scale from the labelled objects' size.
     object_area : float
         Median labelled object area in pixels, measured by the Trainer (0 = unknown).
+    object_length, object_width : float
+        Median major / minor axis length (px) of the labelled objects, measured by the Trainer.
     """
 
     iterations: int = 500
@@ -146,6 +149,20 @@ class TrainConfig:
     object_area: float = 0.0
     """Median area (px) of the labelled objects, measured by the Trainer: segmentation drops
     fragments under ``MIN_SIZE_FRACTION`` of it (see :func:`min_object_size`). 0 = unknown."""
+    object_length: float = 0.0
+    """Median major axis length (px) of the labelled objects, measured by the Trainer (0 = unknown):
+    with ``object_width`` it tells elongated objects from round ones (:mod:`spoco_core.shape`)."""
+    object_width: float = 0.0
+    """Median minor axis length (px) of the labelled objects (0 = unknown)."""
+    objects_dark: bool = False
+    """The labelled objects are darker than their background (measured by the Trainer,
+    ``object_scale.objects_are_dark``): unlabelled images are measured by their classical objects
+    in that polarity."""
+
+    @property
+    def object_shape(self) -> ObjectShape:
+        """The labelled objects' shape as measured for this run."""
+        return ObjectShape(self.object_area, self.object_length, self.object_width)
 
     def to_dict(self) -> dict:
         """Plain nested dict (JSON-serialisable), as stored in checkpoints."""
@@ -353,8 +370,16 @@ the synthetic objects (median 113 px), 0.1 on real HeLa nuclei (median ~600 px; 
 worse), both ~2.2 / sqrt(area) (benchmarks/real_nuclei.py)."""
 
 
-def coord_scale_for(object_area: float, fallback: float) -> float:
-    """Coordinate scale for objects of this median area (``fallback`` when it is unknown)."""
+def coord_scale_for(object_area: float, fallback: float, shape: ObjectShape | None = None) -> float:
+    """Coordinate scale for objects of this median area (``fallback`` when it is unknown).
+
+    Elongated objects (``shape.elongated``) are measured by their length instead: ``COORD_SPAN``
+    then spans a disc as long as the object, so its two ends lie as far apart in the coordinate
+    channels as a round object's opposite rims do, and the network need not pull them together
+    by more than the margins allow. Round objects keep ``COORD_SPAN / sqrt(area)`` exactly.
+    """
+    if shape is not None and shape.elongated:
+        return round(COORD_SPAN * ROUND_LENGTH / shape.length, 4)
     return round(COORD_SPAN / float(np.sqrt(object_area)), 4) if object_area > 0 else fallback
 
 
@@ -483,16 +508,21 @@ class Trainer:
 
         self.samples = self._prepare_samples(samples, config.model.in_channels)
         config.object_area = median_object_area(self.samples) or config.object_area
+        shape = object_shape(lab for _, lab in self.samples)
+        if shape.length > 0:
+            config.object_length, config.object_width = shape.length, shape.width
+        config.objects_dark = objects_are_dark(self.samples)
         # an image whose objects are far larger than the project's trains shrunk to its size; one
         # with marks only is measured by its classical objects, as it is when predicted
-        self.scales = [
-            image_scale(lab, config.object_area, partial(classical_area, im)) for im, lab in self.samples
-        ]
+        measure = partial(classical_area, invert=config.objects_dark)
+        self.scales = [image_scale(lab, config.object_area, partial(measure, im)) for im, lab in self.samples]
         self.samples = [
             rescale_sample(im, lab, s) for (im, lab), s in zip(self.samples, self.scales, strict=True)
         ]
         if ckpt_data is None and config.auto_coord_scale and config.model.coord_scale > 0:
-            config.model.coord_scale = coord_scale_for(config.object_area, config.model.coord_scale)
+            config.model.coord_scale = coord_scale_for(
+                config.object_area, config.model.coord_scale, config.object_shape
+            )
         self.paste_pool = []  # complete labelled objects to paste (copy_paste.py)
         if config.paste_objects > 0:
             self.paste_pool = object_pool(self.samples, config.patch_size // 2, rng=self.rng)

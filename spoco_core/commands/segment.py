@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         if given is None:  # measured by its classical objects, as the app measures unlabelled images
-            scale = image_scale(None, predictor.config.object_area, partial(classical_area, image))
+            measure = partial(classical_area, image, invert=predictor.config.objects_dark)
+            scale = image_scale(None, predictor.config.object_area, measure)
         else:
             scale = scale_for_area(given, predictor.config.object_area)
         sizes = {} if args.min_size is None else {"min_size": scaled_min_size(args.min_size, scale)}
