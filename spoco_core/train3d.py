@@ -24,8 +24,11 @@ from torch import nn
 from spoco_core.augment3d import LabelledVoxels, Window, sample_volume_views
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.io import to_channels
+from spoco_core.labels import complete_labels
 from spoco_core.losses import LossConfig
 from spoco_core.model3d import EmbeddingUNet3D, UNet3DConfig, make_teacher
+from spoco_core.synthetic import sparsify
+from spoco_core.synthetic3d import sparse_volume_labels
 from spoco_core.train import (
     CALIBRATION_STEPS,
     MIN_SIZE_FRACTION,
@@ -38,6 +41,7 @@ from spoco_core.train import (
     median_object_area,
     resolve_device,
 )
+from spoco_core.volume_io import normalize_volume, read_label_volume, read_volume
 
 __all__ = [
     "MIN_VOLUME_FLOOR",
@@ -48,6 +52,7 @@ __all__ = [
     "checkpoint_kind",
     "coord_scale_for_volume",
     "load_volume_checkpoint",
+    "load_volume_samples",
     "min_object_volume",
 ]
 
@@ -197,6 +202,67 @@ def load_volume_checkpoint(path: Path | str, device: str | torch.device = "auto"
         meta=dict(data.get("meta") or {}),
         foreground_trained=bool(data.get("foreground_trained", True)),
     )
+
+
+def _volume_labels(path: Path, shape: tuple[int, int, int], name: str) -> tuple[np.ndarray, tuple]:
+    labels, spacing = read_label_volume(path)
+    if labels.shape != shape:
+        raise ValueError(
+            f"{path.name}: labels are {'x'.join(map(str, labels.shape))} (ZYX) but {name} is "
+            f"{'x'.join(map(str, shape))}"
+        )
+    if labels.size and labels.min() < -1:
+        raise ValueError(
+            f"{path.name}: label values are 0 (unknown), -1 (background) or k >= 1 (objects), "
+            f"not {int(labels.min())}"
+        )
+    objects = labels > 0  # ids 1..n whatever the file used
+    labels[objects] = np.unique(labels[objects], return_inverse=True)[1].ravel() + 1
+    return labels, spacing
+
+
+def load_volume_samples(
+    pairs: Sequence[tuple[Path, Path]],
+    fraction: float | None = None,
+    zero_is_background: bool = False,
+    seed: int = 0,
+) -> tuple[list[VolumeSample], tuple[float, float, float]]:
+    """Read (volume, label volume) TIFF pairs for training, and their common voxel size.
+
+    ``zero_is_background``: the labels are dense, their 0 voxels background. ``fraction``: keep
+    that share of each volume's whole 3-D objects; dense labels given as such (without
+    ``zero_is_background``) also get a plane mark beside the kept objects per kept object
+    (:func:`spoco_core.synthetic3d.sparse_volume_labels`). The voxel size is the image's (the
+    labels' where the image declares none); volumes of different voxel sizes are a ValueError,
+    as is a file of several time points.
+    """
+    samples, spacings = [], []
+    for i, (image_path, label_path) in enumerate(pairs):
+        volume = read_volume(image_path)
+        if volume.time_points > 1:
+            raise ValueError(
+                f"{volume.name}: {volume.time_points} time points; training takes one volume per file"
+            )
+        labels, label_spacing = _volume_labels(Path(label_path), volume.shape, volume.name)
+        spacing = volume.spacing if volume.spacing != (1.0, 1.0, 1.0) else label_spacing
+        if zero_is_background:
+            labels = complete_labels(labels)
+        if fraction is not None:
+            s = seed * 100003 + i
+            labels = (
+                sparsify(labels, fraction, seed=s)
+                if zero_is_background
+                else sparse_volume_labels(labels, fraction, s)
+            )
+        samples.append((normalize_volume(volume.data), labels))
+        spacings.append(spacing)
+    for (path, _), spacing in zip(pairs, spacings, strict=True):
+        if not np.allclose(spacing, spacings[0], rtol=0.01):
+            raise ValueError(
+                f"{Path(path).name} has voxel size {spacing} um but {Path(pairs[0][0]).name} {spacings[0]}: "
+                "train volumes of one voxel size together"
+            )
+    return samples, (spacings[0] if spacings else (1.0, 1.0, 1.0))
 
 
 def _prepare(samples: Sequence[VolumeSample], in_channels: int) -> list[VolumeSample]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
 import torch
 
+from spoco_core.__main__ import main
 from spoco_core.augment3d import LabelledVoxels, sample_volume_views
 from spoco_core.losses import TERMS, LossConfig, spoco_loss
 from spoco_core.model import UNetConfig
 from spoco_core.model3d import EmbeddingUNet3D, UNet3DConfig, make_teacher
-from spoco_core.synthetic3d import DEFAULT_SPACING, sparse_volume_labels, training_volumes
+from spoco_core.synthetic3d import DEFAULT_SPACING, generate_volume, sparse_volume_labels, training_volumes
 from spoco_core.train import TrainConfig, Trainer, load_checkpoint
 from spoco_core.train3d import (
     VolumeTrainConfig,
@@ -198,3 +200,91 @@ def test_cancel_and_bad_inputs(volumes):
         VolumeTrainer([(images[0][:, :4], sparse[0])], tiny_config())
     with pytest.raises(ValueError, match="minutes"):
         VolumeTrainConfig(minutes=0.0)
+
+
+CLI_TINY = [
+    "--base-channels",
+    "4",
+    "--depth",
+    "2",
+    "--patch-size",
+    "32",
+    "--device",
+    "cpu",
+    "--iterations",
+    "3",
+]
+
+
+def _cli(capsys, *args: object) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_trains_a_3d_model_on_volumes(tmp_path, capsys):
+    data = tmp_path / "data"
+    assert (
+        _cli(
+            capsys, "synth", "--3d", "--out", data, "--n", "2", "--size", "40", "--planes", "8", "--seed", "2"
+        )[0]
+        == 0
+    )
+    model = tmp_path / "vol.pt"
+    code, out, err = _cli(
+        capsys, "train", "--images", data / "images", "--labels", data / "labels", "--out", model,
+        "--fraction", "0.3", *CLI_TINY,
+    )  # fmt: skip
+    assert code == 0, err
+    assert "3-D model" in out
+    loaded = load_volume_checkpoint(model, device="cpu")
+    assert loaded.iteration == 3 and loaded.config.spacing == DEFAULT_SPACING
+    assert loaded.meta["volumes"] == 2 and loaded.meta["fraction"] == 0.3 and loaded.meta["objects"] > 0
+    assert loaded.foreground_trained  # --fraction marked background beside the kept objects
+
+
+def test_cli_takes_one_zyx_tiff_and_a_3d_warm_start(tmp_path, capsys, trained):
+    image, labels = tmp_path / "vol.tif", tmp_path / "vol_labels.tif"
+    volume, dense = generate_volume((6, 32, 28), seed=4)
+    tifffile.imwrite(image, volume, metadata={"axes": "ZYX"})  # the file the issue names
+    tifffile.imwrite(labels, dense.astype(np.uint16), metadata={"axes": "ZYX"})
+    out = tmp_path / "one.pt"
+    code, _, err = _cli(
+        capsys,
+        "train",
+        "--images",
+        image,
+        "--labels",
+        labels,
+        "--out",
+        out,
+        "--zero-is-background",
+        *CLI_TINY,
+    )
+    assert code == 0, err
+    assert checkpoint_kind(out) == "3d"
+    assert load_volume_checkpoint(out, device="cpu").config.spacing == (1.0, 1.0, 1.0)
+    warm = tmp_path / "warm.pt"
+    trained[0].save(warm)  # a 3-D model of another voxel size continues here
+    assert (
+        _cli(
+            capsys,
+            "train",
+            "--images",
+            image,
+            "--labels",
+            labels,
+            "--out",
+            tmp_path / "x.pt",
+            "--init",
+            warm,
+            *CLI_TINY,
+        )[0]
+        == 0
+    )
+    flat_labels = tmp_path / "flat.tif"
+    tifffile.imwrite(flat_labels, dense[0].astype(np.uint16))
+    code, _, err = _cli(
+        capsys, "train", "--images", image, "--labels", flat_labels, "--out", tmp_path / "y.pt", *CLI_TINY
+    )
+    assert code == 2 and "2-D image" in err

@@ -6,6 +6,7 @@ import argparse
 import math
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,11 @@ from spoco_core.losses import LossConfig
 from spoco_core.model import UNetConfig
 from spoco_core.synthetic import sparsify
 from spoco_core.train import ProgressEvent, Sample, TrainConfig, Trainer
+from spoco_core.train3d import VolumeTrainConfig, VolumeTrainer, load_volume_samples
+from spoco_core.volume_io import is_volume_file
 
 _T, _M = TrainConfig(), UNetConfig()  # the CLI's defaults are the library's (and the app's)
+_V = VolumeTrainConfig()
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,12 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a SPOCO embedding model from sparse instance labels",
         description=(
             "Pairs IMAGES/x.* with LABELS/x.* by file stem. Label images: 0 = unknown, k >= 1 = a "
-            "completely labelled object, -1 (int32 TIFF) = pixel marked as background. "
+            "completely labelled object, -1 (int32 TIFF) = pixel marked as background. Volumes (TIFFs "
+            "whose axes include Z, e.g. ZYX) train a 3-D model, their labels 3-D label TIFFs. "
             "Multi-GPU: torchrun --nproc_per_node N -m spoco_core train ..."
         ),
     )
-    parser.add_argument("--images", type=Path, required=True, help="folder of training images")
-    parser.add_argument("--labels", type=Path, required=True, help="folder of label images (same stems)")
+    parser.add_argument("--images", type=Path, required=True, help="folder of training images, or one file")
+    parser.add_argument(
+        "--labels", type=Path, required=True, help="folder of label images (same stems), or one file"
+    )
     parser.add_argument("--out", type=Path, required=True, help="checkpoint to write (MODEL.pt)")
     parser.add_argument(
         "--iterations", type=int, default=_T.iterations, help=f"optimiser steps (default: {_T.iterations})"
@@ -49,7 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fraction",
         type=float,
         default=None,
-        help="keep only this fraction of the objects of each image (experiments with dense labels)",
+        help="keep only this fraction of the objects of each image (experiments with dense labels); "
+        "volumes keep whole 3-D objects and get a background mark on a plane beside them per object",
     )
     parser.add_argument(
         "--zero-is-background",
@@ -59,15 +67,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--init", type=Path, default=None, help="warm-start from this checkpoint")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument(
-        "--batch-size", type=int, default=_T.batch_size, help=f"patches per step (default: {_T.batch_size})"
+    batch = f"patches per step (default: {_T.batch_size}; volumes {_V.batch_size})"
+    parser.add_argument("--batch-size", type=int, default=None, help=batch)
+    patch = (
+        f"patch side in px (default: {_T.patch_size}; volumes {_V.patch_size[1]}, {_V.patch_size[0]} planes)"
     )
-    parser.add_argument(
-        "--patch-size", type=int, default=_T.patch_size, help=f"patch side in px (default: {_T.patch_size})"
-    )
+    parser.add_argument("--patch-size", type=int, default=None, help=patch)
     parser.add_argument("--lr", type=float, default=_T.lr, help=f"Adam learning rate (default: {_T.lr:g})")
-    width = f"U-Net width (default: {_M.base_channels})"
-    parser.add_argument("--base-channels", type=int, default=_M.base_channels, help=width)
+    width = f"U-Net width (default: {_M.base_channels}; volumes {_V.model.base_channels})"
+    parser.add_argument("--base-channels", type=int, default=None, help=width)
     parser.add_argument("--depth", type=int, default=_M.depth, help=f"U-Net levels (default: {_M.depth})")
     size = f"embedding size (default: {_M.embedding_dim})"
     parser.add_argument("--embedding-dim", type=int, default=_M.embedding_dim, help=size)
@@ -101,7 +109,12 @@ def _fail(message: str) -> int:
 
 
 def pair_folders(images: Path, labels: Path) -> list[tuple[Path, Path]]:
-    """(image, label) paths paired by stem; images without a label file are reported and skipped."""
+    """(image, label) paths paired by stem; images without a label file are reported and skipped.
+
+    ``images`` may be one file: its label file is ``labels`` itself or LABELS/<same stem>.*."""
+    if images.is_file():
+        found = [labels] if labels.is_file() else [p for p in list_images(labels) if p.stem == images.stem]
+        return [(images, found[0])] if found else []
     by_stem: dict[str, Path] = {}
     for path in list_images(labels):
         by_stem.setdefault(path.stem, path)
@@ -174,8 +187,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
     if not (math.isfinite(args.lr) and args.lr > 0):
         return "--lr must be a number > 0"
     for name in ("images", "labels"):
-        if not getattr(args, name).is_dir():
-            return f"--{name} {getattr(args, name)} is not a folder"
+        if not (getattr(args, name).is_dir() or getattr(args, name).is_file()):
+            return f"--{name} {getattr(args, name)} is not a folder or a file"
     if args.init is not None and not args.init.is_file():
         return f"--init {args.init} does not exist"
     if args.fraction is not None and not 0.0 < args.fraction <= 1.0:
@@ -186,6 +199,8 @@ def _check_args(args: argparse.Namespace) -> str | None:
         return "--paste-objects and --core-margin must be >= 0"
     if args.out.is_dir() or any(p.exists() and not p.is_dir() for p in args.out.parents):
         return f"--out {args.out}: that is a folder, or a part of its path is a file"
+    if args.volumes:  # the 3-D network pads what it needs; its memory is not the 2-D estimate's
+        return None
     if args.patch_size < 2**args.depth:  # the deepest level needs at least 2 x 2 pixels
         return f"--patch-size must be at least {2**args.depth} with --depth {args.depth}"
     from spoco_core.budget import training_problem  # network + batch within SPOCO_TRAIN_MEMORY_GB
@@ -194,13 +209,87 @@ def _check_args(args: argparse.Namespace) -> str | None:
     return training_problem(3, a.base_channels, a.depth, a.batch_size, a.patch_size, a.embedding_dim)
 
 
+def _is_volume_input(images: Path) -> bool:
+    """Whether ``--images`` (a file, or a folder's files) holds volumes: a 3-D model is trained."""
+    files = [images] if images.is_file() else list_images(images) if images.is_dir() else []
+    return any(is_volume_file(path) for path in files)
+
+
+def _fill_defaults(args: argparse.Namespace) -> None:
+    """Options whose library default differs for volumes (``VolumeTrainConfig``) and images."""
+    args.volumes = _is_volume_input(args.images)
+    if args.batch_size is None:
+        args.batch_size = _V.batch_size if args.volumes else _T.batch_size
+    if args.patch_size is None:
+        args.patch_size = _V.patch_size[1] if args.volumes else _T.patch_size
+    if args.base_channels is None:
+        args.base_channels = _V.model.base_channels if args.volumes else _M.base_channels
+
+
+def _train_volumes(args: argparse.Namespace, pairs: list[tuple[Path, Path]]) -> int:
+    """The 3-D model on volume files (``train3d.VolumeTrainer``), with the 2-D path's options."""
+    try:
+        samples, spacing = load_volume_samples(pairs, args.fraction, args.zero_is_background, args.seed)
+        model = replace(
+            _V.model,
+            in_channels=max(image.shape[0] for image, _ in samples),
+            embedding_dim=args.embedding_dim,
+            base_channels=args.base_channels,
+            depth=args.depth,
+            coord_scale=_V.model.coord_scale if args.coord_scale is None else args.coord_scale,
+        )
+        config = replace(
+            _V,
+            minutes=args.minutes or _V.minutes,
+            iterations=None if args.minutes > 0 else args.iterations,
+            seed=args.seed,
+            device=args.device,
+            spacing=spacing,
+            batch_size=args.batch_size,
+            patch_size=(_V.patch_size[0], args.patch_size, args.patch_size),
+            lr=args.lr,
+            model=model,
+            loss=LossConfig(core_margin=args.core_margin),
+            auto_coord_scale=args.coord_scale is None,
+        )
+    except (ImageReadError, ValueError) as exc:
+        return _fail(str(exc))
+    bar = tqdm(total=config.iterations or 0, desc="train 3-D", unit="it", file=sys.stderr)
+
+    def progress(event: ProgressEvent) -> None:
+        bar.total = event.total
+        bar.update(event.iteration - bar.n)
+        bar.set_postfix(loss=f"{event.losses.get('total', float('nan')):.3f}", refresh=False)
+
+    try:
+        trainer = VolumeTrainer(samples, config, init_checkpoint=args.init, progress=progress)
+        result = trainer.fit()
+    except ValueError as exc:
+        return _fail(str(exc))
+    finally:
+        bar.close()
+    n_objects = sum(int(np.unique(lab[lab > 0]).size) for _, lab in samples)
+    meta = {"source": "cli", "volumes": len(trainer.samples), "objects": n_objects, "fraction": args.fraction}
+    trainer.save(args.out, meta=meta)
+    last = result.history[-1]["total"] if result.history else float("nan")
+    print(
+        f"trained a 3-D model {result.iterations_done} iterations on {len(trainer.samples)} volumes "
+        f"({n_objects} labelled objects, voxel {'x'.join(f'{s:g}' for s in spacing)} um), final loss "
+        f"{last:.3f}; wrote {args.out}"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    _fill_defaults(args)
     problem = _check_args(args)
     if problem:
         return _fail(problem)
     pairs = pair_folders(args.images, args.labels)
     if not pairs:
         return _fail(f"no image in {args.images} has a label image with the same name in {args.labels}")
+    if args.volumes:
+        return _train_volumes(args, pairs)
     try:
         samples = load_samples(pairs, args.fraction, args.zero_is_background, args.seed)
     except (ImageReadError, ValueError) as exc:
