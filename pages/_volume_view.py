@@ -52,8 +52,14 @@ def _go_to(image_id: int, z: int) -> None:
     st.rerun()
 
 
+ANNOTATE_NEXT_IMAGE = "_ann_next_image"  # the Annotate page's picker opens this image next
+
+
 def _done(image_id: int, message: str) -> None:
+    """After a saved action: restart the clock, keep this volume on screen (the queue may be
+    empty now), show ``message`` on the next run."""
     timer.restart()
+    st.session_state[ANNOTATE_NEXT_IMAGE] = image_id
     st.session_state[FLASH] = (image_id, message)
     st.rerun()
 
@@ -108,9 +114,9 @@ def suggestion_panel(studio: Studio, user: User, image: ImageInfo, sug: Suggesti
         return
     z0, z1 = planes
     st.markdown(f"**Suggested 3D object** on planes {z0 + 1}–{z1 + 1} · instability {sug.score:.2f}")
-    c1, c2, c3 = st.columns(3)
-    if c1.button("Go to its middle plane", key="vol_sug_middle", width="stretch"):
+    if st.button("Go to its middle plane", key="vol_sug_middle", width="stretch"):
         _go_to(image.id, (z0 + z1) // 2)
+    c2, c3 = st.columns([2, 1])
     if c2.button("Accept the 3D object", key="vol_sug_accept", type="primary", width="stretch", shortcut="A"):
         try:
             studio.add_volume_annotation(user, image.id, "object", mask, "accepted", timer.elapsed(), sug.id)
@@ -134,10 +140,9 @@ def picked_panel(studio: Studio, user: User, image: ImageInfo, predicted: np.nda
         return
     z0, z1 = planes
     st.markdown(f"**Selected 3D object** on planes {z0 + 1}–{z1 + 1}")
-    c1, c2 = st.columns(2)
-    if c1.button("Go to its middle plane", key="vol_pick_middle", width="stretch"):
+    if st.button("Go to its middle plane", key="vol_pick_middle", width="stretch"):
         _go_to(image.id, (z0 + z1) // 2)
-    if c2.button("Accept the selected 3D object", key="vol_pick_accept", type="primary", width="stretch"):
+    if st.button("Accept the selected 3D object", key="vol_pick_accept", type="primary", width="stretch"):
         try:
             studio.add_volume_annotation(user, image.id, "object", mask, "accepted", timer.elapsed())
         except StudioError as exc:
@@ -321,7 +326,7 @@ def main(
         )
         plane_views(studio, user, vol, z, tool, (predicted, sparse, sug_mask))
         st.caption(
-            "Green = labelled 3D objects, red = background, coloured lines = model prediction, "
+            "Filled = labelled 3D objects, red = background, coloured lines = model prediction, "
             "yellow = suggested object (on every plane it spans). Polygon: click to add corners, "
             "click the first corner to close."
         )

@@ -6,6 +6,7 @@ Playwright, as tests/test_e2e_browser.py)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from pages._canvas import TEST_HOOK_KEY
@@ -14,6 +15,18 @@ from storage import versions as model_versions
 from storage.db import transaction
 from storage.service import Studio
 from tests.test_app_pages import admin_of, logged_in, studio, texts  # noqa: F401
+from tests.test_e2e_browser import (
+    ADMIN,
+    ADMIN_PW,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Shots,
+    _draw_polygon,
+    _go,
+    _log_in,
+    _settle,
+    serve,
+)
 from tests.test_storage_volumes import _ball, _hyperstack
 
 SHAPE = (6, 48, 64)
@@ -121,3 +134,101 @@ def test_a_click_picks_a_predicted_3d_object_and_accepts_it_whole(studio: Studio
     assert ann.source == "accepted"
     labels = studio.volume_sparse_labels(admin, image_id)
     assert int((labels == 1).sum()) == int(_ball(SHAPE, (2, 14, 16), 5).sum())
+
+
+def _annotations_of(data_dir, name: str) -> list:
+    """The live annotations of image ``name`` of the Demo project, read through a real Studio."""
+    opened = Studio.open(data_dir)
+    try:
+        admin = admin_of(opened)
+        project = next(p for p in opened.list_projects(admin) if p.name == "Demo")
+        image = next(im for im in opened.list_images(admin, project.id) if im.name == name)
+        return [
+            (a, opened.volume_sparse_labels(admin, image.id))
+            for a in opened.list_annotations(admin, image.id)
+        ]
+    finally:
+        opened.close()
+
+
+def _wait_annotations(data_dir, name: str, n: int, timeout: float = 30.0) -> list:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _annotations_of(data_dir, name)
+        if len(found) == n:
+            return found
+        time.sleep(0.3)
+    raise AssertionError(f"{name}: {len(_annotations_of(data_dir, name))} annotations, expected {n}")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+def test_browser_steps_planes_accepts_a_3d_object_and_draws_one_on_two_planes(tmp_path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    with serve(tmp_path, worker=False) as server:
+        opened = Studio.open(server.data_dir)
+        try:
+            demo = next(p for p in opened.list_projects(admin_of(opened)) if p.name == "Demo")
+            volume_with_suggestion(opened, demo.id)
+        finally:
+            opened.close()
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1500, "height": 1100})
+                page.set_default_timeout(30_000)
+                shots = Shots(page)
+                _log_in(page, server.url, ADMIN, ADMIN_PW)
+                _go(page, "Annotate")
+                page.get_by_text("Suggested 3D object").wait_for()
+                page.get_by_text("Plane 4 of 6").wait_for()
+                shots("volume_suggestion")
+                page.locator(".st-key-vol_next button").first.click()
+                page.get_by_text("Plane 5 of 6").wait_for()
+                _settle(page)
+                page.keyboard.press("Shift+ArrowUp")  # the key steps back a plane
+                page.get_by_text("Plane 4 of 6").wait_for()
+                _settle(page)
+                page.get_by_role("button", name="Accept the 3D object").click()
+                page.get_by_text("Accepted the suggested 3D object").wait_for()
+                (accepted,) = _wait_annotations(server.data_dir, "nuclei.tif", 1)
+                assert accepted[0].source == "accepted" and accepted[0].kind == "object"
+                assert (accepted[1] == 1).any(axis=(1, 2)).all()  # one object on all six planes
+                shots("volume_accepted")
+
+                page.locator("label").filter(has_text="Any image").click()
+                _settle(page)
+                page.get_by_role("combobox", name="Image").click()
+                page.get_by_role("option").filter(has_text="nuclei.tif").first.click()
+                _settle(page)
+                page.locator("label").filter(has_text="Outline an object").click()
+                _settle(page)
+                page.get_by_text("Plane 4 of 6").wait_for()
+                page.locator(".st-key-vol_prev button").first.click()
+                page.get_by_text("Plane 3 of 6").wait_for()
+                _settle(page)
+                square = [(0.64, 0.1), (0.9, 0.1), (0.9, 0.3), (0.64, 0.3)]
+                _draw_polygon(page, square)
+                page.get_by_text("outlined on 1 plane(s) (3)").wait_for()
+                _settle(page)
+                for target in ("Plane 4 of 6", "Plane 5 of 6"):
+                    page.locator(".st-key-vol_next button").first.click()
+                    page.get_by_text(target).wait_for()
+                    _settle(page)
+                _draw_polygon(page, square)
+                page.get_by_text("outlined on 2 plane(s) (3, 5)").wait_for()
+                shots("volume_outlined")
+                page.get_by_role("button", name="Save as one 3D object").click()
+                page.get_by_text("Saved 1 3D object on planes 3–5").wait_for()
+                shots("volume_saved")
+                found = _wait_annotations(server.data_dir, "nuclei.tif", 2)
+                drawn, labels = found[1]
+                assert drawn.source == "drawn" and drawn.kind == "object" and drawn.seconds > 0
+                planes = np.flatnonzero((labels == 2).any(axis=(1, 2)))
+                assert planes.tolist() == [2, 3, 4]  # one 3D object, the middle plane interpolated
+            finally:
+                browser.close()
