@@ -33,6 +33,8 @@ from storage.service import Studio
 CLICK_TEST_HOOK = "_click_test_point"
 SELECTED = "_ann_selected"
 SEGMENT_MASK = "_ann_segment_mask"  # the click-to-segment mask of the selection (not in the database yet)
+PENDING = "_ann_segment_pending"  # clicks waiting for the worker to embed the image
+PENDING_POLL_S = 0.5
 SEGMENT_MODES = {"new": "New object", "add": "Grow (add a part)", "remove": "Remove a part"}
 _SEEN = "_ann_clicks_seen"  # {component key: unix time of the last click acted on}
 
@@ -164,7 +166,8 @@ def handle_segment_click(
     nothing."""
     click = new_click(click_key(image_id), viewport)
     if click is None:
-        return None
+        return _poll_pending(studio, user, image_id)
+    st.session_state.pop(PENDING, None)  # a new click replaces clicks still waiting
     point = (click.x, click.y)
     mode = "add" if click.shift else "remove" if click.alt else mode
     sel = st.session_state.get(SELECTED) or {}
@@ -177,10 +180,48 @@ def handle_segment_click(
         positive, negative = [*clicks["positive"], point], list(clicks["negative"])
     else:
         positive, negative = list(clicks["positive"]), [*clicks["negative"], point]
+    return _answer(studio, user, image_id, positive, negative, mode == "new" or clicks is None)
+
+
+def _poll_pending(studio: Studio, user: User, image_id: int) -> str | None:
+    """Clicks waiting for the worker's embedding: asked again on every rerun, and a small fragment
+    reruns the page every PENDING_POLL_S seconds until they are answered (the page stays usable)."""
+    waiting = st.session_state.get(PENDING)
+    if not waiting or waiting["image_id"] != image_id:
+        return None
+    message = _answer(studio, user, image_id, waiting["positive"], waiting["negative"], waiting["first"])
+    if st.session_state.get(PENDING) is None:
+        return message
+
+    @st.fragment(run_every=PENDING_POLL_S)
+    def _wait() -> None:
+        job = studio.get_job(user, waiting["job_id"])
+        if job.status not in ("queued", "running") or job.iteration != waiting.get("iteration"):
+            st.rerun(scope="app")
+
+    _wait()
+    return message
+
+
+def _answer(
+    studio: Studio, user: User, image_id: int, positive: list, negative: list, first: bool
+) -> str | None:
+    """The mask under the clicks becomes the selection; a message when there is none (yet)."""
+    clicks = None if first else {"positive": positive, "negative": negative}
+    mode = "new" if first else "add"
     try:
         result = studio.click_segment(user, image_id, positive, negative)
     except StudioError as exc:
+        st.session_state.pop(PENDING, None)
         return str(exc)
+    if result.source == "pending":
+        job = studio.get_job(user, result.job_id) if result.job_id is not None else None
+        st.session_state[PENDING] = {
+            "image_id": image_id, "positive": positive, "negative": negative, "first": first,
+            "job_id": result.job_id, "iteration": job.iteration if job else None,
+        }  # fmt: skip
+        return result.message
+    st.session_state.pop(PENDING, None)
     if not result.mask.any():
         if mode == "new" or clicks is None:
             clear()

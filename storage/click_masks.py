@@ -2,9 +2,12 @@
 cached embeddings (``storage.embedding_cache``), or from the classical proposals before a project
 has a model.
 
-The prediction job caches every image's plain student embeddings, so a click costs reading one
-blob and a few array passes around the click (``spoco_core.click_segment``), not a network run.
-An image the job has not reached yet is embedded once here (and cached for the next click).
+The prediction job caches every image's plain student embeddings (tiled images included), so a
+click costs reading one blob and a few array passes around the click (``spoco_core.click_segment``),
+not a network run. An image without them (the job has not reached it yet, or the disk budget
+removed them) is embedded by the worker: the Studio queues a click's job and answers "pending"
+(``on_missing``) until they are cached; without ``on_missing`` (the CLI, benchmarks) it is
+embedded here, once, and cached for the next click.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 
 from storage.blobs import BlobStore
 from storage.errors import InputError
-from storage.records import ModelVersion
+from storage.records import Job, ModelVersion
 
 MAX_CLICKS = 100
 _models: dict[tuple[str, float], Any] = {}  # (checkpoint path, mtime) -> Predictor, kept per process
@@ -31,10 +34,24 @@ _lock = threading.Lock()
 @dataclass(frozen=True)
 class ClickSegment:
     """The mask under the clicks, and where it came from: "model" (the current version's
-    embeddings) or "proposal" (the classical pipeline: no model yet)."""
+    embeddings), "proposal" (the classical pipeline: no model yet) or "pending" (an empty mask:
+    the worker is embedding the image, ``message`` says how far; ask again)."""
 
     mask: np.ndarray
     source: str
+    message: str = ""
+    job_id: int | None = None
+
+
+def pending_message(job: Job, worker_alive: bool) -> str:
+    """What an annotator reads while the worker embeds the image for their click."""
+    if not worker_alive:
+        return "Waiting for the worker to start; it then embeds this image for clicks (seconds)."
+    if job.status == "queued":
+        return "The worker embeds this image for clicks next (seconds); the click is answered then."
+    if job.total > 1:
+        return f"Embedding this image for clicks: part {job.iteration} of {job.total} done."
+    return "Embedding this image for clicks..."
 
 
 def check_points(points: Sequence[Sequence[float]], name: str) -> list[tuple[int, int]]:
@@ -50,7 +67,8 @@ def check_points(points: Sequence[Sequence[float]], name: str) -> list[tuple[int
     return out
 
 
-def _predictor(blobs: BlobStore, version: ModelVersion) -> Any:
+def predictor_for(blobs: BlobStore, version: ModelVersion) -> Any:
+    """The version's ``Predictor`` on the CPU, loaded once per process (one model held)."""
     from spoco_core.infer import Predictor
 
     path = blobs.path(version.checkpoint)
@@ -69,7 +87,7 @@ def model_embedding(
     version: from the cache when the prediction job (or an earlier click) stored them."""
     from storage.embedding_cache import CachedEmbedder, embedding_rel
 
-    predictor = _predictor(blobs, version)
+    predictor = predictor_for(blobs, version)
     rel = embedding_rel(version.id, image_id)
     path = blobs.path(rel)
     if path.is_file():
@@ -95,13 +113,16 @@ def segment(
     positive: Sequence[tuple[int, int]],
     negative: Sequence[tuple[int, int]] = (),
     image_key: tuple[str, tuple[int, ...]] | None = None,
+    on_missing: Callable[[], ClickSegment] | None = None,
 ) -> ClickSegment:
     """The object under the ``positive`` clicks less the parts under the ``negative`` ones; pixels
     of labelled objects (``sparse`` > 0) are never included. Empty when the clicks hit background.
 
     ``image_key`` (``object_sizes.image_key``): an image without labelled objects is measured by
     its classical objects, as the prediction job measures it, and clicked on shrunk where they are
-    far larger than the project's; None keeps such an image at its size."""
+    far larger than the project's; None keeps such an image at its size. ``on_missing``: the
+    answer when the version's embeddings of the image are not cached (the Studio's: a worker
+    job, "pending"); None embeds the image here."""
     positive = check_points(positive, "positive")
     negative = check_points(negative, "negative")
     blocked = np.asarray(sparse) > 0
@@ -113,15 +134,18 @@ def segment(
     from storage import object_sizes
     from storage.embedding_cache import embedding_rel
 
-    predictor = _predictor(blobs, version)
+    predictor = predictor_for(blobs, version)
     area = predictor.config.object_area
-    if image_key is None or blobs.path(embedding_rel(version.id, image_id)).is_file():
+    cached = blobs.path(embedding_rel(version.id, image_id)).is_file()
+    if image_key is None or cached:
         # cached embeddings mean the prediction job kept the image's size: nothing to measure
         scale = image_scale(sparse, area)
     else:  # labelled objects decide; an image without any is measured (once)
         scale = object_sizes.image_scale(image_key, image, sparse, area)
     if scale != 1.0:
         return ClickSegment(_scaled_click_mask(predictor, image, blocked, positive, negative, scale), "model")
+    if not cached and on_missing is not None:
+        return on_missing()
     emb, fg, predictor = model_embedding(blobs, version, image_id, image)
     mask = click_mask(
         emb, fg, positive, negative, delta_v=predictor.delta_v, grow=predictor.grow, blocked=blocked

@@ -19,6 +19,7 @@ DEFAULT_MAX_DECODED_MB = 2048
 DEFAULT_BCRYPT_ROUNDS = 12
 DEFAULT_ADMIN_USER = "admin"
 DEFAULT_BACKUP_HOURS = 6.0
+DEFAULT_EMBEDDING_CACHE_MB = 4096
 TRUE_WORDS = ("1", "true", "yes")
 FALSE_WORDS = ("0", "false", "no")
 
@@ -78,6 +79,8 @@ class Settings:
     import_root: Path | None = None  # SPOCO_IMPORT_ROOT (unset: no import from server folders)
     backup_hours: float = DEFAULT_BACKUP_HOURS  # SPOCO_BACKUP_HOURS between automatic backups (0: off)
     torch_threads: int | None = None  # SPOCO_TORCH_THREADS: the worker's torch threads
+    # SPOCO_EMBEDDING_CACHE_MB: disk the cached embeddings of click to segment may take
+    embedding_cache_bytes: int = DEFAULT_EMBEDDING_CACHE_MB * 1024 * 1024
     no_worker: bool = False  # SPOCO_NO_WORKER=1: the app starts no worker
     train_preset: str = "default"  # SPOCO_TRAIN_PRESET: "tiny" gives seconds-long training jobs
     demo_images: int = 8  # SPOCO_DEMO_IMAGES: synthetic images in the demo project
@@ -104,6 +107,9 @@ class Settings:
             import_root=_env_path("SPOCO_IMPORT_ROOT"),
             backup_hours=_env_hours("SPOCO_BACKUP_HOURS", DEFAULT_BACKUP_HOURS),
             torch_threads=max(1, threads) if _env("SPOCO_TORCH_THREADS") else None,
+            embedding_cache_bytes=max(0, _env_int("SPOCO_EMBEDDING_CACHE_MB", DEFAULT_EMBEDDING_CACHE_MB))
+            * 1024
+            * 1024,
             no_worker=_env_flag("SPOCO_NO_WORKER", False),
             train_preset=_env("SPOCO_TRAIN_PRESET").lower() or "default",
             demo_images=_env_int("SPOCO_DEMO_IMAGES", 8),

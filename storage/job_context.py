@@ -12,6 +12,7 @@ from sqlite_utils import Database
 
 from storage import jobs
 from storage.blobs import BlobStore
+from storage.config import Settings
 from storage.db import loads
 
 MAX_HISTORY_POINTS = 2000
@@ -27,6 +28,7 @@ class JobContext:
     blobs: BlobStore
     row: dict
     stop: threading.Event = field(default_factory=threading.Event)
+    settings: Settings | None = None  # the worker's (the embedding cache's disk budget)
     _cancel_cached: bool = False
     _cancel_checked_at: float = 0.0
 

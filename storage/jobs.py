@@ -141,9 +141,32 @@ def queued_predict(db: Database, project_id: int, model_version_id: int) -> dict
     )
 
 
-def claim(db: Database, pid: int, host: str) -> dict | None:
-    """Atomically take the next queued job (predictions first: annotators wait for them), skipping
-    training for a project that already has one running. Returns the claimed row or None."""
+CLICK_EMBEDDING = "embed_version_id"
+"""The params key of a click's embedding job: a ``predict`` job that embeds one image for click to
+segment (``{"embed_version_id": v, "image_id": i}``), run before any other job and beside a
+training (the worker's click lane); no ``model_version_id``, so it is no prediction of the version."""
+_IS_CLICK = f"json_extract(j.params, '$.{CLICK_EMBEDDING}') IS NOT NULL"
+
+
+def is_click_embedding(params: dict) -> bool:
+    return CLICK_EMBEDDING in params
+
+
+def active_click_embedding(db: Database, version_id: int, image_id: int) -> dict | None:
+    """The queued or running click embedding job of this version and image, or the newest one."""
+    return one(
+        db,
+        f"SELECT * FROM jobs j WHERE j.kind = 'predict' AND {_IS_CLICK} "
+        f"AND json_extract(j.params, '$.{CLICK_EMBEDDING}') = ? AND json_extract(j.params, '$.image_id') = ? "
+        "ORDER BY CASE WHEN j.status IN ('queued', 'running') THEN 0 ELSE 1 END, j.id DESC LIMIT 1",
+        [int(version_id), int(image_id)],
+    )
+
+
+def claim(db: Database, pid: int, host: str, clicks_only: bool = False) -> dict | None:
+    """Atomically take the next queued job (click embeddings first, then predictions: annotators
+    wait for them), skipping training for a project that already has one running; ``clicks_only``
+    (the worker's click lane): click embeddings alone. Returns the claimed row or None."""
     if not scalar(db, "SELECT EXISTS (SELECT 1 FROM jobs WHERE status = 'queued')"):
         return None  # the common idle case, without taking the write lock
     t = now()
@@ -153,7 +176,9 @@ def claim(db: Database, pid: int, host: str) -> dict | None:
             "SELECT j.id FROM jobs j WHERE j.status = 'queued' AND j.cancel_requested = 0 AND NOT ("
             "  j.kind = 'train' AND EXISTS (SELECT 1 FROM jobs r WHERE r.project_id = j.project_id "
             "  AND r.kind = 'train' AND r.status = 'running')) "
-            "ORDER BY CASE j.kind WHEN 'predict' THEN 0 ELSE 1 END, j.id LIMIT 1",
+            + (f"AND j.kind = 'predict' AND {_IS_CLICK} " if clicks_only else "")
+            + f"ORDER BY CASE WHEN j.kind = 'predict' AND {_IS_CLICK} THEN 0 "
+            "WHEN j.kind = 'predict' THEN 1 ELSE 2 END, j.id LIMIT 1",
         )
         if row is None:
             return None

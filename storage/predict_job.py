@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
+from typing import Any
 
 import numpy as np
 
 from storage import annotations, channels, images, jobs, object_sizes, predictions
 from storage import versions as model_versions
 from storage.db import transaction
-from storage.embedding_cache import CachedEmbedder, embedding_rel
+from storage.embedding_cache import CachedEmbedder, TileRecorder, embed_and_cache, embedding_rel, evict
 from storage.errors import NotFound
 from storage.job_context import JobContext, JobStopped, ProgressWriter
 
@@ -130,9 +131,7 @@ def run_prediction(ctx: JobContext) -> None:
             # an image is embedded afresh
             key = object_sizes.image_key(row["sha256"], chosen)
             scale = object_sizes.image_scale(key, image, sparse, predictor.config.object_area)
-            embedder = predictor
-            if scale == 1.0:
-                embedder = CachedEmbedder(predictor, ctx.blobs, embedding_rel(version.id, info.id), image)
+            embedder = _embedder(ctx, predictor, version.id, info.id, image) if scale == 1.0 else predictor
             try:
                 # large images go tile by tile with fewer test-time views (spoco_core.tiling);
                 # the cancel flag and the worker's stop are checked between tiles
@@ -149,6 +148,7 @@ def run_prediction(ctx: JobContext) -> None:
                 _stopped(ctx)
                 return
             cache_hits += getattr(embedder, "hits", 0)
+            _keep_embedding(ctx, embedder, version.id, info.id)
             labels = np.asarray(result.labels, dtype=np.int32)
             result.pixel_map = None  # ranking does not read it; saves memory across a large project
             rel = f"predictions/version-{version.id}/image-{info.id}.tif"
@@ -196,6 +196,56 @@ def run_prediction(ctx: JobContext) -> None:
         cache_hits,
         len(ranked),
     )
+
+
+def _embedder(ctx: JobContext, predictor: Any, version_id: int, image_id: int, image: np.ndarray) -> Any:
+    """The predictor, wrapped so that the image's plain student view is cached for clicks: read
+    from / written to the cache for an image of one tile, kept tile by tile for a larger one
+    (``storage.embedding_cache``)."""
+    from spoco_core.tiling import is_tiled
+
+    rel = embedding_rel(version_id, image_id)
+    if not is_tiled(*image.shape[-2:]):
+        return CachedEmbedder(predictor, ctx.blobs, rel, image)
+    if ctx.blobs.exists(rel):
+        return predictor  # cached by an earlier run of this version (or a click)
+    return TileRecorder(predictor, image)
+
+
+def _keep_embedding(ctx: JobContext, embedder: Any, version_id: int, image_id: int) -> None:
+    """Store a tiled image's recorded embeddings, then keep the cache within its disk budget."""
+    rel = embedding_rel(version_id, image_id)
+    if isinstance(embedder, TileRecorder):
+        embedder.save(ctx.blobs, rel)
+    budget = ctx.settings.embedding_cache_bytes if ctx.settings is not None else None
+    if budget is not None:
+        evict(ctx.blobs, budget, model_versions.current_id(ctx.db, ctx.project_id), keep=rel)
+
+
+def run_click_embedding(ctx: JobContext) -> None:
+    """A click's job: the embeddings of one image under one version, cached for click to segment
+    (``storage.click_masks``), the tiles done reported as progress. Run by the worker's click lane,
+    beside a training."""
+    from storage.click_masks import predictor_for
+
+    params = ctx.params
+    version = model_versions.get(ctx.db, int(params[jobs.CLICK_EMBEDDING]))
+    image_id = int(params["image_id"])
+    rel = embedding_rel(version.id, image_id)
+    try:
+        row = images.row(ctx.db, image_id)
+    except NotFound:  # removed meanwhile: nothing to embed
+        jobs.finish(ctx.db, ctx.job_id, "done")
+        return
+    if not ctx.blobs.exists(rel):
+        chosen = channels.get(ctx.db, ctx.project_id).model_channels
+        image = images.load_normalised(ctx.blobs, row["blob"], row["name"], chosen)
+        writer = ProgressWriter(ctx.db, ctx.job_id, 1)
+        embed_and_cache(predictor_for(ctx.blobs, version), image, ctx.blobs, rel, progress=writer.add)
+        writer.flush()
+        _keep_embedding(ctx, None, version.id, image_id)
+    jobs.finish(ctx.db, ctx.job_id, "done")
+    log.info("job %s: embedded image %s for clicks (version %s)", ctx.job_id, image_id, version.version)
 
 
 def _stopped(ctx: JobContext) -> bool:

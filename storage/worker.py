@@ -7,6 +7,9 @@ A failing job is marked failed with the last line of its traceback and the worke
 On start and every ``SWEEP_S`` it removes temp files that killed writers left in the blob store
 and backs the database up when the newest backup is older than ``SPOCO_BACKUP_HOURS``
 (``storage.backup``); a database that fails SQLite's check at start stops it (with how to restore).
+A second thread, the click lane, runs click embedding jobs (``jobs.CLICK_EMBEDDING``: one image's
+embeddings for click to segment, seconds) as soon as they are queued, beside a training or a
+prediction, so an annotator's click never waits for them.
 SIGTERM/SIGINT stop the current job at its next step (a training step; an image, or a tile of a
 large one, for predictions), mark it failed ('worker stopped') and exit.
 A worker the web app started (``--parent-pid``) exits once that server is gone and no job runs,
@@ -24,6 +27,7 @@ import threading
 import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage import backup, jobs, liveness
 from storage.blobs import BlobStore
@@ -32,10 +36,14 @@ from storage.db import connect
 from storage.job_context import JobContext, JobStopped
 from storage.migrations import migrate
 
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
 log = logging.getLogger("storage.worker")
 HEARTBEAT_S = 2.0
 STALE_CHECK_S = 5.0
 SWEEP_S = 600.0  # how often abandoned temp files are looked for (and at start)
+CLICK_POLL_S = 0.2  # how often the click lane looks for a click's embedding job
 
 
 class Worker:
@@ -50,6 +58,7 @@ class Worker:
         self.host = liveness.host()
         self.stop = threading.Event()
         self.current_job: int | None = None
+        self.click_job: int | None = None  # the click lane's
         self.worker_id: int | None = None
 
     # ---- lifecycle
@@ -58,6 +67,8 @@ class Worker:
         self.worker_id = liveness.register(self.db, self.pid, self.host)
         beat = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
         beat.start()
+        clicks = threading.Thread(target=self._click_loop, name="click-lane", daemon=True)
+        clicks.start()
         log.info("worker %s started (pid %s, data %s)", self.worker_id, self.pid, self.settings.data_dir)
         try:
             self.recover()
@@ -79,6 +90,7 @@ class Worker:
                 self.execute(row)
         finally:
             self.stop.set()
+            clicks.join(timeout=60.0)  # a click's job takes seconds
             beat.join(timeout=HEARTBEAT_S * 2)
             liveness.unregister(self.db, self.worker_id)
             log.info("worker %s stopped", self.worker_id)
@@ -120,30 +132,50 @@ class Worker:
         for path in removed:
             log.info("removed abandoned temp file %s", path.relative_to(self.blobs.root))
 
-    def execute(self, row: dict) -> None:
-        from storage.predict_job import run_prediction
+    def execute(self, row: dict, db: Database | None = None) -> None:
+        """Run one claimed job on ``db`` (default: the main lane's connection)."""
+        from storage.predict_job import run_click_embedding, run_prediction
         from storage.train_job import run_training
 
+        db = db or self.db
         job_id = int(row["id"])
-        self.current_job = job_id
-        ctx = JobContext(self.db, self.blobs, row, stop=self.stop)
+        lane = "current_job" if db is self.db else "click_job"
+        setattr(self, lane, job_id)
+        ctx = JobContext(db, self.blobs, row, stop=self.stop, settings=self.settings)
         log.info("job %s: %s for project %s claimed", job_id, row["kind"], row["project_id"])
         try:
             if row["kind"] == "train":
                 run_training(ctx)
+            elif row["kind"] == "predict" and jobs.is_click_embedding(ctx.params):
+                run_click_embedding(ctx)
             elif row["kind"] == "predict":
                 run_prediction(ctx)
             else:
                 raise ValueError(f"unknown job kind {row['kind']!r}")
         except JobStopped as exc:
-            jobs.finish(self.db, job_id, "failed", error=str(exc))
+            jobs.finish(db, job_id, "failed", error=str(exc))
         except Exception as exc:
             text = traceback.format_exc()
             log.error("job %s failed:\n%s", job_id, text)
             last = text.strip().splitlines()[-1] if text.strip() else repr(exc)
-            jobs.finish(self.db, job_id, "failed", error=last[:2000])
+            jobs.finish(db, job_id, "failed", error=last[:2000])
         finally:
-            self.current_job = None
+            setattr(self, lane, None)
+
+    def _click_loop(self) -> None:
+        """The click lane: click embedding jobs, on a connection of its own, beside the main lane."""
+        db = connect(self.settings.db_path)
+        try:
+            while not self.stop.wait(CLICK_POLL_S):
+                try:
+                    row = jobs.claim(db, self.pid, self.host, clicks_only=True)
+                except Exception:
+                    log.exception("click lane: could not claim")
+                    continue
+                if row is not None:
+                    self.execute(row, db)
+        finally:
+            db.close()
 
     def _heartbeat_loop(self) -> None:
         """Own connection: keeps the worker and its job visibly alive while training holds the main
@@ -154,8 +186,9 @@ class Worker:
                 job_id = self.current_job
                 try:
                     liveness.beat(db, self.worker_id, job_id)
-                    if job_id is not None:
-                        jobs.beat(db, job_id)
+                    for running in (job_id, self.click_job):
+                        if running is not None:
+                            jobs.beat(db, running)
                 except Exception:
                     log.exception("heartbeat failed")
         finally:

@@ -88,12 +88,20 @@ def test_a_click_segments_from_the_current_models_cached_embeddings(world: World
     )
 
 
-def test_without_a_cached_embedding_the_image_is_embedded_once_and_cached(world: World) -> None:
+def test_without_a_cached_embedding_the_worker_embeds_the_image_once_and_caches_it(world: World) -> None:
+    from storage import jobs
+    from storage.config import Settings
+    from storage.worker import Worker
+
     s = world.studio
     data, _ = _image()
     info = s.add_image(world.lead, world.project.id, "squares.png", data)
     vid = register_model(s, world.project.id)
     assert not s.blobs.exists(embedding_rel(vid, info.id))
+    waiting = s.click_segment(world.annotator, info.id, [(15, 20)])
+    assert waiting.source == "pending" and not waiting.mask.any()  # the web process embeds nothing
+    worker = Worker(Settings.from_env(s.data_dir))
+    worker.execute(jobs.claim(worker.db, worker.pid, worker.host, clicks_only=True))
     out = s.click_segment(world.annotator, info.id, [(15, 20)])
     assert out.source == "model" and out.mask.shape == (48, 64) and out.mask.dtype == bool
     assert s.blobs.exists(embedding_rel(vid, info.id))
@@ -132,7 +140,7 @@ def test_an_unlabelled_image_is_measured_by_its_classical_objects_for_the_click(
     """No object labelled on an image of 100 px squares (the model learnt 20 px ones): the click
     measures it by its classical objects, as the prediction job does, and answers on it shrunk
     (not cached). Once an object of the project's size is labelled there, the labels decide: the
-    click is answered at full size and cached."""
+    click is answered at full size from embeddings the worker caches."""
     s = world.studio
     _, labels = _image()
     big_labels = np.kron(labels, np.ones((5, 5), np.int32))
@@ -145,6 +153,13 @@ def test_an_unlabelled_image_is_measured_by_its_classical_objects_for_the_click(
     small = np.zeros((240, 320), bool)
     small[200:220, 20:40] = True  # a 20 px object: the project's size
     s.add_annotation(world.annotator, info.id, "object", small)
+    assert s.click_segment(world.annotator, info.id, [(200, 100)]).source == "pending"
+    from storage import jobs
+    from storage.config import Settings
+    from storage.worker import Worker
+
+    worker = Worker(Settings.from_env(s.data_dir))
+    worker.execute(jobs.claim(worker.db, worker.pid, worker.host, clicks_only=True))
     again = s.click_segment(world.annotator, info.id, [(200, 100)])
     assert again.mask.shape == (240, 320) and not (again.mask & small).any()
     assert s.blobs.exists(embedding_rel(vid, info.id))
