@@ -28,6 +28,7 @@ from pages._feedback import show_error
 from pages._select import new_click
 from pages._text import md
 from pages._viewport import Viewport, make_viewport
+from spoco_core.classical import unlabelled_only
 from spoco_core.overlay import outline_overlay
 from storage import masks
 from storage.errors import StudioError
@@ -39,6 +40,7 @@ PENDING_Z = "_vol_pending_z"  # {image id: plane}, applied before the slider is 
 OUTLINES = "_vol_outlines"  # {image id: {z: [(x, y), ...]}} outlines of the object being drawn
 PICKED = "_vol_picked"  # {image id: predicted object id} chosen by a click
 FLASH = "_vol_flash"  # (image id, message) shown on the next run
+PROPOSALS = "_vol_proposals"  # {image id: classical 3D proposals} before a project has a model
 SIDE_PX = 320  # width of the XZ / YZ views on screen
 TOOLS = {"outline": "Outline an object", "background": "Mark background", "click": "Click objects"}
 
@@ -284,6 +286,15 @@ def _take_outline(
     _done(image_id, f"Saved a background mark on plane {z + 1}.")
 
 
+def _proposals(studio: Studio, user: User, image_id: int) -> np.ndarray:
+    """The volume's classical 3D proposals, computed once per session and volume."""
+    cache = st.session_state.setdefault(PROPOSALS, {})
+    if image_id not in cache:
+        cache.clear()  # one volume's at a time
+        cache[image_id] = studio.volume_proposals(user, image_id)
+    return cache[image_id]
+
+
 def _flash(image_id: int) -> None:
     flash = st.session_state.get(FLASH)
     if flash and flash[0] == image_id:
@@ -301,6 +312,8 @@ def main(
     model = studio.current_model(user, project.id)
     predicted = studio.volume_prediction(user, image.id) if model is not None else None
     sparse = studio.volume_sparse_labels(user, image.id)
+    if model is None:  # no model yet: classical 3D proposals, to accept one by one
+        predicted = unlabelled_only(_proposals(studio, user, image.id), sparse)
     sug_mask = sug.mask.reshape(vol.shape) if sug is not None and sug.image_id == image.id else None
     z = plane_controls(vol)
     if st.session_state.get("vol_tool") == "click":  # before the panels, so they show the pick
@@ -324,6 +337,11 @@ def main(
             f"{md(image.name)} · volume {vol.depth}×{image.height}×{image.width} (Z×Y×X) · voxel "
             f"{spacing} µm · model " + (f"v{model.version}" if model else "none yet")
         )
+        if model is None:
+            st.caption(
+                "No model yet: the outlines are classical 3D proposals (Otsu + watershed); with "
+                "Click objects, click one to accept it whole."
+            )
         plane_views(studio, user, vol, z, tool, (predicted, sparse, sug_mask))
         st.caption(
             "Filled = labelled 3D objects, red = background, coloured lines = model prediction, "

@@ -232,3 +232,31 @@ def test_browser_steps_planes_accepts_a_3d_object_and_draws_one_on_two_planes(tm
                 assert planes.tolist() == [2, 3, 4]  # one 3D object, the middle plane interpolated
             finally:
                 browser.close()
+
+
+def test_before_any_model_a_classical_3d_proposal_is_accepted_whole(studio: Studio) -> None:  # noqa: F811
+    from pages._select import CLICK_TEST_HOOK
+
+    admin = admin_of(studio)
+    project = studio.create_project(admin, "Fresh")
+    nucleus = _ball(SHAPE, (3, 24, 32), 2.8)
+    data = np.full(SHAPE, 200, np.uint16)
+    data[nucleus] = 3000
+    upload = _hyperstack(data, "ZYX", z_um=0.5)  # isotropic voxels: the ball is round to it
+    (info,), _ = studio.add_upload(admin, project.id, "one.tif", upload, as_volume=True)
+    at = logged_in(studio)
+    at.session_state["project_id"] = project.id
+    at.run()
+    at.switch_page("pages/annotate.py").run()
+    assert not at.exception, at.exception
+    assert "classical 3D proposals" in texts(at)
+    at.radio(key="vol_tool").set_value("click").run()
+    at.session_state[CLICK_TEST_HOOK] = (32, 24)
+    at.run()
+    at.button(key="vol_pick_accept").click().run()
+    assert not at.exception, at.exception
+    labels = studio.volume_sparse_labels(admin, info.id)
+    proposals = studio.volume_proposals(admin, info.id)
+    assert np.array_equal(labels == 1, proposals == proposals[3, 24, 32])  # the proposal, whole
+    assert (labels == 1)[nucleus].any()
+    assert (labels == 1).any(axis=(1, 2)).sum() > 1  # accepted on every plane it spans
