@@ -22,4 +22,4 @@ COPY . .
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e .
 VOLUME ["/data"]
 EXPOSE 8501
-CMD ["sh", "-c", "python -m storage seed-demo && streamlit run app.py --server.address $HOST --server.port $PORT --server.headless true --browser.gatherUsageStats false"]
+CMD ["sh", "-c", "python -m storage seed-demo && streamlit run serve.py --server.address $HOST --server.port $PORT --server.headless true --browser.gatherUsageStats false"]

@@ -33,7 +33,7 @@ test: venv
 
 run: venv
 	$(PY) -m storage seed-demo
-	$(VENV)/bin/streamlit run app.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+	$(VENV)/bin/streamlit run serve.py --server.address $(HOST) --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
 
 lint: venv
 	$(VENV)/bin/ruff check --fix .

@@ -11,6 +11,7 @@ import logging
 import secrets
 
 import streamlit as st
+from PIL import Image, ImageDraw
 
 from pages import _session as session
 from pages._login import render_login
@@ -23,6 +24,8 @@ def _project_picker(studio: Studio, user: User) -> str | None:
     projects = studio.list_projects(user)
     pending = st.session_state.pop(session.SELECT_PROJECT, None)
     ids = [p.id for p in projects]
+    if session.PROJECT_ID not in st.session_state:  # a new page load: the project in its address
+        pending = _linked_project(ids) if pending is None else pending
     if pending in ids:
         st.session_state[session.PROJECT_ID] = pending
     elif st.session_state.get(session.PROJECT_ID) not in ids:
@@ -34,7 +37,24 @@ def _project_picker(studio: Studio, user: User) -> str | None:
     project_id = st.sidebar.selectbox(
         "Project", ids, format_func=lambda pid: names.get(pid, str(pid)), key=session.PROJECT_ID
     )
+    session.show_in_address(project=project_id)
     return studio.role(user, project_id)
+
+
+def _linked_project(ids: list[int]) -> int | None:
+    """The project the page's address names (``?project=ID``), if the user is one of its members;
+    otherwise None and a message saying which project is shown instead."""
+    raw = session.address_value("project")
+    if raw is None:
+        return None
+    for pid in ids:
+        if str(pid) == raw:
+            return pid
+    st.warning(
+        f"The address names project {raw!r}, which does not exist or which you are not a member "
+        "of. Showing your first project instead; pick one in the sidebar."
+    )
+    return None
 
 
 def _page(file: str, title: str, icon: str, url_path: str, default: bool = False) -> st.Page:
@@ -66,8 +86,19 @@ def _pages(user: User, role: str | None) -> list[st.Page]:
     return pages
 
 
+@st.cache_resource(show_spinner=False)
+def _page_icon() -> Image.Image:
+    """The tab's icon, drawn here: a Material icon or an emoji as page icon is fetched from a
+    font or emoji server on the internet, and no request may leave the lab's machine."""
+    icon = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(icon)
+    draw.ellipse((4, 4, 60, 60), fill=(40, 160, 90, 255))
+    draw.ellipse((20, 18, 44, 42), fill=(230, 245, 235, 255))
+    return icon
+
+
 def main() -> None:
-    st.set_page_config(page_title="SPOCO Studio", page_icon=":material/biotech:", layout="wide")
+    st.set_page_config(page_title="SPOCO Studio", page_icon=_page_icon(), layout="wide")
     session.bootstrap()
     studio = session.get_studio()
     session.restore_session(studio)  # a reloaded page: the session cookie names its user

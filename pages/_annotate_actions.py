@@ -11,6 +11,8 @@ from pages import _timer as timer
 from pages._canvas import clear_canvas, has_drawing, mark_saved
 from pages._fabric import Shape
 from pages._feedback import show_error
+from pages._key_queue import key_queue
+from pages._session import PROJECT_ID
 from pages._text import fmt_time, md
 from pages._viewport import Viewport
 from storage.errors import StudioError
@@ -36,15 +38,64 @@ KEYS = {
     "segment_add": "G",
     "segment_remove": "X",  # Streamlit keeps C and R for itself
 }
+# The buttons each shortcut presses, first enabled one first (for keys queued during a rerun).
+SHORTCUT_BUTTONS = {
+    "accept": ["ann_sel_accept", "ann_accept"],
+    "background": ["ann_sel_bg", "ann_sug_bg"],
+    "skip": ["ann_skip"],
+    "next": ["ann_next"],
+    "clear_selection": ["ann_sel_clear", "ann_edit_clear"],
+    "save_object": ["ann_save_obj"],
+    "save_background": ["ann_save_bg"],
+    "undo": ["ann_undo"],
+    "redo": ["ann_redo"],
+    "fill_holes": ["ann_fill"],
+    "next_image": ["ann_next_image"],
+    "next_tool": ["ann_tool_next"],
+    "segment_new": ["ann_segment_mode_key_new"],
+    "segment_add": ["ann_segment_mode_key_add"],
+    "segment_remove": ["ann_segment_mode_key_remove"],
+}
 FLASH = "_ann_last_action"  # kept until the next action: the canvas triggers extra reruns of its own
 REDO = "_ann_redo"  # {image id: [changes undone in this session, newest last]}
+_SHOWN = "_ann_shown"  # (project id, image id) whose picture the page shows
+_SHOWN_BEFORE = "_ann_shown_before"  # the same, as the run before this one left it
 
 
-def show_last_action() -> None:
-    """The outcome of the annotator's last action (and any per-outline errors); shown under the
-    canvas, so a message appearing after a save does not move the canvas the next clicks aim at."""
-    if flash := st.session_state.get(FLASH):
-        message, errors = flash
+def begin_run(image: ImageInfo) -> None:
+    """Remember what the last run showed before this run draws ``image``: the buttons pressed on
+    this run were pressed while looking at that (``check_shown``)."""
+    st.session_state[_SHOWN_BEFORE] = st.session_state.get(_SHOWN)
+
+
+def picture_shown(image: ImageInfo) -> None:
+    """The picture of ``image`` is on the page now."""
+    st.session_state[_SHOWN] = (image.project_id, image.id)
+
+
+def check_shown(image: ImageInfo) -> None:
+    """Save nothing on ``image`` unless its project is the one open and the page showed this very
+    image when the button was pressed (a pick of another image and a click can arrive in one run);
+    otherwise say so and rerun, which shows the image that is current."""
+    shown = st.session_state.get(_SHOWN_BEFORE)
+    project = st.session_state.get(PROJECT_ID)
+    if image.project_id == project and (shown is None or shown == (image.project_id, image.id)):
+        return
+    st.session_state[FLASH] = (
+        image.id,
+        "Nothing saved: the page was showing another image when this arrived. Look, then try again.",
+        [],
+    )
+    st.rerun()
+
+
+def show_last_action(image: ImageInfo) -> None:
+    """The outcome of the annotator's last action on ``image`` (and any per-outline errors); shown
+    under the canvas, so a message appearing after a save does not move the canvas the next clicks
+    aim at. A message about another image is not shown (it stays with the image it is about)."""
+    flash = st.session_state.get(FLASH)
+    if flash and flash[0] == image.id:
+        _, message, errors = flash
         st.success(message)
         for error in errors:
             st.error(md(error))
@@ -56,15 +107,17 @@ def canvas_key(image: ImageInfo) -> str:
 
 
 def _done(
+    image_id: int,
     message: str,
     clear_key: str | None = None,
     errors: list[str] | None = None,
     keep_redo: bool = False,
     saved_key: str | None = None,
 ) -> None:
-    """After a saved action: restart the clock, empty the canvas (``clear_key``) or retire the
-    outlines just saved from it (``saved_key``), and rerun so the view shows the new label at once;
-    the message (and any per-outline errors) is shown on that run. A new change ends what Redo can
+    """After a saved action on image ``image_id``: restart the clock, empty the canvas
+    (``clear_key``) or retire the outlines just saved from it (``saved_key``), and rerun so the view
+    shows the new label at once; the message (and any per-outline errors) is shown on that run,
+    with that image only. A new change ends what Redo can
     bring back (``keep_redo``: Undo and Redo themselves)."""
     timer.restart()
     if not keep_redo:
@@ -73,7 +126,7 @@ def _done(
         clear_canvas(clear_key)
     if saved_key:
         mark_saved(saved_key)
-    st.session_state[FLASH] = (message, errors or [])
+    st.session_state[FLASH] = (image_id, message, errors or [])
     st.rerun()
 
 
@@ -103,6 +156,7 @@ def suggestion_actions(
             width="stretch",
             shortcut=KEYS["accept"] if answer_keys else None,
         ):
+            check_shown(image)
             studio.add_annotation(
                 user,
                 image.id,
@@ -112,7 +166,7 @@ def suggestion_actions(
                 seconds=timer.elapsed(),
                 suggestion_id=sug.id,
             )
-            _done("Accepted the suggested object.")
+            _done(image.id, "Accepted the suggested object.")
         if c2.button(
             "Mark as background",
             icon=":material/block:",
@@ -120,6 +174,7 @@ def suggestion_actions(
             width="stretch",
             shortcut=KEYS["background"] if answer_keys else None,
         ):
+            check_shown(image)
             studio.add_annotation(
                 user,
                 image.id,
@@ -129,12 +184,13 @@ def suggestion_actions(
                 seconds=timer.elapsed(),
                 suggestion_id=sug.id,
             )
-            _done("Marked the suggested object as background.")
+            _done(image.id, "Marked the suggested object as background.")
         if c1.button(
             "Skip", icon=":material/skip_next:", key="ann_skip", width="stretch", shortcut=KEYS["skip"]
         ):
+            check_shown(image)
             studio.resolve_suggestion(user, sug.id, "skipped")
-            _done("Skipped.")
+            _done(image.id, "Skipped.")
         later = [s.id for s in queue if s.id != sug.id]
         if c2.button(
             "Next (keep open)",
@@ -205,6 +261,7 @@ def answer_selected(studio: Studio, user: User, image: ImageInfo, sel: select.Se
         else ("corrected", f"Marked the {sel.what} as background.")
     )
     try:
+        check_shown(image)
         studio.add_annotation(
             user,
             image.id,
@@ -218,7 +275,7 @@ def answer_selected(studio: Studio, user: User, image: ImageInfo, sel: select.Se
         show_error(exc)
         return
     select.clear()
-    _done(message)
+    _done(image.id, message)
 
 
 def _save_shapes(
@@ -231,6 +288,7 @@ def _save_shapes(
     suggestion_id: int | None = None,
 ) -> None:
     """One annotation per drawn outline; the time spent is booked on the first one."""
+    check_shown(image)
     seconds = timer.elapsed()
     saved, errors = 0, []
     for shape in shapes:
@@ -253,7 +311,11 @@ def _save_shapes(
             st.error(md(error))
         return
     what = "object" if kind == "object" else "background region"
-    _done(f"Saved {saved} {what}{'s' if saved > 1 else ''}.", errors=errors, saved_key=canvas_key(image))
+    message = f"Saved {saved} {what}{'s' if saved > 1 else ''}."
+    if all(shape.kind == "polygon" for shape in shapes):  # the polygon picture keeps later corners
+        _done(image.id, message, errors=errors, saved_key=canvas_key(image))
+    else:  # the canvas would go on drawing them in the unsaved colour
+        _done(image.id, message, clear_key=canvas_key(image), errors=errors)
 
 
 def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[Shape] | None) -> None:
@@ -295,10 +357,12 @@ def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[S
         help="Undo my last change on this image",
     ):
         try:
+            check_shown(image)
             change = studio.undo_change(user, image.id)
             if change is not None:
                 st.session_state.setdefault(REDO, {}).setdefault(image.id, []).append(change)
-            _done("Undone." if change else "Nothing of yours to undo on this image.", keep_redo=True)
+            message = "Undone." if change else "Nothing of yours to undo on this image."
+            _done(image.id, message, keep_redo=True)
         except StudioError as exc:
             show_error(exc)
     redo_stack = st.session_state.get(REDO, {}).get(image.id, [])
@@ -312,9 +376,12 @@ def drawing_actions(studio: Studio, user: User, image: ImageInfo, shapes: list[S
         help="Redo the change I last undid on this image",
     ):
         try:
+            check_shown(image)
             redone = studio.redo_change(user, image.id, redo_stack.pop())
             _done(
-                "Redone." if redone else "Cannot redo: a later change touched those labels.", keep_redo=True
+                image.id,
+                "Redone." if redone else "Cannot redo: a later change touched those labels.",
+                keep_redo=True,
             )
         except StudioError as exc:
             show_error(exc)
@@ -355,6 +422,11 @@ def next_option_key(state_key: str, options: list[str], label: str, name: str) -
         on_click=_cycle,
         args=(state_key, options),
     )
+
+
+def queue_keys() -> None:
+    """Keys typed while the page reruns are kept and replayed (``pages/_key_queue.py``)."""
+    key_queue({KEYS[name]: buttons for name, buttons in SHORTCUT_BUTTONS.items()})
 
 
 def shortcuts_help() -> None:
@@ -422,8 +494,9 @@ def labels_panel(studio: Studio, user: User, image: ImageInfo) -> None:
         )
         if col_go.button("Delete", icon=":material/delete:", key="ann_delete"):
             try:
+                check_shown(image)
                 studio.delete_annotation(user, target)
-                _done(f"Deleted label #{target}.")
+                _done(image.id, f"Deleted label #{target}.")
             except StudioError as exc:
                 show_error(exc)
 
@@ -442,7 +515,7 @@ def edit_click(
     except StudioError as exc:
         return str(exc)
     if merged:
-        _done("Merged the two labels.")
+        _done(image.id, "Merged the two labels.")
     return message
 
 
@@ -458,17 +531,18 @@ def apply_edit(
     """Save the strokes drawn with Brush, Eraser or Split on the selected label at once."""
     if not strokes:
         return
+    check_shown(image)
     if chosen is None:
         clear_canvas(canvas_key(image))
-        st.session_state[FLASH] = ("Select a label first (Edit: Select, then click it).", [])
+        st.session_state[FLASH] = (image.id, "Select a label first (Edit: Select, then click it).", [])
         st.rerun()
     try:
         message = edit.apply_strokes(studio, user, image, chosen, mode, strokes, brush_px, timer.elapsed())
     except StudioError as exc:
         clear_canvas(canvas_key(image))
-        st.session_state[FLASH] = ("Nothing saved.", [str(exc)])
+        st.session_state[FLASH] = (image.id, "Nothing saved.", [str(exc)])
         st.rerun()
-    _done(message, canvas_key(image))
+    _done(image.id, message, canvas_key(image))
 
 
 def edit_panel(studio: Studio, user: User, image: ImageInfo, chosen: Annotation | None) -> None:
@@ -482,8 +556,9 @@ def edit_panel(studio: Studio, user: User, image: ImageInfo, chosen: Annotation 
         "Fill holes", icon=":material/format_color_fill:", key="ann_fill", width="stretch",
         shortcut=KEYS["fill_holes"],
     ):  # fmt: skip
+        check_shown(image)
         try:
-            _done(edit.fill(studio, user, image, chosen, timer.elapsed()))
+            _done(image.id, edit.fill(studio, user, image, chosen, timer.elapsed()))
         except StudioError as exc:
             show_error(exc)
     if c2.button(

@@ -5,10 +5,12 @@
 on the picture of `pages/_corner_polygon.py` instead (the canvas' corner handles swallow clicks on
 small objects); free-hand outlines, rectangles and brush strokes on the canvas.
 
-After a save the canvas stays mounted (`mark_saved`): the outlines it reported so far are no longer
-returned, and clicks the annotator makes on it while the page reruns (the next polygon's corners)
-are kept. A new widget key would remount it and drop them. `clear_canvas` does remount it (Clear
-drawing, brush strokes), and so does a new view (a drawing belongs to the view it was drawn on).
+After a polygon is saved its picture stays mounted (`mark_saved`): the outlines it reported so far
+are no longer returned nor drawn over the picture (which shows them in their saved colour), and
+clicks the annotator makes on it while the page reruns (the next polygon's corners) are kept. A new
+widget key would remount it and drop them. `clear_canvas` does remount (Clear drawing, brush
+strokes, saved free-hand outlines and rectangles: the canvas would keep drawing them in the
+unsaved colour over the picture), and so does a new view (a drawing belongs to its view).
 
 Test hook: tests cannot drive the JavaScript canvas under `AppTest`, so when
 `st.session_state[TEST_HOOK_KEY]` holds a list of outlines (each a list of `(x, y)` image
@@ -23,7 +25,7 @@ from typing import Literal
 import streamlit as st
 from PIL import Image
 
-from pages._click_image import jpeg
+from pages._click_image import PICTURE_KEY, jpeg, state_value
 from pages._corner_polygon import polygon_picture
 from pages._fabric import Shape, shapes_from_fabric
 from pages._viewport import Viewport
@@ -74,6 +76,12 @@ def has_drawing(key: str) -> bool:
     return bool(shown) or bool(st.session_state.get(TEST_HOOK_KEY))
 
 
+def _polygons(widget: str) -> list[Shape]:
+    """The outlines the polygon picture under ``widget`` reported so far (before it is drawn)."""
+    value = state_value(widget, "polygons") or []
+    return [Shape("polygon", [(float(x), float(y)) for x, y in poly]) for poly in value if len(poly) >= 3]
+
+
 def _to_image(shapes: list[Shape], viewport: Viewport) -> list[Shape]:
     return [Shape(s.kind, [viewport.to_image(x, y) for x, y in s.points]) for s in shapes]
 
@@ -95,10 +103,18 @@ def draw_shapes(
         0, 0, background.width, background.height, background.width, background.height
     )
     nonce = st.session_state.get(_nonce_key(key), 0)
-    widget = f"{key}-{nonce}-{view.x0}-{view.y0}-{view.w}-{view.h}-{view.out_w}-{view.out_h}"
+    # the tool in the key: the canvas and the polygon picture are both components-v2 elements, and
+    # under one key Streamlit hands the canvas the polygon's element, its picture still on top
+    widget = f"{key}-{mode}-{nonce}-{view.x0}-{view.y0}-{view.w}-{view.h}-{view.out_w}-{view.out_h}"
+    saved_widget, saved = st.session_state.get(_saved_key(key), ("", frozenset()))
+    if saved_widget != widget:
+        saved = frozenset()
     if mode == "polygon":  # corners without grab handles (see pages/_corner_polygon.py)
-        drawn = [Shape("polygon", pts) for pts in polygon_picture(background, widget, _STROKE, _FILL)]
+        hide = sum(_fingerprint(s) in saved for s in _polygons(widget))
+        outlines = polygon_picture(background, widget, _STROKE, _FILL, hide=hide)
+        drawn = [Shape("polygon", pts) for pts in outlines]
     else:
+        st.session_state[PICTURE_KEY] = None  # the canvas' drags draw; its view moves by the sliders
         result = st_canvas(
             fill_color=_FILL,
             stroke_width=stroke_width or (3 if mode == "freedraw" else 2),
@@ -116,8 +132,5 @@ def draw_shapes(
         return [Shape("polygon", [(float(x), float(y)) for x, y in pts]) for pts in hooked]
     prints = [_fingerprint(s) for s in drawn]
     st.session_state[_shown_key(key)] = (widget, tuple(prints))
-    saved_widget, saved = st.session_state.get(_saved_key(key), ("", frozenset()))
-    if saved_widget != widget:
-        saved = frozenset()
     fresh = [s for s, p in zip(drawn, prints, strict=True) if p not in saved]
     return _to_image(fresh, view) or None

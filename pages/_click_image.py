@@ -17,10 +17,48 @@ from collections.abc import Callable
 import streamlit as st
 from PIL import Image
 
-_JS = """
+PICTURE_KEY = "_ann_picture_key"  # the widget key of the picture last drawn (it reports gestures)
+
+# Wheel zoom and drag pan on a picture: its state "gesture" is {"zoom": +1 | -1, "x", "y"} (the
+# point under the wheel) or {"dx", "dy"} (a drag), in fractions of the picture as shown, and
+# "unix_time"; a drag sets ``el.spocoDragged`` so the click that ends it is not a click.
+GESTURES_JS = """
+const gestures = (el, setStateValue) => {
+  let last = 0;
+  let down = null;
+  el.onwheel = (event) => {
+    event.preventDefault();
+    const now = Date.now();
+    if (now - last < 300) return;  // one step per turn of the wheel, not per event
+    last = now;
+    const box = el.getBoundingClientRect();
+    setStateValue("gesture", { zoom: event.deltaY < 0 ? 1 : -1, unix_time: now,
+      x: (event.clientX - box.left) / box.width, y: (event.clientY - box.top) / box.height });
+  };
+  el.onpointerdown = (event) => {
+    down = event.button === 0 ? [event.clientX, event.clientY] : null;
+    el.spocoDragged = false;
+  };
+  el.onpointermove = (event) => {
+    if (down && Math.hypot(event.clientX - down[0], event.clientY - down[1]) > 6) el.spocoDragged = true;
+  };
+  el.onpointerup = (event) => {
+    if (down && el.spocoDragged) {
+      const box = el.getBoundingClientRect();
+      setStateValue("gesture", { unix_time: Date.now(),
+        dx: (event.clientX - down[0]) / box.width, dy: (event.clientY - down[1]) / box.height });
+    }
+    down = null;
+  };
+};
+"""
+
+_JS = (
+    GESTURES_JS
+    + """
 export default function (component) {
   const { parentElement, data, setStateValue } = component;
-  let img = parentElement.querySelector("img");
+  let img = parentElement.querySelector("img.spoco-click-image");
   if (!img) {
     img = document.createElement("img");
     img.className = "spoco-click-image";
@@ -35,7 +73,12 @@ export default function (component) {
   img.style.maxWidth = "100%";
   img.style.display = "block";
   img.style.cursor = data.cursor;
+  gestures(img, setStateValue);
   img.onclick = (event) => {
+    if (img.spocoDragged) {  // the end of a drag that panned the view
+      img.spocoDragged = false;
+      return;
+    }
     const box = img.getBoundingClientRect();
     setStateValue("click", {
       x: event.clientX - box.left,
@@ -47,8 +90,10 @@ export default function (component) {
       unix_time: Date.now(),
     });
   };
+  return () => img.remove();  // unmounted (another tool): leave no picture behind
 }
 """
+)
 
 _NAME = "spoco_click_image"
 
@@ -72,7 +117,9 @@ def data_url(picture: Image.Image) -> str:
 
 
 def click_image(picture: Image.Image, key: str, cursor: str = "pointer") -> None:
-    """Show ``picture`` at its own size (narrower if the column is); clicks land in session state."""
+    """Show ``picture`` at its own size (narrower if the column is); clicks land in session state,
+    and so do wheel turns and drags (``GESTURES_JS``)."""
+    st.session_state[PICTURE_KEY] = key
     _component()(key=key, data={"src": data_url(picture), "width": picture.width, "cursor": cursor})
 
 

@@ -16,12 +16,14 @@ from collections.abc import Callable
 import streamlit as st
 from PIL import Image
 
-from pages._click_image import data_url, state_value
+from pages._click_image import GESTURES_JS, PICTURE_KEY, data_url, state_value
 
 Point = tuple[float, float]
 CLOSE_PX = 4  # screen px: a click this close to the first corner closes the outline
 
-_JS = """
+_JS = (
+    GESTURES_JS
+    + """
 const NS = "http://www.w3.org/2000/svg";
 export default function (component) {
   const { parentElement, data, setStateValue } = component;
@@ -67,7 +69,7 @@ export default function (component) {
   const redraw = () => {
     svg.replaceChildren();
     const w = 2 / scale();
-    for (const poly of state.closed) {
+    for (const poly of state.closed.slice(data.hide || 0)) {  // saved ones show in the picture
       shape("polygon", { points: poly.map((p) => p.join(",")).join(" "),
         fill: data.fill, stroke: data.stroke, "stroke-width": w });
     }
@@ -89,7 +91,12 @@ export default function (component) {
     redraw();
     setStateValue("polygons", state.closed);
   };
+  gestures(img, setStateValue);
   img.onclick = (event) => {
+    if (img.spocoDragged) {  // the end of a drag that panned the view
+      img.spocoDragged = false;
+      return;
+    }
     const p = at(event);
     const first = state.corners[0];
     const near = first && Math.hypot(p[0] - first[0], p[1] - first[1]) * scale() <= data.close_px;
@@ -114,8 +121,10 @@ export default function (component) {
     redraw();
   };
   redraw();
+  return () => root.remove();  // unmounted (another tool): leave no picture behind
 }
 """
+)
 
 _NAME = "spoco_corner_polygon"
 
@@ -126,8 +135,12 @@ def _component() -> Callable[..., object]:
     return st.components.v2.component(_NAME, js=_JS)
 
 
-def polygon_picture(picture: Image.Image, key: str, stroke: str, fill: str) -> list[list[Point]]:
-    """Show ``picture`` for outlining; return the outlines closed on it so far (picture pixels)."""
+def polygon_picture(
+    picture: Image.Image, key: str, stroke: str, fill: str, hide: int = 0
+) -> list[list[Point]]:
+    """Show ``picture`` for outlining; return the outlines closed on it so far (picture pixels).
+    ``hide``: how many of the first closed outlines are saved; the picture itself shows them in
+    their saved colour, so the widget stops drawing them over it."""
     data = {
         "src": data_url(picture),
         "width": picture.width,
@@ -135,7 +148,9 @@ def polygon_picture(picture: Image.Image, key: str, stroke: str, fill: str) -> l
         "stroke": stroke,
         "fill": fill,
         "close_px": CLOSE_PX,
+        "hide": hide,
     }
+    st.session_state[PICTURE_KEY] = key
     _component()(key=key, data=data)
     polygons = state_value(key, "polygons")
     return [[(float(x), float(y)) for x, y in poly] for poly in polygons or [] if len(poly) >= 3]

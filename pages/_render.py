@@ -26,6 +26,12 @@ from storage.service import Studio
 OBJECT_RGB = np.array([40, 220, 90], dtype=np.float32)  # labelled objects: green
 BACKGROUND_RGB = np.array([230, 60, 60], dtype=np.float32)  # background marks: red
 SELECTED_RGB = np.array([255, 40, 255], dtype=np.float32)  # the object clicked on: magenta
+# The model's outlines: hues no other meaning on the page uses (green labelled, red background,
+# yellow suggested, magenta selected, cyan an unsaved drawing), so a colour never says two things.
+PREDICTION_RGB = np.array(
+    [[255, 140, 0], [58, 134, 255], [157, 78, 221], [189, 178, 255], [255, 192, 138]], dtype=np.uint8
+)
+AUTO_PERCENTILES = (0.5, 99.8)  # the auto display range: the image's own dark and bright ends
 
 
 def display_levels(studio: Studio, user: User, image_id: int) -> Levels:
@@ -122,12 +128,43 @@ def sample_levels(levels: Levels | np.ndarray, view: Viewport) -> np.ndarray:
     return _sample(levels[k], view, 2**k)
 
 
-def _adjust(rgb: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
-    """Display-only brightness (-1..1) and contrast (gain) around mid-grey."""
-    if brightness == 0 and contrast == 1:
+def auto_range(levels: Levels | np.ndarray) -> tuple[float, float]:
+    """The image's display range (``AUTO_PERCENTILES`` of its smallest level): stretching it to
+    black..white makes objects that are dim on a dark background visible."""
+    small = np.asarray(levels if isinstance(levels, np.ndarray) else levels[-1])
+    lo, hi = np.percentile(small, AUTO_PERCENTILES)
+    return float(lo), float(max(hi, lo + 1.0))
+
+
+def _adjust(
+    rgb: np.ndarray,
+    brightness: float,
+    contrast: float,
+    display_range: tuple[float, float] = (0.0, 255.0),
+    gamma: float = 1.0,
+) -> np.ndarray:
+    """Display only: ``display_range`` stretched to black..white, then ``gamma`` (below 1 lifts
+    dim pixels), a gain ``contrast`` anchored at black (a higher contrast never darkens a pixel:
+    mid-grey anchoring pushed dim objects into black) and ``brightness`` (-1..1) added."""
+    lo, hi = display_range
+    if brightness == 0 and contrast == 1 and gamma == 1 and (lo, hi) == (0.0, 255.0):
         return rgb
-    out = (rgb.astype(np.float32) - 127.5) * contrast + 127.5 + brightness * 255.0
-    return np.clip(out, 0, 255).astype(np.uint8)
+    x = np.clip((rgb.astype(np.float32) - lo) / max(hi - lo, 1.0), 0.0, 1.0)
+    if gamma != 1:
+        x = x**gamma
+    out = (x * contrast + brightness) * 255.0
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def _outlines(rgb: np.ndarray, labels: np.ndarray, alpha: float) -> np.ndarray:
+    """Each predicted object outlined in a ``PREDICTION_RGB`` colour (by its id)."""
+    edge = boundaries(labels)
+    if not edge.any():
+        return rgb
+    out = rgb.copy()
+    colours = PREDICTION_RGB[labels[edge] % len(PREDICTION_RGB)].astype(np.float32)
+    out[edge] = np.clip(out[edge] + alpha * (colours - out[edge]) + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def _tint(rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
@@ -150,17 +187,21 @@ def render_view(
     sparse: np.ndarray | None = None,
     suggestion_mask: np.ndarray | None = None,
     selected_mask: np.ndarray | None = None,
+    display_range: tuple[float, float] = (0.0, 255.0),
+    gamma: float = 1.0,
 ) -> Image.Image:
     """The on-screen picture: adjusted image, the user's labels tinted, the model's predicted
     outlines, the suggested object highlighted and the object clicked on tinted magenta. ``base``:
-    the image's display levels (``display_levels``) or one full-size RGB array."""
-    rgb = _adjust(sample_levels(base, view), brightness, contrast)
+    the image's display levels (``display_levels``) or one full-size RGB array; ``display_range``
+    and ``gamma``: see ``_adjust``."""
+    rgb = _adjust(sample_levels(base, view), brightness, contrast, display_range, gamma)
     if sparse is not None and sparse.any():
         rgb = _tint(rgb, _sample(sparse, view))
-    if predicted is not None or suggestion_mask is not None:
-        labels = _sample(predicted, view) if predicted is not None else np.zeros(rgb.shape[:2], np.int32)
-        highlight = _sample(suggestion_mask, view) if suggestion_mask is not None else None
-        rgb = outline_overlay(rgb, labels, highlight=highlight, alpha=0.9)
+    if predicted is not None:
+        rgb = _outlines(rgb, _sample(predicted, view), alpha=0.9)
+    if suggestion_mask is not None:
+        highlight = _sample(suggestion_mask, view)
+        rgb = outline_overlay(rgb, np.zeros(rgb.shape[:2], np.int32), highlight=highlight)
     if selected_mask is not None:
         sel = _sample(selected_mask, view).astype(bool)
         out = rgb.astype(np.float32)

@@ -19,6 +19,7 @@ USERNAME = "username"
 PROJECT_ID = "project_id"
 SESSION = "_session_cookie"  # the signed session cookie value (a random token, no password)
 _CLEAR_COOKIE = "_clear_session_cookie"
+_HANDED = "_session_cookie_handed"  # the cookie value this page has already handed the browser
 SELECT_PROJECT = "_select_project"  # set by a page to switch the sidebar picker on the next run
 PROJECT_POLL_S = 5.0  # how often an open page re-reads the user's projects
 
@@ -50,7 +51,17 @@ def _bootstrap(directory: str) -> bool:
         print(f"SPOCO Studio: created admin {username!r} with password {generated}", file=sys.stderr)
     if not worker_disabled():
         studio.ensure_worker()
+    # Streamlit's upload endpoint refuses bodies over server.maxUploadSize (read per request):
+    # make it the studio's own limit, which the upload boxes show (``upload_limit_mb``).
+    from streamlit import config
+
+    config.set_option("server.maxUploadSize", upload_limit_mb())
     return True
+
+
+def upload_limit_mb() -> int:
+    """The largest accepted upload in MB (SPOCO_MAX_UPLOAD_MB), as the upload boxes say it."""
+    return max(1, Settings.from_env().max_upload_bytes // (1024 * 1024))
 
 
 def bootstrap() -> None:
@@ -95,16 +106,33 @@ def restore_session(studio: Studio) -> None:
 
 def sync_cookie() -> None:
     """Make the browser's session cookie match this session: set it after a log-in, delete it after
-    a log-out or when it no longer logs in. Streamlit can read cookies but not write them, so a
-    one-line script does it (``st.html`` runs it in the page itself, same origin)."""
+    a log-out or when it no longer logs in. Streamlit reads cookies but does not write them: served
+    by ``serve.py`` the page posts a one-time ticket to the server, which sets the cookie HttpOnly
+    (``storage.auth.COOKIE_ENDPOINT``); otherwise a one-line script in the page sets it."""
     wanted = st.session_state.get(SESSION) if USER_ID in st.session_state else None
     sent = _browser_cookie()
     cleared = st.session_state.pop(_CLEAR_COOKIE, False)
-    if wanted is not None and wanted != sent:
-        max_age = int(auth.SESSION_MAX_AGE_S)
-        _cookie_script(f"{auth.SESSION_COOKIE}={wanted}; Max-Age={max_age}")
+    if wanted is not None and wanted != sent and st.session_state.get(_HANDED) != wanted:
+        _hand_cookie(wanted)
+        st.session_state[_HANDED] = wanted
     elif wanted is None and (sent or cleared):
-        _cookie_script(f"{auth.SESSION_COOKIE}=; Max-Age=0")
+        _hand_cookie("")
+
+
+def _hand_cookie(value: str) -> None:
+    """Give the browser the session cookie ``value`` ("" deletes it)."""
+    if not auth.HANDOFFS.endpoint:
+        _cookie_script(
+            f"{auth.SESSION_COOKIE}={value}; Max-Age={int(auth.SESSION_MAX_AGE_S) if value else 0}"
+        )
+        return
+    ticket = auth.HANDOFFS.issue(value)  # URL-safe base64: nothing to escape
+    st.html(
+        f'<script>fetch("{auth.COOKIE_ENDPOINT}", {{method: "POST", credentials: "same-origin", '
+        f'headers: {{"Content-Type": "application/json"}}, body: JSON.stringify({{ticket: "{ticket}"}})}});'
+        "</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
 def _cookie_script(cookie: str) -> None:
@@ -115,6 +143,24 @@ def _cookie_script(cookie: str) -> None:
         "</script>",
         unsafe_allow_javascript=True,
     )
+
+
+def address_value(name: str) -> str | None:
+    """A value of the page's address (``?project=3&image=12``): a reload or a shared link opens
+    the same project and image. Only ever compared against ids the user may see."""
+    value = st.query_params.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def show_in_address(**ids: int | None) -> None:
+    """Put the shown project / image in the page's address (None removes it), so a reload keeps
+    them; the browser's address changes without a new page load."""
+    for name, value in ids.items():
+        if value is None:
+            if name in st.query_params:
+                del st.query_params[name]
+        elif st.query_params.get(name) != str(value):
+            st.query_params[name] = str(value)
 
 
 def release_claims(studio: Studio, user: User) -> None:

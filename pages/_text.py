@@ -19,3 +19,13 @@ def fmt_time(ts: float | None) -> str:
     if ts is None:
         return ""
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(float(ts)))
+
+
+def per_file_limit(mb: int) -> str:
+    """An upload box's limit in the studio's own words: Streamlit's box rounds sizes to one unit
+    (512 MB reads "1GB"), so ``hide_rounded_limit`` hides its line and the label says this."""
+    return f"up to {mb} MB per file"
+
+
+# Streamlit's size-and-types line under an upload box (the label gives both instead).
+ROUNDED_LIMIT_CSS = '<style>[data-testid="stFileUploaderDropzoneInstructions"] { display: none; }</style>'

@@ -1,4 +1,5 @@
-"""Zoom/pan, brightness/contrast and outline controls for the annotation view, kept per image.
+"""Zoom/pan, display range and outline controls for the annotation view, kept per image. The
+picture itself zooms on a wheel turn (about the point under the cursor) and pans on a drag.
 
 A view that shows only part of the image (a large image, or zoomed in) gets an overview: the whole
 image small, the part on screen framed; a click on it centres the view there (the overview is
@@ -17,6 +18,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw
 
+from pages._click_image import PICTURE_KEY
 from pages._viewport import DISPLAY_SIDE, Viewport, crop_size, make_viewport, needs_pan
 
 ZOOMS = [1, 2, 4, 8]
@@ -33,6 +35,23 @@ class ViewSettings:
     brightness: float
     contrast: float
     outlines: bool = True
+    auto_range: bool = True  # stretch the image's own range (``_render.auto_range``) to black..white
+    gamma: float = 1.0
+
+
+@dataclass(frozen=True)
+class Gesture:
+    """A wheel turn or a drag on the picture, in fractions of the picture shown: ``zoom`` +1 / -1
+    at (``x``, ``y``), or a drag by (``dx``, ``dy``)."""
+
+    zoom: int = 0
+    x: float = 0.5
+    y: float = 0.5
+    dx: float = 0.0
+    dy: float = 0.0
+
+
+GESTURE_TEST_HOOK = "_gesture_test"  # a Gesture put here is taken as the next one (once)
 
 
 def _pan_to(bbox: tuple[int, int, int, int], width: int, height: int, zoom: float) -> tuple[float, float]:
@@ -64,6 +83,52 @@ def _overview_click(key: str, width: int, height: int) -> tuple[float, float] | 
     shown_w = float(value.get("width") or 1)
     shown_h = float(value.get("height") or 1)
     return float(value["x"]) / shown_w * width, float(value["y"]) / shown_h * height
+
+
+def _picture_gesture() -> Gesture | None:
+    """The wheel turn or drag reported by the picture since the last run, else None."""
+    hooked = st.session_state.pop(GESTURE_TEST_HOOK, None)
+    if hooked is not None:
+        return hooked
+    key = st.session_state.get(PICTURE_KEY)
+    value = st.session_state.get(key) if key else None
+    gesture = value.get("gesture") if hasattr(value, "get") else None
+    if not gesture:
+        return None
+    seen = st.session_state.setdefault(_SEEN, {})
+    if seen.get("picture") == gesture.get("unix_time"):
+        return None
+    seen["picture"] = gesture.get("unix_time")
+    return Gesture(
+        zoom=int(gesture.get("zoom", 0)),
+        x=float(gesture.get("x", 0.5)),
+        y=float(gesture.get("y", 0.5)),
+        dx=float(gesture.get("dx", 0.0)),
+        dy=float(gesture.get("dy", 0.0)),
+    )
+
+
+def _apply_gesture(gesture: Gesture, image_id: int, width: int, height: int, saved: dict) -> None:
+    """Zoom one step about the point under the wheel, or move the view with the drag: by setting
+    the zoom and pan widgets of this image before they are drawn."""
+    zoom_key, pan_keys = f"ann_zoom_{image_id}", (f"ann_pan_x_{image_id}", f"ann_pan_y_{image_id}")
+    zoom = st.session_state.get(zoom_key, saved.get("zoom", 1))
+    pan = (
+        st.session_state.get(pan_keys[0], saved.get("pan_x", 50)) / 100,
+        st.session_state.get(pan_keys[1], saved.get("pan_y", 50)) / 100,
+    )
+    view = make_viewport(width, height, zoom, *pan)
+    if gesture.zoom:  # centre on the point under the wheel
+        cx, cy = view.x0 + gesture.x * view.w, view.y0 + gesture.y * view.h
+        step = ZOOMS.index(zoom) + (1 if gesture.zoom > 0 else -1) if zoom in ZOOMS else 0
+        zoom = ZOOMS[min(max(step, 0), len(ZOOMS) - 1)]
+    else:  # the image moves with the pointer
+        cx = view.x0 + (0.5 - gesture.dx) * view.w
+        cy = view.y0 + (0.5 - gesture.dy) * view.h
+    st.session_state[zoom_key] = zoom
+    for key, value in zip(pan_keys, _pan_to_point(cx, cy, width, height, zoom), strict=True):
+        st.session_state[key] = round(value * 100)
+    st.session_state["ann_follow"] = False
 
 
 def _widget(kind, label: str, key: str, default, saved: dict, name: str, **kwargs):
@@ -109,7 +174,16 @@ def view_controls(
         for key, value in zip(pan_keys, pan, strict=True):
             st.session_state[key] = round(value * 100)
         st.session_state["ann_follow"] = False
-    with st.expander("View: zoom, pan, brightness, contrast, outlines", expanded=needs_pan(width, height)):
+    gesture = _picture_gesture()
+    if gesture is not None:
+        _apply_gesture(gesture, image_id, width, height, saved)
+    # keyed and tracked: it stays open or closed as the annotator left it, whatever reruns
+    with st.expander(
+        "View: zoom, pan, brightness, contrast, outlines",
+        expanded=False,
+        key="ann_view_open",
+        on_change="rerun",
+    ):
         zoom = _widget(
             st.select_slider, "Zoom", zoom_key, 1, saved, "zoom", options=ZOOMS, format_func=lambda z: f"{z}×"
         )
@@ -141,6 +215,25 @@ def view_controls(
             max_value=0.5,
             step=0.05,
         )
+        auto = _widget(
+            st.toggle,
+            "Auto contrast (stretch the image's own range)",
+            f"ann_auto_{image_id}",
+            True,
+            saved,
+            "auto",
+        )
+        gamma = _widget(
+            st.slider,
+            "Gamma (below 1 brightens dim objects)",
+            f"ann_gamma_{image_id}",
+            1.0,
+            saved,
+            "gamma",
+            min_value=0.3,
+            max_value=1.5,
+            step=0.05,
+        )
         contrast = _widget(
             st.slider,
             "Contrast",
@@ -157,4 +250,4 @@ def view_controls(
             "Display size (px)", DISPLAY_SIDES, value=DISPLAY_SIDE, key="ann_display_side"
         )
     viewport = make_viewport(width, height, zoom, pan_x, pan_y, side)
-    return ViewSettings(viewport, brightness, contrast, outlines)
+    return ViewSettings(viewport, brightness, contrast, outlines, auto, gamma)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-MAX_CROP = 1024  # images above this side are shown as a crop with pan controls
+# Images above this side are shown as a crop with pan controls at 1x. The crop is read from the
+# display pyramid's level nearest the screen size, so a larger crop costs no more to draw; 2048
+# shows common camera frames (1100 px, 2048 px) whole at 1x.
+MAX_CROP = 2048
 DISPLAY_SIDE = 600  # default longest side of the rendered view in screen pixels (fits a laptop screen)
 
 

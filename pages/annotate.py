@@ -38,6 +38,7 @@ IMG_KEY = "ann_image"
 NEXT_IMG = "_ann_next_image"  # set by the Next button, applied before the picker is drawn
 HOLDS = "_ann_holds_suggestion"  # this session holds a claimed suggestion (released on leaving the queue)
 PLANE_TARGET = "_ann_plane_target"  # set by the plane buttons, applied before the mode and picker are drawn
+LINK_READ = "_ann_link_read"  # this session has opened the image its address named (once)
 
 
 def _sug_label(sug: Suggestion, names: dict[int, str]) -> str:
@@ -143,6 +144,9 @@ def _choose_item(
     names = {im.id: im.name for im in images}
     modes = ["Suggestion queue", "Any image"]
     target = st.session_state.pop(PLANE_TARGET, None)
+    if not st.session_state.get(LINK_READ):  # a new page load: the image its address names
+        st.session_state[LINK_READ] = True
+        target = _linked_image(by_id) if target is None else target
     if target in by_id:  # a plane button: show that plane, outside the queue
         st.session_state["ann_mode"] = modes[1]
         st.session_state[NEXT_IMG] = target
@@ -165,6 +169,22 @@ def _choose_item(
     elif st.session_state.pop(HOLDS, False):
         studio.release_suggestions(user, project.id)  # left the queue: a colleague may take it
     return _pick_image(images), None, []
+
+
+def _linked_image(by_id: dict[int, ImageInfo]) -> int | None:
+    """The image the page's address names (``?image=ID``), if it is in the project shown;
+    otherwise None and a message saying so."""
+    raw = session.address_value("image")
+    if raw is None:
+        return None
+    for image_id in by_id:
+        if str(image_id) == raw:
+            return image_id
+    st.warning(
+        f"The address names image {raw!r}, which is not in this project (or not yours to see). "
+        "Pick an image below."
+    )
+    return None
 
 
 def _plane_nav(studio: Studio, user: User, image: ImageInfo) -> None:
@@ -261,8 +281,10 @@ def main() -> None:
     left, right = st.columns([3, 2], gap="medium")
     with right:
         image, sug, free = _choose_item(studio, user, project, images, queue, model is not None)
+        session.show_in_address(project=project.id, image=image.id)  # a reload keeps both
         if studio.volume_info(user, image.id) is not None:  # a volume: pages/_volume_view.py
             return volume_view.main(studio, user, project, image, sug, left)
+        actions.begin_run(image)
         _plane_nav(studio, user, image)
         timer.show((image.id, sug.id if sug else None))
         _progress(image, images, queue)
@@ -352,6 +374,8 @@ def main() -> None:
             settings.viewport,
             settings.brightness,
             settings.contrast,
+            display_range=render.auto_range(levels) if settings.auto_range else (0.0, 255.0),
+            gamma=settings.gamma,
             predicted=predicted if settings.outlines else None,
             sparse=sparse,
             suggestion_mask=sug.mask if sug else None,
@@ -382,7 +406,8 @@ def main() -> None:
             "Green = labelled objects, red = background, coloured lines = model "
             "prediction, yellow = suggestion, magenta = selected."
         )
-        actions.show_last_action()  # below the canvas: a message never moves what is being clicked
+        actions.picture_shown(image)
+        actions.show_last_action(image)  # below the canvas: a message never moves what is being clicked
 
     with right:
         if tool in CLICK_TOOLS:
@@ -395,6 +420,7 @@ def main() -> None:
         actions.drawing_actions(studio, user, image, shapes)
         actions.labels_panel(studio, user, image)
         actions.shortcuts_help()
+        actions.queue_keys()
 
 
 main()

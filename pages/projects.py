@@ -10,7 +10,7 @@ import streamlit as st
 from pages import _render as render
 from pages import _session as session
 from pages._feedback import show_error
-from pages._text import fmt_time, md
+from pages._text import ROUNDED_LIMIT_CSS, fmt_time, md, per_file_limit
 from storage.errors import StudioError
 from storage.records import Project, User
 from storage.service import Studio
@@ -89,15 +89,18 @@ def _upload_note(name: str, n_images: int, meta: ImageMeta, as_volume: bool = Fa
 
 def _add_images(studio: Studio, user: User, project: Project) -> None:
     st.subheader("Add images")
+    st.html(ROUNDED_LIMIT_CSS)
     _show_report()
     upload_tab, folder_tab, import_tab = st.tabs(
         ["Upload files", "From a server folder", "Import existing labels"]
     )
     with upload_tab, st.form("upload_images", clear_on_submit=True):
         files = st.file_uploader(
-            "PNG, JPEG or TIFF (16-bit, multi-channel, ImageJ and OME-TIFF stacks)",
+            "PNG, JPEG or TIFF (16-bit, multi-channel, ImageJ and OME-TIFF stacks), "
+            + per_file_limit(session.upload_limit_mb()),
             type=UPLOAD_TYPES,
             accept_multiple_files=True,
+            max_upload_size=session.upload_limit_mb(),
             key="upload_files",
         )
         stacks = st.radio(
@@ -148,9 +151,10 @@ def _import_labels(studio: Studio, user: User, project: Project) -> None:
     with st.form("import_labels", clear_on_submit=True):
         files = st.file_uploader(
             "Label images (TIFF/PNG, 0 = unlabelled), COCO instance JSON, QuPath GeoJSON, "
-            "ImageJ ROI sets (.zip, .roi)",
+            "ImageJ ROI sets (.zip, .roi), " + per_file_limit(session.upload_limit_mb()),
             type=IMPORT_TYPES,
             accept_multiple_files=True,
+            max_upload_size=session.upload_limit_mb(),
             key="import_files",
         )
         choice = st.selectbox(

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
 from pathlib import Path
 
 import bcrypt
@@ -245,3 +246,52 @@ def end_user_sessions(db: Database, user_id: int) -> int:
     return db.execute(
         "UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", [now(), int(user_id)]
     ).rowcount
+
+
+# ---- handing the session cookie to the browser from the server
+#
+# A cookie set by a script in the page cannot be HttpOnly. So the page is given a one-time ticket
+# instead of the cookie value, and posts it to a small endpoint of the served app (``serve.py``),
+# which answers with the cookie in a Set-Cookie header: HttpOnly, SameSite=Strict, and Secure
+# over https. Scripts in the page never see the session cookie.
+
+COOKIE_ENDPOINT = "/api/session-cookie"
+HANDOFF_TTL_S = 120.0  # a ticket is redeemed within a second; an unredeemed one is soon useless
+
+
+class CookieHandoffs:
+    """One-time tickets, each standing for a cookie value ("" clears the cookie), shared in one
+    process between the pages (which issue them) and the endpoint (which redeems them)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tickets: dict[str, tuple[str, float]] = {}
+        self.endpoint = False  # set by the launcher that serves COOKIE_ENDPOINT
+
+    def issue(self, value: str) -> str:
+        ticket = secrets.token_urlsafe(24)
+        t = now()
+        with self._lock:
+            self._tickets = {k: v for k, v in self._tickets.items() if v[1] > t}
+            self._tickets[ticket] = (value, t + HANDOFF_TTL_S)
+        return ticket
+
+    def redeem(self, ticket: object) -> str | None:
+        """The cookie value of an unexpired ticket (once), else None."""
+        if not isinstance(ticket, str):
+            return None
+        with self._lock:
+            item = self._tickets.pop(ticket, None)
+        if item is None or item[1] <= now():
+            return None
+        return item[0]
+
+
+HANDOFFS = CookieHandoffs()
+
+
+def session_cookie_header(value: str, secure: bool) -> str:
+    """The Set-Cookie header for a session cookie value ("" deletes the cookie)."""
+    max_age = int(SESSION_MAX_AGE_S) if value else 0
+    parts = [f"{SESSION_COOKIE}={value}", f"Max-Age={max_age}", "Path=/", "HttpOnly", "SameSite=Strict"]
+    return "; ".join(parts + (["Secure"] if secure else []))

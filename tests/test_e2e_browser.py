@@ -1,4 +1,4 @@
-"""End to end in a real browser: `streamlit run app.py` on a free local port, the worker it spawns,
+"""End to end in a real browser: `streamlit run serve.py` on a free local port, the worker it spawns,
 Debian's chromium driven by Playwright. Log in, train a first model, accept a suggestion, draw a
 polygon on the canvas, watch a second training, download the export.
 
@@ -92,8 +92,10 @@ def _stop_workers(data_dir: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@contextlib.contextmanager
+def serve(tmp_path: Path, worker: bool = True) -> Iterator[Server]:
+    """`streamlit run serve.py` (as `make run`) on a free port over a seeded demo in ``tmp_path``;
+    ``worker=False``: no training worker (tests of the page alone start faster)."""
     data_dir = tmp_path / "data"
     env = {
         **os.environ,
@@ -110,6 +112,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
         "OMP_NUM_THREADS": "2",
     }
     env.pop("SPOCO_NO_WORKER", None)
+    if not worker:
+        env["SPOCO_NO_WORKER"] = "1"
     subprocess.run([sys.executable, "-m", "storage", "seed-demo"], cwd=ROOT, env=env, check=True, timeout=120)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -120,7 +124,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
             "-m",
             "streamlit",
             "run",
-            "app.py",
+            "serve.py",
             "--server.address",
             "127.0.0.1",
             "--server.port",
@@ -149,6 +153,12 @@ def server(tmp_path: Path) -> Iterator[Server]:
             proc.wait()
         log.close()
         _stop_workers(data_dir)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    with serve(tmp_path) as served:
+        yield served
 
 
 class Shots:
@@ -712,6 +722,8 @@ def test_browser_session_survives_a_reload_until_log_out(server: Server) -> None
             value = cookies["spoco_session"]["value"]
             assert ADMIN_PW not in value and "$2" not in value  # a token, no password or hash
             assert cookies["spoco_session"]["sameSite"] == "Strict"
+            assert cookies["spoco_session"]["httpOnly"]  # set by the server: no script reads it
+            assert page.evaluate("document.cookie").find("spoco_session") < 0
 
             page.reload()
             page.get_by_text(f"Logged in as {ADMIN}").wait_for()
