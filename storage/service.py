@@ -1376,11 +1376,12 @@ class Studio:
 
         Any member. From the current model's cached embeddings (storage.click_masks), or the
         classical proposals under them before a project has a model. Labelled objects' pixels are
-        left out.
+        left out. An image whose embeddings are not cached yet is embedded by the worker: the
+        answer is then ``source == "pending"`` (an empty mask, a progress ``message``); ask again.
         """
         from storage import channels, click_masks, object_sizes
 
-        _, project_id, _ = self._image_role(actor, image_id)
+        user, project_id, _ = self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
         sparse = annotations.sparse_labels(self.db, int(image_id), (int(row["height"]), int(row["width"])))
         version = model_versions.current(self.db, project_id)
@@ -1394,7 +1395,30 @@ class Studio:
             positive,
             negative,
             image_key=object_sizes.image_key(row["sha256"], chosen),
+            on_missing=lambda: self._click_embedding(user, project_id, version, row),
         )
+
+    def _click_embedding(self, user: User, project_id: int, version: ModelVersion, row: dict) -> ClickSegment:
+        """A "pending" answer: the worker's click lane embeds the image (a job queued here).
+
+        Unless one is queued or running already; a job that failed just now is an ``InputError``
+        with its reason.
+        """
+        from storage import click_masks
+
+        image_id = int(row["id"])
+        with transaction(self.db) as db:
+            job = jobs.active_click_embedding(db, version.id, image_id)
+            recent = job is not None and float(job["finished_at"] or 0) > now() - 30.0
+            if job is not None and job["status"] == "failed" and recent:
+                raise InputError(f"this image could not be embedded for clicks: {job['error']}")
+            if job is None or job["status"] not in ("queued", "running"):
+                params = {jobs.CLICK_EMBEDDING: version.id, "image_id": image_id}
+                job = {"id": jobs.enqueue(db, project_id, "predict", params, user.id)}
+        state = jobs.get(self.db, int(job["id"]))
+        message = click_masks.pending_message(state, self.worker_alive())
+        empty = np.zeros((int(row["height"]), int(row["width"])), dtype=bool)
+        return click_masks.ClickSegment(empty, "pending", message=message, job_id=state.id)
 
     def suggestions(self, actor: User, project_id: int, limit: int = 20) -> list[Suggestion]:
         """Open suggestions of the current model, most uncertain first (any member).
