@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from spoco_core.augment3d import LabelledVoxels, Window, sample_volume_views
+from spoco_core.budget import BYTES_PER_VALUE, OVERHEAD_BYTES, budget_bytes
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.io import to_channels
 from spoco_core.labels import complete_labels
@@ -49,11 +50,14 @@ __all__ = [
     "VolumeSample",
     "VolumeTrainConfig",
     "VolumeTrainer",
+    "check_volume_training_memory",
     "checkpoint_kind",
     "coord_scale_for_volume",
     "load_volume_checkpoint",
     "load_volume_samples",
     "min_object_volume",
+    "parameter_count_3d",
+    "volume_training_bytes",
 ]
 
 VolumeSample = tuple[np.ndarray, np.ndarray]
@@ -81,6 +85,51 @@ def coord_scale_for_volume(volume_um3: float, fallback: float) -> float:
         return fallback
     diameter = (6.0 * volume_um3 / math.pi) ** (1.0 / 3.0)
     return coord_scale_for(math.pi * diameter**2 / 4.0, fallback)
+
+
+def parameter_count_3d(model: UNet3DConfig) -> int:
+    """Weights of an :class:`EmbeddingUNet3D` of this shape (3x3x3 kernels, norm affine terms)."""
+    widths = [model.base_channels * 2**i for i in range(model.depth)]
+    total, cin = 0, model.in_channels
+    for w in widths:
+        total += 27 * cin * w + 27 * w * w + 4 * w
+        cin = w
+    for w_skip, w_in in zip(reversed(widths[:-1]), reversed(widths[1:]), strict=True):
+        total += 27 * (w_in + w_skip) * w_skip + 27 * w_skip * w_skip + 4 * w_skip
+    return total + (widths[0] + 1) * (model.embedding_dim + int(model.foreground_head))
+
+
+def volume_training_bytes(config: VolumeTrainConfig, window: Window | None = None) -> int:
+    """Estimated peak memory of one 3-D training step: :mod:`spoco_core.budget`'s 2-D estimate
+    (6 copies of the weights; per sample ~5 kept tensors per encoder level and ~9 per decoder
+    level, twice for the gradients, the teacher's widest level, the two views) on 3-D windows."""
+    model = config.model
+    voxels = float(np.prod(window or config.patch_size))
+    pooled = [1.0, *np.cumprod([float(np.prod(p)) for p in model.pooling])]
+    kept = widest = 0.0
+    for i in range(model.depth):
+        w = model.base_channels * 2**i
+        level = voxels / pooled[i] * w
+        kept += level * (5 + (9 if i < model.depth - 1 else 0))
+        widest = max(widest, 4 * level)
+    per_sample = 2 * kept + widest + 4 * voxels * (model.in_channels + model.embedding_dim)
+    weights = 6 * parameter_count_3d(model)
+    return int(BYTES_PER_VALUE * (weights + config.batch_size * per_sample) + OVERHEAD_BYTES)
+
+
+def check_volume_training_memory(config: VolumeTrainConfig, window: Window | None = None) -> int:
+    """The estimate in bytes; a ValueError naming the need and the budget (``SPOCO_TRAIN_MEMORY_GB``)."""
+    need, limit = volume_training_bytes(config, window), budget_bytes()
+    if need > limit:
+        m = config.model
+        raise ValueError(
+            f"3-D training would need about {need / 2**30:.1f} GiB of memory (base_channels "
+            f"{m.base_channels}, depth {m.depth}, batch {config.batch_size} of "
+            f"{'x'.join(map(str, window or config.patch_size))} voxel windows), more than the budget "
+            f"of {limit / 2**30:.1f} GiB (SPOCO_TRAIN_MEMORY_GB): lower base_channels, depth, batch or "
+            "patch size"
+        )
+    return need
 
 
 def _default_model() -> UNet3DConfig:
@@ -335,6 +384,7 @@ class VolumeTrainer(Trainer):
         self._measure_objects(fresh=ckpt is None)
         self.voxels = [LabelledVoxels.of(lab) for _, lab in self.samples]
         self.window = self._window()
+        check_volume_training_memory(self.config, self.window)  # before anything is allocated
         prev_fg = bool(ckpt.get("foreground_trained", True)) if ckpt else False
         self.foreground_trained = prev_fg or any(v.marks.size > 0 for v in self.voxels)
         self._build(ckpt)

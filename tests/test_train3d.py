@@ -21,6 +21,8 @@ from spoco_core.train3d import (
     coord_scale_for_volume,
     load_volume_checkpoint,
     min_object_volume,
+    parameter_count_3d,
+    volume_training_bytes,
 )
 
 TINY = UNet3DConfig(base_channels=4, depth=2, embedding_dim=8)
@@ -288,3 +290,12 @@ def test_cli_takes_one_zyx_tiff_and_a_3d_warm_start(tmp_path, capsys, trained):
         capsys, "train", "--images", image, "--labels", flat_labels, "--out", tmp_path / "y.pt", *CLI_TINY
     )
     assert code == 2 and "2-D image" in err
+
+
+def test_memory_estimate_refuses_an_absurd_network(volumes):
+    images, _, sparse = volumes
+    huge = tiny_config(model=UNet3DConfig(base_channels=256, depth=6))
+    assert parameter_count_3d(TINY) == sum(p.numel() for p in EmbeddingUNet3D(TINY).parameters())
+    assert volume_training_bytes(tiny_config()) < volume_training_bytes(huge)
+    with pytest.raises(ValueError, match="SPOCO_TRAIN_MEMORY_GB"):
+        VolumeTrainer(list(zip(images, sparse, strict=True)), huge)
