@@ -42,7 +42,13 @@ PICKED = "_vol_picked"  # {image id: predicted object id} chosen by a click
 FLASH = "_vol_flash"  # (image id, message) shown on the next run
 PROPOSALS = "_vol_proposals"  # {image id: classical 3D proposals} before a project has a model
 SIDE_PX = 320  # width of the XZ / YZ views on screen
-TOOLS = {"outline": "Outline an object", "background": "Mark background", "click": "Click objects"}
+TOOLS = {
+    "outline": "Outline an object",
+    "background": "Mark background",
+    "click": "Click objects",
+    "correct": "Correct a plane",
+}
+CORRECTING = "vol_correct_object"  # the labelled 3D object whose plane the Correct tool redraws
 
 
 def _z_key(image_id: int) -> str:
@@ -271,19 +277,55 @@ def _centre(highlight: np.ndarray | None, vol: VolumeInfo) -> tuple[int, int]:
 def _take_outline(
     studio: Studio, user: User, vol: VolumeInfo, z: int, tool: str, points, canvas: str
 ) -> None:
-    """A closed outline: kept for this plane (a new object) or saved as background on it."""
+    """A closed outline: kept for this plane (a new object), saved as background on it, or (Correct
+    a plane) the chosen object's new outline on it."""
     image_id = vol.image.id
     mark_saved(canvas)
     if tool == "outline":
         st.session_state.setdefault(OUTLINES, {}).setdefault(image_id, {})[z] = [tuple(p) for p in points]
         st.rerun()
+    ann_id = st.session_state.get(CORRECTING) if tool == "correct" else None
+    if tool == "correct" and ann_id is None:
+        st.info("Choose the 3D object to correct first.")
+        return
     try:
         mask = masks.polygon(points, vol.shape[1:])
-        studio.add_volume_mark(user, image_id, z, mask, timer.elapsed())
+        if ann_id is not None:
+            studio.correct_volume_plane(user, int(ann_id), z, mask, timer.elapsed())
+        else:
+            studio.add_volume_mark(user, image_id, z, mask, timer.elapsed())
     except StudioError as exc:
         show_error(exc)
         return
-    _done(image_id, f"Saved a background mark on plane {z + 1}.")
+    what = "the object's outline" if ann_id is not None else "a background mark"
+    _done(image_id, f"Saved {what} on plane {z + 1}.")
+
+
+def correct_panel(studio: Studio, user: User, image: ImageInfo, sparse: np.ndarray, z: int) -> None:
+    """Pick a labelled 3D object; a polygon drawn then replaces its outline on this plane (the
+    other planes stay), or Erase takes it off this plane."""
+    objects = [a for a in studio.list_annotations(user, image.id) if a.kind == "object"]
+    values = sorted(int(v) for v in np.unique(sparse[z]) if v > 0)
+    here = {objects[v - 1].id: v for v in values if v <= len(objects)}
+    if not here:
+        st.caption("No labelled 3D object on this plane.")
+        return
+    ann_id = st.selectbox(
+        "3D object to correct on this plane",
+        list(here),
+        format_func=lambda i: f"object {here.get(i, '?')} (label #{i})",
+        key=CORRECTING,
+    )
+    if st.button("Erase it from this plane", key="vol_erase_plane", width="stretch"):
+        try:
+            studio.correct_volume_plane(
+                user, int(ann_id), z, np.zeros(sparse.shape[1:], bool), timer.elapsed()
+            )
+        except StudioError as exc:
+            show_error(exc)
+            return
+        _done(image.id, f"Erased the object from plane {z + 1}.")
+    st.caption("Or draw its new outline on this plane: it replaces the old one there.")
 
 
 def _proposals(studio: Studio, user: User, image_id: int) -> np.ndarray:
@@ -328,6 +370,8 @@ def main(
         picked_panel(studio, user, image, predicted)
     elif tool == "outline":
         outline_panel(studio, user, vol)
+    elif tool == "correct":
+        correct_panel(studio, user, image, sparse, z)
     undo = st.button("Undo my last change", key="vol_undo", icon=":material/undo:", shortcut="Mod+Z")
     if undo and studio.undo_last(user, image.id):
         _done(image.id, "Undone.")

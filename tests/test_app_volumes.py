@@ -260,3 +260,29 @@ def test_before_any_model_a_classical_3d_proposal_is_accepted_whole(studio: Stud
     assert np.array_equal(labels == 1, proposals == proposals[3, 24, 32])  # the proposal, whole
     assert (labels == 1)[nucleus].any()
     assert (labels == 1).any(axis=(1, 2)).sum() > 1  # accepted on every plane it spans
+
+
+def test_a_plane_of_a_3d_object_is_redrawn_or_erased_and_the_rest_stays(studio: Studio) -> None:  # noqa: F811
+    at, image_id, suggested = _open(studio)
+    admin = admin_of(studio)
+    at.button(key="vol_sug_accept").click().run()
+    at.radio(key="vol_tool").set_value("correct").run()
+    assert not at.exception, at.exception
+    (ann,) = studio.list_annotations(admin, image_id)
+    at.selectbox(key="vol_correct_object").set_value(ann.id).run()
+    at.button(key="vol_erase_plane").click().run()  # plane 4 (z = 3)
+    assert not at.exception, at.exception
+    labels = studio.volume_sparse_labels(admin, image_id)
+    assert not (labels[3] > 0).any() and np.array_equal(labels[2] == 1, suggested[2])
+    at.slider(key=f"vol_z_{image_id}").set_value(1).run()
+    (ann,) = studio.list_annotations(admin, image_id)
+    at.selectbox(key="vol_correct_object").set_value(ann.id).run()
+    at.session_state[TEST_HOOK_KEY] = [[(40, 26), (48, 26), (48, 34), (40, 34)]]
+    at.run()
+    assert not at.exception, at.exception
+    labels = studio.volume_sparse_labels(admin, image_id)
+    redrawn = np.zeros(SHAPE[1:], bool)
+    redrawn[26:35, 40:49] = True  # the polygon's pixels, its outline included
+    assert np.array_equal(labels[1] == 1, redrawn) and np.array_equal(labels[4] == 1, suggested[4])
+    (ann,) = studio.list_annotations(admin, image_id)
+    assert ann.parent_id is not None  # an edit: the history keeps the accepted object
