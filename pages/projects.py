@@ -127,9 +127,18 @@ def _add_images(studio: Studio, user: User, project: Project) -> None:
             _report(added, errors, notes)
     with folder_tab, st.form("folder_images"):
         folder = st.text_input("Folder on the server", key="upload_folder")
+        folder_stacks = st.radio(
+            "A z-stack becomes",
+            list(STACKS_AS),
+            format_func=STACKS_AS.get,
+            horizontal=True,
+            key="folder_stacks",
+        )
         if st.form_submit_button("Add images from folder") and folder.strip():
             try:
-                infos, errors = studio.add_images_from_folder(user, project.id, folder.strip())
+                infos, errors = studio.add_images_from_folder(
+                    user, project.id, folder.strip(), as_volume=folder_stacks == "volume"
+                )
                 _report(len(infos), errors)
             except StudioError as exc:
                 show_error(exc)

@@ -443,11 +443,12 @@ class Studio:
         return [images.get(self.db, i) for i in ids], upload.meta
 
     def add_images_from_folder(
-        self, actor: User, project_id: int, folder: str | Path
+        self, actor: User, project_id: int, folder: str | Path, as_volume: bool = False
     ) -> tuple[list[ImageInfo], list[str]]:
         """Add every image file directly in a server folder (lead only).
 
-        PNG, JPEG, TIFF; a stack adds one image per plane. Bad files are reported in the error
+        PNG, JPEG, TIFF; a stack adds one image per plane (``as_volume``: one volume per time
+        point, as :meth:`add_upload`). Bad files are reported in the error
         list, the rest are added. Each file's size and header are checked against the limits
         before it is read.
 
@@ -492,7 +493,7 @@ class Studio:
                 errors.append(f"{file.name}: not a regular file; skipped")
                 continue
             try:
-                added += self._add_upload(user, int(project_id), file.name, real)[0]
+                added += self._add_upload(user, int(project_id), file.name, real, as_volume=as_volume)[0]
             except InputError as exc:
                 errors.append(str(exc))
             except OSError as exc:

@@ -77,6 +77,19 @@ def test_time_points_become_one_volume_each(world: World) -> None:
         assert np.array_equal(tifffile.imread(io.BytesIO(stored)), data[t])
 
 
+def test_folder_import_keeps_stacks_as_volumes(world: World, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SPOCO_IMPORT_ROOT", str(tmp_path))
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    data = np.random.default_rng(6).integers(0, 4000, (4, 16, 20)).astype(np.uint16)
+    (folder / "stack.tif").write_bytes(_hyperstack(data, "ZYX"))
+    (folder / "flat.png").write_bytes(png_bytes(data[0] // 16))
+    added, errors = world.studio.add_images_from_folder(world.lead, world.project.id, folder, as_volume=True)
+    assert errors == [] and sorted(i.name for i in added) == ["flat.png", "stack.tif"]
+    vols = {i.name: world.studio.volume_info(world.lead, i.id) for i in added}
+    assert vols["flat.png"] is None and vols["stack.tif"].shape == (4, 16, 20)
+
+
 def test_volume_over_the_decoded_limit_is_refused(tmp_path, monkeypatch) -> None:
     from tests.test_storage_support import make_world, open_studio
 
