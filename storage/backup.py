@@ -125,12 +125,42 @@ def interval_hours() -> float:
     return Settings.from_env().backup_hours
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _require_studio_database(source: Path) -> None:
+    """Refuse what is not a Studio database before anything is moved: SQLite opens an empty or
+    foreign file as an empty database that passes its own check, and restoring that would put an
+    empty database in place of the live one."""
+    with source.open("rb") as f:
+        head = f.read(len(SQLITE_HEADER))
+    if head != SQLITE_HEADER:
+        raise DatabaseDamaged(
+            f"{source} is not an SQLite database ({source.stat().st_size} bytes); nothing restored"
+        )
+    try:
+        conn = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        try:
+            found = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseDamaged(f"{source} cannot be read ({exc}); nothing restored") from exc
+    if found is None:
+        raise DatabaseDamaged(
+            f"{source} is not a Studio database (no schema_version table); nothing restored"
+        )
+
+
 def restore(db_path: Path, source: Path) -> Path:
     """Put the backup ``source`` in place of the database (the app and the worker must be stopped).
     The replaced database and its WAL files are renamed ``*.replaced-<time>``; returns that name."""
     db_path, source = Path(db_path), Path(source)
     if not source.is_file():
         raise StudioError(f"{source} is not a file")
+    _require_studio_database(source)
     found = problems(source, full=True)
     if found:
         raise DatabaseDamaged(f"the backup {source} fails SQLite's check: {'; '.join(found[:3])}")

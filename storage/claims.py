@@ -8,6 +8,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 from storage.db import one
+from storage.errors import Conflict
 
 LEASE_S = 10 * 60.0  # renewed on every run of the Annotate page
 
@@ -68,3 +69,16 @@ def release_all(db: Database, project_id: int, user_id: int) -> None:
 def drop(db: Database, suggestion_id: int) -> None:
     """Forget the claim on an answered suggestion."""
     db.execute("DELETE FROM suggestion_claims WHERE suggestion_id = ?", [suggestion_id])
+
+
+ANSWERED = frozenset({"accepted", "corrected", "background"})
+"""Statuses of a suggestion that an annotator answered with a label."""
+
+
+def require_unanswered(row: dict) -> None:
+    """``Conflict`` when the suggestion was already answered with a label: a stale page (its lease
+    expired and a colleague accepted it meanwhile) or a second accept would add the object twice."""
+    if row["status"] in ANSWERED:
+        raise Conflict(
+            f"suggestion {row['id']} was already answered ({row['status']}); please take the next one"
+        )

@@ -466,6 +466,8 @@ def parse_geojson(features: list[dict], name: str, shape: tuple[int, int], repor
     """Polygon / MultiPolygon features (holes as inner rings) in pixel coordinates, as QuPath
     writes them, filled at pixel centres; other geometries are reported and skipped."""
     out = _Labels()
+    if not features:
+        report.errors.append(f"{name}: no GeoJSON features")
     for n, feature in enumerate(features, start=1):
         geometry = feature.get("geometry") if isinstance(feature.get("geometry"), dict) else {}
         kind = geometry.get("type")

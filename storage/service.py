@@ -706,6 +706,7 @@ class Studio:
                 if int(sug["image_id"]) != int(image_id):
                     raise InputError(f"suggestion {suggestion_id} belongs to another image")
                 _require_unclaimed(db, int(suggestion_id), user)
+                claims.require_unanswered(sug)
             ann_id = annotations.insert(
                 db, int(image_id), kind, mask, source, user.id, seconds, suggestion_id=suggestion_id
             )
@@ -1460,6 +1461,7 @@ class Studio:
             raise InputError(f"status must be one of {', '.join(RESOLUTIONS)}, not {status!r}")
         with transaction(self.db) as db:
             _require_unclaimed(db, int(suggestion_id), user)
+            claims.require_unanswered(predictions.suggestion_row(db, int(suggestion_id)))
             predictions.resolve(db, int(suggestion_id), status, user.id)
             claims.drop(db, int(suggestion_id))
 
