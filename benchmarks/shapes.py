@@ -42,7 +42,7 @@ from spoco_core.synthetic import training_set
 from spoco_core.train import TrainConfig, Trainer, cpu_has_bf16
 from spoco_core.tta import N_VIEWS
 
-KINDS = ("nuclei", "colony", "irregular", "leaves")
+KINDS = ("colony", "leaves", "nuclei", "irregular")
 N_TRAIN, N_TEST, SIZE = 4, 4, 256
 ITERATIONS = 1080
 """Steps of the app's default 3-minute budget on an idle 2-core machine (6.0 steps/s with two
@@ -50,6 +50,9 @@ torch threads; docs/benchmarks.md)."""
 OVERRIDES = {"device": "cpu"}
 """Every TrainConfig field the benchmark sets besides the step count and the seed."""
 FRACTIONS = (1.0, 0.3, 0.1)
+MERGE_DISTANCE = 2.0
+"""The 'merged' column: touching objects whose mean embeddings lie within this many delta_v are
+joined (``cluster.merge_touching``), on the same embeddings."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +99,7 @@ def classical(images: list[np.ndarray], ref: list[np.ndarray]) -> dict:
     return max(runs, key=lambda m: m["mAP"])
 
 
-def run_row(row: Row, setup: Setup, threads: int) -> tuple[Row, dict]:
+def run_row(row: Row, setup: Setup, threads: int, save: str | None = None) -> tuple[Row, dict]:
     """Train (or run the classical pipeline) and score one row, in a worker process."""
     torch.set_num_threads(threads)
     train_images, train_gt = training_set(setup.n_train, setup.size, seed=1, kind=row.kind)
@@ -109,8 +112,12 @@ def run_row(row: Row, setup: Setup, threads: int) -> tuple[Row, dict]:
     labels = sparse_labels(train_gt, row.fraction, row.sample)
     trainer = Trainer(train_config(setup), list(zip(train_images, labels, strict=True)))
     result = trainer.fit()
+    if save:
+        trainer.save(f"{save}/{row.kind}_{row.fraction:g}_{row.sample}.pt")
     predictor = Predictor.from_trainer(trainer)
     out = score([predictor.segment(img, tta=N_VIEWS) for img in test_images], test_gt)
+    merged = [predictor.segment(img, tta=N_VIEWS, merge_distance=MERGE_DISTANCE) for img in test_images]
+    out["merged"] = score(merged, test_gt)["mAP"]
     out.update(
         seconds=time.perf_counter() - t0,
         iterations=result.iterations_done,
@@ -127,7 +134,7 @@ def merge_draws(results: list[tuple[Row, dict]]) -> dict[tuple[str, float], dict
         groups.setdefault((row.kind, row.fraction), []).append(out)
     merged = {}
     for key, outs in groups.items():
-        mean = {k: float(np.mean([o[k] for o in outs])) for k in outs[0] if k != "coord_scale"}
+        mean = {k: float(np.mean([o.get(k, 0.0) for o in outs])) for k in outs[0] if k != "coord_scale"}
         mean["coord_scale"] = outs[0]["coord_scale"]
         mean["draws"] = [o["mAP"] for o in outs]
         merged[key] = mean
@@ -137,8 +144,8 @@ def merge_draws(results: list[tuple[Row, dict]]) -> dict[tuple[str, float], dict
 def table(merged: dict[tuple[str, float], dict], kinds: list[str], n_ref: dict[str, int]) -> list[str]:
     lines = [
         "| kind | labels | objects labelled | iterations | mAP | AP50 | SBD | objects predicted / "
-        "reference | mAP / dense | dense - classical | mAP of each draw | coord scale |",
-        "|---" * 12 + "|",
+        "reference | mAP / dense | dense - classical | mAP of each draw | coord scale | mAP, merged |",
+        "|---" * 13 + "|",
     ]
     for kind in kinds:
         dense, base = merged.get((kind, 1.0)), merged.get((kind, 0.0))
@@ -152,7 +159,8 @@ def table(merged: dict[tuple[str, float], dict], kinds: list[str], n_ref: dict[s
             lines.append(
                 f"| {kind} | {name} | {out['labelled']:.0f} | {out['iterations']:.0f} | {out['mAP']:.3f} | "
                 f"{out['AP50']:.3f} | {out['SBD']:.3f} | {out['objects']:.0f} / {n_ref[kind]} | {ratio} | "
-                f"{gain} | {', '.join(f'{m:.3f}' for m in out['draws'])} | {out['coord_scale']:g} |"
+                f"{gain} | {', '.join(f'{m:.3f}' for m in out['draws'])} | {out['coord_scale']:g} | "
+                f"{out.get('merged', 0.0):.3f} |"
             )
     return lines
 
@@ -165,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per row")
     parser.add_argument("--kinds", default=",".join(KINDS), help=f"comma-separated, of {', '.join(KINDS)}")
     parser.add_argument("--label-samples", type=int, default=2, help="label draws per sparse row")
+    parser.add_argument("--save", default=None, help="folder to keep each row's checkpoint in")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",")
     if unknown := set(kinds) - set(KINDS):
@@ -176,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.iterations:
         setup = replace(setup, iterations=args.iterations)
     draws = 1 if args.quick else max(1, args.label_samples)
+    # the first draw of every kind and fraction first: a run cut short still compares them all
     rows = [Row(k, 0.0) for k in kinds] + [
-        Row(k, f, s) for k in kinds for f in FRACTIONS for s in range(draws if f < 1 else 1)
+        Row(k, f, s) for s in range(draws) for f in FRACTIONS for k in kinds if s == 0 or f < 1
     ]
     cfg = train_config(setup)
     print(
@@ -193,11 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     ctx = mp.get_context("spawn")
     results = []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx) as pool:
-        futures = [pool.submit(run_row, r, setup, args.threads) for r in rows]
+        futures = [pool.submit(run_row, r, setup, args.threads, args.save) for r in rows]
         for f in as_completed(futures):  # a line per finished row, so a long run shows progress
             row, out = f.result()
             results.append((row, out))
-            print(f"finished {row.kind} {row.name} (draw {row.sample}): mAP {out['mAP']:.3f}", flush=True)
+            print(
+                f"finished {row.kind} {row.name} (draw {row.sample}): mAP {out['mAP']:.3f}, AP50 "
+                f"{out['AP50']:.3f}, SBD {out['SBD']:.3f}, {out['objects']} objects, merged "
+                f"{out.get('merged', 0.0):.3f}, {out['iterations']} it, {out['seconds']:.0f} s",
+                flush=True,
+            )
     n_ref = {k: sum(int(g.max()) for g in training_set(setup.n_test, setup.size, 2, k)[1]) for k in kinds}
     print("\n" + "\n".join(table(merge_draws(results), kinds, n_ref)))
     print(f"\ntotal time: {time.perf_counter() - t0:.0f} s")

@@ -97,3 +97,16 @@ def test_trainer_measures_shape_and_polarity_and_stores_them() -> None:
     assert cfg.objects_dark and cfg.object_shape.elongated
     assert cfg.model.coord_scale == coord_scale_for(cfg.object_area, 0.2, cfg.object_shape)
     assert trainer.scales == [1.0]
+
+
+def test_shapes_benchmark_trains_with_the_defaults_and_a_fixed_step_count_only() -> None:
+    from dataclasses import asdict, replace
+
+    from benchmarks import shapes
+    from spoco_core.train import TrainConfig
+
+    got = asdict(shapes.train_config(shapes.Setup()))
+    want = asdict(
+        replace(TrainConfig(), iterations=shapes.ITERATIONS, log_every=shapes.ITERATIONS, **shapes.OVERRIDES)
+    )
+    assert got == want and set(shapes.OVERRIDES) <= {"device"}
