@@ -40,6 +40,7 @@ PENDING_Z = "_vol_pending_z"  # {image id: plane}, applied before the slider is 
 OUTLINES = "_vol_outlines"  # {image id: {z: [(x, y), ...]}} outlines of the object being drawn
 PICKED = "_vol_picked"  # {image id: predicted object id} chosen by a click
 FLASH = "_vol_flash"  # (image id, message) shown on the next run
+PREDICTED = "_vol_predicted"  # {(image id, model id): 3D labels} of the volume shown
 PROPOSALS = "_vol_proposals"  # {image id: classical 3D proposals} before a project has a model
 SIDE_PX = 320  # width of the XZ / YZ views on screen
 TOOLS = {
@@ -328,6 +329,17 @@ def correct_panel(studio: Studio, user: User, image: ImageInfo, sparse: np.ndarr
     st.caption("Or draw its new outline on this plane: it replaces the old one there.")
 
 
+def _prediction(studio: Studio, user: User, image_id: int, model_id: int) -> np.ndarray | None:
+    """The current model's 3D labels of the volume, read once per session, volume and model (a
+    label volume is read whole: not on every rerun)."""
+    cache = st.session_state.setdefault(PREDICTED, {})
+    key = (image_id, model_id)
+    if key not in cache:
+        cache.clear()  # one volume's at a time
+        cache[key] = studio.volume_prediction(user, image_id)
+    return cache[key]
+
+
 def _proposals(studio: Studio, user: User, image_id: int) -> np.ndarray:
     """The volume's classical 3D proposals, computed once per session and volume."""
     cache = st.session_state.setdefault(PROPOSALS, {})
@@ -352,7 +364,7 @@ def main(
         return
     timer.show((image.id, sug.id if sug else None))
     model = studio.current_model(user, project.id)
-    predicted = studio.volume_prediction(user, image.id) if model is not None else None
+    predicted = _prediction(studio, user, image.id, model.id) if model is not None else None
     sparse = studio.volume_sparse_labels(user, image.id)
     if model is None:  # no model yet: classical 3D proposals, to accept one by one
         predicted = unlabelled_only(_proposals(studio, user, image.id), sparse)
