@@ -7,6 +7,7 @@ from typing import Any
 
 from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from storage.config import Settings
+from storage.jobs import is_click_embedding
 from storage.records import Job
 
 ACTIVE = ("queued", "running")
@@ -35,8 +36,13 @@ def preset() -> Preset:
 
 
 def watched_job(jobs: list[Job], kind: str = "train") -> Job | None:
-    """The job of `kind` the progress panel follows: a queued/running one, else the most recent."""
-    ordered = sorted((j for j in jobs if j.kind == kind), key=lambda j: j.created_at, reverse=True)
+    """The job of `kind` the progress panel follows: a queued/running one, else the most recent
+    (a click's embedding job is no prediction of the project: never followed)."""
+    ordered = sorted(
+        (j for j in jobs if j.kind == kind and not is_click_embedding(j.params)),
+        key=lambda j: j.created_at,
+        reverse=True,
+    )
     for job in ordered:
         if job.status in ACTIVE:
             return job
@@ -48,7 +54,7 @@ def loss_rows(history: list[dict[str, Any]]) -> dict[str, list[float]]:
     columns: dict[str, list[float]] = {}
     for entry in history:
         for name, value in entry.items():
-            if name in ("iteration", "its_per_s", "time") or not isinstance(value, int | float):
+            if name in NOT_LOSSES or not isinstance(value, int | float):
                 continue
             columns.setdefault(name, [])
     rows: dict[str, list[float]] = {name: [] for name in columns}
@@ -73,7 +79,12 @@ METRIC_WORDS: dict[str, str] = {
     "device": "trained on",
     "warm_start_note": "note on the starting model",
     "checkpoint_error": "problem with the model file",
+    "planned_iterations": "training steps planned",
+    "held_back": "score on held-back labels (this version / the then current one)",
+    "kept_back": "not made current because",
 }
+NOT_LOSSES = ("iteration", "its_per_s", "time", "seconds_left", "checking")
+"""Keys of a job's progress points that are no loss term."""
 LOSS_WORDS: dict[str, str] = {
     "total": "total loss",
     "pull": "pull: pixels towards their object's centre",
@@ -91,6 +102,28 @@ def in_words(key: str, words: dict[str, str] = METRIC_WORDS) -> str:
     return words.get(key, key.replace("_", " "))
 
 
+def _latest(job: Job, key: str) -> float | None:
+    for entry in reversed(job.loss_history):
+        value = entry.get(key)
+        if isinstance(value, int | float):
+            return float(value)
+    return None
+
+
+def checking(job: Job) -> bool:
+    """Whether a running training job has made its steps and scores the held-back labels now."""
+    return job.status == "running" and bool(job.loss_history) and "checking" in job.loss_history[-1]
+
+
+def step_sentence(job: Job) -> str:
+    """'step 40 of 900' once the plan is made (it never changes), before it 'measuring the speed'."""
+    if job.kind == "train" and job.total <= 0:
+        if job.status == "running":
+            return f"step {job.iteration}, measuring the speed to plan the steps"
+        return "steps planned once the speed is measured"
+    return f"step {job.iteration} of {job.total}"
+
+
 def speed(job: Job) -> float | None:
     """Training steps per second, as the worker last measured it (None before the first report)."""
     for entry in reversed(job.loss_history):
@@ -103,8 +136,11 @@ def speed(job: Job) -> float | None:
 def seconds_left(job: Job, now: float) -> float | None:
     """Time a running training job still needs: the rest of its time budget, else the steps left at
     its last measured speed; None when nothing tells yet."""
-    if job.status != "running":
+    if job.status != "running" or checking(job):
         return None
+    measured = _latest(job, "seconds_left")  # the planned steps left at the worker's measured speed
+    if measured is not None:
+        return max(0.0, measured)
     minutes = job.params.get("minutes")
     if isinstance(minutes, int | float) and minutes > 0 and job.started_at:
         return max(0.0, float(job.started_at) + 60.0 * minutes - now)
@@ -112,6 +148,17 @@ def seconds_left(job: Job, now: float) -> float | None:
     if rate is None or job.total <= 0:
         return None
     return max(0, job.total - job.iteration) / rate
+
+
+def held_back_text(metrics: dict) -> str | None:
+    """'0.812 on 6 labels (v1: 0.801)': a version's held-back score beside the then current one's."""
+    held = metrics.get("held_back")
+    if not isinstance(held, dict) or held.get("score") is None:
+        return None
+    text = f"{held['score']:.3f} on {held.get('labels', 0)} labels"
+    if held.get("current_score") is not None:
+        text += f" (v{held.get('current_version')}: {held['current_score']:.3f})"
+    return text
 
 
 def fmt_duration(seconds: float) -> str:

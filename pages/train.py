@@ -88,11 +88,16 @@ def _prediction_status(studio: Studio, user: User, all_jobs: list[Job]) -> None:
 
 def _running_details(studio: Studio, user: User, job: Job) -> None:
     """Speed, time left and which labels the job trains on."""
-    if job.status == "running":
+    if jobs.checking(job):
+        st.caption(
+            f"Trained {job.iteration} steps; now saving the model and scoring it against the current "
+            "one on the held-back labels (it becomes current only if it is not worse)."
+        )
+    elif job.status == "running":
         rate, left = jobs.speed(job), jobs.seconds_left(job, time.time())
         parts = [f"speed {rate:.2f} steps/s" if rate else "measuring speed"]
         if left is not None:
-            parts.append(f"about {jobs.fmt_duration(left)} left")
+            parts.append(f"about {jobs.fmt_duration(left)} left at this speed")
         st.caption(" · ".join(parts).capitalize())
     if job.status in jobs.ACTIVE:
         try:
@@ -110,7 +115,7 @@ def _progress_panel(studio: Studio, user: User, project: Project) -> None:
     if job is None:
         st.caption("No training job yet.")
         return
-    st.markdown(f"**Job {job.id}**: {job.status}, step {job.iteration} of {job.total}")
+    st.markdown(f"**Job {job.id}**: {job.status}, {jobs.step_sentence(job)}")
     st.progress(min(max(float(job.progress), 0.0), 1.0))
     _running_details(studio, user, job)
     if job.error:
@@ -140,10 +145,13 @@ def _progress_panel(studio: Studio, user: User, project: Project) -> None:
                 studio.cancel_job(user, job.id)
             except StudioError as exc:
                 show_error(exc)
-    # A job that just ended produced a model version: refresh the whole page to list it (and to stop
-    # polling once nothing is queued or running).
+    # A job that just ended produced a model version: refresh the whole page to list it (also while
+    # its prediction job runs), and stop polling once nothing is queued or running.
     active = any(j.status in jobs.ACTIVE for j in all_jobs)
-    if st.session_state.get("_train_polling") and not active:
+    ended = tuple(j.id for j in all_jobs if j.kind == "train" and j.status not in jobs.ACTIVE)
+    seen = st.session_state.get("_train_ended")
+    st.session_state["_train_ended"] = ended
+    if (st.session_state.get("_train_polling") and not active) or (seen is not None and seen != ended):
         st.session_state.pop("_train_polling", None)
         st.rerun(scope="app")
     if active:
@@ -153,7 +161,11 @@ def _progress_panel(studio: Studio, user: User, project: Project) -> None:
 def _versions(studio: Studio, user: User, project: Project) -> None:
     versions = studio.list_model_versions(user, project.id)
     if not versions:
-        st.caption("No model yet: label a few objects and start training.")
+        training = jobs.watched_job(studio.list_jobs(user, project.id))
+        if training is not None and training.status in jobs.ACTIVE:
+            st.caption("No model yet: the first one is training (progress above).")
+        else:
+            st.caption("No model yet: label a few objects and start training.")
         return
     rows = []
     for v in sorted(versions, key=lambda v: v.version, reverse=True):
@@ -164,14 +176,17 @@ def _versions(studio: Studio, user: User, project: Project) -> None:
             "labelled objects": v.n_objects,
             "images": v.n_images,
         }
-        row.update(
-            {
-                jobs.in_words(k): round(x, 4) if isinstance(x, float) else x
-                for k, x in (v.metrics or {}).items()
-            }
-        )
+        metrics = dict(v.metrics or {})
+        metrics["held_back"] = jobs.held_back_text(metrics)
+        row.update({jobs.in_words(k): round(x, 4) if isinstance(x, float) else x for k, x in metrics.items()})
         rows.append(row)
     st.dataframe(rows, hide_index=True, width="stretch")
+    newest = max(versions, key=lambda v: v.version)
+    if not newest.is_current and (newest.metrics or {}).get("kept_back"):
+        st.warning(
+            f"Version {newest.version} was not made current: {newest.metrics['kept_back']}. "
+            "Choose it below to use it anyway."
+        )
     by_id = {v.id: v for v in versions}
     current = next((v.id for v in versions if v.is_current), None)
     choice = st.selectbox(

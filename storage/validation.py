@@ -164,5 +164,5 @@ def kept_back_reason(new: float | None, current: float | None, n_labels: int) ->
         return None
     return (
         f"scored {new:.3f} on {n_labels} held-back labels, the current version {current:.3f}: "
-        "kept, not made current (choose it below to use it anyway)"
+        "kept, not made current"
     )
