@@ -31,7 +31,7 @@ SELECTED_RGB = np.array([255, 40, 255], dtype=np.float32)  # the object clicked 
 PREDICTION_RGB = np.array(
     [[255, 140, 0], [58, 134, 255], [157, 78, 221], [189, 178, 255], [255, 192, 138]], dtype=np.uint8
 )
-AUTO_PERCENTILES = (0.5, 99.8)  # the auto display range: the image's own dark and bright ends
+AUTO_PERCENTILES = (1.0, 99.8)  # the auto display range: what the model reads (spoco_core images)
 
 
 def display_levels(studio: Studio, user: User, image_id: int) -> Levels:

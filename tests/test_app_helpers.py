@@ -177,3 +177,40 @@ def test_markdown_escaping_neutralises_user_text() -> None:
     assert md("[click](javascript:alert(1))") == r"\[click\]\(javascript\:alert\(1\)\)"
     assert md("**bold** $x$ :smile:") == r"\*\*bold\*\* \$x\$ \:smile\:"
     assert md("plain name 01") == "plain name 01"
+
+
+def test_raising_contrast_never_darkens_a_pixel() -> None:
+    """Contrast is a gain from black: every pixel is at least as bright at 2x as at 1x (around
+    mid-grey, dim objects went black)."""
+    from pages._render import _adjust
+
+    rgb = np.repeat(np.arange(256, dtype=np.uint8)[None, :, None], 3, axis=2)
+    plain = _adjust(rgb, 0.0, 1.0, (0.0, 255.0)).astype(int)
+    raised = _adjust(rgb, 0.0, 2.0, (0.0, 255.0)).astype(int)
+    assert (raised >= plain).all() and (raised[0, 10:120] > plain[0, 10:120]).all()
+
+
+def test_auto_range_makes_a_dim_object_visible() -> None:
+    """A dim object (25) on a dark background (10) beside a few bright ones: the auto display
+    range stretches its contrast to the background several times over."""
+    from pages._render import auto_range, render_view
+
+    grey = np.full((100, 100), 10, np.uint8)
+    grey[20:40, 20:40] = 25
+    grey[80:82, 80:82] = 250
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    view = Viewport(0, 0, 100, 100, 100, 100)
+    plain = np.asarray(render_view(rgb, view)).astype(int)
+    auto = np.asarray(render_view(rgb, view, display_range=auto_range(rgb))).astype(int)
+    assert auto[30, 30, 0] - auto[5, 5, 0] >= 5 * (plain[30, 30, 0] - plain[5, 5, 0])
+
+
+def test_model_outlines_never_share_the_labelled_green() -> None:
+    """The model's outline colours are no green (labelled objects), red, yellow or magenta."""
+    import colorsys
+
+    from pages._render import PREDICTION_RGB
+
+    for r, g, b in PREDICTION_RGB:
+        hue = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)[0] * 360
+        assert not 70 <= hue <= 170 and not 45 <= hue <= 65 and not (hue < 15 or hue > 285), hue
