@@ -632,6 +632,127 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- first click on an image: the server's answer, no browser ------------------------------------
+
+
+def click_until_answered(data_dir: Path, image_id: int, x: int, y: int, clicks: int = 2) -> None:
+    """In a fresh process (nothing cached in memory, as a web app just started): ``clicks`` clicks at
+    (x, y), each asked again every 0.25 s while "pending" (as the Annotate page polls); prints one
+    JSON line per click: seconds to the answer, its source and the first pending message."""
+    import json
+
+    from storage.config import Settings
+    from storage.service import Studio
+
+    studio = Studio(dataclasses.replace(Settings.from_env(data_dir), bcrypt_rounds=4))
+    admin = studio.find_user(ADMIN)
+    for _ in range(clicks):
+        t0, message = time.perf_counter(), ""
+        out = studio.click_segment(admin, image_id, [(x, y)])
+        while out.source == "pending":
+            message = message or out.message
+            time.sleep(0.25)
+            out = studio.click_segment(admin, image_id, [(x, y)])
+        seconds = time.perf_counter() - t0
+        print(
+            json.dumps(
+                {"seconds": seconds, "source": out.source, "pixels": int(out.mask.sum()), "message": message}
+            )
+        )
+
+
+def _clicks_in_new_process(data_dir: Path, env: dict, image_id: int, xy: tuple[int, int]) -> list[dict]:
+    import json
+
+    code = (
+        "from pathlib import Path\nfrom benchmarks.annotation_effort import click_until_answered\n"
+        f"click_until_answered(Path({str(data_dir)!r}), {image_id}, {xy[0]}, {xy[1]})"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def first_click(args: argparse.Namespace) -> int:
+    """The rows "first click on an image": a whole 1100x700 HeLa frame (predicted in tiles), first
+    after its prediction (the embeddings the prediction job cached), then with none cached (as
+    after the disk budget removed them) while a training of the project runs."""
+    from skimage.segmentation import relabel_sequential
+
+    from spoco_core.real_data import DataUnavailable, load_hela
+    from storage.config import Settings
+    from storage.embedding_cache import embedding_rel
+    from storage.service import Studio
+
+    try:
+        hela = load_hela()
+    except DataUnavailable as exc:
+        print(f"skipped: the HeLa data is not available ({exc})")
+        return 0
+    frames = [
+        (t, hela.images[t].astype(np.uint16), relabel_sequential(hela.reference[t].astype(np.int32))[0])
+        for t in (0, 16)
+    ]
+    images = [Img(f"frame{t:02d}.tif", px, ref.astype(np.int32), train=t == 0) for t, px, ref in frames]
+    params = {"minutes": float(args.minutes)}
+    if args.quick:
+        params = {"iterations": 10, "base_channels": 8, "depth": 2, "patch_size": 64, "batch_size": 2}
+    with tempfile.TemporaryDirectory(prefix="spoco-first-click-") as tmp:
+        data_dir = Path(tmp) / "data"
+        env = {
+            **os.environ,
+            "SPOCO_ADMIN_USER": ADMIN,
+            "SPOCO_ADMIN_PASSWORD": ADMIN_PW,
+            "SPOCO_BCRYPT_ROUNDS": "4",
+            "SPOCO_TORCH_THREADS": str(args.threads),
+            "OMP_NUM_THREADS": str(args.threads),
+            "PYTHONPATH": str(ROOT),
+        }
+        worker_s = set_up_project(data_dir, env, images, params, args.minutes)
+        test = images[1]
+        x, y = (int(v) for v in centre(targets(test.reference, 1, 1, seed=0)[0][0][1]))
+        after = _clicks_in_new_process(data_dir, env, test.id, (x, y))
+        studio = Studio(dataclasses.replace(Settings.from_env(data_dir), bcrypt_rounds=4))
+        admin = studio.find_user(ADMIN)
+        version = studio.current_model(admin, studio.list_projects(admin)[0].id)
+        studio.blobs.remove(embedding_rel(version.id, test.id))  # as the disk budget would
+        cmd = [sys.executable, "-m", "storage.worker", "--data-dir", str(data_dir), "--poll", "0.2"]
+        worker = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            job = studio.enqueue_training(admin, version.project_id, params={"minutes": 3.0})
+            while studio.get_job(admin, job.id).iteration < 1:
+                time.sleep(0.5)
+            during = _clicks_in_new_process(data_dir, env, test.id, (x, y))
+            still = studio.get_job(admin, job.id).status
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
+    budget = "quick" if args.quick else f"{args.minutes:g} min"
+    print(
+        f"HeLa frame 16 (1100x700, unlabelled, predicted in tiles), first model trained and predicted "
+        f"in {worker_s} s ({budget}), {args.threads} torch threads"
+    )
+    print("| click | when | seconds to the answer | answer | message meanwhile |")
+    print("| --- | --- | --- | --- | --- |")
+    cases = (
+        ("after its prediction, a web process just started", after),
+        (f"no cached embeddings, a training running ({still} at the end)", during),
+    )
+    for when, rows in cases:
+        for k, r in enumerate(rows):
+            label = "first click on an image" if k == 0 else "next click, same image"
+            print(
+                f"| {label} | {when} | {r['seconds']:.2f} | {r['source']}, {r['pixels']} px "
+                f"| {r['message'] or '-'} |"
+            )
+    return 0
+
+
 def _exit_on_term(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)
 
@@ -644,11 +765,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--objects", type=int, default=None, help="objects per row (default 20, quick 3)")
     parser.add_argument("--minutes", type=float, default=3.0, help="training budget of the first model")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the worker (the target: 2)")
+    parser.add_argument(
+        "--first-click", action="store_true", help="only the 'first click on an image' rows (no browser)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_term)  # the finally blocks stop the worker and the server
     if args.objects is None:
         args.objects = 3 if args.quick else 20
-    return run(args)
+    return first_click(args) if args.first_click else run(args)
 
 
 if __name__ == "__main__":

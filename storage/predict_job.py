@@ -3,7 +3,9 @@ uploads): for every image of the project, the version's instance labels (a TIFF 
 version, stored as soon as that image is done) and per-object instability -> ranked suggestions
 (``spoco_core.uncertainty``), re-ranked as images finish so the queue fills while the job runs.
 Large images go tile by tile (``spoco_core.tiling``); cancel and the worker's stop are checked
-between tiles. Also scores the version against the human object labels. Worker-side only
+between tiles. Also scores the version against the human object labels, and leaves every image's
+plain student embeddings in the cache for click to segment (``storage.embedding_cache``; tiled
+images recorded tile by tile). ``run_click_embedding``: a click's job for one image. Worker-side only
 (imports spoco_core)."""
 
 from __future__ import annotations
