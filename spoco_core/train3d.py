@@ -102,7 +102,8 @@ def parameter_count_3d(model: UNet3DConfig) -> int:
 def volume_training_bytes(config: VolumeTrainConfig, window: Window | None = None) -> int:
     """Estimated peak memory of one 3-D training step: :mod:`spoco_core.budget`'s 2-D estimate
     (6 copies of the weights; per sample ~5 kept tensors per encoder level and ~9 per decoder
-    level, twice for the gradients, the teacher's widest level, the two views) on 3-D windows."""
+    level, twice for the gradients, the teacher's widest level, the two views) on 3-D windows.
+    A guard against shapes no machine holds, not a prediction to plan memory by."""
     model = config.model
     voxels = float(np.prod(window or config.patch_size))
     pooled = [1.0, *np.cumprod([float(np.prod(p)) for p in model.pooling])]

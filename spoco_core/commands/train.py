@@ -254,7 +254,10 @@ def _train_volumes(args: argparse.Namespace, pairs: list[tuple[Path, Path]]) -> 
         )
     except (ImageReadError, ValueError) as exc:
         return _fail(str(exc))
-    bar = tqdm(total=config.iterations or 0, desc="train 3-D", unit="it", file=sys.stderr)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    bar = tqdm(
+        total=config.iterations or 0, desc="train 3-D", unit="it", file=sys.stderr, disable=not is_main
+    )
 
     def progress(event: ProgressEvent) -> None:
         bar.total = event.total
@@ -272,11 +275,12 @@ def _train_volumes(args: argparse.Namespace, pairs: list[tuple[Path, Path]]) -> 
     meta = {"source": "cli", "volumes": len(trainer.samples), "objects": n_objects, "fraction": args.fraction}
     trainer.save(args.out, meta=meta)
     last = result.history[-1]["total"] if result.history else float("nan")
-    print(
-        f"trained a 3-D model {result.iterations_done} iterations on {len(trainer.samples)} volumes "
-        f"({n_objects} labelled objects, voxel {'x'.join(f'{s:g}' for s in spacing)} um), final loss "
-        f"{last:.3f}; wrote {args.out}"
-    )
+    if is_main:
+        print(
+            f"trained a 3-D model {result.iterations_done} iterations on {len(trainer.samples)} volumes "
+            f"({n_objects} labelled objects, voxel {'x'.join(f'{s:g}' for s in spacing)} um), final loss "
+            f"{last:.3f}; wrote {args.out}"
+        )
     return 0
 
 
