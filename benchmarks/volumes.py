@@ -59,8 +59,8 @@ from spoco_core.train3d import VolumeTrainConfig, VolumeTrainer
 
 ITERATIONS_3D = {"synthetic": 150, "cho": 675}
 """Steps of the 3D rows per data set: the default 3-min budget at one thread's rate with the
-default VolumeTrainConfig, measured in CPU seconds (what an idle core gives) on this machine:
-0.83 steps/s on synthetic windows (16x64x64), 3.75 on CHO's (5x64x64: 5 planes)."""
+default VolumeTrainConfig, measured in CPU seconds (what an idle core gives; docs/benchmarks.md,
+volumes). CHO's windows are 5 planes deep, so its steps are cheaper."""
 ITERATIONS_2D = 1400
 """Steps of the per-plane 2D row: what 3 min bought 2D rows side by side (real_nuclei's table)."""
 N_VIEWS = 2

@@ -38,7 +38,7 @@ SAMPLES_PER_OBJECT = 50
 tile of 30-170 nuclei give 20-130 each; objects the sample misses are found in a later round."""
 MIN_SAMPLES, MAX_SAMPLES = 2000, 6000
 """Bounds on the sample per window: HDBSCAN's time grows faster than linearly in the sample
-(20000 samples took tens of seconds where 4000 take about one)."""
+(docs/decisions.md)."""
 
 
 @dataclass(frozen=True)
