@@ -46,6 +46,7 @@ TABLES = {
     "large_image.py": "| image size | tiles | views | teacher | seconds measure | seconds predict |",
     "pretrained_start.py": "| 30 % + marks, warm start from the synthetic model |",
     "demo_first_model.py": "| cell and coins labelled |",
+    "volumes.py": "| per-plane 2D, 30 % + marks, stitched by IoU |",
     "shapes.py": "| colony | 30 % + marks |",
 }
 
