@@ -60,29 +60,28 @@ TABLE_FIELDS = [
 
 def object_table(labels: np.ndarray, spacing: tuple[float, float, float]) -> list[dict]:
     """One row per object of ``(Z, Y, X)`` instance labels (0 background): voxels, volume in um^3
-    (voxels times the voxel's volume), centroid (voxels and micrometres) and first / last plane."""
-    ids = np.unique(labels[labels > 0])
-    if ids.size == 0:
-        return []
-    voxels = ndimage.sum_labels(np.ones(labels.shape, np.int32), labels, ids)
-    centres = ndimage.center_of_mass(np.ones(labels.shape, np.float32), labels, ids)
-    boxes = ndimage.find_objects(labels.astype(np.int64))
+    (voxels times the voxel's volume), centroid (voxels and micrometres) and first / last plane.
+    Each object is measured in its own box (``find_objects``): the work follows the objects."""
     voxel_um3 = float(np.prod(spacing))
     rows = []
-    for k, n, centre in zip(ids, voxels, centres, strict=True):
-        z_slice = boxes[int(k) - 1][0]
+    for k, box in enumerate(ndimage.find_objects(np.asarray(labels).astype(np.int64, copy=False)), start=1):
+        if box is None:
+            continue
+        inside = np.nonzero(labels[box] == k)
+        centre = [float(a.mean()) + s.start for a, s in zip(inside, box, strict=True)]
+        n = int(inside[0].size)
         rows.append(
             {
-                "label": int(k),
-                "voxels": int(n),
-                "volume_um3": round(float(n) * voxel_um3, 6),
-                **{f"centroid_{a}": round(float(c), 3) for a, c in zip("zyx", centre, strict=True)},
+                "label": k,
+                "voxels": n,
+                "volume_um3": round(n * voxel_um3, 6),
+                **{f"centroid_{a}": round(c, 3) for a, c in zip("zyx", centre, strict=True)},
                 **{
-                    f"centroid_{a}_um": round(float(c) * s, 4)
-                    for a, c, s in zip("zyx", centre, spacing, strict=True)
+                    f"centroid_{a}_um": round(c * d, 4)
+                    for a, c, d in zip("zyx", centre, spacing, strict=True)
                 },
-                "z_first": int(z_slice.start),
-                "z_last": int(z_slice.stop) - 1,
+                "z_first": int(box[0].start),
+                "z_last": int(box[0].stop) - 1,
             }
         )
     return rows

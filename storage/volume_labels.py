@@ -74,10 +74,13 @@ def decode(rle: dict, volume: VolumeInfo) -> np.ndarray:
 
 
 def box(mask: np.ndarray) -> tuple[int, int, int, int, int, int]:
-    """``(z0, y0, x0, z1, y1, x1)`` of a non-empty ``(Z, Y, X)`` mask, exclusive ends."""
-    found = np.nonzero(mask)
-    lo = [int(a.min()) for a in found]
-    hi = [int(a.max()) + 1 for a in found]
+    """``(z0, y0, x0, z1, y1, x1)`` of a non-empty ``(Z, Y, X)`` mask, exclusive ends (from its
+    projections on each axis: no voxel list of a large volume)."""
+    lo, hi = [], []
+    for axis in range(3):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo.append(int(present[0]))
+        hi.append(int(present[-1]) + 1)
     return (lo[0], lo[1], lo[2], hi[0], hi[1], hi[2])
 
 

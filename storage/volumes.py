@@ -171,9 +171,35 @@ def display_rgb(raw: np.ndarray, display: Sequence[object] = ()) -> np.ndarray:
         rgb = render(flat, tuple(display))  # type: ignore[arg-type]
     elif raw.dtype == np.uint8 and c == 1:
         rgb = np.repeat(flat[0][..., None], 3, axis=2)
-    else:
+    elif raw.dtype.kind == "f" and not np.isfinite(raw).all():
         rgb = to_display_rgb(normalize_percentile(flat))
+    else:
+        rgb = _chunked_rgb(flat)
     return np.ascontiguousarray(rgb.reshape(z, y, x, 3), dtype=np.uint8)
+
+
+CHUNK_VALUES = 1 << 22
+"""Values rendered at a time: a large volume's display is built without float copies of it whole."""
+
+
+def _chunked_rgb(flat: np.ndarray) -> np.ndarray:
+    """``to_display_rgb(normalize_percentile(flat))`` of a finite ``(C, N, X)`` array, the
+    percentiles over all of it, rendered a block of rows at a time."""
+    from spoco_core.io import to_display_rgb
+
+    c, n, x = flat.shape
+    lo = np.empty(c, np.float32)
+    scale = np.zeros(c, np.float32)
+    for k in range(c):
+        low, high = np.percentile(flat[k], (1, 99.8))
+        lo[k] = low
+        scale[k] = 1.0 / (high - low) if high > low else 0.0  # a constant channel is all zeros
+    out = np.empty((n, x, 3), np.uint8)
+    step = max(1, CHUNK_VALUES // max(1, c * x))
+    for r0 in range(0, n, step):
+        block = (flat[:, r0 : r0 + step].astype(np.float32) - lo[:, None, None]) * scale[:, None, None]
+        out[r0 : r0 + step] = to_display_rgb(block)
+    return out
 
 
 def display_volume(
