@@ -336,6 +336,10 @@ def _prepare(samples: Sequence[VolumeSample], in_channels: int) -> list[VolumeSa
     return kept
 
 
+def _multiple_of_8(value: float) -> int:
+    return max(8, round(value / 8.0) * 8)
+
+
 class VolumeTrainer(Trainer):
     """Trains a 3-D student/teacher pair on sparse volumes; :meth:`fit` and :meth:`save` as in 2-D.
 
@@ -417,10 +421,24 @@ class VolumeTrainer(Trainer):
             )
 
     def _window(self) -> Window:
-        """The training window: ``patch_size``, no deeper than the deepest volume."""
+        """The training window: ``patch_size``, no deeper than the deepest volume.
+
+        A shallower window is as many voxels wide in y and x as the planes it lacks would have
+        held (up to the widest volume), so a stack of few planes trains on more of each plane at
+        the same cost per step: its objects fit the window whole more often.
+        """
         z, y, x = self.config.patch_size
         depth = max(lab.shape[0] for _, lab in self.samples)
-        return (min(z, depth), y, x)
+        if depth >= z:
+            return (z, y, x)
+        widen = math.sqrt(z / depth)
+        high = max(lab.shape[1] for _, lab in self.samples)
+        wide = max(lab.shape[2] for _, lab in self.samples)
+        return (
+            depth,
+            max(y, min(high, _multiple_of_8(y * widen))),
+            max(x, min(wide, _multiple_of_8(x * widen))),
+        )
 
     def _build(self, ckpt: dict | None) -> None:
         config = self.config

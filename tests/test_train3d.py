@@ -299,3 +299,14 @@ def test_memory_estimate_refuses_an_absurd_network(volumes):
     assert volume_training_bytes(tiny_config()) < volume_training_bytes(huge)
     with pytest.raises(ValueError, match="SPOCO_TRAIN_MEMORY_GB"):
         VolumeTrainer(list(zip(images, sparse, strict=True)), huge)
+
+
+def test_a_shallow_stack_trains_on_wider_windows(volumes):
+    images, _, sparse = volumes
+    shallow = [(im[:, :4], lab[:4]) for im, lab in zip(images, sparse, strict=True)]
+    trainer = VolumeTrainer(shallow, tiny_config(patch_size=(16, 16, 16)))
+    assert trainer.window == (4, 32, 32)  # as many voxels as 16 planes of 16 x 16
+    capped = VolumeTrainer(shallow, tiny_config(patch_size=(16, 32, 32)))
+    assert capped.window == (4, 48, 48)  # no wider than the volumes
+    view_f, _, labels = capped._batch()
+    assert view_f.shape == (2, 1, 4, 48, 48) and labels.shape == (2, 4, 48, 48)
