@@ -121,10 +121,15 @@ def _object_crops(labels: np.ndarray) -> list[tuple[int, np.ndarray, int, int]]:
 
 def object_polygons(mask: np.ndarray, row0: int = 0, col0: int = 0) -> list[list[np.ndarray]]:
     """Polygons of one object: per 4-connected piece ``[outer ring, *hole rings]`` as (x, y)."""
+    loops = boundary_loops(mask)
+    outers = [v for v, _ in loops if signed_area(v) > 0]
+    if len(outers) == 1:  # one piece (the common case): every other loop is one of its holes
+        shift = np.array([col0, row0])
+        return [[outers[0] + shift, *(v + shift for v, _ in loops if signed_area(v) <= 0)]]
     pieces, _ = ndimage.label(mask)
     grouped: dict[int, list[np.ndarray]] = {}
     outer: dict[int, np.ndarray] = {}
-    for vertices, (r, c) in boundary_loops(mask):
+    for vertices, (r, c) in loops:
         piece = int(pieces[r, c])
         ring = vertices + np.array([col0, row0])
         if signed_area(vertices) > 0:
@@ -139,15 +144,26 @@ def _closed(ring: np.ndarray) -> list[list[int]]:
     return [*pts, pts[0]]
 
 
-def geojson(labels: np.ndarray, pixel_size: tuple[float, float] | None = None) -> dict:
-    """A QuPath-compatible GeoJSON FeatureCollection: one feature per object (pixel coordinates)."""
+def labels_polygons(labels: np.ndarray) -> list[tuple[int, list[list[np.ndarray]]]]:
+    """``(object id, object_polygons)`` for every object > 0, each traced on its own box: computed
+    once per image and handed to both :func:`geojson` and :func:`roi_zip_bytes`."""
+    return [(k, object_polygons(crop, r0, c0)) for k, crop, r0, c0 in _object_crops(np.asarray(labels))]
+
+
+def geojson(
+    labels: np.ndarray,
+    pixel_size: tuple[float, float] | None = None,
+    polygons: list[tuple[int, list[list[np.ndarray]]]] | None = None,
+) -> dict:
+    """A QuPath-compatible GeoJSON FeatureCollection: one feature per object (pixel coordinates);
+    ``polygons``: :func:`labels_polygons` of ``labels`` when the caller has them already."""
     features = []
-    for k, crop, r0, c0 in _object_crops(np.asarray(labels)):
-        polygons = [[_closed(ring) for ring in rings] for rings in object_polygons(crop, r0, c0)]
+    for k, traced in labels_polygons(labels) if polygons is None else polygons:
+        polygons_k = [[_closed(ring) for ring in rings] for rings in traced]
         geometry = (
-            {"type": "Polygon", "coordinates": polygons[0]}
-            if len(polygons) == 1
-            else {"type": "MultiPolygon", "coordinates": polygons}
+            {"type": "Polygon", "coordinates": polygons_k[0]}
+            if len(polygons_k) == 1
+            else {"type": "MultiPolygon", "coordinates": polygons_k}
         )
         features.append(
             {
@@ -168,8 +184,12 @@ def geojson(labels: np.ndarray, pixel_size: tuple[float, float] | None = None) -
     return collection
 
 
-def geojson_bytes(labels: np.ndarray, pixel_size: tuple[float, float] | None = None) -> bytes:
-    return json.dumps(geojson(labels, pixel_size)).encode()
+def geojson_bytes(
+    labels: np.ndarray,
+    pixel_size: tuple[float, float] | None = None,
+    polygons: list[tuple[int, list[list[np.ndarray]]]] | None = None,
+) -> bytes:
+    return json.dumps(geojson(labels, pixel_size, polygons)).encode()
 
 
 def _bridge(a: np.ndarray, b: np.ndarray) -> list[list[int]]:
@@ -190,18 +210,21 @@ def single_ring(rings: list[np.ndarray]) -> np.ndarray:
     return np.asarray(points[:-1], dtype=np.int64)
 
 
-def roi_zip_bytes(labels: np.ndarray) -> bytes | None:
+def roi_zip_bytes(
+    labels: np.ndarray, polygons: list[tuple[int, list[list[np.ndarray]]]] | None = None
+) -> bytes | None:
     """An ImageJ/Fiji ROI set (``RoiSet.zip``): one traced polygon ROI ``object-0007.roi`` per
-    object; ``None`` when there is no object (ImageJ cannot open an empty set)."""
+    object; ``None`` when there is no object (ImageJ cannot open an empty set). ``polygons``:
+    :func:`labels_polygons` of ``labels`` when the caller has them already."""
     from roifile import ROI_TYPE, ImagejRoi
 
-    crops = _object_crops(np.asarray(labels))
-    if not crops:
+    traced_all = labels_polygons(labels) if polygons is None else polygons
+    if not traced_all:
         return None
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for k, crop, r0, c0 in crops:
-            rings = [ring for piece in object_polygons(crop, r0, c0) for ring in piece]
+        for k, traced in traced_all:
+            rings = [ring for piece in traced for ring in piece]
             roi = ImagejRoi.frompoints(single_ring(rings).astype(np.int32), name=f"object-{k:04d}")
             roi.roitype = ROI_TYPE.TRACED
             zf.writestr(f"object-{k:04d}.roi", roi.tobytes())
@@ -337,10 +360,11 @@ def write_image_files(
 
     pixel_size = stored_pixel_size(blobs, row["blob"], row["name"])
     zf.writestr(f"labels/{stem}.tif", label_tiff_bytes(labels, pixel_size))
-    rois = roi_zip_bytes(labels)
+    traced = labels_polygons(labels)  # once for both outline formats
+    rois = roi_zip_bytes(labels, traced)
     if rois is not None:
         zf.writestr(f"rois/{stem}.zip", rois)
-    zf.writestr(f"geojson/{stem}.geojson", geojson_bytes(labels, pixel_size))
+    zf.writestr(f"geojson/{stem}.geojson", geojson_bytes(labels, pixel_size, traced))
     if not ome_zarr:
         return
     try:
