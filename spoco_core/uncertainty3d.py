@@ -99,8 +99,7 @@ def _window_uncertainty(
 
     reference = cluster(emb, fg)
     runs = [cluster(emb, fg, b) for b in cfg.bandwidths if not math.isclose(b, 1.0)]
-    if len(views) > 1:
-        runs += [cluster(v.emb, v.fg) for v in views]
+    runs += [cluster(v.emb, v.fg) for v in views[1:]]  # each flipped view alone
     if use_teacher:
         t = predictor.embed_window(window, "teacher")
         runs.append(cluster(t.emb, t.fg))
