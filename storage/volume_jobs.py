@@ -113,12 +113,14 @@ def volume_config(
     for key in ("base_channels", "depth", "embedding_dim"):
         if key in params:
             setattr(model, key, int(params[key]))
-    config = VolumeTrainConfig(spacing=spacing, model=model, iterations=params.get("iterations"))
-    for key in ("minutes", "batch_size", "lr", "weight_decay", "seed", "device", "amp"):
+    budget = float(params.get("minutes") or 0.0)
+    iterations = None if budget > 0 else int(params.get("iterations", 200))  # a budget wins, as in 2-D
+    config = VolumeTrainConfig(spacing=spacing, model=model, iterations=iterations)
+    for key in ("batch_size", "lr", "weight_decay", "seed", "device", "amp"):
         if key in params:
             setattr(config, key, params[key])
-    if config.iterations is None and "minutes" not in params:
-        config.minutes = 3.0
+    if budget > 0:
+        config.minutes = budget
     if "patch_size" in params:
         side = int(params["patch_size"])
         config.patch_size = (min(depth, 16), side, side)

@@ -261,3 +261,13 @@ def test_worker_trains_a_3d_model_and_suggests_whole_3d_objects(world: World, mo
     for sug in s.suggestions(world.annotator, world.project.id, limit=20):
         assert sug.image_id == info.id and sug.mask.shape == (shape[0] * shape[1], shape[2])
         assert len(sug.bbox) == 6  # one suggestion per 3D object, with its 3D box
+
+
+def test_training_params_map_to_a_3d_config() -> None:
+    from storage.volume_jobs import volume_config
+
+    timed = volume_config({"iterations": 200, "minutes": 2.5}, 2, (2.0, 0.5, 0.5), depth=9)
+    assert timed.iterations is None and timed.minutes == 2.5  # a time budget wins, as in 2-D
+    assert timed.model.in_channels == 2 and timed.spacing == (2.0, 0.5, 0.5)
+    fixed = volume_config({"iterations": 7, "patch_size": 32, "base_channels": 4}, 1, (1, 1, 1), depth=5)
+    assert fixed.iterations == 7 and fixed.patch_size == (5, 32, 32) and fixed.model.base_channels == 4
