@@ -273,6 +273,12 @@ def _label_records(db: Database, image_id: int, name: str, stem: str) -> list[di
     """One record per live label, with its value in ``sparse/<stem>.tif`` (objects in creation order)."""
     out = []
     k = 0
+    stored = {  # area and box as stored with each row: no mask decoded per label
+        int(r["id"]): (int(r["area"]), json.loads(r["bbox"]))
+        for r in db.query(
+            "SELECT id, area, bbox FROM annotations WHERE image_id = ? AND deleted_at IS NULL", [image_id]
+        )
+    }
     for ann in annotations.list_live(db, image_id):
         if ann.kind == "object":
             k += 1
@@ -289,8 +295,8 @@ def _label_records(db: Database, image_id: int, name: str, stem: str) -> list[di
                 "seconds": ann.seconds,
                 "created_at": _iso(ann.created_at),
                 "created_at_unix": ann.created_at,
-                "area": masks.area(ann.rle),
-                "bbox": masks.coco_bbox(masks.rle_box(ann.rle)),
+                "area": stored[ann.id][0] if ann.id in stored else masks.area(ann.rle),
+                "bbox": masks.coco_bbox(stored[ann.id][1] if ann.id in stored else masks.rle_box(ann.rle)),
                 "parent_id": ann.parent_id,
             }
         )

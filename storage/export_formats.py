@@ -82,10 +82,19 @@ def boundary_loops(mask: np.ndarray) -> list[tuple[np.ndarray, tuple[int, int]]]
 
 def _drop_collinear(vertices: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Remove vertices in the middle of a straight run of the closed loop."""
-    v = np.asarray(vertices, dtype=np.int64)
-    if len(v) <= 3:
+    n = len(vertices)
+    if n <= 3:
         return vertices
-    before, after = v - np.roll(v, 1, axis=0), np.roll(v, -1, axis=0) - v
+    if n < 64:  # a small object's loop: plain Python beats numpy's per-call cost
+        keep = []
+        for i in range(n):
+            (px, py), (x, y), (nx, ny) = vertices[i - 1], vertices[i], vertices[(i + 1) % n]
+            if (x - px) * (ny - y) - (y - py) * (nx - x):
+                keep.append(vertices[i])
+        return keep
+    v = np.asarray(vertices, dtype=np.int64)
+    before = v - np.concatenate((v[-1:], v[:-1]))
+    after = np.concatenate((v[1:], v[:1])) - v
     turn = before[:, 0] * after[:, 1] - before[:, 1] * after[:, 0]
     return [vertices[i] for i in np.nonzero(turn != 0)[0]]
 
@@ -104,7 +113,9 @@ def _inside_pixel(start: tuple[int, int], direction: tuple[int, int]) -> tuple[i
 
 def signed_area(vertices: np.ndarray) -> float:
     x, y = vertices[:, 0].astype(float), vertices[:, 1].astype(float)
-    return 0.5 * float(np.sum(x * np.roll(y, -1) - np.roll(x, -1) * y))
+    if x.size == 0:
+        return 0.0
+    return 0.5 * float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]) + x[-1] * y[0] - x[0] * y[-1])
 
 
 def _object_crops(labels: np.ndarray) -> list[tuple[int, np.ndarray, int, int]]:
@@ -122,17 +133,18 @@ def _object_crops(labels: np.ndarray) -> list[tuple[int, np.ndarray, int, int]]:
 def object_polygons(mask: np.ndarray, row0: int = 0, col0: int = 0) -> list[list[np.ndarray]]:
     """Polygons of one object: per 4-connected piece ``[outer ring, *hole rings]`` as (x, y)."""
     loops = boundary_loops(mask)
-    outers = [v for v, _ in loops if signed_area(v) > 0]
-    if len(outers) == 1:  # one piece (the common case): every other loop is one of its holes
-        shift = np.array([col0, row0])
-        return [[outers[0] + shift, *(v + shift for v, _ in loops if signed_area(v) <= 0)]]
+    is_outer = [signed_area(v) > 0 for v, _ in loops]
+    shift = np.array([col0, row0])
+    if sum(is_outer) == 1:  # one piece (the common case): every other loop is one of its holes
+        outer_ring = next(v for (v, _), o in zip(loops, is_outer, strict=True) if o) + shift
+        return [[outer_ring, *(v + shift for (v, _), o in zip(loops, is_outer, strict=True) if not o)]]
     pieces, _ = ndimage.label(mask)
     grouped: dict[int, list[np.ndarray]] = {}
     outer: dict[int, np.ndarray] = {}
-    for vertices, (r, c) in loops:
+    for (vertices, (r, c)), o in zip(loops, is_outer, strict=True):
         piece = int(pieces[r, c])
-        ring = vertices + np.array([col0, row0])
-        if signed_area(vertices) > 0:
+        ring = vertices + shift
+        if o:
             outer[piece] = ring
         else:
             grouped.setdefault(piece, []).append(ring)
