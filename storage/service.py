@@ -576,6 +576,7 @@ class Studio:
 
         _, project_id, _ = self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
+        _refuse_volume(row, "load_volume")
         chosen = channels.get(self.db, project_id).model_channels
         return images.load_normalised(self.blobs, row["blob"], row["name"], chosen)
 
@@ -962,6 +963,7 @@ class Studio:
         """int32 (H, W): 0 unknown, -1 background, k >= 1 objects."""
         self._image_role(actor, image_id)
         row = images.row(self.db, int(image_id))
+        _refuse_volume(row, "volume_sparse_labels")
         return annotations.sparse_labels(self.db, int(image_id), (int(row["height"]), int(row["width"])))
 
     # ------------------------------------------------------------------ volumes
@@ -1599,6 +1601,8 @@ class Studio:
 
         user = self._actor(actor)
         permissions.require_lead(self.db, user, int(project_id))
+        if image_id is not None:
+            _refuse_volume(images.row(self.db, int(image_id)), "add_volume_annotation")
         if as_prediction:
             return import_prediction(
                 self.db,
@@ -1663,6 +1667,12 @@ class Studio:
         return export_to_file(
             self.db, self.blobs, int(project_id), Path(self.data_dir) / "exports", ome_zarr=bool(ome_zarr)
         )
+
+
+def _refuse_volume(row: dict, instead: str) -> None:
+    """A 2-D method asked of a volume image: an ``InputError`` naming the volume method."""
+    if row.get("depth") is not None:
+        raise InputError(f"{row['name']} is a volume: use {instead} (its labels are 3D)")
 
 
 def _require_unclaimed(db: Database, suggestion_id: int, user: User) -> None:

@@ -159,6 +159,14 @@ def test_bad_3d_labels_are_refused_and_nothing_is_stored(world: World) -> None:
         s.add_interpolated_object(world.annotator, image_id, {2: np.ones((24, 32), bool)})
     with pytest.raises(InputError, match="volume"):  # a 2-D label on a volume
         s.add_annotation(world.annotator, image_id, "object", np.ones((24, 32), bool))
+    with pytest.raises(InputError, match="volume_sparse_labels"):  # 2-D reads of a volume
+        s.sparse_labels(world.annotator, image_id)
+    with pytest.raises(InputError, match="load_volume"):
+        s.load_image(world.annotator, image_id)
+    with pytest.raises(InputError, match="volume"):
+        s.import_labels(
+            world.lead, world.project.id, "x.png", png_bytes(np.ones((24, 32), np.uint8)), image_id=image_id
+        )
     with pytest.raises(PermissionDenied):
         s.add_volume_annotation(world.outsider, image_id, "object", np.ones((5, 24, 32), bool))
     assert s.list_annotations(world.lead, image_id) == []
