@@ -2,13 +2,16 @@
 
 Tests, benchmarks and demos need data whose answer is known and that is hard in the same ways
 real data is: objects that touch and partly overlap, varied shapes (round nuclei, rod/curved
-cells, leaves radiating from a rosette centre), per-object intensity and texture, uneven
-illumination, blur and shot/read noise. Everything is drawn from one seeded generator, so a
-seed names an image forever.
+cells, leaves radiating from a rosette centre, lobed cells with granular cytoplasm, dense
+colonies of touching rods), per-object intensity and texture, uneven illumination, blur and
+shot/read noise. Everything is drawn from one seeded generator, so a seed names an image forever.
+Fluorescence-like kinds show bright objects on a dark background; ``TRANSMITTED_KINDS`` show dark
+cells with bright halos on grey, as transmitted light and phase contrast do.
 
 Overlap rule: later objects occlude earlier ones, but an object is only placed if every object
 keeps >= ``MIN_VISIBLE`` of its area visible and stays one 4-connected region, so each ground
-truth object is a sensible mask.
+truth object is a sensible mask. Colony cells do not overlap: each takes only free pixels
+(``COLONY_VISIBLE``), as cells pressed together in a colony do.
 """
 
 from __future__ import annotations
