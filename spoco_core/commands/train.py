@@ -84,7 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=None,
         help="pixel coordinates x this are added to 2 embedding channels (0 = plain SPOCO; default: "
-        "2.2 / sqrt(median labelled object area), e.g. 0.2 for 12 px objects, 0.09 for 28 px nuclei)",
+        "2.2 / sqrt(median labelled object area), e.g. 0.2 for 12 px objects, 0.09 for 28 px nuclei; "
+        "for elongated objects (median length >= 2 x width) 2.48 / median length, e.g. 0.05 for 50 px rods)",
     )
     parser.add_argument(
         "--paste-objects",
