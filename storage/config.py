@@ -16,6 +16,7 @@ DEFAULT_MAX_SIDE = 8192
 DEFAULT_MAX_UPLOAD_MB = 512
 DEFAULT_MAX_PLANE_MB = 256
 DEFAULT_MAX_DECODED_MB = 2048
+DEFAULT_MAX_PLANES = 2000
 DEFAULT_BCRYPT_ROUNDS = 12
 DEFAULT_ADMIN_USER = "admin"
 DEFAULT_BACKUP_HOURS = 6.0
@@ -72,6 +73,8 @@ class Settings:
     # (pixels x channels x planes x bytes per sample)
     max_plane_bytes: int = DEFAULT_MAX_PLANE_MB * 1024 * 1024
     max_decoded_bytes: int = DEFAULT_MAX_DECODED_MB * 1024 * 1024
+    # SPOCO_MAX_PLANES: images one upload may become (a few KB of tiny planes could make thousands)
+    max_planes: int = DEFAULT_MAX_PLANES
     bcrypt_rounds: int = DEFAULT_BCRYPT_ROUNDS  # SPOCO_BCRYPT_ROUNDS (4-31; lower it only in tests)
     admin_user: str = DEFAULT_ADMIN_USER  # SPOCO_ADMIN_USER: the first administrator
     # SPOCO_ADMIN_PASSWORD (unset: one is generated, shown once); never in a repr or a log
@@ -101,6 +104,7 @@ class Settings:
             max_upload_bytes=_env_int("SPOCO_MAX_UPLOAD_MB", DEFAULT_MAX_UPLOAD_MB) * 1024 * 1024,
             max_plane_bytes=_env_int("SPOCO_MAX_PLANE_MB", DEFAULT_MAX_PLANE_MB) * 1024 * 1024,
             max_decoded_bytes=_env_int("SPOCO_MAX_DECODED_MB", DEFAULT_MAX_DECODED_MB) * 1024 * 1024,
+            max_planes=max(1, _env_int("SPOCO_MAX_PLANES", DEFAULT_MAX_PLANES)),
             bcrypt_rounds=max(4, min(31, _env_int("SPOCO_BCRYPT_ROUNDS", DEFAULT_BCRYPT_ROUNDS))),
             admin_user=_env("SPOCO_ADMIN_USER") or DEFAULT_ADMIN_USER,
             admin_password=os.environ.get("SPOCO_ADMIN_PASSWORD") or None,

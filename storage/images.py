@@ -101,6 +101,21 @@ def _limits(max_side: int, max_plane_bytes: int | None, max_decoded_bytes: int |
     return Limits(max_side=max_side, max_plane_bytes=max_plane_bytes, max_bytes=max_decoded_bytes)
 
 
+def _check_planes(src: bytes | Path, name: str, max_planes: int) -> None:
+    """``InputError`` when the header declares more planes than one upload may become."""
+    from spoco_core.io import ImageReadError, probe
+
+    try:
+        n_planes = probe(src, name=name).n_planes
+    except ImageReadError:
+        return  # read_planes says why
+    if n_planes > max_planes:
+        raise InputError(
+            f"{name}: {n_planes} planes, more than the {max_planes} images one upload may become "
+            "(SPOCO_MAX_PLANES)"
+        )
+
+
 def prepare(
     source: bytes | Path,
     name: str,
@@ -109,11 +124,13 @@ def prepare(
     max_plane_bytes: int | None = None,
     max_decoded_bytes: int | None = None,
     as_volume: bool = False,
+    max_planes: int | None = None,
 ) -> Upload:
     """Check and decode an upload (bytes, or a file on the server that is only read once its size
     and header pass the limits); every failure is an ``InputError`` naming the file. With
     ``as_volume`` a file whose axes include Z becomes one volume per time point
-    (``storage.volumes``) instead of one image per plane."""
+    (``storage.volumes``) instead of one image per plane; ``max_planes``: the most images a stack
+    may become, checked from the header before any plane is decoded."""
     from spoco_core.io import ImageReadError, read_planes, write_plane_tiff
 
     if isinstance(source, Path):
@@ -136,6 +153,8 @@ def prepare(
         found = _volumes(src, name, _limits(max_side, max_plane_bytes, max_decoded_bytes))
         if found is not None:
             return found
+    if max_planes is not None:
+        _check_planes(src, name, max_planes)
     try:
         meta, planes = read_planes(
             src, name=name, limits=_limits(max_side, max_plane_bytes, max_decoded_bytes)

@@ -425,6 +425,7 @@ class Studio:
             self.settings.max_plane_bytes,
             self.settings.max_decoded_bytes,
             as_volume=as_volume,
+            max_planes=self.settings.max_planes,
         )
         stored = [(item, *self.blobs.put_content(item.data, "images", item.suffix)) for item in upload.images]
         ids: list[int] = []

@@ -242,3 +242,25 @@ def test_malformed_codes_are_refused_before_any_decoding(rle: dict) -> None:
 
     with pytest.raises(InputError):
         masks.decode_box(rle)
+
+
+# ------------------------------------------ a small file cannot become thousands of images
+
+
+def test_planes_of_an_upload_are_capped_by_a_setting(world: World, monkeypatch) -> None:
+    from storage.errors import InputError
+    from storage.service import Studio
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.zeros((60, 4, 4), np.uint8), compression="zlib", metadata={"axes": "ZYX"})
+    assert len(buf.getvalue()) < 20_000  # 60 images from a few KB
+    monkeypatch.setenv("SPOCO_MAX_PLANES", "50")
+    capped = Studio.open(world.studio.settings.data_dir)
+    with pytest.raises(InputError, match="60 planes"):
+        capped.add_upload(world.lead, world.project.id, "stack.tif", buf.getvalue())
+    assert capped.list_images(world.lead, world.project.id) == []
+    monkeypatch.setenv("SPOCO_MAX_PLANES", "60")
+    images, _ = Studio.open(world.studio.settings.data_dir).add_upload(
+        world.lead, world.project.id, "stack.tif", buf.getvalue()
+    )
+    assert len(images) == 60
