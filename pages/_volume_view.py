@@ -22,7 +22,7 @@ import streamlit as st
 from PIL import Image
 
 from pages import _timer as timer
-from pages._canvas import draw_shapes, mark_saved
+from pages._canvas import clear_canvas, draw_shapes, mark_saved
 from pages._click_image import click_image
 from pages._feedback import show_error
 from pages._select import new_click
@@ -50,6 +50,9 @@ TOOLS = {
     "correct": "Correct a plane",
 }
 CORRECTING = "vol_correct_object"  # the labelled 3D object whose plane the Correct tool redraws
+BRUSHES = {"outline": "New outline", "brush": "Brush", "eraser": "Eraser"}
+BRUSH_MODE = "vol_brush_mode"
+BRUSH_PX = "vol_brush_px"
 
 
 def _z_key(image_id: int) -> str:
@@ -255,10 +258,18 @@ def plane_views(studio: Studio, user: User, vol: VolumeInfo, z: int, tool: str, 
                 picture, viewport = _plane_picture(rgb, z, (predicted, layers[1], predicted == picked))
             click_image(picture, key=key)
         else:
-            canvas = f"vol_canvas_{image_id}_{z}_{tool}"
-            shapes = draw_shapes(picture, "polygon", key=canvas, viewport=viewport)
-            if shapes:
-                _take_outline(studio, user, vol, z, tool, shapes[-1].points, canvas)
+            brush = st.session_state.get(BRUSH_MODE, "outline") if tool == "correct" else "outline"
+            canvas = f"vol_canvas_{image_id}_{z}_{tool}_{brush}"
+            if brush == "outline":
+                shapes = draw_shapes(picture, "polygon", key=canvas, viewport=viewport)
+                if shapes:
+                    _take_outline(studio, user, vol, z, tool, shapes[-1].points, canvas)
+            else:
+                px = int(st.session_state.get(BRUSH_PX, 8))
+                width = max(2, round(px / viewport.scale_x))
+                strokes = draw_shapes(picture, "freedraw", key=canvas, viewport=viewport, stroke_width=width)
+                if strokes:
+                    _paint_plane(studio, user, vol, z, brush, strokes, px, canvas)
     with col_side:
         centre = _centre(highlight, vol)
         y = st.slider("XZ view at row y", 0, vol.shape[1] - 1, centre[0], key=f"vol_xz_{image_id}")
@@ -326,7 +337,37 @@ def correct_panel(studio: Studio, user: User, image: ImageInfo, sparse: np.ndarr
             show_error(exc)
             return
         _done(image.id, f"Erased the object from plane {z + 1}.")
-    st.caption("Or draw its new outline on this plane: it replaces the old one there.")
+    mode = st.radio("Draw", list(BRUSHES), format_func=BRUSHES.get, horizontal=True, key=BRUSH_MODE)
+    if mode != "outline":
+        st.slider("Brush size (image pixels)", 2, 40, 8, key=BRUSH_PX)
+    st.caption(
+        "A new outline replaces the old one on this plane; the brush paints onto it, the eraser "
+        "takes away. The other planes stay."
+    )
+
+
+def _paint_plane(
+    studio: Studio, user: User, vol: VolumeInfo, z: int, mode: str, strokes: list, px: int, canvas: str
+) -> None:
+    """Brush or eraser strokes on the chosen 3D object's plane ``z``, saved at once."""
+    ann_id = st.session_state.get(CORRECTING)
+    clear_canvas(canvas)
+    if ann_id is None:
+        st.info("Choose the 3D object to correct first.")
+        return
+    chosen = next((a for a in studio.list_annotations(user, vol.image.id) if a.id == int(ann_id)), None)
+    if chosen is None:
+        return
+    plane = chosen.mask.reshape(vol.shape)[z]
+    for shape in strokes:
+        plane = masks.paint(plane, masks.stroke(shape.points, px / 2, plane.shape), erase=mode == "eraser")
+    try:
+        studio.correct_volume_plane(user, chosen.id, z, plane, timer.elapsed())
+    except StudioError as exc:
+        show_error(exc)
+        return
+    what = "Painted onto" if mode == "brush" else "Erased from"
+    _done(vol.image.id, f"{what} the object on plane {z + 1}.")
 
 
 def _prediction(studio: Studio, user: User, image_id: int, model_id: int) -> np.ndarray | None:

@@ -286,3 +286,29 @@ def test_a_plane_of_a_3d_object_is_redrawn_or_erased_and_the_rest_stays(studio: 
     assert np.array_equal(labels[1] == 1, redrawn) and np.array_equal(labels[4] == 1, suggested[4])
     (ann,) = studio.list_annotations(admin, image_id)
     assert ann.parent_id is not None  # an edit: the history keeps the accepted object
+
+
+def test_brush_and_eraser_change_one_plane_of_a_3d_object(studio: Studio) -> None:  # noqa: F811
+    at, image_id, suggested = _open(studio)
+    admin = admin_of(studio)
+    at.button(key="vol_sug_accept").click().run()
+    at.radio(key="vol_tool").set_value("correct").run()
+    at.slider(key=f"vol_z_{image_id}").set_value(2).run()
+    (ann,) = studio.list_annotations(admin, image_id)
+    at.selectbox(key="vol_correct_object").set_value(ann.id).run()
+    at.radio(key="vol_brush_mode").set_value("brush").run()
+    at.slider(key="vol_brush_px").set_value(4).run()
+    at.session_state[TEST_HOOK_KEY] = [[(30, 10), (30, 20)]]  # a stroke away from the nucleus
+    at.run()
+    assert not at.exception, at.exception
+    labels = studio.volume_sparse_labels(admin, image_id)
+    assert labels[2, 15, 30] == 1 and not suggested[2, 15, 30]  # painted on plane 3
+    assert np.array_equal(labels[3] == 1, suggested[3])  # the other planes as they were
+    (ann,) = studio.list_annotations(admin, image_id)
+    at.selectbox(key="vol_correct_object").set_value(ann.id).run()
+    at.radio(key="vol_brush_mode").set_value("eraser").run()
+    at.session_state[TEST_HOOK_KEY] = [[(44, 30), (44, 30)]]  # the nucleus' centre on plane 3
+    at.run()
+    assert not at.exception, at.exception
+    labels = studio.volume_sparse_labels(admin, image_id)
+    assert labels[2, 30, 44] == 0 and labels[3, 30, 44] == 1
