@@ -12,6 +12,8 @@
   for its plane); "Save as one 3D object" interpolates the planes between (signed distances,
   ``spoco_core.interpolate``) and stores one label. Drawn as background, an outline is saved at
   once as a background mark on that plane, which is background in 3D.
+- Correct a plane: a labelled 3D object's outline on the plane is redrawn, painted with the brush
+  or erased; its other planes stay (an edit, with history).
 - "Every object here is labelled" marks the whole volume complete.
 """
 
