@@ -27,7 +27,7 @@ from spoco_core.defaults import DEFAULT_TRAIN_MINUTES
 from spoco_core.io import to_channels
 from spoco_core.labels import complete_labels
 from spoco_core.losses import LossConfig
-from spoco_core.model3d import EmbeddingUNet3D, UNet3DConfig, make_teacher
+from spoco_core.model3d import XY_ONLY_ABOVE, EmbeddingUNet3D, UNet3DConfig, make_teacher
 from spoco_core.synthetic import sparsify
 from spoco_core.synthetic3d import sparse_volume_labels
 from spoco_core.train import (
@@ -385,6 +385,8 @@ class VolumeTrainer(Trainer):
         self.loss_generator.manual_seed(config.seed * 1000 + self.dist.rank)
 
         ckpt = self._warm_start(init_checkpoint)
+        # a coarse z step: one plane of core margin would be an object's whole top and bottom
+        config.loss.core_along_z = config.model.anisotropy <= XY_ONLY_ABOVE
         self.samples = _prepare(samples, config.model.in_channels)
         self._measure_objects(fresh=ckpt is None)
         self.voxels = [LabelledVoxels.of(lab) for _, lab in self.samples]

@@ -9,9 +9,9 @@ import torch
 
 from spoco_core.__main__ import main
 from spoco_core.augment3d import LabelledVoxels, sample_volume_views
-from spoco_core.losses import TERMS, LossConfig, spoco_loss
+from spoco_core.losses import TERMS, LossConfig, object_cores_nd, spoco_loss
 from spoco_core.model import UNetConfig
-from spoco_core.model3d import EmbeddingUNet3D, UNet3DConfig, make_teacher
+from spoco_core.model3d import XY_ONLY_ABOVE, EmbeddingUNet3D, UNet3DConfig, make_teacher
 from spoco_core.synthetic3d import DEFAULT_SPACING, generate_volume, sparse_volume_labels, training_volumes
 from spoco_core.train import TrainConfig, Trainer, load_checkpoint
 from spoco_core.train3d import (
@@ -310,3 +310,15 @@ def test_a_shallow_stack_trains_on_wider_windows(volumes):
     assert capped.window == (4, 48, 48)  # no wider than the volumes
     view_f, _, labels = capped._batch()
     assert view_f.shape == (2, 1, 4, 48, 48) and labels.shape == (2, 4, 48, 48)
+
+
+def test_cores_of_coarse_stacks_keep_their_top_and_bottom_planes(trained):
+    labels = torch.zeros((5, 7, 7), dtype=torch.long)
+    labels[1:4, 1:6, 1:6] = 1
+    full = object_cores_nd(labels, 1)
+    in_plane = object_cores_nd(labels, 1, dims=(1, 2))
+    assert int(full.sum()) == 9 and full[2].any() and not full[1].any()  # 6-neighbours: 1 plane of 3x3
+    assert int(in_plane.sum()) == 27 and in_plane[1].any()  # each plane's own 3x3 core
+    # the trainer picks it from the voxel size: z twice xy is coarse
+    assert trained[0].config.loss.core_along_z is False
+    assert trained[0].config.model.anisotropy > XY_ONLY_ABOVE
