@@ -63,9 +63,12 @@ def insert_box(
     parent_id: int | None = None,
     suggestion_id: int | None = None,
     at: float | None = None,
+    *,
+    rle: dict | None = None,
 ) -> int:
-    """:func:`insert` of a mask held as its box crop (imports): never made image-sized."""
-    rle = masks.encode_box(mask)
+    """:func:`insert` of a mask held as its box crop (imports): never made image-sized. ``rle``:
+    its code when the caller has it already (``masks.encode_box`` of ``mask``)."""
+    rle = masks.encode_box(mask) if rle is None else rle
     cur = db.execute(
         "INSERT INTO annotations (image_id, kind, rle, bbox, area, source, author, created_at, seconds, "
         "parent_id, suggestion_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

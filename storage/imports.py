@@ -172,9 +172,8 @@ def _masks_of(labels: np.ndarray, name: str, shape: tuple[int, int]) -> _Labels:
     for k, sl in enumerate(ndimage.find_objects(compact), start=1):
         if sl is None:
             continue
-        box = masks.tight(sl[0].start, sl[1].start, compact[sl] == k, shape)
-        if box is not None:
-            out.objects.append(box)
+        # find_objects' slice is the value's own bounding box: the crop is tight already
+        out.objects.append(masks.BoxMask(sl[0].start, sl[1].start, compact[sl] == k, tuple(shape)))
     return out
 
 
@@ -720,12 +719,13 @@ def _store(db: Database, info: ImageInfo, labels: _Labels, user_id: int, report:
         n_obj = n_bg = 0
         for kind, group in (("background", labels.background), ("object", labels.objects)):
             for mask in group:
-                key = (kind, masks.to_json(masks.encode_box(mask)))
+                rle = masks.encode_box(mask)
+                key = (kind, masks.to_json(rle))
                 if key in existing:
                     report.skipped_duplicates += 1
                     continue
                 existing.add(key)
-                annotations.insert_box(tx, info.id, kind, mask, IMPORT_SOURCE, user_id, 0.0)
+                annotations.insert_box(tx, info.id, kind, mask, IMPORT_SOURCE, user_id, 0.0, rle=rle)
                 if kind == "object":
                     n_obj += 1
                 else:
