@@ -24,10 +24,10 @@ if TYPE_CHECKING:
     from spoco_core.train import ProgressEvent, TrainConfig, TrainResult
 
 log = logging.getLogger("storage.worker")
-MIN_STEPS = 150
+MIN_STEPS = 50
 """Steps a time-budgeted job makes at least (``TrainConfig.min_steps``): fewer and the new version
 does not replace the current one (docs/decisions.md)."""
-WARM_LR_SCALE = 0.5
+WARM_LR_SCALE = 1.0
 """A warm-started job's peak learning rate, as a share of ``lr`` (docs/decisions.md)."""
 CHECKING = {"checking": 1.0}
 """The progress point a job adds once training ended, while it scores the held-back labels."""
