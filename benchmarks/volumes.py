@@ -34,12 +34,15 @@ model on 2 torch threads and reports its seconds and peak resident memory.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import resource
+import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from itertools import product
 from pathlib import Path
@@ -295,21 +298,8 @@ def _targets(results: dict[str, dict]) -> str:
     return "Targets: " + "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny smoke run: checks the script runs")
-    parser.add_argument("--datasets", default="synthetic,cho", help="comma-separated: synthetic, cho")
-    parser.add_argument("--iterations-3d", type=int, default=None, help=f"3D steps (default {ITERATIONS_3D})")
-    parser.add_argument("--iterations-2d", type=int, default=None, help=f"2D steps (default {ITERATIONS_2D})")
-    parser.add_argument("--jobs", type=int, default=2, help="rows side by side (processes, one thread each)")
-    parser.add_argument("--no-speed", action="store_true", help="skip the 64x512x512 speed row")
-    parser.add_argument("--speed-threads", type=int, default=2, help="torch threads of the speed row")
-    parser.add_argument("--save-dir", type=Path, default=None, help="keep the synthetic 30 %% model here")
-    parser.add_argument("--speed-only", type=Path, default=None, metavar="CKPT", help="only the speed row")
-    args = parser.parse_args(argv)
-    if args.speed_only is not None:
-        print_speed(args.speed_only, SPEED_SHAPE, args.speed_threads)
-        return 0
+def setup_of(args: argparse.Namespace) -> Setup:
+    """The run's setup from the command line (``--quick``, step counts, ``--budget-share``)."""
     setup = Setup()
     if args.quick:
         setup = replace(
@@ -328,6 +318,45 @@ def main(argv: list[str] | None = None) -> int:
         setup = replace(setup, iterations_3d=(("synthetic", args.iterations_3d), ("cho", args.iterations_3d)))
     if args.iterations_2d:
         setup = replace(setup, iterations_2d=args.iterations_2d)
+    if args.budget_share != 1.0:
+        share = args.budget_share
+        steps = tuple((d, max(1, round(n * share))) for d, n in setup.iterations_3d)
+        setup = replace(setup, iterations_3d=steps, iterations_2d=max(1, round(setup.iterations_2d * share)))
+    return setup
+
+
+def _one_task(args: argparse.Namespace, setup: Setup) -> int:
+    dataset, index = args.task.split(":")
+    result = run_task(setup, dataset, ROWS[int(index)], args.task_save)[2]
+    args.task_out.write_text(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run: checks the script runs")
+    parser.add_argument("--datasets", default="synthetic,cho", help="comma-separated: synthetic, cho")
+    parser.add_argument("--iterations-3d", type=int, default=None, help=f"3D steps (default {ITERATIONS_3D})")
+    parser.add_argument("--iterations-2d", type=int, default=None, help=f"2D steps (default {ITERATIONS_2D})")
+    parser.add_argument("--jobs", type=int, default=2, help="rows side by side (processes, one thread each)")
+    parser.add_argument("--no-speed", action="store_true", help="skip the 64x512x512 speed row")
+    parser.add_argument("--speed-threads", type=int, default=2, help="torch threads of the speed row")
+    parser.add_argument("--save-dir", type=Path, default=None, help="keep the synthetic 30 %% model here")
+    parser.add_argument("--speed-only", type=Path, default=None, metavar="CKPT", help="only the speed row")
+    parser.add_argument(
+        "--budget-share", type=float, default=1.0, help="scale every row's steps (1: the default budget)"
+    )
+    parser.add_argument("--task", default=None, help=argparse.SUPPRESS)  # DATASET:ROW, one row alone
+    parser.add_argument("--task-out", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--task-save", type=Path, default=None, help=argparse.SUPPRESS)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    if args.task is not None:
+        return _one_task(args, setup_of(args))
+    if args.speed_only is not None:
+        print_speed(args.speed_only, SPEED_SHAPE, args.speed_threads)
+        return 0
+    setup = setup_of(args)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     if "cho" in datasets:
         from spoco_core.real_data import DataUnavailable, load_cho
@@ -356,12 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         for d in reversed(datasets)
     ]
     results: dict[str, dict[str, dict]] = {}
-    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(run_task, *t) for t in tasks]
-        for future in as_completed(futures):  # each row as it ends: a long run is readable early
-            dataset, row, result = future.result()
-            results.setdefault(dataset, {})[row] = result
-            print(f"done: {dataset} | {_table(dataset, {row: result})[-1]}", flush=True)
+    for dataset, row, result in run_all(tasks, args.jobs, tmp, argv or []):
+        results.setdefault(dataset, {})[row] = result
+        print(f"done: {dataset} | {_table(dataset, {row: result})[-1]}", flush=True)
     for dataset in datasets:
         print("\n".join(_table(dataset, results[dataset])))
         print(_targets(results[dataset]))
@@ -372,6 +398,32 @@ def main(argv: list[str] | None = None) -> int:
         print_speed(speed_ckpt, (8, 128, 128) if args.quick else SPEED_SHAPE, args.speed_threads)
     print(f"\ntotal time: {time.perf_counter() - t0:.0f} s")
     return 0
+
+
+def run_all(tasks: list[tuple], jobs: int, folder: Path, argv: list[str]) -> Iterator[tuple[str, str, dict]]:
+    """Each row in its own process, ``jobs`` at a time, yielded as it ends: a row that crashes
+    (a native library's fault) is reported and loses only itself."""
+    pending = list(tasks)
+    running: list[tuple[subprocess.Popen, Path, str, str]] = []
+    while pending or running:
+        while pending and len(running) < max(1, jobs):
+            _, dataset, row, save = pending.pop(0)
+            out = folder / f"{dataset}_{ROWS.index(row)}.json"
+            cmd = [sys.executable, "-X", "faulthandler", "-m", "benchmarks.volumes", *argv]
+            cmd += ["--task", f"{dataset}:{ROWS.index(row)}", "--task-out", str(out)]
+            if save is not None:
+                cmd += ["--task-save", str(save)]
+            running.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL), out, dataset, row))
+        time.sleep(2)
+        for item in list(running):
+            proc, out, dataset, row = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            if proc.returncode == 0 and out.is_file():
+                yield dataset, row, json.loads(out.read_text())
+            else:
+                print(f"failed: {dataset} | {row} (exit {proc.returncode})", file=sys.stderr, flush=True)
 
 
 def print_speed(checkpoint: Path, shape: tuple[int, int, int], threads: int) -> None:
