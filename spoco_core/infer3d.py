@@ -348,6 +348,7 @@ def settings_of(source: Any) -> VolumeSettings:
             getattr(config, "object_volume", 0.0) or getattr(config, "object_area", 0.0) or 0.0
         ),
         grow=int(getattr(loss, "core_margin", 0)) if fg_trained else 0,
+        grow_z=bool(getattr(loss, "core_along_z", True)),  # as the training cores were eroded
         coord_steps=steps,  # type: ignore[arg-type]
         foreground_trained=fg_trained,
     )
