@@ -213,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
             wait_trainings(studio, lead, [job2.id, job_other.id])
     finally:
         for proc in workers:
-            proc.terminate()
-            proc.wait(60)
+            proc.terminate()  # a worker in a prediction stops at its next tile
+        for proc in workers:
+            try:
+                proc.wait(120)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
     versions = {v.version: v for v in studio.list_model_versions(lead, main_project.id)}
     scores = {}
     for number, version in versions.items():
