@@ -214,3 +214,10 @@ def test_model_outlines_never_share_the_labelled_green() -> None:
     for r, g, b in PREDICTION_RGB:
         hue = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)[0] * 360
         assert not 70 <= hue <= 170 and not 45 <= hue <= 65 and not (hue < 15 or hue > 285), hue
+
+
+def test_a_camera_frame_is_shown_whole_at_1x() -> None:
+    """An 1100x700 frame at 1x: x 0-1100 and y 0-700 on screen (a 1024 px crop cut 38 px off
+    each side)."""
+    view = make_viewport(1100, 700)
+    assert (view.x0, view.y0, view.w, view.h) == (0, 0, 1100, 700) and not needs_pan(1100, 700)

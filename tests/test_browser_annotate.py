@@ -211,9 +211,12 @@ def test_a_saved_mark_is_red_at_once(app: Server) -> None:
         time.sleep(1.0)  # the canvas draws its background image
         Shots(page)("rectangle_saved_red")
         assert _reddish(_pixel(page, canvas, 0.125, 0.125))
+        view = page.locator("details").filter(has_text="View: zoom").first
+        assert not view.evaluate("e => e.open")  # the View controls stay closed after a save
 
         _tool(page, "Polygon")
         picture = page.locator(".spoco-polygon img").first
+        picture.wait_for()
         box = picture.bounding_box()
         assert box is not None
         corners = [(0.75, 0.75), (0.92, 0.75), (0.92, 0.92), (0.75, 0.92), (0.75, 0.75)]
@@ -239,6 +242,7 @@ def test_a_key_typed_during_the_rerun_is_replayed(app: Server) -> None:
     with _page() as page:
         _any_image(page, app.url, name)
         picture = page.locator(".spoco-polygon img").first
+        picture.wait_for()
         box = picture.bounding_box()
         assert box is not None
         for fx, fy in [(0.05, 0.8), (0.2, 0.8), (0.2, 0.95), (0.05, 0.95), (0.05, 0.8)]:
@@ -268,6 +272,7 @@ def test_the_wheel_zooms_and_a_drag_pans_the_picture(app: Server) -> None:
     with _page() as page:
         _any_image(page, app.url, "synthetic_02.png")
         picture = page.locator(".spoco-polygon img").first
+        picture.wait_for()
         box = picture.bounding_box()
         assert box is not None
         page.mouse.move(box["x"] + 0.25 * box["width"], box["y"] + 0.25 * box["height"])
@@ -275,6 +280,7 @@ def test_the_wheel_zooms_and_a_drag_pans_the_picture(app: Server) -> None:
         page.get_by_text("Overview: showing x 0–80, y 0–80 of 160×160", exact=False).wait_for()
         _settle(page)
         picture = page.locator(".spoco-polygon img").first
+        picture.wait_for()
         box = picture.bounding_box()
         assert box is not None
         page.mouse.move(box["x"] + 0.75 * box["width"], box["y"] + 0.5 * box["height"])
@@ -285,6 +291,7 @@ def test_the_wheel_zooms_and_a_drag_pans_the_picture(app: Server) -> None:
         assert page.get_by_text("outline(s) ready").first.inner_text().startswith("Your drawing · 0")
         _settle(page)
         picture = page.locator(".spoco-polygon img").first
+        picture.wait_for()
         box = picture.bounding_box()
         assert box is not None
         page.mouse.move(box["x"] + 0.5 * box["width"], box["y"] + 0.5 * box["height"])
