@@ -22,7 +22,8 @@ export default function (component) {
   const { data } = component;
   const state = window.spocoKeyQueue || (window.spocoKeyQueue = { queue: [], lastClick: 0 });
   state.keys = data.keys;
-  if (state.installed) return;
+  const forget = () => { if (state.keys === data.keys) state.keys = {}; };  // the page is left
+  if (state.installed) return forget;
   state.installed = true;
   const running = () => document.querySelector('[data-testid="stStatusWidget"]') !== null;
   const busy = () => running() || Date.now() - state.lastClick < data.click_busy_ms;
@@ -64,6 +65,7 @@ export default function (component) {
       el.click();
     }
   }, 100);
+  return forget;
 }
 """
 
