@@ -153,7 +153,7 @@ def version_row(name: str, version, load: str, score: float) -> str:
         f"| {name} | {version.n_objects} | {version.metrics.get('planned_iterations')} / "
         f"{version.metrics.get('iterations')} | {load} | {held.get('score')} vs "
         f"{'-' if current is None else current} ({held.get('labels', 0)} labels) | "
-        f"{'yes' if version.is_current else 'no: ' + str(version.metrics.get('kept_back', ''))[:60]} | "
+        f"{'no: ' + str(version.metrics['kept_back'])[:60] if 'kept_back' in version.metrics else 'yes'} | "
         f"{score:.3f} |"
     )
 
