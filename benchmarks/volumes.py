@@ -83,6 +83,7 @@ class Setup:
     cho_crop: int | None = None  # --quick: a corner of each CHO volume
     quick: bool = False
     seed: int = 0
+    amp: bool = True  # --float32: no bfloat16 autocast in 3D training
 
 
 @dataclass
@@ -169,7 +170,9 @@ def classical_row(data: Data) -> dict:
 def train_3d(setup: Setup, data: Data, fraction: float) -> tuple[VolumeTrainer, dict]:
     labels = sparse_labels(data.train_gt, fraction)
     steps = dict(setup.iterations_3d)[data.name]
-    cfg = VolumeTrainConfig(iterations=steps, device="cpu", spacing=data.spacing, seed=setup.seed)
+    cfg = VolumeTrainConfig(
+        iterations=steps, device="cpu", spacing=data.spacing, seed=setup.seed, amp=setup.amp
+    )
     if setup.quick:
         cfg = replace(cfg, patch_size=(8, 32, 32), batch_size=1, model=UNet3DConfig(base_channels=4, depth=2))
     trainer = VolumeTrainer(list(zip(data.train_images, labels, strict=True)), cfg)
@@ -318,6 +321,8 @@ def setup_of(args: argparse.Namespace) -> Setup:
         setup = replace(setup, iterations_3d=(("synthetic", args.iterations_3d), ("cho", args.iterations_3d)))
     if args.iterations_2d:
         setup = replace(setup, iterations_2d=args.iterations_2d)
+    if args.float32:
+        setup = replace(setup, amp=False)
     if args.budget_share != 1.0:
         share = args.budget_share
         steps = tuple((d, max(1, round(n * share))) for d, n in setup.iterations_3d)
@@ -346,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget-share", type=float, default=1.0, help="scale every row's steps (1: the default budget)"
     )
+    parser.add_argument("--rows", default="", help="comma-separated row indices 0-4 (default: all)")
+    parser.add_argument("--float32", action="store_true", help="3D training without bfloat16 autocast")
     parser.add_argument("--task", default=None, help=argparse.SUPPRESS)  # DATASET:ROW, one row alone
     parser.add_argument("--task-out", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--task-save", type=Path, default=None, help=argparse.SUPPRESS)
@@ -379,6 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     speed_ckpt = tmp / "synthetic_30.pt"
     order = [ROWS[2], ROWS[4], ROWS[1], ROWS[0], ROWS[3]]  # the targets' rows first
+    if args.rows:
+        order = [r for r in order if str(ROWS.index(r)) in args.rows.split(",")]
     tasks = [
         (setup, d, row, speed_ckpt if (d == "synthetic" and row == ROWS[2]) else None)
         for row in order
