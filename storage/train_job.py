@@ -30,7 +30,7 @@ does not replace the current one (docs/decisions.md)."""
 WARM_LR_SCALE = 1.0
 """A warm-started job's peak learning rate, as a share of ``lr`` (docs/decisions.md)."""
 CHECKING = {"checking": 1.0}
-"""The progress point a job adds once training ended, while it scores the held-back labels."""
+"""Added to a job's last progress point once training ended, while it scores the held-back labels."""
 
 
 def collect_samples(
@@ -125,7 +125,11 @@ def run_training(ctx: JobContext) -> None:
         jobs.finish(ctx.db, ctx.job_id, "cancelled")
         log.info("job %s: cancelled after %d iterations", ctx.job_id, result.iterations_done)
         return
-    writer.add(result.iterations_done, result.planned, CHECKING)
+    if writer.history:  # the last loss point says so (the curve keeps its points)
+        writer.history[-1].update(CHECKING)
+        writer.add(result.iterations_done, result.planned)
+    else:
+        writer.add(result.iterations_done, result.planned, CHECKING)
     writer.flush()
     rel = f"checkpoints/project-{ctx.project_id}/job-{ctx.job_id}.pt"
     trainer.save(ctx.blobs.path(rel), meta={"project_id": ctx.project_id, "job_id": ctx.job_id})
