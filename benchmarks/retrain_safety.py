@@ -118,7 +118,8 @@ class LoadMeter:
 
 
 def start_workers(data_dir: Path, n: int) -> list[subprocess.Popen]:
-    env = {**os.environ, "SPOCO_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    env = dict(os.environ)
+    env.update({"SPOCO_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)})
     log = open(data_dir / "workers.log", "ab")  # noqa: SIM115 (open while the workers run)
     cmd = [sys.executable, "-m", "storage.worker", "--data-dir", str(data_dir), "--poll", "0.5"]
     return [subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env) for _ in range(n)]
@@ -181,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     labels1 = [round_labels(r, n, seed=i) for i, (r, n) in enumerate(zip(train_ref, first, strict=True))]
     labels2 = [round_labels(r, 2 * n, seed=i) for i, (r, n) in enumerate(zip(train_ref, first, strict=True))]
 
+    from storage.config import Settings
     from storage.service import Studio
 
-    os.environ.setdefault("SPOCO_BCRYPT_ROUNDS", "4")
     data_dir = Path(tempfile.mkdtemp(prefix="retrain-safety-")) / "data"
-    studio = Studio.open(data_dir)
+    data_dir.mkdir(parents=True)
+    studio = Studio(replace(Settings.from_env(data_dir), bcrypt_rounds=4))  # the admin logs in fast
     studio.ensure_admin("admin", "benchmark password")
     lead = studio.authenticate("admin", "benchmark password")
     main_project = studio.create_project(lead, "HeLa")
