@@ -1,6 +1,8 @@
-"""Instance segmentation metrics on integer label images (0 = background): (H, W) images or
-(Z, Y, X) volumes alike, where IoU and Dice count voxels, so a nucleus cut into pieces along z is
-several objects to every score (the per-plane failure 3D segmentation is measured against).
+"""Instance segmentation metrics on integer label images (0 = background), 2D or 3D.
+
+(H, W) images and (Z, Y, X) volumes alike: in a volume IoU and Dice count voxels, so a nucleus cut
+into pieces along z is several objects to every score (the per-plane failure 3D segmentation is
+measured against).
 
 Everything derives from one contingency table (pixel overlaps between every GT and predicted
 object), built with ``np.bincount`` over combined ids, so cost is linear in pixels and in the
