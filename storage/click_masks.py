@@ -141,7 +141,8 @@ def segment(
         # cached embeddings mean the prediction job kept the image's size: nothing to measure
         scale = image_scale(sparse, area)
     else:  # labelled objects decide; an image without any is measured (once)
-        scale = object_sizes.image_scale(image_key, image, sparse, area)
+        dark = predictor.config.objects_dark
+        scale = object_sizes.image_scale(image_key, image, sparse, area, invert=dark)
     if scale != 1.0:
         return ClickSegment(_scaled_click_mask(predictor, image, blocked, positive, negative, scale), "model")
     if not cached and on_missing is not None:

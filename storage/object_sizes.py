@@ -16,7 +16,7 @@ from functools import partial
 import numpy as np
 
 KEEP = 4096  # areas held per process (a float each)
-_areas: OrderedDict[tuple[str, tuple[int, ...]], float] = OrderedDict()
+_areas: OrderedDict[tuple[tuple[str, tuple[int, ...]], bool], float] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -25,19 +25,23 @@ def image_key(sha256: str, model_channels: tuple[int, ...] | list[int]) -> tuple
     return str(sha256), tuple(int(c) for c in model_channels)
 
 
-def unlabelled_area(key: tuple[str, tuple[int, ...]], image: Callable[[], np.ndarray] | np.ndarray) -> float:
+def unlabelled_area(
+    key: tuple[str, tuple[int, ...]], image: Callable[[], np.ndarray] | np.ndarray, invert: bool = False
+) -> float:
     """Median area of the image's classical objects (``object_scale.classical_area``), measured on
-    the first call for ``key`` and kept. ``image``: its pixels, or how to load them (read only
-    when measuring)."""
+    the first call for ``key`` and polarity and kept. ``image``: its pixels, or how to load them
+    (read only when measuring); ``invert``: the model's objects are darker than their background
+    (``TrainConfig.objects_dark``), so the bright background between them is not read as objects."""
     from spoco_core.object_scale import classical_area
 
+    held = (key, bool(invert))
     with _lock:
-        if key in _areas:
-            _areas.move_to_end(key)
-            return _areas[key]
-    area = classical_area(image() if callable(image) else image)
+        if held in _areas:
+            _areas.move_to_end(held)
+            return _areas[held]
+    area = classical_area(image() if callable(image) else image, invert=bool(invert))
     with _lock:
-        _areas[key] = area
+        _areas[held] = area
         while len(_areas) > KEEP:
             _areas.popitem(last=False)
     return area
@@ -48,9 +52,10 @@ def image_scale(
     image: Callable[[], np.ndarray] | np.ndarray,
     sparse: np.ndarray,
     object_area: float,
+    invert: bool = False,
 ) -> float:
     """``object_scale.image_scale`` of an image of the project: its labelled objects decide, else
-    its measured classical objects."""
+    its measured classical objects (in the model's polarity, ``invert``)."""
     from spoco_core.object_scale import image_scale as scale_of
 
-    return scale_of(sparse, object_area, partial(unlabelled_area, key, image))
+    return scale_of(sparse, object_area, partial(unlabelled_area, key, image, invert=invert))

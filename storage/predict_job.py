@@ -132,7 +132,8 @@ def run_prediction(ctx: JobContext) -> None:
             # the embedding cache holds full-size embeddings only (click masks read them), so such
             # an image is embedded afresh
             key = object_sizes.image_key(row["sha256"], chosen)
-            scale = object_sizes.image_scale(key, image, sparse, predictor.config.object_area)
+            dark = predictor.config.objects_dark
+            scale = object_sizes.image_scale(key, image, sparse, predictor.config.object_area, invert=dark)
             embedder = _embedder(ctx, predictor, version.id, info.id, image) if scale == 1.0 else predictor
             try:
                 # large images go tile by tile with fewer test-time views (spoco_core.tiling);

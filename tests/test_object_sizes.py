@@ -42,5 +42,5 @@ def test_only_the_latest_areas_are_kept(monkeypatch):
     flat = np.zeros((1, 32, 32), np.float32)
     for name in ("a", "b", "c"):
         object_sizes.unlabelled_area(object_sizes.image_key(name, [0]), flat)
-    held = {k[0] for k in object_sizes._areas}
+    held = {key[0] for key, _invert in object_sizes._areas}
     assert "a" not in held and {"b", "c"} <= held
