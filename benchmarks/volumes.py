@@ -352,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
         "--budget-share", type=float, default=1.0, help="scale every row's steps (1: the default budget)"
     )
     parser.add_argument("--rows", default="", help="comma-separated row indices 0-4 (default: all)")
-    parser.add_argument("--float32", action="store_true", help="3D training without bfloat16 autocast")
+    parser.add_argument(
+        "--float32", action="store_true", help="3D training without mixed precision (the default on a CPU)"
+    )
     parser.add_argument("--task", default=None, help=argparse.SUPPRESS)  # DATASET:ROW, one row alone
     parser.add_argument("--task-out", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--task-save", type=Path, default=None, help=argparse.SUPPRESS)

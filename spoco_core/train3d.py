@@ -158,7 +158,7 @@ class VolumeTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-5
     ema_momentum: float = 0.999
-    amp: bool = True
+    amp: bool = True  # mixed precision on CUDA; volumes train in float32 on a CPU (_amp_dtype)
     log_every: int = 10
     min_steps: int = 0  # as TrainConfig's: the least steps a time budget plans
     warm_lr_scale: float = 1.0  # as TrainConfig's: a warm start peaks at lr times this
@@ -466,6 +466,14 @@ class VolumeTrainer(Trainer):
             self.model = DistributedDataParallel(self.student, device_ids=ids)
 
     # ---- training
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        """Mixed precision on CUDA only: the backward pass of bfloat16 3-D convolutions on the CPU
+        aborted the process (a double free in the CPU kernels) on shallow windows of a real stack,
+        so a CPU trains volumes in float32 whatever the CPU offers."""
+        if self.device.type != "cuda":
+            return None
+        return super()._amp_dtype()
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         views_f, views_g, labs = [], [], []
