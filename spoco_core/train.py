@@ -280,7 +280,16 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "auto") -> Ch
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     data = _read_checkpoint_dict(Path(path), dev)
     config = TrainConfig.from_dict(data["config"])
-    student = EmbeddingUNet(config.model).to(dev)
+    return assemble_checkpoint(Checkpoint, data, config, EmbeddingUNet(config.model).to(dev), path)
+
+
+def assemble_checkpoint(
+    kind: type[Any], data: dict, config: Any, student: nn.Module, path: Path | str
+) -> Any:
+    """A loaded checkpoint of ``kind`` (``Checkpoint`` or the 3-D ``VolumeCheckpoint``).
+
+    The saved student and teacher weights go into ``student`` and its copy, both in eval mode.
+    """
     try:
         student.load_state_dict(data["student"])
         teacher = make_teacher(student)
@@ -288,7 +297,7 @@ def load_checkpoint(path: Path | str, device: str | torch.device = "auto") -> Ch
     except (RuntimeError, KeyError) as exc:
         raise ValueError(f"checkpoint {path} does not match its own model config ({exc})") from exc
     student.eval()
-    return Checkpoint(
+    return kind(
         student=student,
         teacher=teacher,
         config=config,

@@ -38,6 +38,7 @@ from spoco_core.train import (
     _from_fields,
     _init_distributed,
     _read_checkpoint_dict,
+    assemble_checkpoint,
     coord_scale_for,
     median_object_area,
     resolve_device,
@@ -236,22 +237,7 @@ def load_volume_checkpoint(path: Path | str, device: str | torch.device = "auto"
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     data = _read_checkpoint_dict(Path(path), dev, kind="3d")
     config = VolumeTrainConfig.from_dict(data["config"])
-    student = EmbeddingUNet3D(config.model).to(dev)
-    try:
-        student.load_state_dict(data["student"])
-        teacher = make_teacher(student)
-        teacher.load_state_dict(data["teacher"])
-    except (RuntimeError, KeyError) as exc:
-        raise ValueError(f"checkpoint {path} does not match its own model config ({exc})") from exc
-    student.eval()
-    return VolumeCheckpoint(
-        student=student,
-        teacher=teacher,
-        config=config,
-        iteration=int(data.get("iteration", 0)),
-        meta=dict(data.get("meta") or {}),
-        foreground_trained=bool(data.get("foreground_trained", True)),
-    )
+    return assemble_checkpoint(VolumeCheckpoint, data, config, EmbeddingUNet3D(config.model).to(dev), path)
 
 
 def _volume_labels(path: Path, shape: tuple[int, int, int], name: str) -> tuple[np.ndarray, tuple]:
