@@ -118,9 +118,11 @@ def test_warm_start_from_cli(trained, tmp_path):
 def test_coordinates_copy_paste_and_cores_are_cli_settings(trained, tmp_path):
     data, model = trained
     config = load_checkpoint(model, "cpu").config
-    # the default coordinate scale follows the labelled objects' size
+    # the default coordinate scale follows the labelled objects' size and shape
     assert config.object_area > 0 and config.paste_objects == 1
-    assert config.model.coord_scale == pytest.approx(coord_scale_for(config.object_area, 0.2))
+    assert config.model.coord_scale == pytest.approx(
+        coord_scale_for(config.object_area, 0.2, config.object_shape)
+    )
     assert config.loss.core_margin == LossConfig().core_margin
     out = tmp_path / "plain.pt"
     result = _cli(
