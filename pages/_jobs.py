@@ -151,7 +151,7 @@ def seconds_left(job: Job, now: float) -> float | None:
 
 
 def held_back_text(metrics: dict) -> str | None:
-    """'0.812 on 6 labels (v1: 0.801)': a version's held-back score beside the then current one's."""
+    """'S on N labels (vK: S')': a version's held-back score beside the then current one's."""
     held = metrics.get("held_back")
     if not isinstance(held, dict) or held.get("score") is None:
         return None

@@ -48,8 +48,8 @@ class FarMarks:
     Windows follow the objects, so a mark drawn on open background (where a model called the
     texture foreground) would otherwise stay unseen: the demo's phase-contrast cell kept a hundred
     and more objects on its marked background. Together an image's far marks are sampled as often
-    as one of its objects: counted one by one they took a fifth to two fifths of the windows of a
-    real nuclei frame labelled at 10 % and cost that row 0.025 mAP.
+    as one of its objects: counted one by one they took a large share of the windows
+    (docs/decisions.md).
     """
 
     ys: np.ndarray

@@ -27,24 +27,20 @@ MIN_SAMPLE_CLUSTER = 5  # smallest cluster (in sampled points) HDBSCAN/mean-shif
 CLUSTER_SHARE = 0.4
 """HDBSCAN's smallest cluster, as a share of the smallest object kept (``min_size``): an object's
 core is smaller than the object, and a larger smallest cluster made HDBSCAN merge touching objects
-(synthetic, 10 % labels: 0.590 mAP with clusters down to a tenth of the median labelled area,
-0.543 down to a quarter). Objects are still filtered at ``min_size`` after clustering."""
+(docs/decisions.md). Objects are still filtered at ``min_size`` after clustering."""
 CLUSTER_FLOOR = 15  # px; HDBSCAN's smallest cluster is never smaller (noise forms tiny clusters)
 # Distances in delta_v. The push loss keeps object centres 2 delta_d = 8 delta_v apart (defaults).
 CLAIM_RADIUS = 3.0  # pixels farther than this from every centre stay unclaimed (3 beat 2 measured)
 # px; an unclaimed pixel this close to a claimed one joins its cluster... Off: on trained networks
 # the foreground head over-covers a 1-2 px halo around objects and the fill grew every object into
-# it (measured on sparse_vs_dense.py models: mAP 0.270 -> 0.373 dense, 0.133 -> 0.141 at 10% without
-# it). Kept as a setting for embeddings that blur between touching objects without such a halo.
+# it (docs/decisions.md). Kept as a setting for embeddings that blur between touching objects
+# without such a halo.
 FILL_DISTANCE = 0.0
 CORE_CONFIDENCE = 0.85
 """An object is kept only when a tenth of its pixels have a foreground probability of at least
 this. Real objects have a confident core; the false objects sparse labels leave on unknown
 background (irregular slivers of faint background between crowded nuclei) do not: on the HeLa
-test frames, 30 % labels trained 4000 steps, the 90th percentile of the foreground probability was
->= 0.96 for 95 % of the objects that hit a reference nucleus and 0.78 (median) for those on reference
-background; keeping objects above 0.85 raised mAP 0.645 -> 0.703 on one label draw and
-0.762 -> 0.767 on another (0.8-0.9 within 0.005 of each other, 0.98 cost 0.04)."""
+test frames real objects' cores are far surer than the false objects' (docs/decisions.md)."""
 CONFIDENCE_QUANTILE = 0.9  # "a tenth of its pixels": the rim around a core is less sure
 UNSURE_MODEL_SHARE = 0.9
 """When even the surest object's core is below ``CORE_CONFIDENCE`` / this (a model a few steps into

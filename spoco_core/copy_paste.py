@@ -4,8 +4,8 @@ Why: with sparse labels the few labelled objects of an image rarely touch each o
 boundary between two touching objects -- where a sparse model merges -- is seldom supervised from
 both sides. A labelled object is complete (docs/contracts.md), so its pixels can be cut out and laid
 over a patch next to another labelled object: the pair then touches and both are labelled.
-Measured on benchmarks/sparse_vs_dense.py (10% labels): one pasted object per patch raised mAP
-(8 views) 0.412 -> 0.442; three per patch lowered it (the model learnt the pasted edges).
+One pasted object per patch helps; three per patch hurt (the model learnt the pasted edges;
+docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -22,9 +22,7 @@ MIN_INSIDE = 0.7  # a paste keeps at least this much of the object inside the pa
 MAX_COVER = 0.5  # a paste may hide at most this much of a labelled object it lands on
 GAP = (0.7, 1.0)  # centre distance as a fraction of the two radii summed: touching to overlapping
 # One paste per this many labelled objects in the patch, at most n: when pasted objects were about
-# as many as real ones the model learnt their edges (10% labels, 3 pastes: mAP 0.293 vs 0.373 with
-# 1; 5% labels, 1 paste per patch: 0.168 vs 0.327 without, and 0.250 with one paste per 3 objects
-# as a probability).
+# as many as real ones the model learnt their edges (docs/decisions.md).
 LABELLED_PER_PASTE = 3
 
 

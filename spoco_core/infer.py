@@ -208,9 +208,8 @@ class Predictor:
             False when the foreground head never saw a background mark: it is then ignored.
         cpu_bf16 : bool, optional
             Run the networks in bfloat16 autocast on the CPU (default: when the CPU has it
-            natively, :func:`~spoco_core.train.cpu_has_bf16`: 1.6x faster, embeddings within
-            ~0.003 of float32 on average with delta_v 0.5, the same mAP to +-0.003 on
-            sparse_vs_dense.py models). CUDA always uses mixed precision.
+            natively, :func:`~spoco_core.train.cpu_has_bf16`: faster, the same mAP within noise;
+            docs/decisions.md). CUDA always uses mixed precision.
 
         Raises
         ------

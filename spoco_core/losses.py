@@ -36,11 +36,8 @@ class LossConfig:
     w_instance: float = 3.0
     """The instance term (Dice of each labelled object against a soft mask around one of its pixels)
     counts three times the others: it is the term that keeps an object's pixels together and
-    everything else out, and with a few labelled objects the unlabelled ones came out loose (their
-    pixels lie 0.63 from their mean embedding on average, 0.47 with dense labels, delta_v 0.5;
-    splits and merges). Synthetic, 1600 steps, three training seeds, 10 % labels / dense:
-    weight 1: 0.619 / 0.715 mAP (ratio 0.87); 2: 0.639 / 0.711 (0.90); 3: 0.649 / 0.701 (0.93).
-    Real nuclei: see docs/benchmarks.md."""
+    everything else out, and with a few labelled objects the unlabelled ones came out loose
+    (splits and merges; docs/decisions.md)."""
     w_unlabelled: float = 1.0
     w_consistency: float = 1.0
     w_foreground: float = 5.0  # at 1 the head barely learns next to the embedding terms in 1000 steps
@@ -49,14 +46,13 @@ class LossConfig:
     labelled pixels (each group averaged on its own), so regions no mark covers do not drift to
     foreground as training goes on. Off: patches centred on background marks
     (``TrainConfig.background_crops``) stopped that drift better, and 0.1 on top of them cost mAP
-    (real nuclei, 30 % labels, 1200 steps: 0.605 against 0.658); today the confidence filter of
+    (docs/decisions.md); today the confidence filter of
     segmentation (``cluster.CORE_CONFIDENCE``) drops what drift is left."""
     fg_balanced: bool = True
     """Background pixels of the batch never weigh less, in total, than its object pixels in the
     foreground BCE: with sparse labels object pixels outnumber the few background marks many times,
     and as training goes on the head called everything it was never shown "foreground" (real nuclei,
-    30 % labels, 8 min: 0.402 mAP and 1577 objects for 759 without, 0.620 and 959 with; see
-    docs/benchmarks.md). Dense labels, with more background than object pixels, are unaffected."""
+    docs/decisions.md). Dense labels, with more background than object pixels, are unaffected."""
     consistency_anchors: int = 20
     consistency_min_fraction: float = 0.05
     # px of each labelled object's rim taught as "not core" to the foreground head; segmentation
@@ -369,7 +365,7 @@ def foreground_loss(
     ``spatial_dims``: 3 for volumes (``labels`` (Z,Y,X) or (B,Z,Y,X); cores by :func:`object_cores_nd`,
     eroded along z too unless ``core_along_z`` is False).
     (Also teaching the unknown pixels just outside a labelled object as not-core, valid as objects are
-    complete, did not help: 10% labels 0.594 vs 0.618 mAP, dense 0.701 vs 0.700, one seed.)
+    complete, did not help; docs/decisions.md.)
     """
     logits = fg_logits.reshape(-1)
     lab = labels.reshape(-1).to(logits.device)

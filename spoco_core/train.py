@@ -135,11 +135,9 @@ class TrainConfig:
     background_crops: float = 0.0
     """Share of the patches placed around a labelled pixel that are centred on a background mark
     instead of an object pixel. At 0.5 it once stopped the foreground head from calling more and
-    more unknown background foreground as training went on (real nuclei, 30 % labels, 1200 steps:
-    0.52 -> 0.658 mAP). Since segmentation drops objects without a confident core
-    (``cluster.CORE_CONFIDENCE``) it gains nothing there (30 % labels, two label draws: 0.700
-    against 0.702 without at 3 min, 0.703 against 0.711 at 8 min) and costs synthetic objects
-    (10 % labels, two seeds: 0.604 / 0.601 against 0.626 / 0.626), so patches follow the objects."""
+    more unknown background foreground as training went on. Since segmentation drops objects
+    without a confident core (``cluster.CORE_CONFIDENCE``) it gains nothing there and costs
+    synthetic objects, so patches follow the objects (docs/decisions.md)."""
     model: UNetConfig = field(default_factory=UNetConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     auto_coord_scale: bool = True
@@ -351,10 +349,8 @@ def _init_distributed(device: torch.device) -> _Dist:
 
 MIN_SIZE_FRACTION = 0.25
 """Objects under a quarter of the median labelled area (half its diameter) are dropped as fragments.
-Real nuclei (median ~610 px, 1 % of the reference under 213 px), 30 % labels trained 8 min, two
-label draws: 0.597 / 0.753 mAP at 0.1, 0.654 / 0.769 at 0.25, 0.703 / 0.776 at 0.4 (one-off
-re-segmentation of the same models). 0.25 and not more: a project whose objects differ in size
-keeps its small ones; synthetic objects under a quarter of the median: 0.2 %."""
+0.25 and not more: a project whose objects differ in size keeps its small ones
+(docs/decisions.md)."""
 MIN_SIZE_FLOOR = 15  # px; the smallest object segmentation ever keeps
 MIN_SIZE_UNKNOWN = 30  # px; when the labelled objects' size is unknown (older checkpoints)
 

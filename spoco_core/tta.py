@@ -3,7 +3,7 @@
 Why: with sparse labels, the pixels of unlabelled objects scatter more around their centre than
 those of labelled ones (median spread 0.51 vs 0.39 on the sparse_vs_dense.py test set at 10%), and
 the scatter bridges touching objects into one cluster. Averaging the embeddings of the eight
-dihedral views cancels much of it (10% labels: mAP 0.353 -> 0.412; dense 0.540 -> 0.535).
+dihedral views cancels much of it (docs/decisions.md).
 Uncertainty (spoco_core.uncertainty) compares the same views one by one instead.
 """
 
